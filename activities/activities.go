@@ -1,0 +1,130 @@
+// Package activities holds the side effects of a worker lifecycle: reserving
+// and refunding token budget, and starting, watching and stopping the worker's
+// OS process. Every activity is idempotent, because Temporal retries them and a
+// retry must never reserve twice, refund twice or spawn twice.
+package activities
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
+)
+
+// Error types carried by non-retryable application errors, so that workflows
+// can tell a refusal from an outage.
+const (
+	ErrTypeBudgetRefused     = "BudgetRefused"
+	ErrTypeUnknownWorkerType = "UnknownWorkerType"
+	ErrTypeSpawnFailed       = "SpawnFailed"
+)
+
+// ErrBudgetRefused is wrapped by a Ledger when a reservation does not fit.
+var ErrBudgetRefused = errors.New("insufficient budget")
+
+// Ledger is the token budget as seen by the activities. The worker program
+// wires it to the budget ledger workflow; tests may use a fake.
+type Ledger interface {
+	// Reserve allocates amount to the lease. Reserving again with the same
+	// lease returns nil without allocating twice. A reservation that does
+	// not fit returns an error wrapping ErrBudgetRefused.
+	Reserve(ctx context.Context, workerID, lease string, amount int64) error
+	// Release frees what the lease holds and returns how much that was; a
+	// second release of the same lease returns 0.
+	Release(ctx context.Context, workerID, lease string) (int64, error)
+}
+
+// Activities carries the dependencies of every activity. It is registered
+// once with the Temporal worker; workflows refer to its methods through a nil
+// *Activities.
+type Activities struct {
+	Ledger   Ledger
+	Registry *workertypes.Registry
+	// LogDir is the root of the per-worker log folders:
+	// LogDir/<worker_id>/worker.log.
+	LogDir string
+	// Host names this worker program; it is recorded with each process.
+	Host string
+	// TemporalAddress and TemporalNamespace are passed to each process so it
+	// can send its heartbeats.
+	TemporalAddress   string
+	TemporalNamespace string
+	// Procs tracks the processes this worker program started.
+	Procs *ProcessTable
+	// WatchPoll is how often WatchProcess checks a process it did not start
+	// and heartbeats to Temporal; zero means one second.
+	WatchPoll time.Duration
+}
+
+// ReserveInput asks for budget for one worker.
+type ReserveInput struct {
+	WorkerID   string `json:"worker_id"`
+	WorkerType string `json:"worker_type"`
+	// Lease identifies the lifecycle that holds the allocation, so that a
+	// retried reservation is recognised and never counted twice.
+	Lease  string `json:"lease"`
+	Amount int64  `json:"amount"`
+}
+
+// ReleaseInput returns a lease's allocation to the budget.
+type ReleaseInput struct {
+	WorkerID string `json:"worker_id"`
+	Lease    string `json:"lease"`
+}
+
+// ReleaseResult says how much a release gave back (0 when it had been given
+// back already).
+type ReleaseResult struct {
+	Released int64 `json:"released"`
+}
+
+// StartInput names the worker whose process to start. The command is never
+// part of it: it comes from the worker-type registry of the host.
+type StartInput struct {
+	WorkerID   string `json:"worker_id"`
+	WorkerType string `json:"worker_type"`
+	TaskID     string `json:"task_id"`
+}
+
+// ProcessInfo identifies a started process beyond its PID, so that a PID
+// reused by another process is never signalled.
+type ProcessInfo struct {
+	PID  int `json:"pid"`
+	PGID int `json:"pgid"`
+	// StartTicks is field 22 of /proc/<pid>/stat: the start time of the
+	// process in clock ticks since boot. PID plus start time names one
+	// process for the life of the machine.
+	StartTicks uint64    `json:"start_ticks"`
+	Host       string    `json:"host"`
+	LogPath    string    `json:"log_path"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+// ExitStatus is how a watched process ended.
+type ExitStatus struct {
+	// ExitCode is the process's exit code, 128+N when signal N ended it,
+	// and -1 when unknown.
+	ExitCode int    `json:"exit_code"`
+	Signal   string `json:"signal,omitempty"`
+	// Lost is true when the process vanished while this host did not hold
+	// its exit status (for example after a restart of the worker program).
+	Lost bool `json:"lost,omitempty"`
+}
+
+// StopInput asks to stop a process group: SIGTERM, Grace, then SIGKILL.
+// A zero Grace sends SIGKILL at once.
+type StopInput struct {
+	WorkerID string        `json:"worker_id"`
+	Process  ProcessInfo   `json:"process"`
+	Grace    time.Duration `json:"grace"`
+}
+
+// StopResult reports what a stop did.
+type StopResult struct {
+	// AlreadyGone is true when no process of the group was alive (or the
+	// PID belonged to another process) when the stop began.
+	AlreadyGone bool `json:"already_gone"`
+	// Killed is true when SIGKILL had to be sent.
+	Killed bool `json:"killed"`
+}

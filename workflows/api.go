@@ -1,0 +1,175 @@
+// Package workflows holds the durable parts of the worker lifecycle manager:
+// one lifecycle workflow per worker and the token budget ledger. It also owns
+// the names and payloads that masters, workers and the starter CLI use to talk
+// to those workflows.
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// TaskQueue is the shared queue polled by every worker program.
+const TaskQueue = "worker-lifecycle"
+
+// Names of the lifecycle workflow's messages.
+const (
+	// SignalHeartbeat carries a Heartbeat from the worker process.
+	SignalHeartbeat = "heartbeat"
+	// UpdateShutdown stops the worker gracefully (ShutdownRequest).
+	UpdateShutdown = "shutdown"
+	// UpdateKill stops the worker at once (KillRequest).
+	UpdateKill = "kill"
+	// QueryStatus returns the WorkerSpec.
+	QueryStatus = "status"
+)
+
+// Names of the budget ledger's messages.
+const (
+	LedgerWorkflowID = "token-budget-ledger"
+	UpdateReserve    = "reserve"
+	UpdateRelease    = "release"
+	UpdateSetTotal   = "set_total"
+	QueryBudget      = "budget"
+	// DefaultBudgetTotal is the ledger's total when it is first created;
+	// `starter budget set --total N` changes it.
+	DefaultBudgetTotal int64 = 500000
+)
+
+// Search attributes upserted on every state change, so the Web UI and
+// `temporal workflow list --query` can filter lifecycles.
+var (
+	SearchAttrStatus   = temporal.NewSearchAttributeKeyKeyword("WorkerStatus")
+	SearchAttrType     = temporal.NewSearchAttributeKeyKeyword("WorkerType")
+	SearchAttrMaster   = temporal.NewSearchAttributeKeyKeyword("Master")
+	SearchAttrTaskID   = temporal.NewSearchAttributeKeyKeyword("TaskId")
+	SearchAttrPriority = temporal.NewSearchAttributeKeyKeyword("Priority")
+)
+
+// SearchAttributeNames lists the custom search attributes the server must
+// have registered (all Keyword).
+var SearchAttributeNames = []string{"WorkerStatus", "WorkerType", "Master", "TaskId", "Priority"}
+
+// WorkflowID is the lifecycle workflow ID of a worker.
+func WorkflowID(workerID string) string { return "worker-lifecycle/" + workerID }
+
+// Status is a lifecycle state, as the runbook names them.
+type Status string
+
+const (
+	StatusPending      Status = "pending"
+	StatusRunning      Status = "running"
+	StatusIdle         Status = "idle"
+	StatusShuttingDown Status = "shutting_down"
+	StatusCompleted    Status = "completed"
+	StatusFailed       Status = "failed"
+	StatusZombie       Status = "zombie"
+	StatusCleanedUp    Status = "cleaned_up"
+)
+
+// Live reports whether a worker in this state may still hold a process or
+// budget.
+func (s Status) Live() bool {
+	switch s {
+	case StatusPending, StatusRunning, StatusIdle, StatusShuttingDown:
+		return true
+	}
+	return false
+}
+
+// Heartbeat is what a worker process sends, every 30 s by default.
+type Heartbeat struct {
+	TokensUsed  int64  `json:"tokens_used"`
+	HealthScore *int   `json:"health_score,omitempty"`
+	Status      string `json:"status,omitempty"` // "busy", "idle" or empty
+	Message     string `json:"message,omitempty"`
+	// SentAt is the sender's clock. It is kept for display only: staleness
+	// is always judged by when the workflow received the heartbeat.
+	SentAt *time.Time `json:"sent_at,omitempty"`
+}
+
+// Heartbeat statuses.
+const (
+	HeartbeatBusy = "busy"
+	HeartbeatIdle = "idle"
+)
+
+// ShutdownRequest asks for a graceful stop.
+type ShutdownRequest struct {
+	// Grace between SIGTERM and SIGKILL; zero means the lifecycle's default.
+	Grace  time.Duration `json:"grace,omitempty"`
+	Reason string        `json:"reason,omitempty"`
+}
+
+// KillRequest asks for an immediate stop.
+type KillRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// WorkerSpec is a worker as operators see it, in the runbook's shape.
+type WorkerSpec struct {
+	WorkerID    string        `json:"worker_id"`
+	WorkerType  string        `json:"worker_type"`
+	Status      Status        `json:"status"`
+	TaskID      string        `json:"task_id,omitempty"`
+	Priority    string        `json:"priority"`
+	Master      string        `json:"master"`
+	Repo        string        `json:"repo,omitempty"`
+	TokenBudget TokenBudget   `json:"token_budget"`
+	Heartbeat   HeartbeatInfo `json:"heartbeat"`
+	PID         int           `json:"pid,omitempty"`
+	Host        string        `json:"host,omitempty"`
+	LogPath     string        `json:"log_path,omitempty"`
+	CreatedAt   time.Time     `json:"created_at"`
+	StartedAt   *time.Time    `json:"started_at,omitempty"`
+	CompletedAt *time.Time    `json:"completed_at"`
+	ExitCode    *int          `json:"exit_code"`
+	Cleanup     *CleanupInfo  `json:"cleanup,omitempty"`
+	// Transitions is the recent history of states, oldest first (bounded).
+	Transitions []Transition `json:"transitions"`
+}
+
+// TokenBudget is a worker's allocation and what it reported using.
+type TokenBudget struct {
+	Allocated int64 `json:"allocated"`
+	Used      int64 `json:"used"`
+}
+
+// HeartbeatInfo is the worker's liveness as the workflow saw it.
+type HeartbeatInfo struct {
+	// LastSeen is when the workflow received the last heartbeat, by its own
+	// clock; nil until the first one.
+	LastSeen    *time.Time `json:"last_seen"`
+	HealthScore int        `json:"health_score"`
+	Message     string     `json:"message,omitempty"`
+	// Alert is "warning" or "critical" while heartbeats are late.
+	Alert string `json:"alert,omitempty"`
+	// Count is every heartbeat accepted over the whole lifecycle.
+	Count int64 `json:"count"`
+	// Rejected counts heartbeats whose payload was invalid and was ignored.
+	Rejected int64 `json:"rejected,omitempty"`
+}
+
+// Heartbeat alert levels.
+const (
+	AlertWarning  = "warning"
+	AlertCritical = "critical"
+)
+
+// CleanupInfo says why and how a worker's resources were given back.
+type CleanupInfo struct {
+	Reason    string     `json:"reason"`
+	CleanedAt *time.Time `json:"cleaned_at,omitempty"`
+	// Automated is false when an operator asked for the stop.
+	Automated bool `json:"automated"`
+	// Refunded is the number of tokens returned to the budget.
+	Refunded int64 `json:"refunded"`
+}
+
+// Transition is one change of state.
+type Transition struct {
+	Status Status    `json:"status"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}

@@ -1,0 +1,143 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+// ledgerCall is one update sent to the ledger and what came back.
+type ledgerCall struct {
+	name     string
+	arg      any
+	rejected error
+	failed   error
+	result   any
+}
+
+type ledgerHarness struct {
+	t     *testing.T
+	env   *testsuite.TestWorkflowEnvironment
+	calls []*ledgerCall
+}
+
+func newLedgerHarness(t *testing.T) *ledgerHarness {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(BudgetLedger)
+	return &ledgerHarness{t: t, env: env}
+}
+
+// at schedules an update; its outcome lands in the returned call.
+func (h *ledgerHarness) at(d time.Duration, name string, arg any) *ledgerCall {
+	c := &ledgerCall{name: name, arg: arg}
+	h.calls = append(h.calls, c)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { c.rejected = err },
+			OnComplete: func(v any, err error) {
+				c.result, c.failed = v, err
+			},
+		}, arg)
+	}, d)
+	return c
+}
+
+func (h *ledgerHarness) view() BudgetView {
+	v, err := h.env.QueryWorkflow(QueryBudget)
+	require.NoError(h.t, err)
+	var bv BudgetView
+	require.NoError(h.t, v.Get(&bv))
+	return bv
+}
+
+func reserve(id, lease string, amount int64) ReserveRequest {
+	return ReserveRequest{WorkerID: id, Lease: lease, Amount: amount}
+}
+
+func TestLedgerReserveReleaseIdempotent(t *testing.T) {
+	h := newLedgerHarness(t)
+	first := h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	retry := h.at(2*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	other := h.at(3*time.Second, UpdateReserve, reserve("worker-fix-b", "L2", 300))
+	tooBig := h.at(4*time.Second, UpdateReserve, reserve("worker-fix-c", "L3", 200))
+	stolen := h.at(5*time.Second, UpdateReserve, reserve("worker-fix-a", "L9", 1))
+	var mid BudgetView
+	h.env.RegisterDelayedCallback(func() { mid = h.view() }, 6*time.Second)
+	rel1 := h.at(7*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L1"})
+	rel2 := h.at(8*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L1"})
+	late := h.at(9*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	var end BudgetView
+	h.env.RegisterDelayedCallback(func() { end = h.view() }, 10*time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 11*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
+
+	for _, c := range []*ledgerCall{first, retry, other, rel1, rel2} {
+		require.NoError(t, c.rejected, c.name)
+		require.NoError(t, c.failed, c.name)
+	}
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, tooBig.rejected, &appErr)
+	require.Equal(t, "insufficient budget: available 100 < required 200", appErr.Message())
+	require.True(t, IsBudgetRefused(tooBig.rejected))
+	require.ErrorContains(t, stolen.rejected, "already holds 600 tokens for another lifecycle")
+	require.ErrorContains(t, late.rejected, "was released already")
+
+	require.Equal(t, int64(1000), mid.Total)
+	require.Equal(t, int64(900), mid.Used, "the retry must not reserve twice")
+	require.Equal(t, int64(100), mid.Available)
+	require.Len(t, mid.Allocations, 2)
+
+	require.Equal(t, int64(600), rel1.result)
+	require.Equal(t, int64(0), rel2.result, "a second release must refund nothing")
+	require.Equal(t, BudgetView{Total: 1000, Available: 700, Used: 300,
+		Allocations: []WorkerAllocation{{WorkerID: "worker-fix-b", Amount: 300, ReservedAt: end.Allocations[0].ReservedAt}}}, end)
+}
+
+func TestLedgerSetTotal(t *testing.T) {
+	h := newLedgerHarness(t)
+	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	below := h.at(2*time.Second, UpdateSetTotal, SetTotalRequest{Total: 500})
+	negative := h.at(3*time.Second, UpdateSetTotal, SetTotalRequest{Total: -1})
+	ok := h.at(4*time.Second, UpdateSetTotal, SetTotalRequest{Total: 5000})
+	bad := h.at(5*time.Second, UpdateReserve, reserve("worker-fix-b", "L2", 0))
+	var end BudgetView
+	h.env.RegisterDelayedCallback(func() { end = h.view() }, 6*time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 7*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
+	require.ErrorContains(t, below.rejected, "total 500 is below the 600 tokens allocated to live workers")
+	require.ErrorContains(t, negative.rejected, "total -1 is not in")
+	require.NoError(t, ok.rejected)
+	require.ErrorContains(t, bad.rejected, "budget 0 is not in 1..200000")
+	require.Equal(t, int64(5000), end.Total)
+	require.Equal(t, int64(4400), end.Available)
+}
+
+func TestLedgerStateSurvivesContinueAsNew(t *testing.T) {
+	h := newLedgerHarness(t)
+	st := NewLedgerState(100000)
+	st.UpdatesThisRun = ledgerUpdatesPerRun - 3
+	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	h.at(2*time.Second, UpdateReserve, reserve("worker-fix-b", "L2", 400))
+	h.at(3*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-b", Lease: "L2"})
+
+	h.env.ExecuteWorkflow(BudgetLedger, st)
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "got %v", h.env.GetWorkflowError())
+	var next LedgerState
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, int64(100000), next.Total)
+	require.Len(t, next.Allocations, 1)
+	require.Equal(t, int64(600), next.Allocations["worker-fix-a"].Amount)
+	require.Equal(t, []string{"L2"}, next.Released)
+	require.Zero(t, next.UpdatesThisRun)
+}

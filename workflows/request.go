@@ -1,0 +1,202 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+	"unicode/utf8"
+)
+
+// Patterns of the old system's worker-spec schema. A worker id that matches
+// cannot contain '/', '.', spaces or shell characters, so it is safe in paths.
+var (
+	WorkerIDPattern = regexp.MustCompile(`^worker-[a-z]+-[0-9A-Za-z]+$`)
+	TaskIDPattern   = regexp.MustCompile(`^task-[0-9A-Za-z._-]+$`)
+	RepoPattern     = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+	MasterPattern   = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+)
+
+// Priorities, lowest first.
+var Priorities = []string{"low", "medium", "high", "critical"}
+
+// Bounds of inputs.
+const (
+	MinBudget                 int64 = 1
+	MaxBudget                 int64 = 200000
+	MaxIDLength                     = 128
+	MaxMessageBytes                 = 4096
+	DefaultMaxSignals               = 1000
+	MinHealthScore                  = 0
+	MaxHealthScore                  = 100
+	defaultHealthScore              = 100
+	maxTransitions                  = 50
+	maxReasonBytes                  = 1024
+	maxLimitDuration                = 7 * 24 * time.Hour
+	DefaultPriority                 = "medium"
+	DefaultShutdownGrace            = 5 * time.Second
+	DefaultHeartbeatWarning         = 60 * time.Second
+	DefaultHeartbeatCritical        = 120 * time.Second
+	DefaultZombieAfter              = 300 * time.Second
+	DefaultIdleAfter                = 5 * time.Minute
+	DefaultHeartbeatInterval        = 30 * time.Second
+	defaultWatchHeartbeat           = 20 * time.Second
+	defaultCompensationWindow       = 10 * time.Minute
+)
+
+// SpawnRequest is what a master asks for. Zero limits take the defaults.
+type SpawnRequest struct {
+	WorkerID   string `json:"worker_id"`
+	WorkerType string `json:"worker_type"`
+	TaskID     string `json:"task_id,omitempty"`
+	Priority   string `json:"priority"`
+	Master     string `json:"master"`
+	Repo       string `json:"repo,omitempty"`
+	Budget     int64  `json:"budget"`
+	// Timeout is the longest the worker may run; zero means no limit.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	Limits  Limits        `json:"limits"`
+}
+
+// Limits are the lifecycle's clocks. The defaults are the old system's;
+// tests shorten them to seconds.
+type Limits struct {
+	HeartbeatWarning  time.Duration `json:"heartbeat_warning,omitempty"`
+	HeartbeatCritical time.Duration `json:"heartbeat_critical,omitempty"`
+	ZombieAfter       time.Duration `json:"zombie_after,omitempty"`
+	IdleAfter         time.Duration `json:"idle_after,omitempty"`
+	ShutdownGrace     time.Duration `json:"shutdown_grace,omitempty"`
+	// MaxSignalsPerRun bounds one run's history: the lifecycle continues as
+	// new after this many heartbeats, since the server's own suggestion does
+	// not count signals.
+	MaxSignalsPerRun int `json:"max_signals_per_run,omitempty"`
+}
+
+// WithDefaults fills the zero limits. A zombie limit shorter than the
+// default warning or critical limits pulls them below it, so that a short
+// --zombie-after still warns before it reaps.
+func (l Limits) WithDefaults() Limits {
+	if l.ZombieAfter == 0 {
+		l.ZombieAfter = DefaultZombieAfter
+	}
+	if l.HeartbeatWarning == 0 {
+		l.HeartbeatWarning = min(DefaultHeartbeatWarning, l.ZombieAfter/5)
+	}
+	if l.HeartbeatCritical == 0 {
+		l.HeartbeatCritical = min(DefaultHeartbeatCritical, l.ZombieAfter*2/5)
+	}
+	if l.IdleAfter == 0 {
+		l.IdleAfter = DefaultIdleAfter
+	}
+	if l.ShutdownGrace == 0 {
+		l.ShutdownGrace = DefaultShutdownGrace
+	}
+	if l.MaxSignalsPerRun == 0 {
+		l.MaxSignalsPerRun = DefaultMaxSignals
+	}
+	return l
+}
+
+// Validate names every field of the request that is wrong. It does not
+// check the worker type against a registry: the caller and the host do.
+func (r SpawnRequest) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !WorkerIDPattern.MatchString(r.WorkerID) || len(r.WorkerID) > MaxIDLength {
+		bad("worker id %q must match %s (at most %d characters)", r.WorkerID, WorkerIDPattern, MaxIDLength)
+	}
+	if r.WorkerType == "" {
+		bad("worker type is required")
+	}
+	if r.TaskID != "" && (!TaskIDPattern.MatchString(r.TaskID) || len(r.TaskID) > MaxIDLength) {
+		bad("task id %q must match %s (at most %d characters)", r.TaskID, TaskIDPattern, MaxIDLength)
+	}
+	if !ValidPriority(r.Priority) {
+		bad("priority %q must be one of low, medium, high, critical", r.Priority)
+	}
+	if !MasterPattern.MatchString(r.Master) || len(r.Master) > MaxIDLength {
+		bad("master %q must match %s", r.Master, MasterPattern)
+	}
+	if r.Repo != "" && (!RepoPattern.MatchString(r.Repo) || len(r.Repo) > 2*MaxIDLength) {
+		bad("repo %q must be owner/name", r.Repo)
+	}
+	if r.Budget < MinBudget || r.Budget > MaxBudget {
+		bad("budget %d is not in %d..%d", r.Budget, MinBudget, MaxBudget)
+	}
+	if r.Timeout < 0 || r.Timeout > maxLimitDuration {
+		bad("timeout %s is not in 0..%s", r.Timeout, maxLimitDuration)
+	}
+	l := r.Limits
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"heartbeat warning", l.HeartbeatWarning},
+		{"heartbeat critical", l.HeartbeatCritical},
+		{"zombie limit", l.ZombieAfter},
+		{"idle limit", l.IdleAfter},
+		{"shutdown grace", l.ShutdownGrace},
+	} {
+		if d.v < 0 || d.v > maxLimitDuration {
+			bad("%s %s is not in 0..%s", d.name, d.v, maxLimitDuration)
+		}
+	}
+	if l.MaxSignalsPerRun < 0 || l.MaxSignalsPerRun > 5000 {
+		bad("max signals per run %d is not in 0..5000", l.MaxSignalsPerRun)
+	}
+	if len(errs) == 0 {
+		d := l.WithDefaults()
+		if d.HeartbeatWarning > d.HeartbeatCritical || d.HeartbeatCritical > d.ZombieAfter {
+			bad("heartbeat limits must grow: warning %s <= critical %s <= zombie %s", d.HeartbeatWarning, d.HeartbeatCritical, d.ZombieAfter)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidPriority reports whether p is one of Priorities.
+func ValidPriority(p string) bool {
+	for _, known := range Priorities {
+		if p == known {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks a heartbeat payload. Signals cannot be refused, so the
+// workflow ignores (and counts) an invalid one; senders validate first.
+func (h Heartbeat) Validate() error {
+	var errs []error
+	if h.TokensUsed < 0 {
+		errs = append(errs, fmt.Errorf("tokens_used %d is negative", h.TokensUsed))
+	}
+	if h.HealthScore != nil && (*h.HealthScore < MinHealthScore || *h.HealthScore > MaxHealthScore) {
+		errs = append(errs, fmt.Errorf("health_score %d is not in %d..%d", *h.HealthScore, MinHealthScore, MaxHealthScore))
+	}
+	if h.Status != "" && h.Status != HeartbeatBusy && h.Status != HeartbeatIdle {
+		errs = append(errs, fmt.Errorf("status %q must be busy or idle", h.Status))
+	}
+	if len(h.Message) > MaxMessageBytes || !utf8.ValidString(h.Message) {
+		errs = append(errs, fmt.Errorf("message must be valid UTF-8 of at most %d bytes", MaxMessageBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks a shutdown request.
+func (r ShutdownRequest) Validate() error {
+	if r.Grace < 0 || r.Grace > time.Hour {
+		return fmt.Errorf("grace %s is not in 0..1h", r.Grace)
+	}
+	if len(r.Reason) > maxReasonBytes {
+		return fmt.Errorf("reason is longer than %d bytes", maxReasonBytes)
+	}
+	return nil
+}
+
+// Validate checks a kill request.
+func (r KillRequest) Validate() error {
+	if len(r.Reason) > maxReasonBytes {
+		return fmt.Errorf("reason is longer than %d bytes", maxReasonBytes)
+	}
+	return nil
+}
