@@ -1,0 +1,369 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// workerIDPattern is what a worker id must look like before it becomes part
+// of a path: no '/', no '.', so LogDir/<worker_id> cannot escape LogDir.
+var workerIDPattern = regexp.MustCompile(`^worker-[a-z]+-[0-9A-Za-z]+$`)
+
+const (
+	// stopPoll is how often StopProcess looks whether the group is empty.
+	stopPoll = 50 * time.Millisecond
+	// killWait bounds the wait after SIGKILL; only a process stuck in the
+	// kernel (uninterruptible sleep) outlasts it.
+	killWait = 5 * time.Second
+	// logFileName is the file each worker's output is appended to.
+	logFileName = "worker.log"
+)
+
+// StartProcess starts the worker's process from the registry's command for
+// its type, as the leader of a new process group, with its output appended
+// to LogDir/<worker_id>/worker.log.
+//
+// A retry after a lost result must not start a second process, so when the
+// table already has a live process for the worker id, that one is returned.
+func (a *Activities) StartProcess(ctx context.Context, in StartInput) (ProcessInfo, error) {
+	if !workerIDPattern.MatchString(in.WorkerID) {
+		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("invalid worker id %q: must match %s", in.WorkerID, workerIDPattern),
+			ErrTypeSpawnFailed, nil)
+	}
+	if a.Procs == nil || a.Registry == nil || a.LogDir == "" {
+		// A wiring mistake of the worker program: retrying cannot fix it.
+		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(
+			"activities are not configured to start processes (Procs, Registry and LogDir are required)",
+			ErrTypeSpawnFailed, nil)
+	}
+	typ, err := a.Registry.Lookup(in.WorkerType)
+	if err != nil {
+		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
+	}
+	argv := typ.Argv(in.WorkerID, in.TaskID)
+	return a.Procs.startOnce(in.WorkerID, func() (*exec.Cmd, ProcessInfo, error) {
+		return a.spawn(in, typ.Name, argv)
+	})
+}
+
+func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec.Cmd, ProcessInfo, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, ProcessInfo{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("worker type %q has an empty command", typeName), ErrTypeSpawnFailed, nil)
+	}
+	// An absolute path stays valid for status and log readers whatever the
+	// working directory of the worker program.
+	dir, err := filepath.Abs(filepath.Join(a.LogDir, in.WorkerID))
+	if err != nil {
+		return nil, ProcessInfo{}, fmt.Errorf("log folder of %s: %w", in.WorkerID, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, ProcessInfo{}, fmt.Errorf("create log folder of %s: %w", in.WorkerID, err)
+	}
+	logPath := filepath.Join(dir, logFileName)
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, ProcessInfo{}, fmt.Errorf("open log of %s: %w", in.WorkerID, err)
+	}
+	// The child gets its own copy of the descriptor at fork.
+	defer logFile.Close()
+
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(),
+		"WORKER_ID="+in.WorkerID,
+		"TASK_ID="+in.TaskID,
+		"WORKER_TYPE="+typeName,
+		"TEMPORAL_ADDRESS="+a.TemporalAddress,
+		"TEMPORAL_NAMESPACE="+a.TemporalNamespace,
+	)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	// Its own group lets StopProcess reach every descendant with one kill,
+	// and keeps signals aimed at the worker program's group off it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, ProcessInfo{}, spawnError(argv[0], err)
+	}
+	pid := cmd.Process.Pid
+	// The child is not reaped until cmd.Wait, so its /proc entry is there
+	// even if it has exited already.
+	ticks, err := processStartTicks(pid)
+	if err != nil {
+		// Without its start ticks it could never be told from a later
+		// process with the same PID, so it must not run unmanaged.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return nil, ProcessInfo{}, fmt.Errorf("read start time of %s (pid %d): %w", in.WorkerID, pid, err)
+	}
+	return cmd, ProcessInfo{
+		PID:        pid,
+		PGID:       pid,
+		StartTicks: ticks,
+		Host:       a.Host,
+		LogPath:    logPath,
+		StartedAt:  time.Now(),
+	}, nil
+}
+
+// spawnError makes a command that cannot be run a non-retryable failure, and
+// leaves anything else (fork limits, memory) to Temporal's retries.
+func spawnError(command string, err error) error {
+	msg := fmt.Sprintf("start worker command %q: %v", command, err)
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, exec.ErrDot) ||
+		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+		errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EISDIR) {
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeSpawnFailed, err)
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+// WatchProcess waits until the process ends and returns how it ended,
+// heartbeating every WatchPoll so that Temporal notices a dead worker program.
+//
+// A process this program started is reaped by the table, so its exit status
+// is exact. A process started before a restart of this program is not our
+// child any more: it is polled through /proc, and its end is reported as
+// Lost with exit code -1 because its status went to another parent.
+func (a *Activities) WatchProcess(ctx context.Context, p ProcessInfo) (ExitStatus, error) {
+	tick := time.NewTicker(a.watchPoll())
+	defer tick.Stop()
+
+	if e := a.Procs.find(p); e != nil {
+		for {
+			select {
+			case <-e.done:
+				return e.status, nil
+			case <-ctx.Done():
+				return ExitStatus{}, ctx.Err()
+			case <-tick.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}
+
+	for {
+		running, err := sameProcessRunning(p.PID, p.StartTicks)
+		if err != nil {
+			return ExitStatus{}, fmt.Errorf("watch pid %d: %w", p.PID, err)
+		}
+		if !running {
+			return ExitStatus{ExitCode: -1, Lost: true}, nil
+		}
+		activity.RecordHeartbeat(ctx)
+		select {
+		case <-ctx.Done():
+			return ExitStatus{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Activities) watchPoll() time.Duration {
+	if a.WatchPoll > 0 {
+		return a.WatchPoll
+	}
+	return time.Second
+}
+
+// StopProcess stops the process group of in.Process: SIGTERM, up to in.Grace
+// for it to empty, then SIGKILL. It signals only a group it can prove is the
+// one StartProcess created, because a PID or PGID can be reused by an
+// unrelated process once ours is gone.
+func (a *Activities) StopProcess(ctx context.Context, in StopInput) (StopResult, error) {
+	p := in.Process
+	// A zero ProcessInfo means nothing was started. PGID 1 or our own group
+	// would make kill(2) hit init or this program's group, never a worker.
+	if p.PID <= 0 || p.PGID <= 1 || p.PGID == syscall.Getpgrp() {
+		return StopResult{AlreadyGone: true}, nil
+	}
+	ours, err := a.ownsGroup(in)
+	if err != nil {
+		return StopResult{}, err
+	}
+	if !ours {
+		return StopResult{AlreadyGone: true}, nil
+	}
+	running, err := groupRunning(p.PGID)
+	if err != nil {
+		return StopResult{}, err
+	}
+	if !running {
+		return StopResult{AlreadyGone: true}, nil
+	}
+
+	beat := func() { activity.RecordHeartbeat(ctx) }
+	if in.Grace > 0 {
+		if err := signalGroup(p.PGID, syscall.SIGTERM); err != nil {
+			return StopResult{}, err
+		}
+		empty, err := waitGroupEmpty(ctx, p.PGID, in.Grace, beat)
+		if err != nil {
+			return StopResult{}, err
+		}
+		if empty {
+			return StopResult{}, nil
+		}
+	}
+	if err := signalGroup(p.PGID, syscall.SIGKILL); err != nil {
+		return StopResult{}, err
+	}
+	empty, err := waitGroupEmpty(ctx, p.PGID, killWait, beat)
+	if err != nil {
+		return StopResult{}, err
+	}
+	if !empty {
+		// Retryable: a retry finds the group still running and kills again.
+		return StopResult{}, fmt.Errorf("process group %d of %s still running %s after SIGKILL", p.PGID, in.WorkerID, killWait)
+	}
+	return StopResult{Killed: true}, nil
+}
+
+// ownsGroup reports whether process group in.Process.PGID is the one
+// StartProcess created for in.WorkerID.
+func (a *Activities) ownsGroup(in StopInput) (bool, error) {
+	p := in.Process
+	st, err := readProcStat(p.PID)
+	switch {
+	case err == nil && st.StartTicks == p.StartTicks:
+		// The leader (maybe an unreaped zombie) still holds its PID, so the
+		// group id it is in cannot have been handed to anyone else.
+		return st.PGRP == p.PGID, nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return false, err
+	}
+
+	// The leader is gone. Its children may still run in the group, but only
+	// this table can vouch for that: from the outside a group with the same
+	// id may be a stranger's that got the recycled number.
+	e := a.Procs.entryFor(in.WorkerID)
+	if e == nil || e.info.PID != p.PID || e.info.StartTicks != p.StartTicks || e.info.PGID != p.PGID {
+		return false, nil
+	}
+	if a.Procs.claimsGroup(p.PGID, in.WorkerID) {
+		// The number went to another of our workers' new process.
+		return false, nil
+	}
+	// A group never spans sessions, and our workers stay in this program's
+	// session (a worker calling setsid leaves the group). So a group in
+	// another session reused the id after ours emptied.
+	members, err := groupMembers(p.PGID)
+	if err != nil {
+		return false, err
+	}
+	self, err := readProcStat(os.Getpid())
+	if err != nil {
+		return false, fmt.Errorf("read own session: %w", err)
+	}
+	for _, m := range members {
+		if m.Session != self.Session {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func signalGroup(pgid int, sig syscall.Signal) error {
+	if pgid <= 1 {
+		return fmt.Errorf("refusing to signal process group %d", pgid)
+	}
+	err := syscall.Kill(-pgid, sig)
+	if err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("send %s to process group %d: %w", signalName(sig), pgid, err)
+	}
+	return nil
+}
+
+// waitGroupEmpty polls until process group pgid has no running member or
+// timeout passes, and reports whether it emptied.
+func waitGroupEmpty(ctx context.Context, pgid int, timeout time.Duration, beat func()) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(stopPoll)
+	defer tick.Stop()
+	for {
+		running, err := groupRunning(pgid)
+		if err != nil {
+			return false, err
+		}
+		if !running {
+			return true, nil
+		}
+		if !time.Now().Before(deadline) {
+			return false, nil
+		}
+		beat()
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// exitStatusOf turns a reaped process's state into an ExitStatus, with the
+// shell's 128+N convention for a death by signal N.
+func exitStatusOf(state *os.ProcessState) ExitStatus {
+	if state == nil {
+		return ExitStatus{ExitCode: -1}
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		sig := ws.Signal()
+		return ExitStatus{ExitCode: 128 + int(sig), Signal: signalName(sig)}
+	}
+	return ExitStatus{ExitCode: state.ExitCode()}
+}
+
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGHUP:    "SIGHUP",
+	syscall.SIGINT:    "SIGINT",
+	syscall.SIGQUIT:   "SIGQUIT",
+	syscall.SIGILL:    "SIGILL",
+	syscall.SIGTRAP:   "SIGTRAP",
+	syscall.SIGABRT:   "SIGABRT",
+	syscall.SIGBUS:    "SIGBUS",
+	syscall.SIGFPE:    "SIGFPE",
+	syscall.SIGKILL:   "SIGKILL",
+	syscall.SIGUSR1:   "SIGUSR1",
+	syscall.SIGSEGV:   "SIGSEGV",
+	syscall.SIGUSR2:   "SIGUSR2",
+	syscall.SIGPIPE:   "SIGPIPE",
+	syscall.SIGALRM:   "SIGALRM",
+	syscall.SIGTERM:   "SIGTERM",
+	syscall.SIGSTKFLT: "SIGSTKFLT",
+	syscall.SIGCHLD:   "SIGCHLD",
+	syscall.SIGCONT:   "SIGCONT",
+	syscall.SIGSTOP:   "SIGSTOP",
+	syscall.SIGTSTP:   "SIGTSTP",
+	syscall.SIGTTIN:   "SIGTTIN",
+	syscall.SIGTTOU:   "SIGTTOU",
+	syscall.SIGURG:    "SIGURG",
+	syscall.SIGXCPU:   "SIGXCPU",
+	syscall.SIGXFSZ:   "SIGXFSZ",
+	syscall.SIGVTALRM: "SIGVTALRM",
+	syscall.SIGPROF:   "SIGPROF",
+	syscall.SIGWINCH:  "SIGWINCH",
+	syscall.SIGIO:     "SIGIO",
+	syscall.SIGPWR:    "SIGPWR",
+	syscall.SIGSYS:    "SIGSYS",
+}
+
+// signalName is the conventional name of sig ("SIGKILL"); syscall's own
+// String gives descriptions ("killed") instead.
+func signalName(sig syscall.Signal) string {
+	if name, ok := signalNames[sig]; ok {
+		return name
+	}
+	return "SIG" + strconv.Itoa(int(sig))
+}

@@ -1,0 +1,165 @@
+package activities
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// procStat is the part of /proc/<pid>/stat the process activities rely on.
+type procStat struct {
+	PID     int
+	State   byte
+	PGRP    int
+	Session int
+	// StartTicks is field 22: with the PID it names one process for the
+	// life of the machine, so a recycled PID is never mistaken for ours.
+	StartTicks uint64
+}
+
+// exited reports whether the process has finished running: a zombie still
+// has a /proc entry (and keeps its group non-empty for kill(2)) until its
+// parent reaps it, and after a restart of the worker program that parent is
+// no longer us, so zombies must count as gone.
+func (s procStat) exited() bool { return s.State == 'Z' || s.State == 'X' }
+
+// readProcStat reads /proc/<pid>/stat. A process that does not exist yields
+// an error for which errors.Is(err, os.ErrNotExist) holds.
+func readProcStat(pid int) (procStat, error) {
+	if pid <= 0 {
+		return procStat{}, fmt.Errorf("pid %d: %w", pid, os.ErrNotExist)
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		// ESRCH shows up when the process dies between open and read.
+		if errors.Is(err, syscall.ESRCH) {
+			return procStat{}, fmt.Errorf("pid %d: %w", pid, os.ErrNotExist)
+		}
+		return procStat{}, err
+	}
+	return parseProcStat(data)
+}
+
+// parseProcStat parses the text of /proc/<pid>/stat. The command name (field
+// 2) is in parentheses and may itself contain spaces and ')', so the fixed
+// fields are taken after the last ')'.
+func parseProcStat(data []byte) (procStat, error) {
+	open := bytes.IndexByte(data, '(')
+	closing := bytes.LastIndexByte(data, ')')
+	if open < 0 || closing < open {
+		return procStat{}, fmt.Errorf("malformed /proc stat %q", truncateForError(data))
+	}
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(data[:open])))
+	if err != nil {
+		return procStat{}, fmt.Errorf("malformed /proc stat pid: %w", err)
+	}
+	// rest[0] is field 3 (state), so field N is rest[N-3].
+	rest := bytes.Fields(data[closing+1:])
+	const (
+		stateIdx   = 3 - 3
+		pgrpIdx    = 5 - 3
+		sessionIdx = 6 - 3
+		startIdx   = 22 - 3
+	)
+	if len(rest) <= startIdx || len(rest[stateIdx]) != 1 {
+		return procStat{}, fmt.Errorf("malformed /proc stat %q", truncateForError(data))
+	}
+	pgrp, err := strconv.Atoi(string(rest[pgrpIdx]))
+	if err != nil {
+		return procStat{}, fmt.Errorf("malformed /proc stat pgrp: %w", err)
+	}
+	session, err := strconv.Atoi(string(rest[sessionIdx]))
+	if err != nil {
+		return procStat{}, fmt.Errorf("malformed /proc stat session: %w", err)
+	}
+	start, err := strconv.ParseUint(string(rest[startIdx]), 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("malformed /proc stat starttime: %w", err)
+	}
+	return procStat{PID: pid, State: rest[stateIdx][0], PGRP: pgrp, Session: session, StartTicks: start}, nil
+}
+
+func truncateForError(data []byte) string {
+	const limit = 120
+	if len(data) > limit {
+		return string(data[:limit]) + "..."
+	}
+	return string(data)
+}
+
+// processStartTicks returns field 22 of /proc/<pid>/stat.
+func processStartTicks(pid int) (uint64, error) {
+	st, err := readProcStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return st.StartTicks, nil
+}
+
+// sameProcessRunning reports whether pid is still the process that started at
+// startTicks and has not exited.
+func sameProcessRunning(pid int, startTicks uint64) (bool, error) {
+	st, err := readProcStat(pid)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return st.StartTicks == startTicks && !st.exited(), nil
+}
+
+// groupMembers scans /proc for the processes whose process group is pgid,
+// zombies included. Processes that vanish during the scan are skipped.
+func groupMembers(pgid int) ([]procStat, error) {
+	dir, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	var members []procStat
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid <= 0 {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if err != nil {
+			continue
+		}
+		if st.PGRP == pgid {
+			members = append(members, st)
+		}
+	}
+	return members, nil
+}
+
+// groupRunning reports whether process group pgid has a member that has not
+// exited. kill(-pgid, 0) answers cheaply when the group is empty; otherwise
+// /proc is scanned, because a group whose members are all unreaped zombies
+// still answers kill(2) but has nothing left to stop.
+func groupRunning(pgid int) (bool, error) {
+	if pgid <= 1 {
+		return false, fmt.Errorf("refusing to inspect process group %d", pgid)
+	}
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false, nil
+	}
+	members, err := groupMembers(pgid)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range members {
+		if !m.exited() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
