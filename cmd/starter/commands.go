@@ -1,0 +1,315 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+func (a *app) spawnCommand() *cobra.Command {
+	var (
+		req  workflows.SpawnRequest
+		wait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "spawn",
+		Short: "Spawn a worker: reserve its budget, start its process, watch it",
+		Example: `  # The runbook's spawn: an implementation worker for task-001
+  starter spawn --type implementation-worker --task-id task-001 \
+      --master development-master --priority high --repo owner/repo
+
+  # A short zombie limit, to see detection within seconds
+  starter spawn --type scan-worker --task-id task-002 --master security-master --zombie-after 20s`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Zero means "the type's default" inside; given on the command
+			// line it is a mistake.
+			if cmd.Flags().Changed("budget") && req.Budget < workflows.MinBudget {
+				return fmt.Errorf("%w: budget %d is not in %d..%d", control.ErrInvalid, req.Budget, workflows.MinBudget, workflows.MaxBudget)
+			}
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			resolved, err := fleet.Start(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				return a.print(resolved, func(w io.Writer) { fmt.Fprintln(w, resolved.WorkerID) })
+			}
+			spec, err := fleet.WaitStarted(cmd.Context(), resolved.WorkerID)
+			if err != nil {
+				return err
+			}
+			return a.print(spec, func(w io.Writer) { fmt.Fprintln(w, spec.WorkerID) })
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.WorkerType, "type", "", "worker type, e.g. implementation-worker (required)")
+	f.StringVar(&req.TaskID, "task-id", "", "task the worker works on, task-...; without one the worker starts idle")
+	f.StringVar(&req.Master, "master", "", "master that owns the worker, e.g. development-master (required)")
+	f.StringVar(&req.Priority, "priority", workflows.DefaultPriority, "low, medium, high or critical")
+	f.StringVar(&req.Repo, "repo", "", "repository, owner/name")
+	f.Int64Var(&req.Budget, "budget", 0, "token budget to reserve, 1..200000 (default: the type's)")
+	f.StringVar(&req.WorkerID, "worker-id", "", "worker id, worker-<type>-<suffix> (default: generated)")
+	f.DurationVar(&req.Timeout, "timeout", 0, "longest the worker may run (default: the type's)")
+	f.DurationVar(&req.Limits.ZombieAfter, "zombie-after", 0, "reap the worker after this long without a heartbeat (default 5m)")
+	f.DurationVar(&req.Limits.HeartbeatWarning, "heartbeat-warning", 0, "flag a late heartbeat after this long (default 60s, or 1/5 of --zombie-after)")
+	f.DurationVar(&req.Limits.HeartbeatCritical, "heartbeat-critical", 0, "flag a heartbeat as critical after this long (default 120s, or 2/5 of --zombie-after)")
+	f.DurationVar(&req.Limits.IdleAfter, "idle-after", 0, "shut an idle worker down after this long (default 5m)")
+	f.DurationVar(&req.Limits.ShutdownGrace, "shutdown-grace", 0, "default grace between SIGTERM and SIGKILL (default 5s)")
+	f.BoolVar(&wait, "wait", true, "wait until the worker runs (or failed to start)")
+	_ = cmd.MarkFlagRequired("type")
+	_ = cmd.MarkFlagRequired("master")
+	return cmd
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status WORKER_ID",
+		Short: "Show a worker's spec, live or ended",
+		Example: `  # The runbook's "Check Individual Worker"
+  starter status worker-implementation-001
+  starter status worker-implementation-001 -o json | jq .heartbeat`,
+		Args: args(1, "WORKER_ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			spec, err := fleet.Status(cmd.Context(), argv[0])
+			if err != nil {
+				return err
+			}
+			return a.print(spec, func(w io.Writer) { printSpec(w, spec, time.Now()) })
+		},
+	}
+}
+
+func (a *app) heartbeatCommand() *cobra.Command {
+	var (
+		hb     workflows.Heartbeat
+		health int
+	)
+	cmd := &cobra.Command{
+		Use:   "heartbeat WORKER_ID",
+		Short: "Send a heartbeat for a worker (what a worker process does every 30 s)",
+		Example: `  starter heartbeat worker-implementation-001 --tokens-used 1200 --health-score 95
+  starter heartbeat worker-implementation-001 --status idle --message "waiting for review"`,
+		Args: args(1, "WORKER_ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if cmd.Flags().Changed("health-score") {
+				hb.HealthScore = &health
+			}
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			now := time.Now().UTC()
+			hb.SentAt = &now
+			if err := fleet.Heartbeat(cmd.Context(), argv[0], hb); err != nil {
+				return err
+			}
+			return a.print(map[string]any{"worker_id": argv[0], "heartbeat": hb}, func(w io.Writer) {
+				fmt.Fprintf(w, "heartbeat sent to %s\n", argv[0])
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.Int64Var(&hb.TokensUsed, "tokens-used", 0, "tokens the worker has used so far")
+	f.IntVar(&health, "health-score", 100, "health score 0..100")
+	f.StringVar(&hb.Status, "status", "", "busy or idle")
+	f.StringVar(&hb.Message, "message", "", "free text shown with the worker")
+	return cmd
+}
+
+func (a *app) shutdownCommand() *cobra.Command {
+	var (
+		req  workflows.ShutdownRequest
+		wait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "shutdown WORKER_ID",
+		Short: "Stop a worker gracefully: SIGTERM to its process group, grace, SIGKILL",
+		Example: `  # The runbook's "Shutdown Single Worker"
+  starter shutdown worker-implementation-001
+  starter shutdown worker-implementation-001 --grace 30s`,
+		Args: args(1, "WORKER_ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			spec, err := fleet.Shutdown(cmd.Context(), argv[0], req)
+			if err != nil {
+				return err
+			}
+			return a.finishStop(cmd, spec, wait)
+		},
+	}
+	cmd.Flags().DurationVar(&req.Grace, "grace", 0, "time between SIGTERM and SIGKILL (default: the worker's, 5s)")
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "why, recorded in the spec")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the worker is stopped and its budget refunded")
+	return cmd
+}
+
+func (a *app) killCommand() *cobra.Command {
+	var (
+		req  workflows.KillRequest
+		wait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "kill WORKER_ID",
+		Short: "Stop a worker at once: SIGKILL to its whole process group",
+		Example: `  # The runbook's "Emergency Kill", for one worker
+  starter kill worker-implementation-001 --reason "runaway token use"`,
+		Args: args(1, "WORKER_ID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			spec, err := fleet.Kill(cmd.Context(), argv[0], req)
+			if err != nil {
+				return err
+			}
+			return a.finishStop(cmd, spec, wait)
+		},
+	}
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "why, recorded in the spec")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the worker is stopped and its budget refunded")
+	return cmd
+}
+
+// finishStop waits for the lifecycle to end, so that the operator sees the
+// refund, and prints the final spec.
+func (a *app) finishStop(cmd *cobra.Command, spec workflows.WorkerSpec, wait bool) error {
+	if wait {
+		final, err := a.fleet.Wait(cmd.Context(), spec.WorkerID)
+		if err != nil {
+			return err
+		}
+		spec = final
+	}
+	return a.print(spec, func(w io.Writer) {
+		fmt.Fprintf(w, "%s %s", spec.WorkerID, spec.Status)
+		if spec.Cleanup != nil && !spec.Status.Live() {
+			fmt.Fprintf(w, " (%s; refunded %d tokens)", spec.Cleanup.Reason, spec.Cleanup.Refunded)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+func (a *app) budgetCommand() *cobra.Command {
+	budget := &cobra.Command{
+		Use:   "budget",
+		Short: "Show or change the token budget",
+		Args:  args(0, "a subcommand: show or set"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError{fmt.Errorf("budget needs a subcommand: show or set")}
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show total, available and used tokens, and each live worker's allocation",
+		Example: `  # The runbook's budget check
+  starter budget show
+  starter budget show -o json | jq .available`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			v, err := fleet.Ledger().Show(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) { printBudget(w, v) })
+		},
+	}
+	var total int64
+	set := &cobra.Command{
+		Use:     "set --total N",
+		Short:   "Change the total token budget (never below what live workers hold)",
+		Example: `  starter budget set --total 500000`,
+		Args:    args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if total < 0 {
+				return usageError{fmt.Errorf("--total %d must not be negative", total)}
+			}
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			v, err := fleet.Ledger().SetTotal(cmd.Context(), total)
+			if err != nil {
+				return err
+			}
+			return a.print(v, func(w io.Writer) { printBudget(w, v) })
+		},
+	}
+	set.Flags().Int64Var(&total, "total", 0, "new total budget (required)")
+	_ = set.MarkFlagRequired("total")
+	budget.AddCommand(show, set)
+	return budget
+}
+
+func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
+	fmt.Fprintf(w, "%s  %s\n", s.WorkerID, strings.ToUpper(string(s.Status)))
+	fmt.Fprintf(w, "  type %s, task %s, priority %s, master %s, repo %s\n", s.WorkerType, orDash(s.TaskID), s.Priority, s.Master, orDash(s.Repo))
+	pct := int64(0)
+	if s.TokenBudget.Allocated > 0 {
+		pct = s.TokenBudget.Used * 100 / s.TokenBudget.Allocated
+	}
+	fmt.Fprintf(w, "  tokens %d/%d (%d%%)\n", s.TokenBudget.Used, s.TokenBudget.Allocated, pct)
+	hb := "never"
+	if s.Heartbeat.LastSeen != nil {
+		hb = fmt.Sprintf("%s ago", now.Sub(*s.Heartbeat.LastSeen).Round(time.Second))
+	}
+	fmt.Fprintf(w, "  heartbeat %s, health %d, %d received", hb, s.Heartbeat.HealthScore, s.Heartbeat.Count)
+	if s.Heartbeat.Alert != "" {
+		fmt.Fprintf(w, " [%s]", s.Heartbeat.Alert)
+	}
+	fmt.Fprintln(w)
+	if s.PID != 0 {
+		fmt.Fprintf(w, "  pid %d on %s, log %s\n", s.PID, s.Host, s.LogPath)
+	}
+	fmt.Fprintf(w, "  created %s", s.CreatedAt.Format(time.RFC3339))
+	if s.CompletedAt != nil {
+		fmt.Fprintf(w, ", ended %s", s.CompletedAt.Format(time.RFC3339))
+	}
+	if s.ExitCode != nil {
+		fmt.Fprintf(w, ", exit code %d", *s.ExitCode)
+	}
+	fmt.Fprintln(w)
+	if s.Cleanup != nil && !s.Status.Live() {
+		fmt.Fprintf(w, "  cleanup: %s (refunded %d tokens)\n", s.Cleanup.Reason, s.Cleanup.Refunded)
+	}
+	parts := make([]string, len(s.Transitions))
+	for i, t := range s.Transitions {
+		parts[i] = fmt.Sprintf("%s %s", t.Status, t.At.Local().Format("15:04:05"))
+	}
+	fmt.Fprintf(w, "  history: %s\n", strings.Join(parts, " -> "))
+}
+
+func printBudget(w io.Writer, v workflows.BudgetView) {
+	fmt.Fprintf(w, "total %d  available %d  used %d\n", v.Total, v.Available, v.Used)
+	for _, al := range v.Allocations {
+		fmt.Fprintf(w, "  %-40s %8d\n", al.WorkerID, al.Amount)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,301 @@
+// Package control is the client side of the lifecycle manager: what the
+// starter CLI (and the tests) do to spawn, inspect, heartbeat and stop
+// workers. It validates every request before it reaches Temporal, so bad
+// input changes nothing.
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// Errors a caller can test with errors.Is.
+var (
+	ErrUnknownWorker = errors.New("unknown worker")
+	ErrAlreadyLive   = errors.New("worker is already live")
+	ErrEnded         = errors.New("worker has already ended")
+	ErrInvalid       = errors.New("invalid request")
+	ErrSpawnFailed   = errors.New("spawn failed")
+)
+
+// Fleet spawns and steers lifecycles.
+type Fleet struct {
+	Client   client.Client
+	Registry *workertypes.Registry
+	// StartWait bounds how long Spawn waits for the lifecycle to leave
+	// pending; zero means 30 seconds.
+	StartWait time.Duration
+}
+
+// Resolve fills a spawn request's defaults from the worker type (budget,
+// time limit, priority, worker id) and validates it, naming every bad field.
+func (f *Fleet) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
+	t, err := f.Registry.Lookup(req.WorkerType)
+	if err != nil {
+		return req, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	req.WorkerType = t.Name
+	if req.Budget == 0 {
+		req.Budget = t.TokenBudget
+	}
+	if req.Timeout == 0 {
+		req.Timeout = t.Timeout()
+	}
+	if req.Priority == "" {
+		req.Priority = workflows.DefaultPriority
+	}
+	if req.WorkerID == "" {
+		req.WorkerID = NewWorkerID(t.Name)
+	}
+	if err := req.Validate(); err != nil {
+		return req, fmt.Errorf("%w: %s", ErrInvalid, oneLine(err))
+	}
+	return req, nil
+}
+
+// Spawn starts a lifecycle and waits until it has left pending: it returns
+// the running worker's spec, or an error saying why it could not start
+// (insufficient budget, a spawn failure) with nothing left reserved.
+func (f *Fleet) Spawn(ctx context.Context, req workflows.SpawnRequest) (workflows.WorkerSpec, error) {
+	req, err := f.Start(ctx, req)
+	if err != nil {
+		return workflows.WorkerSpec{}, err
+	}
+	return f.WaitStarted(ctx, req.WorkerID)
+}
+
+// Start validates the request and starts its lifecycle without waiting; it
+// returns the request with its defaults filled in.
+func (f *Fleet) Start(ctx context.Context, req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
+	req, err := f.Resolve(req)
+	if err != nil {
+		return req, err
+	}
+	opts := client.StartWorkflowOptions{
+		ID:        workflows.WorkflowID(req.WorkerID),
+		TaskQueue: workflows.TaskQueue,
+		// Without this, starting a running ID returns the existing run as if
+		// the spawn had succeeded.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(initialSearchAttributes(req)...),
+	}
+	if _, err := f.Client.ExecuteWorkflow(ctx, opts, workflows.WorkerLifecycle, workflows.NewLifecycleState(req)); err != nil {
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			status := "live"
+			if spec, qerr := f.Status(ctx, req.WorkerID); qerr == nil {
+				status = string(spec.Status)
+			}
+			return req, fmt.Errorf("%w: %s is %s; spawn refused", ErrAlreadyLive, req.WorkerID, status)
+		}
+		return req, fmt.Errorf("starting the lifecycle of %s: %w", req.WorkerID, err)
+	}
+	return req, nil
+}
+
+// initialSearchAttributes make a pending lifecycle visible to list queries
+// before its first workflow task runs.
+func initialSearchAttributes(req workflows.SpawnRequest) []temporal.SearchAttributeUpdate {
+	sa := []temporal.SearchAttributeUpdate{
+		workflows.SearchAttrStatus.ValueSet(string(workflows.StatusPending)),
+		workflows.SearchAttrType.ValueSet(req.WorkerType),
+		workflows.SearchAttrMaster.ValueSet(req.Master),
+		workflows.SearchAttrPriority.ValueSet(req.Priority),
+	}
+	if req.TaskID != "" {
+		sa = append(sa, workflows.SearchAttrTaskID.ValueSet(req.TaskID))
+	}
+	return sa
+}
+
+// WaitStarted waits until the worker has left pending and returns its spec,
+// or an error saying why it could not start.
+func (f *Fleet) WaitStarted(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+	wait := f.StartWait
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var lastErr error
+	for {
+		spec, err := f.Status(ctx, workerID)
+		switch {
+		case err != nil:
+			lastErr = err
+		case spec.Status == workflows.StatusPending:
+		case spec.Status.Live() || spec.Status == workflows.StatusCompleted:
+			return spec, nil
+		default:
+			reason := "unknown reason"
+			if spec.Cleanup != nil {
+				reason = spec.Cleanup.Reason
+			}
+			return spec, fmt.Errorf("%w: %s: %s", ErrSpawnFailed, workerID, reason)
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return spec, fmt.Errorf("waiting for %s to start: %w", workerID, lastErr)
+			}
+			return spec, fmt.Errorf("%s is still pending after %s: is a worker program running on task queue %s?", workerID, wait, workflows.TaskQueue)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Ledger is the budget ledger on the same connection.
+func (f *Fleet) Ledger() *LedgerClient { return &LedgerClient{Client: f.Client} }
+
+// Status returns a worker's spec, live or ended.
+func (f *Fleet) Status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+	var spec workflows.WorkerSpec
+	if err := checkID(workerID); err != nil {
+		return spec, err
+	}
+	resp, err := f.Client.QueryWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.QueryStatus)
+	if err != nil {
+		return spec, f.explain(ctx, workerID, err)
+	}
+	return spec, resp.Get(&spec)
+}
+
+// Heartbeat sends a heartbeat to a live worker's lifecycle.
+func (f *Fleet) Heartbeat(ctx context.Context, workerID string, hb workflows.Heartbeat) error {
+	if err := checkID(workerID); err != nil {
+		return err
+	}
+	if err := hb.Validate(); err != nil {
+		return fmt.Errorf("%w: heartbeat: %s", ErrInvalid, oneLine(err))
+	}
+	err := f.Client.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalHeartbeat, hb)
+	if err != nil {
+		return f.explain(ctx, workerID, err)
+	}
+	return nil
+}
+
+// Shutdown stops a worker gracefully and returns its spec once it is
+// shutting down.
+func (f *Fleet) Shutdown(ctx context.Context, workerID string, req workflows.ShutdownRequest) (workflows.WorkerSpec, error) {
+	if err := req.Validate(); err != nil {
+		return workflows.WorkerSpec{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return f.stop(ctx, workerID, workflows.UpdateShutdown, req)
+}
+
+// Kill stops a worker at once.
+func (f *Fleet) Kill(ctx context.Context, workerID string, req workflows.KillRequest) (workflows.WorkerSpec, error) {
+	if err := req.Validate(); err != nil {
+		return workflows.WorkerSpec{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return f.stop(ctx, workerID, workflows.UpdateKill, req)
+}
+
+func (f *Fleet) stop(ctx context.Context, workerID, update string, req any) (workflows.WorkerSpec, error) {
+	var spec workflows.WorkerSpec
+	if err := checkID(workerID); err != nil {
+		return spec, err
+	}
+	h, err := f.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.WorkflowID(workerID),
+		UpdateName:   update,
+		Args:         []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, &spec)
+	}
+	if err != nil {
+		return spec, f.explain(ctx, workerID, err)
+	}
+	return spec, nil
+}
+
+// Wait blocks until the worker's lifecycle has ended and returns its final
+// spec.
+func (f *Fleet) Wait(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+	var spec workflows.WorkerSpec
+	if err := checkID(workerID); err != nil {
+		return spec, err
+	}
+	if err := f.Client.GetWorkflow(ctx, workflows.WorkflowID(workerID), "").Get(ctx, &spec); err != nil {
+		return spec, f.explain(ctx, workerID, err)
+	}
+	return spec, nil
+}
+
+// explain turns Temporal's errors into what the operator asked about.
+func (f *Fleet) explain(ctx context.Context, workerID string, err error) error {
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) || strings.Contains(err.Error(), "workflow execution already completed") {
+		desc, derr := f.Client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(workerID), "")
+		if derr != nil {
+			return fmt.Errorf("%w: no worker with id %s", ErrUnknownWorker, workerID)
+		}
+		status := desc.GetWorkflowExecutionInfo().GetStatus().String()
+		if resp, qerr := f.Client.QueryWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.QueryStatus); qerr == nil {
+			var spec workflows.WorkerSpec
+			if resp.Get(&spec) == nil {
+				status = string(spec.Status)
+			}
+		}
+		return fmt.Errorf("%w: %s (status %s)", ErrEnded, workerID, status)
+	}
+	if msg := applicationMessage(err); msg != "" {
+		if strings.Contains(msg, "has already ended") {
+			return fmt.Errorf("%w: %s", ErrEnded, msg)
+		}
+		return errors.New(msg)
+	}
+	return err
+}
+
+func checkID(workerID string) error {
+	if !workflows.WorkerIDPattern.MatchString(workerID) || len(workerID) > workflows.MaxIDLength {
+		return fmt.Errorf("%w: worker id %q must match %s", ErrInvalid, workerID, workflows.WorkerIDPattern)
+	}
+	return nil
+}
+
+// applicationMessage is the message of the innermost application error, or
+// "" when err carries none.
+func applicationMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return ""
+}
+
+// NewWorkerID makes an id in the old system's shape,
+// worker-<short type>-<suffix>, unique across masters by time and chance.
+func NewWorkerID(typeName string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	suffix := strconv.FormatInt(time.Now().Unix(), 36)
+	for _, c := range b {
+		suffix += string("0123456789abcdefghijklmnopqrstuvwxyz"[int(c)%36])
+	}
+	return "worker-" + workertypes.ShortName(typeName) + "-" + suffix
+}
+
+// oneLine joins the lines of a multi-error, so a CLI prints one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}

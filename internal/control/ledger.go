@@ -1,0 +1,107 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// LedgerClient talks to the budget ledger workflow, starting it with the
+// default total the first time anyone needs it. It implements
+// activities.Ledger for the worker program.
+type LedgerClient struct {
+	Client client.Client
+}
+
+var _ activities.Ledger = (*LedgerClient)(nil)
+
+// Reserve allocates amount to the lease; a refusal wraps
+// activities.ErrBudgetRefused.
+func (l *LedgerClient) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
+	err := l.update(ctx, workflows.UpdateReserve, "reserve/"+lease,
+		workflows.ReserveRequest{WorkerID: workerID, Lease: lease, Amount: amount}, nil)
+	if workflows.IsBudgetRefused(err) {
+		return fmt.Errorf("%w%s", activities.ErrBudgetRefused, trimPrefix(err, activities.ErrBudgetRefused.Error()))
+	}
+	return err
+}
+
+// Release gives the lease's allocation back and says how much it was.
+func (l *LedgerClient) Release(ctx context.Context, workerID, lease string) (int64, error) {
+	var released int64
+	err := l.update(ctx, workflows.UpdateRelease, "release/"+lease,
+		workflows.ReleaseRequest{WorkerID: workerID, Lease: lease}, &released)
+	return released, err
+}
+
+// SetTotal changes the ledger's total.
+func (l *LedgerClient) SetTotal(ctx context.Context, total int64) (workflows.BudgetView, error) {
+	var v workflows.BudgetView
+	err := l.update(ctx, workflows.UpdateSetTotal, "", workflows.SetTotalRequest{Total: total}, &v)
+	if msg := applicationMessage(err); msg != "" {
+		return v, fmt.Errorf("budget set refused: %s", msg)
+	}
+	return v, err
+}
+
+// Show returns the ledger's state, starting the ledger if there is none yet.
+func (l *LedgerClient) Show(ctx context.Context) (workflows.BudgetView, error) {
+	var v workflows.BudgetView
+	resp, err := l.Client.QueryWorkflow(ctx, workflows.LedgerWorkflowID, "", workflows.QueryBudget)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		if _, err := l.Client.ExecuteWorkflow(ctx, l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal)); err != nil {
+			return v, fmt.Errorf("starting the budget ledger: %w", err)
+		}
+		resp, err = l.Client.QueryWorkflow(ctx, workflows.LedgerWorkflowID, "", workflows.QueryBudget)
+	}
+	if err != nil {
+		return v, fmt.Errorf("querying the budget ledger: %w", err)
+	}
+	return v, resp.Get(&v)
+}
+
+func (l *LedgerClient) startOptions() client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                       workflows.LedgerWorkflowID,
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}
+}
+
+// update sends an update, starting the ledger first if it is not running.
+// The update ID makes a retried reserve or release a no-op on the server
+// as well as in the ledger.
+func (l *LedgerClient) update(ctx context.Context, name, updateID string, arg, result any) error {
+	op := l.Client.NewWithStartWorkflowOperation(l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
+	h, err := l.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: op,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateName:   name,
+			UpdateID:     updateID,
+			Args:         []any{arg},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	return h.Get(ctx, result)
+}
+
+// trimPrefix keeps what follows prefix in err's message (": available X <
+// required Y"), so the wrapped error reads as the ledger said it.
+func trimPrefix(err error, prefix string) string {
+	msg := applicationMessage(err)
+	if len(msg) >= len(prefix) && msg[:len(prefix)] == prefix {
+		return msg[len(prefix):]
+	}
+	return ": " + msg
+}
