@@ -1,0 +1,337 @@
+// Package integration runs the real system: a Temporal dev server started by
+// the test, the worker program and the starter CLI built from this module,
+// and real OS processes as workers.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// h is the system under test, shared by the tests of this package. They run
+// one after another: each leaves no live worker behind.
+var h *harness
+
+type harness struct {
+	root      string // module root
+	dir       string // scratch folder of this run
+	temporal  string // Temporal CLI binary
+	address   string
+	typesFile string
+	logDir    string
+	client    client.Client
+	fleet     *control.Fleet
+	worker    *exec.Cmd
+}
+
+// testTypes are real commands, run without a shell unless the type itself
+// is a shell script.
+const testTypes = `{"types": {
+  "sleeper-worker": {"command": ["sleep", "300"], "token_budget": 1000, "timeout_minutes": 10},
+  "crasher-worker": {"command": ["sh", "-c", "sleep 1; exit 3"], "token_budget": 700, "timeout_minutes": 10},
+  "finisher-worker": {"command": ["sh", "-c", "echo done with $TASK_ID; exit 0"], "token_budget": 300, "timeout_minutes": 10},
+  "missing-worker": {"command": ["/nonexistent/agent", "--task", "$TASK_ID"], "token_budget": 500, "timeout_minutes": 10},
+  "implementation-worker": {"command": ["sleep", "300"]}
+}}`
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration harness:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	ctx := context.Background()
+	temporalCLI, err := findTemporalCLI()
+	if err != nil {
+		return 1, err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return 1, err
+	}
+	dir, err := os.MkdirTemp("", "lifecycle-it-")
+	if err != nil {
+		return 1, err
+	}
+	h = &harness{root: root, dir: dir, temporal: temporalCLI, logDir: filepath.Join(dir, "logs")}
+	keep := false
+	defer func() {
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+
+	build := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, "bin")+"/", "./worker", "./cmd/starter")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return 1, fmt.Errorf("building the programs: %v\n%s", err, out)
+	}
+	h.typesFile = filepath.Join(dir, "worker-types.json")
+	if err := os.WriteFile(h.typesFile, []byte(testTypes), 0o644); err != nil {
+		return 1, err
+	}
+
+	serverLog, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		return 1, err
+	}
+	defer serverLog.Close()
+	var saArgs []string
+	for _, name := range workflows.SearchAttributeNames {
+		saArgs = append(saArgs, "--search-attribute", name+"=Keyword")
+	}
+	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  temporalCLI,
+		ClientOptions: &client.Options{Namespace: "default"},
+		LogLevel:      "warn",
+		ExtraArgs:     saArgs,
+		Stdout:        serverLog,
+		Stderr:        serverLog,
+	})
+	if err != nil {
+		return 1, fmt.Errorf("starting the dev server: %w", err)
+	}
+	defer func() { _ = server.Stop() }()
+	h.address = server.FrontendHostPort()
+	h.client = server.Client()
+	registry, err := workertypes.Load(h.typesFile)
+	if err != nil {
+		return 1, err
+	}
+	h.fleet = &control.Fleet{Client: h.client, Registry: registry}
+
+	if err := h.startWorker("it-host-a"); err != nil {
+		return 1, err
+	}
+	defer h.stopWorker()
+
+	code := m.Run()
+	if code == 0 {
+		if err := h.saveHistory("budget-ledger", workflows.LedgerWorkflowID); err != nil {
+			return 1, err
+		}
+	}
+	if code != 0 {
+		keep = true
+		fmt.Fprintf(os.Stderr, "integration: logs kept in %s\n--- worker program log (tail) ---\n%s\n", dir, tail(filepath.Join(dir, "worker.log"), 40))
+	}
+	return code, nil
+}
+
+func (h *harness) startWorker(host string) error {
+	logFile, err := os.OpenFile(filepath.Join(h.dir, "worker.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(h.dir, "bin", "worker"),
+		"--address", h.address, "--worker-types", h.typesFile, "--log-dir", h.logDir, "--host", host)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the worker program: %w", err)
+	}
+	h.worker = cmd
+	return nil
+}
+
+func (h *harness) stopWorker() {
+	if h.worker == nil {
+		return
+	}
+	_ = h.worker.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = h.worker.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = h.worker.Process.Kill()
+		<-done
+	}
+	h.worker = nil
+}
+
+// starter runs the starter CLI as an operator would.
+func (h *harness) starter(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(h.dir, "bin", "starter"), args...)
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+h.address, "TEMPORAL_NAMESPACE=default", "WORKER_TYPES_FILE="+h.typesFile)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		code = exitErr.ExitCode()
+	default:
+		t.Fatalf("running starter %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// starterOK runs the starter and requires it to succeed.
+func (h *harness) starterOK(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := h.starter(t, args...)
+	require.Zero(t, code, "starter %v failed: %s", args, errOut)
+	return out
+}
+
+// starterJSON runs the starter with -o json and decodes its output.
+func starterJSON[T any](t *testing.T, args ...string) T {
+	t.Helper()
+	var v T
+	out := h.starterOK(t, append(args, "-o", "json")...)
+	require.NoError(t, json.Unmarshal([]byte(out), &v), "output: %s", out)
+	return v
+}
+
+func (h *harness) budget(t *testing.T) workflows.BudgetView {
+	t.Helper()
+	return starterJSON[workflows.BudgetView](t, "budget", "show")
+}
+
+func (h *harness) status(t *testing.T, id string) workflows.WorkerSpec {
+	t.Helper()
+	spec, err := h.fleet.Status(context.Background(), id)
+	require.NoError(t, err)
+	return spec
+}
+
+// waitStatus polls until the worker reaches want, and returns its spec.
+func (h *harness) waitStatus(t *testing.T, id string, want workflows.Status, within time.Duration) workflows.WorkerSpec {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var spec workflows.WorkerSpec
+	var err error
+	for time.Now().Before(deadline) {
+		spec, err = h.fleet.Status(context.Background(), id)
+		if err == nil && spec.Status == want {
+			return spec
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s did not reach %s within %s: last status %q, error %v, spec %+v", id, want, within, spec.Status, err, spec)
+	return spec
+}
+
+// processAlive reports whether pid runs and is not a zombie.
+func processAlive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+func processCmdline(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimRight(strings.ReplaceAll(string(data), "\x00", " "), " ")
+}
+
+// requireGone waits briefly for pid to disappear.
+func requireGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for processAlive(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.False(t, processAlive(pid), "process %d (%s) is still alive", pid, processCmdline(pid))
+}
+
+var idSeq = time.Now().UnixNano() % 1_000_000
+
+// newID is a fresh worker id of the given short type.
+func newID(short string) string {
+	idSeq++
+	return "worker-" + short + "-it" + strconv.FormatInt(idSeq, 36)
+}
+
+func findTemporalCLI() (string, error) {
+	if p := os.Getenv("TEMPORAL_CLI"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("TEMPORAL_CLI=%s: %w (run `make tools`)", p, err)
+		}
+		return p, nil
+	}
+	if root, err := moduleRoot(); err == nil {
+		p := filepath.Join(root, ".tools", "bin", "temporal")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("temporal"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("the Temporal CLI is needed for the integration tests: run `make tools` (or set TEMPORAL_CLI)")
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// recordHistory saves a workflow's history under testdata/histories when
+// RECORD_HISTORIES is set (`make replay-record`); the replay tests of the
+// workflows package replay every file there on each CI run.
+func (h *harness) recordHistory(t *testing.T, name, workflowID string) {
+	t.Helper()
+	require.NoError(t, h.saveHistory(name, workflowID))
+}
+
+func (h *harness) saveHistory(name, workflowID string) error {
+	if os.Getenv("RECORD_HISTORIES") == "" {
+		return nil
+	}
+	out, err := exec.Command(h.temporal, "workflow", "show", "--address", h.address, "--namespace", "default",
+		"--workflow-id", workflowID, "--output", "json").Output()
+	if err != nil {
+		return fmt.Errorf("fetching the history of %s: %w", workflowID, err)
+	}
+	dir := filepath.Join(h.root, "testdata", "histories")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name+".json"), out, 0o644)
+}

@@ -1,0 +1,278 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+func statuses(spec workflows.WorkerSpec) []workflows.Status {
+	out := make([]workflows.Status, len(spec.Transitions))
+	for i, tr := range spec.Transitions {
+		out[i] = tr.Status
+	}
+	return out
+}
+
+func TestLifecycleEndToEnd(t *testing.T) {
+	before := h.budget(t)
+	id := newID("sleeper")
+
+	out := h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-e2e-1", "--master", "development-master",
+		"--priority", "high", "--repo", "owner/repo", "--budget", "1234", "--worker-id", id)
+	require.Equal(t, id, strings.TrimSpace(out))
+
+	spec := h.status(t, id)
+	require.Equal(t, workflows.StatusRunning, spec.Status)
+	require.True(t, processAlive(spec.PID), "the worker's process must run")
+	require.Equal(t, "sleep 300", processCmdline(spec.PID))
+	require.Equal(t, "it-host-a", spec.Host)
+	require.Equal(t, filepath.Join(h.logDir, id, "worker.log"), spec.LogPath)
+	require.FileExists(t, spec.LogPath)
+	require.Equal(t, before.Available-1234, h.budget(t).Available, "the spawn reserves its budget")
+
+	// The Web UI and `temporal workflow list` find it by its search attributes.
+	requireListed(t, fmt.Sprintf(`WorkflowId = %q AND WorkerStatus = "running" AND WorkerType = "sleeper-worker" AND Master = "development-master" AND TaskId = "task-e2e-1" AND Priority = "high"`, workflows.WorkflowID(id)))
+
+	for i, tokens := range []string{"100", "250", "400"} {
+		h.starterOK(t, "heartbeat", id, "--tokens-used", tokens, "--health-score", fmt.Sprint(95-i))
+	}
+	spec = starterJSON[workflows.WorkerSpec](t, "status", id)
+	require.Equal(t, int64(3), spec.Heartbeat.Count)
+	require.Equal(t, int64(400), spec.TokenBudget.Used)
+	require.Equal(t, int64(1234), spec.TokenBudget.Allocated)
+	require.Equal(t, 93, spec.Heartbeat.HealthScore)
+	require.NotNil(t, spec.Heartbeat.LastSeen)
+	text := h.starterOK(t, "status", id)
+	require.Contains(t, text, "RUNNING")
+	require.Contains(t, text, "tokens 400/1234 (32%)")
+
+	final := starterJSON[workflows.WorkerSpec](t, "shutdown", id, "--grace", "2s")
+	require.Equal(t, workflows.StatusCompleted, final.Status)
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusShuttingDown, workflows.StatusCompleted}, statuses(final))
+	require.Equal(t, int64(1234), final.Cleanup.Refunded)
+	require.NotNil(t, final.CompletedAt)
+	require.NotNil(t, final.ExitCode)
+	require.Equal(t, 143, *final.ExitCode, "sleep ends on SIGTERM within the grace")
+	requireGone(t, spec.PID)
+	require.Equal(t, before, h.budget(t), "the budget is back where it started")
+	requireListed(t, fmt.Sprintf(`WorkflowId = %q AND WorkerStatus = "completed"`, workflows.WorkflowID(id)))
+
+	// A heartbeat, shutdown or kill after the end is refused and changes nothing.
+	_, errOut, code := h.starter(t, "heartbeat", id, "--tokens-used", "1")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "has already ended")
+	require.Contains(t, errOut, "completed")
+	for _, cmd := range []string{"shutdown", "kill"} {
+		_, errOut, code = h.starter(t, cmd, id)
+		require.Equal(t, 1, code, cmd)
+		require.Contains(t, errOut, id+" (status completed)", cmd)
+	}
+	require.Equal(t, int64(3), h.status(t, id).Heartbeat.Count)
+	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-shutdown", workflows.WorkflowID(id))
+}
+
+func TestZombieIsCleanedUp(t *testing.T) {
+	before := h.budget(t)
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-zombie", "--master", "development-master",
+		"--worker-id", id, "--zombie-after", "4s")
+	spec := h.status(t, id)
+	require.True(t, processAlive(spec.PID))
+	h.starterOK(t, "heartbeat", id, "--tokens-used", "10")
+
+	// Heartbeats stop: warning, critical, then zombie and cleanup.
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final))
+	require.Contains(t, final.Cleanup.Reason, "no heartbeat for")
+	require.True(t, final.Cleanup.Automated)
+	require.Equal(t, int64(1000), final.Cleanup.Refunded)
+	requireGone(t, spec.PID)
+	require.Equal(t, before, h.budget(t))
+
+	// Staleness ran from the last heartbeat, by the workflow's clock.
+	zombieAt := final.Transitions[2].At
+	require.WithinDuration(t, final.Heartbeat.LastSeen.Add(4*time.Second), zombieAt, 2*time.Second)
+	h.recordHistory(t, "lifecycle-zombie", workflows.WorkflowID(id))
+}
+
+func TestBudgetRefusedStartsNothing(t *testing.T) {
+	before := h.budget(t)
+	// Leave room for 100 tokens only.
+	h.starterOK(t, "budget", "set", "--total", fmt.Sprint(before.Used+100))
+	t.Cleanup(func() { h.starterOK(t, "budget", "set", "--total", fmt.Sprint(before.Total)) })
+
+	id := newID("sleeper")
+	_, errOut, code := h.starter(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-poor", "--master", "development-master",
+		"--worker-id", id, "--budget", "500")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "insufficient budget: available 100 < required 500")
+
+	spec := h.status(t, id)
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusFailed}, statuses(spec))
+	require.Zero(t, spec.PID, "no process may be started")
+	require.NoDirExists(t, filepath.Join(h.logDir, id))
+	after := h.budget(t)
+	require.Equal(t, before.Used, after.Used)
+	require.Equal(t, int64(100), after.Available)
+	h.recordHistory(t, "lifecycle-budget-refused", workflows.WorkflowID(id))
+}
+
+func TestCrashIsCompensated(t *testing.T) {
+	before := h.budget(t)
+	id := newID("crasher")
+	h.starterOK(t, "spawn", "--type", "crasher-worker", "--task-id", "task-crash", "--master", "cicd-master", "--worker-id", id)
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final))
+	require.Equal(t, "process exited with code 3", final.Cleanup.Reason)
+	require.Equal(t, 3, *final.ExitCode)
+	require.Equal(t, int64(700), final.Cleanup.Refunded)
+	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-crash", workflows.WorkflowID(id))
+}
+
+func TestCleanExitCompletes(t *testing.T) {
+	before := h.budget(t)
+	id := newID("finisher")
+	h.starterOK(t, "spawn", "--type", "finisher-worker", "--task-id", "task-quick", "--master", "cicd-master", "--worker-id", id, "--wait=false")
+	final := h.waitStatus(t, id, workflows.StatusCompleted, 30*time.Second)
+	require.Equal(t, 0, *final.ExitCode)
+	require.Equal(t, "process exited with code 0", final.Cleanup.Reason)
+	log, err := os.ReadFile(final.LogPath)
+	require.NoError(t, err)
+	require.Equal(t, "done with task-quick\n", string(log), "the task id reaches the process, and its output the log")
+	require.Equal(t, before, h.budget(t), "normal completion releases the allocation")
+}
+
+func TestSpawnFailureIsCompensated(t *testing.T) {
+	before := h.budget(t)
+	id := newID("missing")
+	_, errOut, code := h.starter(t, "spawn", "--type", "missing-worker", "--task-id", "task-x", "--master", "cicd-master", "--worker-id", id)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "spawn failed")
+	require.Contains(t, errOut, "/nonexistent/agent")
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final))
+	require.Equal(t, int64(500), final.Cleanup.Refunded)
+	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-spawn-failed", workflows.WorkflowID(id))
+}
+
+func TestKillStopsAtOnce(t *testing.T) {
+	before := h.budget(t)
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-kill", "--master", "security-master", "--worker-id", id)
+	pid := h.status(t, id).PID
+	out := h.starterOK(t, "kill", id, "--reason", "runaway")
+	require.Contains(t, out, id+" completed (runaway; refunded 1000 tokens)")
+	final := h.status(t, id)
+	require.Equal(t, 137, *final.ExitCode, "no grace: SIGKILL")
+	requireGone(t, pid)
+	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-kill", workflows.WorkflowID(id))
+}
+
+func TestIdleWorkerIsShutDown(t *testing.T) {
+	before := h.budget(t)
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--master", "inventory-master", "--worker-id", id, "--idle-after", "2s")
+	final := h.waitStatus(t, id, workflows.StatusCompleted, 30*time.Second)
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusIdle, workflows.StatusShuttingDown, workflows.StatusCompleted}, statuses(final))
+	require.Equal(t, "idle for 2s", final.Cleanup.Reason)
+	require.Equal(t, before, h.budget(t))
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	before := h.budget(t)
+	live := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-live", "--master", "development-master", "--worker-id", live)
+	t.Cleanup(func() { h.starterOK(t, "kill", live) })
+	withLive := h.budget(t)
+	require.Equal(t, before.Available-1000, withLive.Available)
+
+	spawn := func(extra ...string) []string {
+		args := map[string]string{"--type": "sleeper-worker", "--task-id": "task-1", "--master": "development-master", "--worker-id": newID("bad")}
+		for i := 0; i < len(extra); i += 2 {
+			args[extra[i]] = extra[i+1]
+		}
+		out := []string{"spawn"}
+		for k, v := range args {
+			out = append(out, k, v)
+		}
+		return out
+	}
+	unknown := newID("ghost")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown type", spawn("--type", "astrologer-worker"), 2, `unknown worker type "astrologer-worker"`},
+		{"task id", spawn("--task-id", "job-7"), 2, `task id "job-7" must match`},
+		{"priority", spawn("--priority", "urgent"), 2, `priority "urgent" must be one of low, medium, high, critical`},
+		{"repo", spawn("--repo", "just-a-name"), 2, `repo "just-a-name" must be owner/name`},
+		{"budget zero", spawn("--budget", "0"), 2, "budget"},
+		{"budget too big", spawn("--budget", "200001"), 2, "budget 200001 is not in 1..200000"},
+		{"budget negative", spawn("--budget", "-5"), 2, "budget -5 is not in 1..200000"},
+		{"worker id path", spawn("--worker-id", "worker-x-../../etc"), 2, "worker id"},
+		{"worker id shell", spawn("--worker-id", "worker-x-$(reboot)"), 2, "worker id"},
+		{"missing type", []string{"spawn", "--master", "m"}, 2, `required flag(s) "type" not set`},
+		{"live duplicate", spawn("--worker-id", live), 1, live + " is running; spawn refused"},
+		{"heartbeat unknown", []string{"heartbeat", unknown}, 1, "no worker with id " + unknown},
+		{"heartbeat bad health", []string{"heartbeat", live, "--health-score", "250"}, 2, "health_score 250 is not in 0..100"},
+		{"heartbeat bad status", []string{"heartbeat", live, "--status", "asleep"}, 2, `status "asleep" must be busy or idle`},
+		{"shutdown unknown", []string{"shutdown", unknown}, 1, "no worker with id " + unknown},
+		{"status unknown", []string{"status", unknown}, 1, "no worker with id " + unknown},
+		{"kill unknown", []string{"kill", unknown}, 1, "no worker with id " + unknown},
+		{"status bad id", []string{"status", "../etc/passwd"}, 2, "worker id"},
+		{"shutdown negative grace", []string{"shutdown", live, "--grace", "-1s"}, 2, "grace -1s is not in 0..1h"},
+		{"budget set negative", []string{"budget", "set", "--total", "-1"}, 2, "--total -1 must not be negative"},
+		{"budget set below used", []string{"budget", "set", "--total", "1"}, 1, "below the"},
+		{"bad output", []string{"status", live, "-o", "yaml"}, 2, `--output "yaml" must be text or json`},
+		{"extra argument", []string{"status", live, "extra"}, 2, "expected WORKER_ID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := h.starter(t, tc.args...)
+			assert.Equal(t, tc.code, code, "stdout %q stderr %q", out, errOut)
+			assert.Contains(t, errOut, tc.want)
+			assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one line of error: %q", errOut)
+		})
+	}
+	// Nothing was reserved, spawned or changed.
+	require.Equal(t, withLive, h.budget(t))
+	spec := h.status(t, live)
+	require.Equal(t, workflows.StatusRunning, spec.Status)
+	require.Zero(t, spec.Heartbeat.Count)
+	resp, err := h.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: `WorkflowId STARTS_WITH "worker-lifecycle/worker-bad-" OR WorkflowId STARTS_WITH "worker-lifecycle/worker-x-"`})
+	require.NoError(t, err)
+	require.Empty(t, resp.Executions, "no lifecycle may be started by bad input")
+}
+
+// requireListed waits for visibility to show a workflow matching query.
+func requireListed(t *testing.T, query string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := h.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		require.NoError(t, err)
+		if len(resp.Executions) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no workflow matches %s", query)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
