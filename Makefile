@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` starts the whole system on the
+# local dev server and shows a lifecycle; `make test` runs every test.
+
+SHELL := /bin/bash
+TEMPORAL_CLI_VERSION := v1.5.1
+TOOLS := $(CURDIR)/.tools/bin
+TEMPORAL := $(TOOLS)/temporal
+export TEMPORAL_CLI := $(TEMPORAL)
+
+.PHONY: run stop test test-short build tools fmt vet replay-record
+
+## tools: build the pinned Temporal CLI (dev server + Web UI) from the Go
+## module proxy; it stays out of this module's dependency graph.
+tools: $(TEMPORAL)
+
+$(TEMPORAL):
+	@echo "Building the Temporal CLI $(TEMPORAL_CLI_VERSION) (3-4 minutes the first time)..."
+	GOBIN=$(TOOLS) GOFLAGS= go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+build:
+	go build -o bin/ ./worker ./cmd/starter ./cmd/demo-agent
+
+## run: dev server with Web UI on :8233, the worker program, and a demo worker.
+run: tools build
+	./scripts/run-demo.sh
+
+## stop: stop what `make run` started (and the demo workers).
+stop:
+	./scripts/stop-demo.sh
+
+## test: every test, with the race detector, against a real dev server.
+test: tools
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	go vet ./...
+	go test -race -count=1 -timeout 20m ./...
+
+## test-short: unit tests only (no dev server).
+test-short:
+	go test -race -count=1 -short ./...
+
+## replay-record: re-record the workflow histories in testdata/histories.
+replay-record: tools
+	RECORD_HISTORIES=1 go test -count=1 -run TestLifecycleEndToEnd ./internal/integration/
