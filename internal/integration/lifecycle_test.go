@@ -276,3 +276,47 @@ func requireListed(t *testing.T, query string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestContinueAsNewLosesNoHeartbeat floods a lifecycle whose runs hold 20
+// heartbeats each: every heartbeat must be counted across the runs, and the
+// lifecycle must still stop cleanly afterwards.
+func TestContinueAsNewLosesNoHeartbeat(t *testing.T) {
+	ctx := context.Background()
+	before := h.budget(t)
+	id := newID("sleeper")
+	_, err := h.fleet.Spawn(ctx, workflows.SpawnRequest{
+		WorkerID: id, WorkerType: "sleeper-worker", TaskID: "task-flood", Master: "development-master",
+		Limits: workflows.Limits{MaxSignalsPerRun: 20},
+	})
+	require.NoError(t, err)
+
+	const senders, each = 5, 30
+	errs := make(chan error, senders)
+	for s := 0; s < senders; s++ {
+		go func() {
+			var err error
+			for i := 0; i < each && err == nil; i++ {
+				err = h.fleet.Heartbeat(ctx, id, workflows.Heartbeat{TokensUsed: 1})
+			}
+			errs <- err
+		}()
+	}
+	for s := 0; s < senders; s++ {
+		require.NoError(t, <-errs)
+	}
+	require.Eventually(t, func() bool {
+		spec, err := h.fleet.Status(ctx, id)
+		return err == nil && spec.Heartbeat.Count == senders*each
+	}, 30*time.Second, 200*time.Millisecond, "every heartbeat must be recorded")
+
+	desc, err := h.client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+	require.NoError(t, err)
+	require.NotEqual(t, desc.WorkflowExecutionInfo.Execution.RunId, desc.WorkflowExecutionInfo.FirstRunId, "the lifecycle must have continued as new")
+	require.Less(t, desc.WorkflowExecutionInfo.HistoryLength, int64(200), "one run's history stays bounded")
+
+	final := starterJSON[workflows.WorkerSpec](t, "shutdown", id)
+	require.Equal(t, workflows.StatusCompleted, final.Status)
+	require.Equal(t, int64(senders*each), final.Heartbeat.Count)
+	require.Equal(t, int64(1000), final.Cleanup.Refunded, "the refund follows the lease across runs")
+	require.Equal(t, before, h.budget(t))
+}
