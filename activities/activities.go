@@ -52,6 +52,15 @@ type Activities struct {
 	TemporalNamespace string
 	// Procs tracks the processes this worker program started.
 	Procs *ProcessTable
+	// StateDir keeps one file per started process, so that a restarted
+	// worker program re-adopts its processes instead of spawning again.
+	StateDir string
+	// Reporter sends the watcher's samples and output heartbeats to the
+	// lifecycles; nil disables both.
+	Reporter Reporter
+	// Breakers records crashes per worker type and says whether a restart
+	// is allowed; nil allows every restart.
+	Breakers Breakers
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration
@@ -99,6 +108,39 @@ type ProcessInfo struct {
 	Host       string    `json:"host"`
 	LogPath    string    `json:"log_path"`
 	StartedAt  time.Time `json:"started_at"`
+	// Token is put in the process's environment as WORKER_LIFECYCLE_TOKEN.
+	// Every descendant inherits it, also one that left the process group or
+	// session, so the whole tree can be found and stopped.
+	Token string `json:"token,omitempty"`
+}
+
+// ResourceSample is what the watcher measured of a worker's whole process
+// tree on its host.
+type ResourceSample struct {
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSBytes   int64   `json:"rss_bytes"`
+	Processes  int     `json:"processes"`
+}
+
+// Reporter carries what the watcher observes to the worker's lifecycle.
+type Reporter interface {
+	// Sample reports the resources of the worker's process tree.
+	Sample(ctx context.Context, workerID string, s ResourceSample) error
+	// OutputHeartbeat heartbeats on behalf of a worker that cannot: its log
+	// grew since the last interval.
+	OutputHeartbeat(ctx context.Context, workerID string, s ResourceSample) error
+}
+
+// WatchInput asks to watch a worker's process until it ends.
+type WatchInput struct {
+	WorkerID string      `json:"worker_id"`
+	Process  ProcessInfo `json:"process"`
+	// SampleEvery is how often the tree's resources are measured; zero
+	// disables sampling and output heartbeats.
+	SampleEvery time.Duration `json:"sample_every,omitempty"`
+	// OutputHeartbeat makes the watcher heartbeat for the worker whenever
+	// its log grew during the last SampleEvery.
+	OutputHeartbeat bool `json:"output_heartbeat,omitempty"`
 }
 
 // ExitStatus is how a watched process ended.

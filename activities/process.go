@@ -54,6 +54,13 @@ func (a *Activities) StartProcess(ctx context.Context, in StartInput) (ProcessIn
 		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
 	}
 	argv := typ.Argv(in.WorkerID, in.TaskID)
+	if e := a.Procs.entryFor(in.WorkerID); e == nil || e.exited() {
+		// This worker program may have restarted since the process was
+		// started: its record says so, and the process is taken back.
+		if p, ok := a.readopt(in.WorkerID); ok {
+			return p, nil
+		}
+	}
 	return a.Procs.startOnce(in.WorkerID, func() (*exec.Cmd, ProcessInfo, error) {
 		return a.spawn(in, typ.Name, argv)
 	})
@@ -81,8 +88,13 @@ func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec
 	// The child gets its own copy of the descriptor at fork.
 	defer logFile.Close()
 
+	token, err := newToken()
+	if err != nil {
+		return nil, ProcessInfo{}, fmt.Errorf("process token of %s: %w", in.WorkerID, err)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
+		tokenEnv+"="+token,
 		"WORKER_ID="+in.WorkerID,
 		"TASK_ID="+in.TaskID,
 		"WORKER_TYPE="+typeName,
@@ -108,14 +120,22 @@ func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec
 		_ = cmd.Wait()
 		return nil, ProcessInfo{}, fmt.Errorf("read start time of %s (pid %d): %w", in.WorkerID, pid, err)
 	}
-	return cmd, ProcessInfo{
+	info := ProcessInfo{
 		PID:        pid,
 		PGID:       pid,
 		StartTicks: ticks,
 		Host:       a.Host,
 		LogPath:    logPath,
 		StartedAt:  time.Now(),
-	}, nil
+		Token:      token,
+	}
+	if err := a.saveState(in.WorkerID, info); err != nil {
+		// Unrecorded, it could be spawned twice after a restart: undo.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return nil, ProcessInfo{}, fmt.Errorf("record process of %s: %w", in.WorkerID, err)
+	}
+	return cmd, info, nil
 }
 
 // spawnError makes a command that cannot be run a non-retryable failure, and
@@ -132,41 +152,50 @@ func spawnError(command string, err error) error {
 
 // WatchProcess waits until the process ends and returns how it ended,
 // heartbeating every WatchPoll so that Temporal notices a dead worker program.
+// Every in.SampleEvery it also measures the process tree for the lifecycle's
+// health score and, for output-heartbeat workers, heartbeats when the log
+// grew.
 //
 // A process this program started is reaped by the table, so its exit status
 // is exact. A process started before a restart of this program is not our
 // child any more: it is polled through /proc, and its end is reported as
 // Lost with exit code -1 because its status went to another parent.
-func (a *Activities) WatchProcess(ctx context.Context, p ProcessInfo) (ExitStatus, error) {
+func (a *Activities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatus, error) {
+	p := in.Process
 	tick := time.NewTicker(a.watchPoll())
 	defer tick.Stop()
+	var sampleC <-chan time.Time
+	if in.SampleEvery > 0 && a.Reporter != nil {
+		sampleTick := time.NewTicker(in.SampleEvery)
+		defer sampleTick.Stop()
+		sampleC = sampleTick.C
+	}
+	obs := observer{a: a, in: in}
 
-	if e := a.Procs.find(p); e != nil {
-		for {
-			select {
-			case <-e.done:
-				return e.status, nil
-			case <-ctx.Done():
-				return ExitStatus{}, ctx.Err()
-			case <-tick.C:
-				activity.RecordHeartbeat(ctx)
+	e := a.Procs.find(p)
+	var done <-chan struct{}
+	if e != nil {
+		done = e.done
+	}
+	for {
+		if e == nil {
+			running, err := sameProcessRunning(p.PID, p.StartTicks)
+			if err != nil {
+				return ExitStatus{}, fmt.Errorf("watch pid %d: %w", p.PID, err)
+			}
+			if !running {
+				return ExitStatus{ExitCode: -1, Lost: true}, nil
 			}
 		}
-	}
-
-	for {
-		running, err := sameProcessRunning(p.PID, p.StartTicks)
-		if err != nil {
-			return ExitStatus{}, fmt.Errorf("watch pid %d: %w", p.PID, err)
-		}
-		if !running {
-			return ExitStatus{ExitCode: -1, Lost: true}, nil
-		}
-		activity.RecordHeartbeat(ctx)
 		select {
+		case <-done:
+			return e.status, nil
 		case <-ctx.Done():
 			return ExitStatus{}, ctx.Err()
 		case <-tick.C:
+			activity.RecordHeartbeat(ctx)
+		case <-sampleC:
+			obs.observe(ctx)
 		}
 	}
 }
@@ -178,10 +207,11 @@ func (a *Activities) watchPoll() time.Duration {
 	return time.Second
 }
 
-// StopProcess stops the process group of in.Process: SIGTERM, up to in.Grace
-// for it to empty, then SIGKILL. It signals only a group it can prove is the
-// one StartProcess created, because a PID or PGID can be reused by an
-// unrelated process once ours is gone.
+// StopProcess stops the whole process tree of in.Process: SIGTERM, up to
+// in.Grace for it to empty, then SIGKILL until nothing is left. It signals
+// only processes it can prove are the worker's (its group while the group is
+// provably ours, its token, their descendants), because a PID or PGID can be
+// reused by an unrelated process once ours is gone.
 func (a *Activities) StopProcess(ctx context.Context, in StopInput) (StopResult, error) {
 	p := in.Process
 	// A zero ProcessInfo means nothing was started. PGID 1 or our own group
@@ -189,45 +219,44 @@ func (a *Activities) StopProcess(ctx context.Context, in StopInput) (StopResult,
 	if p.PID <= 0 || p.PGID <= 1 || p.PGID == syscall.Getpgrp() {
 		return StopResult{AlreadyGone: true}, nil
 	}
-	ours, err := a.ownsGroup(in)
+	groupOurs, err := a.ownsGroup(in)
 	if err != nil {
 		return StopResult{}, err
 	}
-	if !ours {
-		return StopResult{AlreadyGone: true}, nil
-	}
-	running, err := groupRunning(p.PGID)
+	members, err := tree(p, groupOurs)
 	if err != nil {
 		return StopResult{}, err
 	}
-	if !running {
+	if len(members) == 0 {
+		a.forgetState(in.WorkerID, p)
 		return StopResult{AlreadyGone: true}, nil
 	}
 
 	beat := func() { activity.RecordHeartbeat(ctx) }
 	if in.Grace > 0 {
-		if err := signalGroup(p.PGID, syscall.SIGTERM); err != nil {
+		if err := signalTree(p, groupOurs, members, syscall.SIGTERM); err != nil {
 			return StopResult{}, err
 		}
-		empty, err := waitGroupEmpty(ctx, p.PGID, in.Grace, beat)
+		empty, err := waitTreeEmpty(ctx, p, groupOurs, in.Grace, beat, nil)
 		if err != nil {
 			return StopResult{}, err
 		}
 		if empty {
+			a.forgetState(in.WorkerID, p)
 			return StopResult{}, nil
 		}
 	}
-	if err := signalGroup(p.PGID, syscall.SIGKILL); err != nil {
-		return StopResult{}, err
-	}
-	empty, err := waitGroupEmpty(ctx, p.PGID, killWait, beat)
+	// Kill again on every poll: a member may fork between two scans.
+	kill := func(members []procStat) { _ = signalTree(p, groupOurs, members, syscall.SIGKILL) }
+	empty, err := waitTreeEmpty(ctx, p, groupOurs, killWait, beat, kill)
 	if err != nil {
 		return StopResult{}, err
 	}
 	if !empty {
-		// Retryable: a retry finds the group still running and kills again.
-		return StopResult{}, fmt.Errorf("process group %d of %s still running %s after SIGKILL", p.PGID, in.WorkerID, killWait)
+		// Retryable: a retry finds the tree still running and kills again.
+		return StopResult{}, fmt.Errorf("process tree of %s (pid %d) still running %s after SIGKILL", in.WorkerID, p.PID, killWait)
 	}
+	a.forgetState(in.WorkerID, p)
 	return StopResult{Killed: true}, nil
 }
 
@@ -286,19 +315,23 @@ func signalGroup(pgid int, sig syscall.Signal) error {
 	return nil
 }
 
-// waitGroupEmpty polls until process group pgid has no running member or
-// timeout passes, and reports whether it emptied.
-func waitGroupEmpty(ctx context.Context, pgid int, timeout time.Duration, beat func()) (bool, error) {
+// waitTreeEmpty polls until the worker's tree has no live member or
+// timeout passes, and reports whether it emptied. each, if set, is applied
+// to the members found on every poll.
+func waitTreeEmpty(ctx context.Context, p ProcessInfo, groupOurs bool, timeout time.Duration, beat func(), each func([]procStat)) (bool, error) {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(stopPoll)
 	defer tick.Stop()
 	for {
-		running, err := groupRunning(pgid)
+		members, err := tree(p, groupOurs)
 		if err != nil {
 			return false, err
 		}
-		if !running {
+		if len(members) == 0 {
 			return true, nil
+		}
+		if each != nil {
+			each(members)
 		}
 		if !time.Now().Before(deadline) {
 			return false, nil

@@ -86,7 +86,7 @@ func mustStart(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activiti
 
 func watchProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activities, p ProcessInfo) ExitStatus {
 	t.Helper()
-	val, err := env.ExecuteActivity(a.WatchProcess, p)
+	val, err := env.ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: "worker-watch-1", Process: p})
 	require.NoError(t, err)
 	var st ExitStatus
 	require.NoError(t, val.Get(&st))
@@ -218,7 +218,7 @@ func TestParseProcStat(t *testing.T) {
 	line := "4242 (evil) name (x) ) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615\n"
 	st, err := parseProcStat([]byte(line))
 	require.NoError(t, err)
-	assert.Equal(t, procStat{PID: 4242, State: 'S', PGRP: 4242, Session: 4242, StartTicks: 987654}, st)
+	assert.Equal(t, procStat{PID: 4242, State: 'S', PPID: 1, PGRP: 4242, Session: 4242, CPUTicks: 3, StartTicks: 987654}, st)
 
 	for _, bad := range []string{"", "12 (x", "12 (x) S 1 2", "x (y) S 1 2 3 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5"} {
 		_, err := parseProcStat([]byte(bad))
@@ -436,7 +436,7 @@ func TestWatchProcessCancelled(t *testing.T) {
 	info := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-1", WorkerType: "sleep", TaskID: "t"})
 
 	time.AfterFunc(100*time.Millisecond, cancel)
-	_, err := env.ExecuteActivity(a.WatchProcess, info)
+	_, err := env.ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: "worker-sleep-1", Process: info})
 	require.Error(t, err)
 	// The test environment hands back the failure as Temporal reports it,
 	// so only the message is left of context.Canceled.

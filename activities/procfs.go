@@ -13,8 +13,11 @@ import (
 type procStat struct {
 	PID     int
 	State   byte
+	PPID    int
 	PGRP    int
 	Session int
+	// CPUTicks is utime + stime (fields 14 and 15), in clock ticks.
+	CPUTicks uint64
 	// StartTicks is field 22: with the PID it names one process for the
 	// life of the machine, so a recycled PID is never mistaken for ours.
 	StartTicks uint64
@@ -60,8 +63,11 @@ func parseProcStat(data []byte) (procStat, error) {
 	rest := bytes.Fields(data[closing+1:])
 	const (
 		stateIdx   = 3 - 3
+		ppidIdx    = 4 - 3
 		pgrpIdx    = 5 - 3
 		sessionIdx = 6 - 3
+		utimeIdx   = 14 - 3
+		stimeIdx   = 15 - 3
 		startIdx   = 22 - 3
 	)
 	if len(rest) <= startIdx || len(rest[stateIdx]) != 1 {
@@ -79,7 +85,13 @@ func parseProcStat(data []byte) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("malformed /proc stat starttime: %w", err)
 	}
-	return procStat{PID: pid, State: rest[stateIdx][0], PGRP: pgrp, Session: session, StartTicks: start}, nil
+	// A parent or CPU time that does not parse only weakens tree discovery
+	// and sampling; identity rests on the fields above.
+	ppid, _ := strconv.Atoi(string(rest[ppidIdx]))
+	utime, _ := strconv.ParseUint(string(rest[utimeIdx]), 10, 64)
+	stime, _ := strconv.ParseUint(string(rest[stimeIdx]), 10, 64)
+	return procStat{PID: pid, State: rest[stateIdx][0], PPID: ppid, PGRP: pgrp, Session: session,
+		CPUTicks: utime + stime, StartTicks: start}, nil
 }
 
 func truncateForError(data []byte) string {
@@ -112,9 +124,9 @@ func sameProcessRunning(pid int, startTicks uint64) (bool, error) {
 	return st.StartTicks == startTicks && !st.exited(), nil
 }
 
-// groupMembers scans /proc for the processes whose process group is pgid,
-// zombies included. Processes that vanish during the scan are skipped.
-func groupMembers(pgid int) ([]procStat, error) {
+// allProcs reads every process in /proc, zombies included. Processes that
+// vanish during the scan are skipped.
+func allProcs() ([]procStat, error) {
 	dir, err := os.Open("/proc")
 	if err != nil {
 		return nil, err
@@ -124,21 +136,62 @@ func groupMembers(pgid int) ([]procStat, error) {
 	if err != nil {
 		return nil, err
 	}
-	var members []procStat
+	procs := make([]procStat, 0, len(names))
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil || pid <= 0 {
 			continue
 		}
-		st, err := readProcStat(pid)
-		if err != nil {
-			continue
+		if st, err := readProcStat(pid); err == nil {
+			procs = append(procs, st)
 		}
+	}
+	return procs, nil
+}
+
+// groupMembers lists the processes whose process group is pgid, zombies
+// included.
+func groupMembers(pgid int) ([]procStat, error) {
+	procs, err := allProcs()
+	if err != nil {
+		return nil, err
+	}
+	var members []procStat
+	for _, st := range procs {
 		if st.PGRP == pgid {
 			members = append(members, st)
 		}
 	}
 	return members, nil
+}
+
+// hasEnvEntry reports whether the environment of pid holds entry exactly.
+// A process whose environment cannot be read does not have it.
+func hasEnvEntry(pid int, entry string) bool {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	for _, e := range bytes.Split(env, []byte{0}) {
+		if string(e) == entry {
+			return true
+		}
+	}
+	return false
+}
+
+// residentBytes is the resident set of pid, from /proc/<pid>/statm.
+func residentBytes(pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	fields := bytes.Fields(data)
+	if len(fields) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(string(fields[1]), 10, 64)
+	return pages * int64(os.Getpagesize())
 }
 
 // groupRunning reports whether process group pgid has a member that has not

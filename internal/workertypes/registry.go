@@ -5,10 +5,12 @@
 package workertypes
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
@@ -33,7 +35,24 @@ type Type struct {
 	Command        []string `json:"command"`
 	TokenBudget    int64    `json:"token_budget"`
 	TimeoutMinutes int      `json:"timeout_minutes"`
+	// MaxRestarts is how often a crashed worker of this type is restarted.
+	MaxRestarts int `json:"max_restarts"`
+	// Heartbeat is "signal" (the worker heartbeats itself) or "output"
+	// (its log growing counts as a heartbeat).
+	Heartbeat string `json:"heartbeat"`
 }
+
+// Heartbeat modes.
+const (
+	HeartbeatSignal = "signal"
+	HeartbeatOutput = "output"
+)
+
+// MaxRestartsLimit bounds max_restarts.
+const MaxRestartsLimit = 10
+
+// defaultMaxRestarts is the old system's limit for a type it did not know.
+const defaultMaxRestarts = 2
 
 // Timeout is the longest a worker of this type may run.
 func (t Type) Timeout() time.Duration { return time.Duration(t.TimeoutMinutes) * time.Minute }
@@ -56,6 +75,9 @@ func (t Type) Argv(workerID, taskID string) []string {
 // Registry maps type names to types.
 type Registry struct {
 	types map[string]Type
+	// file is the types file loaded, and configured the types it named.
+	file       string
+	configured map[string]bool
 }
 
 var typeNamePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
@@ -68,20 +90,22 @@ var defaultCommand = []string{"claude", "-p", "You are a $WORKER_ID. Work on tas
 func Defaults() *Registry {
 	r := &Registry{types: map[string]Type{}}
 	for _, d := range []struct {
-		name    string
-		budget  int64
-		minutes int
+		name     string
+		budget   int64
+		minutes  int
+		restarts int
 	}{
-		{"scan-worker", 8000, 15},
-		{"fix-worker", 5000, 20},
-		{"analysis-worker", 5000, 15},
-		{"implementation-worker", 10000, 45},
-		{"test-worker", 6000, 20},
-		{"review-worker", 5000, 15},
-		{"pr-worker", 4000, 10},
-		{"documentation-worker", 6000, 20},
+		{"scan-worker", 8000, 15, 3},
+		{"fix-worker", 5000, 20, 2},
+		{"analysis-worker", 5000, 15, 3},
+		{"implementation-worker", 10000, 45, 2},
+		{"test-worker", 6000, 20, 3},
+		{"review-worker", 5000, 15, 2},
+		{"pr-worker", 4000, 10, 1},
+		{"documentation-worker", 6000, 20, 3},
 	} {
-		r.types[d.name] = Type{Name: d.name, Command: append([]string(nil), defaultCommand...), TokenBudget: d.budget, TimeoutMinutes: d.minutes}
+		r.types[d.name] = Type{Name: d.name, Command: append([]string(nil), defaultCommand...), TokenBudget: d.budget,
+			TimeoutMinutes: d.minutes, MaxRestarts: d.restarts, Heartbeat: HeartbeatSignal}
 	}
 	return r
 }
@@ -103,20 +127,25 @@ func Load(path string) (*Registry, error) {
 	if err := r.merge(data); err != nil {
 		return nil, fmt.Errorf("worker types file %s: %w", path, err)
 	}
+	r.file = path
 	return r, nil
+}
+
+// typeFields is one type in a types file; pointers tell a field left out
+// from a zero.
+type typeFields struct {
+	Command        []string `json:"command"`
+	TokenBudget    *int64   `json:"token_budget"`
+	TimeoutMinutes *int     `json:"timeout_minutes"`
+	MaxRestarts    *int     `json:"max_restarts"`
+	Heartbeat      *string  `json:"heartbeat"`
 }
 
 func (r *Registry) merge(data []byte) error {
 	var file struct {
-		Types map[string]struct {
-			Command        []string `json:"command"`
-			TokenBudget    *int64   `json:"token_budget"`
-			TimeoutMinutes *int     `json:"timeout_minutes"`
-		} `json:"types"`
+		Types map[string]json.RawMessage `json:"types"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&file); err != nil {
+	if err := strictDecode(data, &file); err != nil {
 		return fmt.Errorf("invalid JSON: %w", err)
 	}
 	names := make([]string, 0, len(file.Types))
@@ -126,7 +155,11 @@ func (r *Registry) merge(data []byte) error {
 	sort.Strings(names)
 	var errs []error
 	for _, name := range names {
-		in := file.Types[name]
+		var in typeFields
+		if err := strictDecode(file.Types[name], &in); err != nil {
+			errs = append(errs, fmt.Errorf("type %q: invalid JSON: %w", name, err))
+			continue
+		}
 		t, exists := r.types[name]
 		t.Name = name
 		if !typeNamePattern.MatchString(name) {
@@ -142,6 +175,15 @@ func (r *Registry) merge(data []byte) error {
 		if in.TimeoutMinutes != nil {
 			t.TimeoutMinutes = *in.TimeoutMinutes
 		}
+		if !exists {
+			t.MaxRestarts, t.Heartbeat = defaultMaxRestarts, HeartbeatSignal
+		}
+		if in.MaxRestarts != nil {
+			t.MaxRestarts = *in.MaxRestarts
+		}
+		if in.Heartbeat != nil {
+			t.Heartbeat = *in.Heartbeat
+		}
 		if !exists && in.TokenBudget == nil {
 			errs = append(errs, fmt.Errorf("type %q: token_budget is required for a new type", name))
 		}
@@ -153,8 +195,19 @@ func (r *Registry) merge(data []byte) error {
 			continue
 		}
 		r.types[name] = t
+		if r.configured == nil {
+			r.configured = map[string]bool{}
+		}
+		r.configured[name] = true
 	}
 	return errors.Join(errs...)
+}
+
+// strictDecode refuses unknown fields, which are most often typos.
+func strictDecode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 func (t Type) validate() error {
@@ -166,6 +219,62 @@ func (t Type) validate() error {
 	}
 	if t.TimeoutMinutes < MinTimeoutMinutes || t.TimeoutMinutes > MaxTimeoutMinutes {
 		return fmt.Errorf("timeout_minutes %d is not in %d..%d", t.TimeoutMinutes, MinTimeoutMinutes, MaxTimeoutMinutes)
+	}
+	if t.MaxRestarts < 0 || t.MaxRestarts > MaxRestartsLimit {
+		return fmt.Errorf("max_restarts %d is not in 0..%d", t.MaxRestarts, MaxRestartsLimit)
+	}
+	if t.Heartbeat != HeartbeatSignal && t.Heartbeat != HeartbeatOutput {
+		return fmt.Errorf("heartbeat %q must be %q or %q", t.Heartbeat, HeartbeatSignal, HeartbeatOutput)
+	}
+	return nil
+}
+
+// CheckCommands refuses a types file that names a bare program that is not
+// on PATH: most often a typo or a missing install, which should fail when
+// the worker program starts, not at the first spawn. A program given by path
+// may be installed later (a mounted volume), so it is only listed by
+// Unrunnable; spawning it while it is missing fails that lifecycle.
+func (r *Registry) CheckCommands() error {
+	var errs []error
+	for _, name := range r.Names() {
+		program := r.types[name].Command[0]
+		if !r.configured[name] || strings.Contains(program, "/") {
+			continue
+		}
+		if err := checkProgram(program); err != nil {
+			errs = append(errs, fmt.Errorf("type %q: command: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("worker types file %s: %w", r.file, err)
+	}
+	return nil
+}
+
+// Unrunnable lists the types whose program cannot be run here now.
+func (r *Registry) Unrunnable() []string {
+	var names []string
+	for _, name := range r.Names() {
+		if checkProgram(r.types[name].Command[0]) != nil {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func checkProgram(program string) error {
+	if !strings.Contains(program, "/") {
+		if _, err := exec.LookPath(program); err != nil {
+			return fmt.Errorf("program %q not found on PATH", program)
+		}
+		return nil
+	}
+	st, err := os.Stat(program)
+	switch {
+	case err != nil:
+		return fmt.Errorf("program %q: %w", program, err)
+	case st.IsDir() || st.Mode()&0o111 == 0:
+		return fmt.Errorf("program %q is not an executable file", program)
 	}
 	return nil
 }

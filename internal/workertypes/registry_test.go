@@ -51,15 +51,18 @@ func TestFileOverridesAndAdds(t *testing.T) {
 
 func TestBadFilesNameEveryProblem(t *testing.T) {
 	for name, tc := range map[string]struct{ body, want string }{
-		"not json":        {`{"types": `, "invalid JSON"},
-		"unknown field":   {`{"types": {"x-worker": {"cmd": ["a"]}}}`, "invalid JSON"},
-		"empty command":   {`{"types": {"fix-worker": {"command": []}}}`, "command must be a non-empty argv list"},
-		"budget":          {`{"types": {"fix-worker": {"token_budget": 0}}}`, "token_budget 0 is not in 1..200000"},
-		"timeout":         {`{"types": {"fix-worker": {"timeout_minutes": 181}}}`, "timeout_minutes 181 is not in 1..180"},
-		"new needs all":   {`{"types": {"new-worker": {"command": ["a"]}}}`, "token_budget is required for a new type"},
-		"bad name":        {`{"types": {"Bad Name": {"command": ["a"], "token_budget": 1, "timeout_minutes": 1}}}`, "name must match"},
-		"wrong type":      {`{"types": {"fix-worker": {"command": "rm -rf /"}}}`, "invalid JSON"},
-		"negative budget": {`{"types": {"fix-worker": {"token_budget": -5}}}`, "token_budget -5"},
+		"not json":                          {`{"types": `, "invalid JSON"},
+		"unknown field":                     {`{"types": {"x-worker": {"cmd": ["a"]}}}`, "invalid JSON"},
+		"empty command":                     {`{"types": {"fix-worker": {"command": []}}}`, "command must be a non-empty argv list"},
+		"budget":                            {`{"types": {"fix-worker": {"token_budget": 0}}}`, "token_budget 0 is not in 1..200000"},
+		"timeout":                           {`{"types": {"fix-worker": {"timeout_minutes": 181}}}`, "timeout_minutes 181 is not in 1..180"},
+		"new needs all":                     {`{"types": {"new-worker": {"command": ["a"]}}}`, "token_budget is required for a new type"},
+		"bad name":                          {`{"types": {"Bad Name": {"command": ["a"], "token_budget": 1, "timeout_minutes": 1}}}`, "name must match"},
+		"wrong type":                        {`{"types": {"fix-worker": {"command": "rm -rf /"}}}`, "invalid JSON"},
+		"negative budget":                   {`{"types": {"fix-worker": {"token_budget": -5}}}`, `type "fix-worker": token_budget -5`},
+		"unknown field named with its type": {`{"types": {"fix-worker": {"comand": ["a"]}}}`, `type "fix-worker": invalid JSON: json: unknown field "comand"`},
+		"negative restarts":                 {`{"types": {"fix-worker": {"max_restarts": -1}}}`, `type "fix-worker": max_restarts -1 is not in 0..10`},
+		"bad heartbeat mode":                {`{"types": {"fix-worker": {"heartbeat": "telepathy"}}}`, `type "fix-worker": heartbeat "telepathy" must be "signal" or "output"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Load(writeFile(t, tc.body))
@@ -79,6 +82,39 @@ func TestShippedTypeFilesLoad(t *testing.T) {
 		_, err := Load(f)
 		require.NoError(t, err, f)
 	}
+}
+
+func TestRestartAndHeartbeatDefaults(t *testing.T) {
+	r, err := Load(writeFile(t, `{"types": {"lint-worker": {"command": ["true"], "token_budget": 10, "timeout_minutes": 1},
+		"pr-worker": {"heartbeat": "output"}}}`))
+	require.NoError(t, err)
+	want := map[string]int{"scan-worker": 3, "fix-worker": 2, "analysis-worker": 3, "implementation-worker": 2,
+		"test-worker": 3, "review-worker": 2, "pr-worker": 1, "documentation-worker": 3, "lint-worker": 2}
+	for name, restarts := range want {
+		typ, err := r.Lookup(name)
+		require.NoError(t, err)
+		require.Equal(t, restarts, typ.MaxRestarts, name)
+	}
+	pr, _ := r.Lookup("pr-worker")
+	require.Equal(t, HeartbeatOutput, pr.Heartbeat)
+	lint, _ := r.Lookup("lint-worker")
+	require.Equal(t, HeartbeatSignal, lint.Heartbeat)
+}
+
+func TestCheckCommandsNamesFileTypeAndField(t *testing.T) {
+	path := writeFile(t, `{"types": {"fix-worker": {"command": ["clade-not-installed", "-p"]},
+		"scan-worker": {"command": ["/nonexistent/agent"]}, "test-worker": {"command": ["sh", "-c", "true"]}}}`)
+	r, err := Load(path)
+	require.NoError(t, err)
+	err = r.CheckCommands()
+	require.ErrorContains(t, err, "worker types file "+path)
+	require.ErrorContains(t, err, `type "fix-worker": command: program "clade-not-installed" not found on PATH`)
+	require.NotContains(t, err.Error(), "test-worker")
+	// A path may be mounted later: listed, not refused. So are the built-in
+	// types' default program, which is not checked.
+	require.NotContains(t, err.Error(), "scan-worker")
+	require.Contains(t, r.Unrunnable(), "scan-worker")
+	require.NoError(t, Defaults().CheckCommands())
 }
 
 func TestShortName(t *testing.T) {

@@ -1,0 +1,101 @@
+package activities
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+)
+
+// The state folder holds one record per started process, so that a worker
+// program that crashed or was redeployed finds its processes again instead
+// of starting a second one.
+
+func (a *Activities) statePath(workerID string) string {
+	return filepath.Join(a.StateDir, workerID+".json")
+}
+
+// saveState records a started process; the write is atomic so a crash never
+// leaves half a record.
+func (a *Activities) saveState(workerID string, p ProcessInfo) error {
+	if a.StateDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(a.StateDir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(a.statePath(workerID), data)
+}
+
+// readopt returns the recorded process of workerID when it is still that
+// very process: same PID, same start time, and our token in its
+// environment. A record of a process that is gone is removed.
+func (a *Activities) readopt(workerID string) (ProcessInfo, bool) {
+	if a.StateDir == "" {
+		return ProcessInfo{}, false
+	}
+	data, err := os.ReadFile(a.statePath(workerID))
+	if err != nil {
+		return ProcessInfo{}, false
+	}
+	var p ProcessInfo
+	if json.Unmarshal(data, &p) != nil || p.Token == "" {
+		_ = os.Remove(a.statePath(workerID))
+		return ProcessInfo{}, false
+	}
+	if running, err := sameProcessRunning(p.PID, p.StartTicks); err != nil || !running || !hasEnvEntry(p.PID, tokenEnv+"="+p.Token) {
+		_ = os.Remove(a.statePath(workerID))
+		return ProcessInfo{}, false
+	}
+	return p, true
+}
+
+// forgetState removes the record of p once its tree is gone; a record of a
+// newer process of the same worker is kept.
+func (a *Activities) forgetState(workerID string, p ProcessInfo) {
+	if a.StateDir == "" {
+		return
+	}
+	data, err := os.ReadFile(a.statePath(workerID))
+	if err != nil {
+		return
+	}
+	var recorded ProcessInfo
+	if json.Unmarshal(data, &recorded) == nil && recorded.PID == p.PID && recorded.StartTicks == p.StartTicks {
+		_ = os.Remove(a.statePath(workerID))
+	}
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// newToken is a random marker, unique to one started process.
+func newToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}

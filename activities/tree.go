@@ -1,0 +1,69 @@
+package activities
+
+import (
+	"os"
+	"syscall"
+)
+
+// tokenEnv names the environment entry that marks every process of a
+// worker. Descendants inherit it whatever they do with their process group
+// or session, which a process group alone cannot follow.
+const tokenEnv = "WORKER_LIFECYCLE_TOKEN"
+
+// tree lists the live processes of the worker p started: its process group
+// when groupOurs (the group is provably this worker's), every process that
+// carries its token, and every descendant of those. The worker program
+// itself and init are never part of it.
+func tree(p ProcessInfo, groupOurs bool) ([]procStat, error) {
+	procs, err := allProcs()
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	children := map[int][]procStat{}
+	var roots []procStat
+	tokenEntry := tokenEnv + "=" + p.Token
+	for _, st := range procs {
+		if st.PID == self || st.PID == 1 {
+			continue
+		}
+		children[st.PPID] = append(children[st.PPID], st)
+		switch {
+		case groupOurs && st.PGRP == p.PGID:
+			roots = append(roots, st)
+		case p.Token != "" && hasEnvEntry(st.PID, tokenEntry):
+			roots = append(roots, st)
+		}
+	}
+	seen := map[int]bool{}
+	var members []procStat
+	for len(roots) > 0 {
+		st := roots[len(roots)-1]
+		roots = roots[:len(roots)-1]
+		if seen[st.PID] {
+			continue
+		}
+		seen[st.PID] = true
+		if !st.exited() {
+			members = append(members, st)
+		}
+		roots = append(roots, children[st.PID]...)
+	}
+	return members, nil
+}
+
+// signalTree sends sig to the group (when it is ours) and to every member,
+// so that a member outside the group is reached too.
+func signalTree(p ProcessInfo, groupOurs bool, members []procStat, sig syscall.Signal) error {
+	if groupOurs {
+		if err := signalGroup(p.PGID, sig); err != nil {
+			return err
+		}
+	}
+	for _, m := range members {
+		// A member that exited meanwhile is fine; its PID cannot have been
+		// reused yet, since we saw it unreaped or alive a moment ago.
+		_ = syscall.Kill(m.PID, sig)
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+package health
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestScoreAtEveryBoundary(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name            string
+		cpu             float64
+		rss, used, have int64
+		want            int
+	}{
+		{"idle and fresh", 0, 0, 0, 1000, 100},
+		{"cpu 60 is fine", 60, 0, 0, 1000, 100},
+		{"cpu above 60", 60.1, 0, 0, 1000, 85},
+		{"cpu 80 is still elevated", 80, 0, 0, 1000, 85},
+		{"cpu above 80", 80.1, 0, 0, 1000, 70},
+		{"512 MiB is fine", 0, 512 * mib, 0, 1000, 100},
+		{"above 512 MiB", 0, 512*mib + 1, 0, 1000, 85},
+		{"above 1 GiB", 0, 1024*mib + 1, 0, 1000, 70},
+		{"25% left is fine", 0, 0, 750, 1000, 100},
+		{"under 25% left", 0, 0, 751, 1000, 80},
+		{"10% left is still low", 0, 0, 900, 1000, 80},
+		{"under 10% left", 0, 0, 901, 1000, 60},
+		{"over budget", 0, 0, 5000, 1000, 60},
+		{"everything at once", 95, 2048 * mib, 999, 1000, 0},
+		{"no allocation known", 0, 0, 50, 0, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, Score(tc.cpu, tc.rss, tc.used, tc.have))
+		})
+	}
+}
+
+func TestBands(t *testing.T) {
+	require.Equal(t, "healthy", Band(100))
+	require.Equal(t, "healthy", Band(80))
+	require.Equal(t, "degraded", Band(79))
+	require.Equal(t, "degraded", Band(50))
+	require.Equal(t, "unhealthy", Band(49))
+	require.Equal(t, "unhealthy", Band(0))
+	require.Equal(t, []int{0, 1, 1, 2}, []int{CPUBand(60), CPUBand(61), CPUBand(80), CPUBand(81)})
+	require.Equal(t, []int{0, 1, 2}, []int{MemoryBand(512 << 20), MemoryBand(600 << 20), MemoryBand(2 << 30)})
+}
