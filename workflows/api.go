@@ -13,10 +13,20 @@ import (
 // TaskQueue is the shared queue polled by every worker program.
 const TaskQueue = "worker-lifecycle"
 
+// HostTaskQueue is the queue of one host's worker program. Starting,
+// watching and stopping a process run there, on the host that owns it.
+func HostTaskQueue(host string) string { return TaskQueue + "-host-" + host }
+
 // Names of the lifecycle workflow's messages.
 const (
 	// SignalHeartbeat carries a Heartbeat from the worker process.
 	SignalHeartbeat = "heartbeat"
+	// SignalSample carries the watcher's activities.ResourceSample of the
+	// worker's process tree.
+	SignalSample = "resource-sample"
+	// SignalOutputHeartbeat is the watcher's heartbeat on behalf of a
+	// worker whose log grew (heartbeat mode "output"), with a sample.
+	SignalOutputHeartbeat = "output-heartbeat"
 	// UpdateShutdown stops the worker gracefully (ShutdownRequest).
 	UpdateShutdown = "shutdown"
 	// UpdateKill stops the worker at once (KillRequest).
@@ -126,6 +136,11 @@ type WorkerSpec struct {
 	CompletedAt *time.Time    `json:"completed_at"`
 	ExitCode    *int          `json:"exit_code"`
 	Cleanup     *CleanupInfo  `json:"cleanup,omitempty"`
+	// Health is the true health: the old system's formula over the sampled
+	// CPU and memory of the whole process tree and the tokens remaining.
+	Health HealthInfo `json:"health"`
+	// Restarts lists every restart of the worker's process.
+	Restarts []RestartRecord `json:"restarts,omitempty"`
 	// Transitions is the recent history of states, oldest first (bounded).
 	Transitions []Transition `json:"transitions"`
 }
@@ -140,9 +155,13 @@ type TokenBudget struct {
 type HeartbeatInfo struct {
 	// LastSeen is when the workflow received the last heartbeat, by its own
 	// clock; nil until the first one.
-	LastSeen    *time.Time `json:"last_seen"`
-	HealthScore int        `json:"health_score"`
-	Message     string     `json:"message,omitempty"`
+	LastSeen *time.Time `json:"last_seen"`
+	// HealthScore is the computed score (Health.Score), where the old
+	// system's scripts read it.
+	HealthScore int `json:"health_score"`
+	// ReportedHealthScore is what the worker said of itself, if anything.
+	ReportedHealthScore *int   `json:"reported_health_score,omitempty"`
+	Message             string `json:"message,omitempty"`
 	// Alert is "warning" or "critical" while heartbeats are late.
 	Alert string `json:"alert,omitempty"`
 	// Count is every heartbeat accepted over the whole lifecycle.
@@ -165,7 +184,36 @@ type CleanupInfo struct {
 	Automated bool `json:"automated"`
 	// Refunded is the number of tokens returned to the budget.
 	Refunded int64 `json:"refunded"`
+	// Process says what became of the process: "stopped", "already gone"
+	// (exited, or its PID now names another process) or "lost" (its host
+	// disappeared).
+	Process string `json:"process,omitempty"`
 }
+
+// HealthInfo is the worker's health as computed by the lifecycle.
+type HealthInfo struct {
+	Score      int        `json:"score"`
+	Band       string     `json:"band"` // healthy, degraded or unhealthy
+	CPUPercent float64    `json:"cpu_percent"`
+	RSSBytes   int64      `json:"rss_bytes"`
+	Processes  int        `json:"processes"`
+	SampledAt  *time.Time `json:"sampled_at,omitempty"`
+}
+
+// RestartRecord is one restart of a crashed worker.
+type RestartRecord struct {
+	At       time.Time     `json:"at"`
+	ExitCode *int          `json:"exit_code"`
+	Reason   string        `json:"reason"`
+	Delay    time.Duration `json:"delay"`
+}
+
+// Process outcomes recorded in CleanupInfo.Process.
+const (
+	ProcessStopped     = "stopped"
+	ProcessAlreadyGone = "already gone"
+	ProcessLost        = "lost"
+)
 
 // Transition is one change of state.
 type Transition struct {

@@ -25,6 +25,11 @@ type LifecycleState struct {
 	Process *activities.ProcessInfo `json:"process,omitempty"`
 	// IdleSince is when the worker became idle; nil while busy.
 	IdleSince *time.Time `json:"idle_since,omitempty"`
+	// RestartCount counts restarts since the last healthy run.
+	RestartCount int `json:"restart_count"`
+	// PriorTokens is what the worker's earlier processes used; a new
+	// process reports its own count from zero.
+	PriorTokens int64 `json:"prior_tokens"`
 	// Runs counts continue-as-new; SignalsThisRun bounds one run.
 	Runs           int `json:"runs"`
 	SignalsThisRun int `json:"signals_this_run"`
@@ -48,6 +53,10 @@ type outcome struct {
 	exit     *activities.ExitStatus
 	grace    time.Duration
 	operator bool // an operator asked for it
+	// restartable failures are crashes and hangs, which a restart may cure.
+	restartable bool
+	// hostLost: nobody can stop the process; it is recorded as lost.
+	hostLost bool
 }
 
 type outcomeKind int
@@ -77,6 +86,8 @@ type lifecycle struct {
 	wake     workflow.Channel
 	saga     saga
 	refunded int64
+	// processFate is what the last stop found (ProcessStopped, ...).
+	processFate string
 }
 
 // WorkerLifecycle supervises one worker from budget reservation to cleanup.
@@ -106,6 +117,7 @@ func (w *lifecycle) initSpec(ctx workflow.Context) {
 		Repo:        r.Repo,
 		TokenBudget: TokenBudget{Allocated: r.Budget},
 		Heartbeat:   HeartbeatInfo{HealthScore: defaultHealthScore},
+		Health:      HealthInfo{Score: defaultHealthScore, Band: "healthy"},
 		CreatedAt:   workflow.Now(ctx).UTC(),
 	}
 	w.transition(ctx, StatusPending, "")
@@ -187,15 +199,19 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 			return w.finish(ctx, *o)
 		}
 	}
-
-	o := w.supervise(ctx)
-	if o.kind == outcomeContinueAsNew {
-		w.st.Runs++
-		w.st.SignalsThisRun = 0
-		logger.Info("Continuing as new", "runs", w.st.Runs, "heartbeats", w.st.Spec.Heartbeat.Count)
-		return w.st.Spec, workflow.NewContinueAsNewError(ctx, WorkerLifecycle, w.st)
+	for {
+		o := w.supervise(ctx)
+		if o.kind == outcomeContinueAsNew {
+			w.st.Runs++
+			w.st.SignalsThisRun = 0
+			logger.Info("Continuing as new", "runs", w.st.Runs, "heartbeats", w.st.Spec.Heartbeat.Count)
+			return w.st.Spec, workflow.NewContinueAsNewError(ctx, WorkerLifecycle, w.st)
+		}
+		if o.restartable && w.restart(ctx, lease, &o) {
+			continue
+		}
+		return w.finish(ctx, o)
 	}
-	return w.finish(ctx, o)
 }
 
 // lease names this lifecycle in the ledger. The first run ID stays the same
@@ -224,32 +240,51 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 	}
 	w.st.Reserved = true
 	w.saga.add(stepRefund, w.releaseBudget(lease))
+	return w.launch(ctx)
+}
 
+// launch starts the worker's process on its host: the one pinned by the
+// request, or whichever worker program takes PickHost from the shared queue.
+func (w *lifecycle) launch(ctx workflow.Context) *outcome {
+	r := w.st.Request
+	if w.st.Spec.Host == "" {
+		host := r.Host
+		if host == "" {
+			if err := workflow.ExecuteActivity(sharedOptions(ctx), a.PickHost).Get(ctx, &host); err != nil {
+				return &outcome{kind: outcomeFailed, reason: "no host to run on: " + failureMessage(err)}
+			}
+		}
+		w.st.Spec.Host = host
+	}
 	var info activities.ProcessInfo
-	err = workflow.ExecuteActivity(startOptions(ctx), a.StartProcess, activities.StartInput{
+	err := workflow.ExecuteActivity(w.startOptions(ctx), a.StartProcess, activities.StartInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, TaskID: r.TaskID,
 	}).Get(ctx, &info)
 	if err != nil {
 		if isCancel(ctx, err) {
 			return &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
 		}
+		if isScheduleToStartTimeout(err) {
+			return &outcome{kind: outcomeFailed, reason: fmt.Sprintf("spawn failed: host %s did not take the work within %s", w.st.Spec.Host, w.limits.HostLossAfter)}
+		}
 		return &outcome{kind: outcomeFailed, reason: "spawn failed: " + failureMessage(err)}
 	}
 	w.st.Process = &info
+	w.saga.drop(stepStopProcess)
 	w.saga.add(stepStopProcess, w.stopProcessCompensation())
 
 	// Staleness is measured by the workflow's clock, not the host's.
 	now := workflow.Now(ctx).UTC()
 	w.st.Spec.PID = info.PID
-	w.st.Spec.Host = info.Host
 	w.st.Spec.LogPath = info.LogPath
 	w.st.Spec.StartedAt = &now
+	w.st.Spec.Heartbeat.Alert = ""
+	w.transition(ctx, StatusRunning, "process started")
 	if r.TaskID == "" {
-		w.transition(ctx, StatusRunning, "process started")
 		w.st.IdleSince = &now
 		w.transition(ctx, StatusIdle, "no task assigned")
 	} else {
-		w.transition(ctx, StatusRunning, "process started")
+		w.st.IdleSince = nil
 	}
 	return nil
 }
@@ -258,8 +293,15 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 // must continue as new.
 func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 	hbCh := workflow.GetSignalChannel(ctx, SignalHeartbeat)
+	sampleCh := workflow.GetSignalChannel(ctx, SignalSample)
+	outputCh := workflow.GetSignalChannel(ctx, SignalOutputHeartbeat)
 	watchCtx, cancelWatch := workflow.WithCancel(ctx)
-	watch := workflow.ExecuteActivity(watchOptions(watchCtx, w.st.Request.Timeout), a.WatchProcess, *w.st.Process)
+	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), a.WatchProcess, activities.WatchInput{
+		WorkerID:        w.st.Spec.WorkerID,
+		Process:         *w.st.Process,
+		SampleEvery:     w.limits.SampleEvery,
+		OutputHeartbeat: w.st.Request.HeartbeatMode == HeartbeatModeOutput,
+	})
 
 	var (
 		timer   workflow.Future
@@ -268,7 +310,7 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		result  *outcome
 	)
 	for result == nil {
-		if len(w.stops) == 0 && w.shouldContinueAsNew(ctx) && w.drainForContinueAsNew(ctx, hbCh) {
+		if len(w.stops) == 0 && w.shouldContinueAsNew(ctx) && w.drainForContinueAsNew(ctx, hbCh, sampleCh, outputCh) {
 			cancelWatch()
 			return outcome{kind: outcomeContinueAsNew}
 		}
@@ -290,6 +332,16 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 			c.Receive(ctx, &hb)
 			w.applyHeartbeat(ctx, hb)
 		})
+		sel.AddReceive(sampleCh, func(c workflow.ReceiveChannel, _ bool) {
+			var sample activities.ResourceSample
+			c.Receive(ctx, &sample)
+			w.applySample(ctx, sample)
+		})
+		sel.AddReceive(outputCh, func(c workflow.ReceiveChannel, _ bool) {
+			var sample activities.ResourceSample
+			c.Receive(ctx, &sample)
+			w.applyOutputHeartbeat(ctx, sample)
+		})
 		sel.AddReceive(w.wake, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			if req, ok := w.nextStop(); ok {
@@ -298,7 +350,13 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		})
 		sel.AddFuture(watch, func(f workflow.Future) {
 			var exit activities.ExitStatus
-			if err := f.Get(ctx, &exit); err != nil {
+			switch err := f.Get(ctx, &exit); {
+			case err == nil:
+			case isScheduleToStartTimeout(err):
+				result = &outcome{kind: outcomeFailed, hostLost: true,
+					reason: fmt.Sprintf("host %s lost: its worker program did not come back within %s; process recorded as lost", w.st.Spec.Host, w.limits.HostLossAfter)}
+				return
+			default:
 				result = &outcome{kind: outcomeFailed, reason: "lost track of the process: " + failureMessage(err)}
 				return
 			}
@@ -321,7 +379,11 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		w.transition(ctx, StatusShuttingDown, result.reason)
 		result.exit = w.stopAndCollect(ctx, result.grace, watch, cancelWatch)
 	case outcomeFailed:
-		w.markFailed(ctx, result.reason)
+		w.transition(ctx, StatusFailed, result.reason)
+		if result.hostLost {
+			cancelWatch()
+			break
+		}
 		result.exit = w.stopAndCollect(ctx, 0, watch, cancelWatch)
 	case outcomeCancelled:
 		// The workflow context is cancelled: the saga stops the process
@@ -334,13 +396,13 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 func exitOutcome(exit activities.ExitStatus) *outcome {
 	switch {
 	case exit.Lost:
-		return &outcome{kind: outcomeFailed, reason: "process vanished while unwatched; exit status unknown", exit: &exit}
+		return &outcome{kind: outcomeFailed, restartable: true, reason: "process died while its worker program was down; exit status unknown", exit: &exit}
 	case exit.ExitCode == 0:
 		return &outcome{kind: outcomeExited, reason: "process exited with code 0", exit: &exit}
 	case exit.Signal != "":
-		return &outcome{kind: outcomeFailed, reason: fmt.Sprintf("process killed by %s", exit.Signal), exit: &exit}
+		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("process killed by %s", exit.Signal), exit: &exit}
 	default:
-		return &outcome{kind: outcomeFailed, reason: fmt.Sprintf("process exited with code %d", exit.ExitCode), exit: &exit}
+		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("process exited with code %d", exit.ExitCode), exit: &exit}
 	}
 }
 
@@ -374,17 +436,19 @@ func (w *lifecycle) stopAndCollect(ctx workflow.Context, grace time.Duration, wa
 // escalates it.
 func (w *lifecycle) stopGroup(ctx workflow.Context, grace time.Duration) {
 	in := activities.StopInput{WorkerID: w.st.Spec.WorkerID, Process: *w.st.Process, Grace: grace}
-	pending := []workflow.Future{workflow.ExecuteActivity(stopOptions(ctx, grace), a.StopProcess, in)}
+	pending := []workflow.Future{workflow.ExecuteActivity(w.stopOptions(ctx, grace), a.StopProcess, in)}
 	escalated := grace == 0
 	stopped := false
 	for len(pending) > 0 {
 		sel := workflow.NewSelector(ctx)
 		for i, f := range pending {
 			sel.AddFuture(f, func(f workflow.Future) {
-				if err := f.Get(ctx, nil); err != nil {
+				var res activities.StopResult
+				if err := f.Get(ctx, &res); err != nil {
 					workflow.GetLogger(ctx).Warn("Stopping the process failed", "error", err)
 				} else {
 					stopped = true
+					w.recordStop(res)
 				}
 				pending = append(pending[:i:i], pending[i+1:]...)
 			})
@@ -395,7 +459,7 @@ func (w *lifecycle) stopGroup(ctx workflow.Context, grace time.Duration) {
 				if req.grace == 0 && !escalated {
 					escalated = true
 					in.Grace = 0
-					pending = append(pending, workflow.ExecuteActivity(stopOptions(ctx, 0), a.StopProcess, in))
+					pending = append(pending, workflow.ExecuteActivity(w.stopOptions(ctx, 0), a.StopProcess, in))
 				}
 			}
 		})
@@ -419,6 +483,12 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 	if !normalEnd {
 		w.markFailed(ctx, o.reason)
 	}
+	if o.hostLost {
+		// Its host is gone: no one can stop it, and waiting would hold the
+		// budget forever. The sweep stops it if the host returns.
+		w.saga.drop(stepStopProcess)
+		w.processFate = ProcessLost
+	}
 
 	var errs []error
 	if !w.saga.empty() {
@@ -426,6 +496,7 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 		w.st.Reserved = false
 		cleanup.Refunded = w.refunded
 	}
+	cleanup.Process = w.processFate
 	now := workflow.Now(ctx).UTC()
 	switch {
 	case len(errs) > 0:
@@ -450,11 +521,10 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 // markFailed records a failure and, when something is held, that the worker
 // now awaits cleanup. A budget refusal holds nothing and stays failed.
 func (w *lifecycle) markFailed(ctx workflow.Context, reason string) {
-	if s := w.st.Spec.Status; s == StatusFailed || s == StatusZombie {
-		return
+	if w.st.Spec.Status != StatusFailed && w.st.Spec.Status != StatusZombie {
+		w.transition(ctx, StatusFailed, reason)
 	}
-	w.transition(ctx, StatusFailed, reason)
-	if !w.saga.empty() {
+	if !w.saga.empty() && w.st.Spec.Status != StatusZombie {
 		w.transition(ctx, StatusZombie, "awaiting cleanup")
 	}
 }
@@ -475,7 +545,12 @@ func (w *lifecycle) stopProcessCompensation() func(workflow.Context) error {
 		// The process may have exited or been stopped already; this also
 		// reaps whatever it left behind in its process group.
 		in := activities.StopInput{WorkerID: w.st.Spec.WorkerID, Process: *w.st.Process, Grace: w.limits.ShutdownGrace}
-		return workflow.ExecuteActivity(stopOptions(ctx, in.Grace), a.StopProcess, in).Get(ctx, nil)
+		var res activities.StopResult
+		if err := workflow.ExecuteActivity(w.stopOptions(ctx, in.Grace), a.StopProcess, in).Get(ctx, &res); err != nil {
+			return err
+		}
+		w.recordStop(res)
+		return nil
 	}
 }
 
@@ -493,10 +568,9 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat) {
 	spec.Heartbeat.Count++
 	spec.Heartbeat.Alert = ""
 	spec.Heartbeat.Message = hb.Message
-	if hb.HealthScore != nil {
-		spec.Heartbeat.HealthScore = *hb.HealthScore
-	}
-	spec.TokenBudget.Used = hb.TokensUsed
+	spec.Heartbeat.ReportedHealthScore = hb.HealthScore
+	spec.TokenBudget.Used = w.st.PriorTokens + hb.TokensUsed
+	w.updateHealth()
 	switch {
 	case hb.Status == HeartbeatIdle && spec.Status == StatusRunning:
 		w.st.IdleSince = &now
@@ -511,10 +585,11 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat) {
 // or the start of the process for a worker that has not sent one yet. A
 // pending worker has no base and is never flagged.
 func (w *lifecycle) heartbeatBase() time.Time {
-	if hb := w.st.Spec.Heartbeat.LastSeen; hb != nil {
+	base := *w.st.Spec.StartedAt
+	if hb := w.st.Spec.Heartbeat.LastSeen; hb != nil && hb.After(base) {
 		return *hb
 	}
-	return *w.st.Spec.StartedAt
+	return base
 }
 
 // nextDeadline is the earliest moment something is due: a heartbeat alert,
@@ -544,7 +619,7 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context) *outcome {
 	hb := &w.st.Spec.Heartbeat
 	switch {
 	case age >= w.limits.ZombieAfter:
-		return &outcome{kind: outcomeFailed, reason: fmt.Sprintf("no heartbeat for %s (zombie limit %s)", age.Round(time.Second), w.limits.ZombieAfter)}
+		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("no heartbeat for %s (zombie limit %s)", age.Round(time.Second), w.limits.ZombieAfter)}
 	case age >= w.limits.HeartbeatCritical && hb.Alert != AlertCritical:
 		hb.Alert = AlertCritical
 		workflow.GetLogger(ctx).Warn("Heartbeat critical", "age", age)
@@ -568,12 +643,19 @@ func (w *lifecycle) shouldContinueAsNew(ctx workflow.Context) bool {
 // drainForContinueAsNew applies every buffered heartbeat and waits for the
 // update handlers, so that nothing sent to this run is lost. It returns false
 // when a stop request turned up meanwhile: the stop goes first.
-func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh workflow.ReceiveChannel) bool {
+func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh, sampleCh, outputCh workflow.ReceiveChannel) bool {
 	for {
 		var hb Heartbeat
 		for hbCh.ReceiveAsync(&hb) {
 			w.applyHeartbeat(ctx, hb)
 			hb = Heartbeat{}
+		}
+		var sample activities.ResourceSample
+		for sampleCh.ReceiveAsync(&sample) {
+			w.applySample(ctx, sample)
+		}
+		for outputCh.ReceiveAsync(&sample) {
+			w.applyOutputHeartbeat(ctx, sample)
 		}
 		if len(w.stops) > 0 {
 			return false
@@ -582,7 +664,7 @@ func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh workflow.Re
 			return true
 		}
 		_ = workflow.Await(ctx, func() bool {
-			return workflow.AllHandlersFinished(ctx) || len(w.stops) > 0 || hbCh.Len() > 0
+			return workflow.AllHandlersFinished(ctx) || len(w.stops) > 0 || hbCh.Len()+sampleCh.Len()+outputCh.Len() > 0
 		})
 	}
 }

@@ -28,6 +28,7 @@ func (s *lifecycleSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterWorkflow(WorkerLifecycle)
 	s.env.RegisterActivity(&activities.Activities{})
+	s.env.OnActivity(a.PickHost, mock.Anything).Return("host-a", nil).Maybe()
 }
 
 func (s *lifecycleSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
@@ -119,7 +120,8 @@ func (s *lifecycleSuite) TestHeartbeatsThenGracefulShutdown() {
 		spec := s.status()
 		s.Equal(StatusRunning, spec.Status)
 		s.Equal(int64(250), spec.TokenBudget.Used)
-		s.Equal(80, spec.Heartbeat.HealthScore)
+		s.Equal(80, *spec.Heartbeat.ReportedHealthScore)
+		s.Equal(100, spec.Heartbeat.HealthScore, "the score is computed, not taken from the worker")
 		s.Equal(int64(2), spec.Heartbeat.Count)
 		s.Equal(testProcess.PID, spec.PID)
 	}, 61*time.Second)
@@ -425,9 +427,9 @@ func (s *lifecycleSuite) TestResumedRunDoesNotSpawnAgain() {
 	st.Reserved = true
 	st.Process = &testProcess
 	st.Runs = 1
-	st.Spec = WorkerSpec{WorkerID: req.WorkerID, WorkerType: req.WorkerType, Status: StatusRunning, StartedAt: &started,
+	st.Spec = WorkerSpec{WorkerID: req.WorkerID, WorkerType: req.WorkerType, Status: StatusRunning, StartedAt: &started, Host: "host-a",
 		TokenBudget: TokenBudget{Allocated: req.Budget}, Heartbeat: HeartbeatInfo{HealthScore: 100, Count: 1000}}
-	s.env.OnActivity(a.WatchProcess, mock.Anything, testProcess).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
+	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return in.Process == testProcess })).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
 	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 

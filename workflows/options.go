@@ -1,8 +1,10 @@
 package workflows
 
 import (
+	"errors"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -25,8 +27,17 @@ func budgetOptions(ctx workflow.Context, maxAttempts int32) workflow.Context {
 	})
 }
 
-func startOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// hostOptions run process work on the host that owns the process. A host
+// whose queue nobody polls for hostLoss is lost: schedule-to-start timeouts
+// are not retried, so the workflow hears of it after that bound.
+func hostOptions(ctx workflow.Context, host string, hostLoss time.Duration, o workflow.ActivityOptions) workflow.Context {
+	o.TaskQueue = HostTaskQueue(host)
+	o.ScheduleToStartTimeout = hostLoss
+	return workflow.WithActivityOptions(ctx, o)
+}
+
+func (w *lifecycle) startOptions(ctx workflow.Context) workflow.Context {
+	return hostOptions(ctx, w.st.Spec.Host, w.limits.HostLossAfter, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
@@ -37,33 +48,47 @@ func startOptions(ctx workflow.Context) workflow.Context {
 }
 
 // watchOptions make the watch heartbeat to Temporal: a missed heartbeat
-// means its host or worker program died, and the retry picks the process up
-// again by identity.
-func watchOptions(ctx workflow.Context, runtime time.Duration) workflow.Context {
+// means the worker program died, and the retry on the same host's queue
+// picks the process up again by identity once it is back.
+func (w *lifecycle) watchOptions(ctx workflow.Context) workflow.Context {
 	startToClose := 24 * time.Hour
-	if runtime > 0 {
-		startToClose = runtime + time.Hour
+	if t := w.st.Request.Timeout; t > 0 {
+		startToClose = t + time.Hour
 	}
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	return hostOptions(ctx, w.st.Spec.Host, w.limits.HostLossAfter, workflow.ActivityOptions{
 		StartToCloseTimeout: startToClose,
-		HeartbeatTimeout:    defaultWatchHeartbeat,
-		WaitForCancellation: false,
+		HeartbeatTimeout:    w.limits.WatchHeartbeat,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second,
 			MaximumInterval: 10 * time.Second,
+			MaximumAttempts: 20,
+		},
+	})
+}
+
+func (w *lifecycle) stopOptions(ctx workflow.Context, grace time.Duration) workflow.Context {
+	return hostOptions(ctx, w.st.Spec.Host, w.limits.HostLossAfter, workflow.ActivityOptions{
+		StartToCloseTimeout: grace + 30*time.Second,
+		HeartbeatTimeout:    10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second,
+			MaximumInterval: 30 * time.Second,
 			MaximumAttempts: 10,
 		},
 	})
 }
 
-func stopOptions(ctx workflow.Context, grace time.Duration) workflow.Context {
+// sharedOptions are for short activities any worker program can run.
+func sharedOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    grace + 30*time.Second,
+		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: defaultCompensationWindow,
-		HeartbeatTimeout:       10 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second,
-			MaximumInterval: 30 * time.Second,
-		},
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, MaximumInterval: 10 * time.Second},
 	})
+}
+
+// isScheduleToStartTimeout tells a lost host from other failures.
+func isScheduleToStartTimeout(err error) bool {
+	var timeoutErr *temporal.TimeoutError
+	return errors.As(err, &timeoutErr) && timeoutErr.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
 }

@@ -19,7 +19,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	require.NoError(t, err)
 	// The paths a lifecycle can take, and the ledger, must all be covered.
 	for _, want := range []string{"lifecycle-shutdown", "lifecycle-zombie", "lifecycle-budget-refused",
-		"lifecycle-crash", "lifecycle-spawn-failed", "lifecycle-kill", "budget-ledger"} {
+		"lifecycle-crash", "lifecycle-spawn-failed", "lifecycle-kill", "lifecycle-restarts", "lifecycle-host-lost",
+		"budget-ledger", "restart-breaker"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -27,6 +28,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			replayer := worker.NewWorkflowReplayer()
 			replayer.RegisterWorkflowWithOptions(WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
 			replayer.RegisterWorkflowWithOptions(BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
+			replayer.RegisterWorkflowWithOptions(RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
 			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
 		})
 	}

@@ -15,6 +15,7 @@ var (
 	TaskIDPattern   = regexp.MustCompile(`^task-[0-9A-Za-z._-]+$`)
 	RepoPattern     = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 	MasterPattern   = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	HostPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 )
 
 // Priorities, lowest first.
@@ -40,8 +41,23 @@ const (
 	DefaultZombieAfter              = 300 * time.Second
 	DefaultIdleAfter                = 5 * time.Minute
 	DefaultHeartbeatInterval        = 30 * time.Second
-	defaultWatchHeartbeat           = 20 * time.Second
+	DefaultWatchHeartbeat           = 20 * time.Second
+	DefaultHostLossAfter            = 2 * time.Minute
+	DefaultSampleEvery              = 30 * time.Second
+	DefaultRestartDelay             = 30 * time.Second
+	DefaultRestartMaxDelay          = 300 * time.Second
+	DefaultHealthyRun               = 10 * time.Minute
+	MaxRestartsLimit                = 10
 	defaultCompensationWindow       = 10 * time.Minute
+)
+
+// Heartbeat modes of a worker type.
+const (
+	// HeartbeatModeSignal: the worker process sends its own heartbeats.
+	HeartbeatModeSignal = "signal"
+	// HeartbeatModeOutput: the watcher heartbeats for the worker whenever
+	// its log grew, for commands that cannot send heartbeats.
+	HeartbeatModeOutput = "output"
 )
 
 // SpawnRequest is what a master asks for. Zero limits take the defaults.
@@ -55,7 +71,13 @@ type SpawnRequest struct {
 	Budget     int64  `json:"budget"`
 	// Timeout is the longest the worker may run; zero means no limit.
 	Timeout time.Duration `json:"timeout,omitempty"`
-	Limits  Limits        `json:"limits"`
+	// Host pins the worker to one host; empty lets any host take it.
+	Host string `json:"host,omitempty"`
+	// MaxRestarts is how often a crashed worker is started again.
+	MaxRestarts int `json:"max_restarts,omitempty"`
+	// HeartbeatMode is HeartbeatModeSignal (empty) or HeartbeatModeOutput.
+	HeartbeatMode string `json:"heartbeat_mode,omitempty"`
+	Limits        Limits `json:"limits"`
 }
 
 // Limits are the lifecycle's clocks. The defaults are the old system's;
@@ -70,6 +92,19 @@ type Limits struct {
 	// new after this many heartbeats, since the server's own suggestion does
 	// not count signals.
 	MaxSignalsPerRun int `json:"max_signals_per_run,omitempty"`
+	// WatchHeartbeat is the watcher's activity heartbeat timeout: a worker
+	// program that died is noticed after this long.
+	WatchHeartbeat time.Duration `json:"watch_heartbeat,omitempty"`
+	// HostLossAfter is how long the host's queue may go unpolled before
+	// the host counts as lost (the host activities' schedule-to-start).
+	HostLossAfter time.Duration `json:"host_loss_after,omitempty"`
+	// SampleEvery is how often the watcher measures the process tree.
+	SampleEvery time.Duration `json:"sample_every,omitempty"`
+	// RestartDelay doubles with each restart up to RestartMaxDelay; a run
+	// of HealthyRun resets the count.
+	RestartDelay    time.Duration `json:"restart_delay,omitempty"`
+	RestartMaxDelay time.Duration `json:"restart_max_delay,omitempty"`
+	HealthyRun      time.Duration `json:"healthy_run,omitempty"`
 }
 
 // WithDefaults fills the zero limits. A zombie limit shorter than the
@@ -93,6 +128,24 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxSignalsPerRun == 0 {
 		l.MaxSignalsPerRun = DefaultMaxSignals
+	}
+	if l.WatchHeartbeat == 0 {
+		l.WatchHeartbeat = DefaultWatchHeartbeat
+	}
+	if l.HostLossAfter == 0 {
+		l.HostLossAfter = DefaultHostLossAfter
+	}
+	if l.SampleEvery == 0 {
+		l.SampleEvery = DefaultSampleEvery
+	}
+	if l.RestartDelay == 0 {
+		l.RestartDelay = DefaultRestartDelay
+	}
+	if l.RestartMaxDelay == 0 {
+		l.RestartMaxDelay = max(DefaultRestartMaxDelay, l.RestartDelay)
+	}
+	if l.HealthyRun == 0 {
+		l.HealthyRun = DefaultHealthyRun
 	}
 	return l
 }
@@ -136,10 +189,25 @@ func (r SpawnRequest) Validate() error {
 		{"zombie limit", l.ZombieAfter},
 		{"idle limit", l.IdleAfter},
 		{"shutdown grace", l.ShutdownGrace},
+		{"watch heartbeat", l.WatchHeartbeat},
+		{"host loss limit", l.HostLossAfter},
+		{"sample interval", l.SampleEvery},
+		{"restart delay", l.RestartDelay},
+		{"restart max delay", l.RestartMaxDelay},
+		{"healthy run", l.HealthyRun},
 	} {
 		if d.v < 0 || d.v > maxLimitDuration {
 			bad("%s %s is not in 0..%s", d.name, d.v, maxLimitDuration)
 		}
+	}
+	if r.Host != "" && !HostPattern.MatchString(r.Host) {
+		bad("host %q must match %s", r.Host, HostPattern)
+	}
+	if r.MaxRestarts < 0 || r.MaxRestarts > MaxRestartsLimit {
+		bad("max restarts %d is not in 0..%d", r.MaxRestarts, MaxRestartsLimit)
+	}
+	if r.HeartbeatMode != "" && r.HeartbeatMode != HeartbeatModeSignal && r.HeartbeatMode != HeartbeatModeOutput {
+		bad("heartbeat mode %q must be signal or output", r.HeartbeatMode)
 	}
 	if l.MaxSignalsPerRun < 0 || l.MaxSignalsPerRun > 5000 {
 		bad("max signals per run %d is not in 0..5000", l.MaxSignalsPerRun)

@@ -1,0 +1,112 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// restartTokenCap bounds what all processes of one task may use, as a
+// multiple of its budget: the old system's cap on restarts.
+const restartTokenCap = 3
+
+// restart decides whether a crashed worker is started again and, if so,
+// waits its back-off and starts a new process on the same host. It returns
+// false with o rewritten to the reason when the lifecycle must end instead.
+func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool {
+	r := w.st.Request
+	now := workflow.Now(ctx).UTC()
+	if w.st.Spec.StartedAt != nil && now.Sub(*w.st.Spec.StartedAt) >= w.limits.HealthyRun {
+		w.st.RestartCount = 0
+	}
+	if r.MaxRestarts == 0 {
+		return false
+	}
+	if w.st.RestartCount >= r.MaxRestarts {
+		o.reason = fmt.Sprintf("gave up after %d restarts: %s", w.st.RestartCount, o.reason)
+		return false
+	}
+	// The next process may use a whole budget again.
+	if used := w.st.Spec.TokenBudget.Used; used+r.Budget > restartTokenCap*r.Budget {
+		o.reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", o.reason, used, restartTokenCap)
+		return false
+	}
+	var decision activities.BreakerDecision
+	if err := workflow.ExecuteActivity(sharedOptions(ctx), a.RecordFailure, activities.RecordFailureInput{
+		WorkerType: r.WorkerType, WorkerID: r.WorkerID,
+	}).Get(ctx, &decision); err != nil {
+		o.reason = fmt.Sprintf("%s; not restarted: the circuit breaker did not answer: %s", o.reason, failureMessage(err))
+		return false
+	}
+	if !decision.Allowed {
+		o.reason = fmt.Sprintf("%s; not restarted: circuit breaker of %s open until %s (%d crashes in %s)",
+			o.reason, r.WorkerType, decision.OpenUntil.Format(time.RFC3339), decision.RecentFailures, BreakerWindow)
+		return false
+	}
+	// The reservation is held across restarts; this checks the ledger still
+	// has it (reserving the same lease again is a no-op).
+	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), a.ReserveBudget, activities.ReserveInput{
+		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
+	}).Get(ctx, nil); err != nil {
+		o.reason = fmt.Sprintf("%s; not restarted: %s", o.reason, failureMessage(err))
+		return false
+	}
+
+	w.st.RestartCount++
+	delay := backoff(w.limits, w.st.RestartCount)
+	var code *int
+	if o.exit != nil && !o.exit.Lost {
+		c := o.exit.ExitCode
+		code = &c
+	}
+	w.st.Spec.Restarts = append(w.st.Spec.Restarts, RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay})
+	w.st.PriorTokens = w.st.Spec.TokenBudget.Used
+	w.transition(ctx, StatusPending, fmt.Sprintf("restart %d of %d in %s", w.st.RestartCount, r.MaxRestarts, delay))
+
+	if stop := w.waitBackoff(ctx, delay); stop != nil {
+		*o = *stop
+		return false
+	}
+	if failed := w.launch(ctx); failed != nil {
+		*o = *failed
+		return false
+	}
+	return true
+}
+
+// backoff is the old system's delay: base × 2^(n−1), capped.
+func backoff(l Limits, n int) time.Duration {
+	d := l.RestartDelay
+	for i := 1; i < n && d < l.RestartMaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, l.RestartMaxDelay)
+}
+
+// waitBackoff sleeps before a restart; a shutdown, kill or cancel during it
+// ends the lifecycle instead.
+func (w *lifecycle) waitBackoff(ctx workflow.Context, delay time.Duration) *outcome {
+	var result *outcome
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	done := false
+	timer := workflow.NewTimer(timerCtx, delay)
+	for !done && result == nil {
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(timer, func(workflow.Future) { done = true })
+		sel.AddReceive(w.wake, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			if req, ok := w.nextStop(); ok {
+				result = &outcome{kind: outcomeStop, reason: req.reason, operator: true}
+			}
+		})
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {
+			result = &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled"}
+		})
+		sel.Select(ctx)
+	}
+	return result
+}

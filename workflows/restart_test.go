@@ -1,0 +1,197 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// crashingProcess makes the n-th watched process (1-based) exit with
+// codes[n-1] after 10 s.
+func (s *lifecycleSuite) crashingProcess(codes ...int) {
+	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil)
+	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Times(len(codes))
+	for _, code := range codes {
+		s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: code}, nil).After(10 * time.Second).Once()
+	}
+	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil)
+	s.expectRelease(1)
+}
+
+func restartRequest(maxRestarts int) SpawnRequest {
+	req := testRequest()
+	req.MaxRestarts = maxRestarts
+	return req
+}
+
+func (s *lifecycleSuite) TestCrashTwiceThenSucceedRestartsWithGrowingDelays() {
+	s.crashingProcess(3, 3, 0)
+	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(2)))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Require().Len(spec.Restarts, 2)
+	s.Equal(30*time.Second, spec.Restarts[0].Delay)
+	s.Equal(60*time.Second, spec.Restarts[1].Delay)
+	s.Equal(3, *spec.Restarts[0].ExitCode)
+	s.Equal("process exited with code 3", spec.Restarts[0].Reason)
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusPending, StatusRunning, StatusFailed, StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
+	// The restarts happened after their delays, by the workflow's clock.
+	s.InDelta(30, spec.Transitions[4].At.Sub(spec.Transitions[3].At).Seconds(), 1)
+	s.InDelta(60, spec.Transitions[7].At.Sub(spec.Transitions[6].At).Seconds(), 1)
+}
+
+func (s *lifecycleSuite) TestAlwaysCrashingGivesUpAfterItsLimit() {
+	s.crashingProcess(1, 1, 1)
+	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(2)))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Len(spec.Restarts, 2)
+	s.Equal("gave up after 2 restarts: process exited with code 1", spec.Cleanup.Reason)
+	n := len(spec.Transitions)
+	s.Equal([]Status{StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec)[n-3:])
+	s.Equal(int64(10000), spec.Cleanup.Refunded)
+}
+
+func (s *lifecycleSuite) TestOpenCircuitBreakerStopsRestarts() {
+	s.crashingProcess(2)
+	until := time.Date(2026, 1, 1, 12, 30, 0, 0, time.UTC)
+	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{OpenUntil: &until, RecentFailures: 5}, nil).Once()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(3)))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Empty(spec.Restarts)
+	s.Contains(spec.Cleanup.Reason, "circuit breaker of implementation-worker open until 2026-01-01T12:30:00Z (5 crashes in 15m0s)")
+}
+
+func (s *lifecycleSuite) TestShutdownDuringBackoffEndsCleanly() {
+	s.crashingProcess(3)
+	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Once()
+	s.updateAt(20*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(2)))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusPending, StatusCompleted}, statuses(spec))
+	s.Equal("shutdown requested", spec.Cleanup.Reason)
+}
+
+func (s *lifecycleSuite) TestHealthyRunResetsTheRestartCount() {
+	req := restartRequest(1)
+	req.Limits.HealthyRun = 5 * time.Second
+	s.crashingProcess(4, 4, 4, 0)
+	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Times(3)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+	spec := s.result()
+	// Each process ran 10 s, longer than the healthy run: the count resets,
+	// so one allowed restart is enough for three crashes.
+	s.Equal(StatusCompleted, spec.Status)
+	s.Len(spec.Restarts, 3)
+	for _, r := range spec.Restarts {
+		s.Equal(30*time.Second, r.Delay)
+	}
+}
+
+func (s *lifecycleSuite) TestLostHostRefundsWithoutStopping() {
+	req := testRequest()
+	req.Limits.HostLossAfter = time.Minute
+	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).
+		Return(activities.ExitStatus{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).After(2 * time.Minute).Once()
+	s.expectRelease(1)
+	// No StopProcess mock: the host is gone, nobody can stop the process.
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+	s.Contains(spec.Cleanup.Reason, "host host-a lost")
+	s.Equal(ProcessLost, spec.Cleanup.Process)
+	s.Equal(int64(10000), spec.Cleanup.Refunded)
+}
+
+func (s *lifecycleSuite) TestSamplesDriveTheHealthScore() {
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
+	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.expectRelease(1)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(SignalSample, activities.ResourceSample{CPUPercent: 70, RSSBytes: 600 << 20, Processes: 3})
+	}, 5*time.Second)
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(70, spec.Health.Score) // −15 CPU > 60%, −15 memory > 512 MiB
+		s.Equal("degraded", spec.Health.Band)
+		s.Equal(70, spec.Heartbeat.HealthScore)
+		s.Equal(3, spec.Health.Processes)
+	}, 6*time.Second)
+	// 9500 of 10000 tokens used: −40 more.
+	s.heartbeatAt(7*time.Second, Heartbeat{TokensUsed: 9500, HealthScore: intp(100)})
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(30, spec.Health.Score)
+		s.Equal("unhealthy", spec.Health.Band)
+		s.Equal(100, *spec.Heartbeat.ReportedHealthScore)
+	}, 8*time.Second)
+	s.updateAt(10*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	s.result()
+}
+
+func (s *lifecycleSuite) TestOutputHeartbeatsKeepAWorkerAlive() {
+	req := testRequest()
+	req.HeartbeatMode = HeartbeatModeOutput
+	req.Limits = Limits{ZombieAfter: 30 * time.Second}
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137})
+	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	for i := 1; i <= 6; i++ {
+		s.env.RegisterDelayedCallback(func() {
+			s.env.SignalWorkflow(SignalOutputHeartbeat, activities.ResourceSample{Processes: 1})
+		}, time.Duration(i)*20*time.Second)
+	}
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+	spec := s.result()
+	// Alive while its output grew (to 120 s), a zombie 30 s after it stopped.
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Equal(int64(6), spec.Heartbeat.Count)
+	s.InDelta(150, spec.Transitions[2].At.Sub(spec.Transitions[0].At).Seconds(), 1)
+}
+
+func TestBackoffDoublesToItsCap(t *testing.T) {
+	l := Limits{}.WithDefaults()
+	var got []time.Duration
+	for n := 1; n <= 6; n++ {
+		got = append(got, backoff(l, n))
+	}
+	require.Equal(t, []time.Duration{30 * time.Second, 60 * time.Second, 120 * time.Second, 240 * time.Second, 300 * time.Second, 300 * time.Second}, got)
+}
+
+func TestBreakerOpensAfterFiveCrashesInFifteenMinutes(t *testing.T) {
+	b := BreakerState{WorkerType: "fix-worker"}
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for i := 0; i < 4; i++ {
+		require.True(t, b.record(t0.Add(time.Duration(i)*time.Minute)).Allowed)
+	}
+	// A crash 20 minutes later: the first ones left the window.
+	require.True(t, b.record(t0.Add(20*time.Minute)).Allowed)
+	for i := 1; i <= 3; i++ {
+		require.True(t, b.record(t0.Add(20*time.Minute+time.Duration(i)*time.Minute)).Allowed)
+	}
+	d := b.record(t0.Add(25 * time.Minute))
+	require.False(t, d.Allowed, "the fifth crash within 15 minutes opens the breaker")
+	require.Equal(t, t0.Add(55*time.Minute), *d.OpenUntil)
+	require.False(t, b.record(t0.Add(54*time.Minute)).Allowed)
+	require.True(t, b.record(t0.Add(56*time.Minute)).Allowed, "it closes after 30 minutes")
+}
