@@ -32,6 +32,7 @@ func command() *cobra.Command {
 		conn      connection.Options
 		typesFile string
 		logDir    string
+		stateDir  string
 		host      string
 	)
 	cmd := &cobra.Command{
@@ -50,7 +51,24 @@ func command() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A type whose program is missing is refused now, not at the
+			// first spawn of it.
+			if err := registry.CheckCommands(); err != nil {
+				return err
+			}
+			if missing := registry.Unrunnable(); len(missing) > 0 {
+				slog.Warn("Worker types whose program is missing here; spawning them will fail", "types", missing)
+			}
+			if !workflows.HostPattern.MatchString(host) {
+				return fmt.Errorf("--host %q must match %s", host, workflows.HostPattern)
+			}
 			if logDir, err = filepath.Abs(logDir); err != nil {
+				return err
+			}
+			if stateDir == "" {
+				stateDir = filepath.Join(filepath.Dir(logDir), "state", host)
+			}
+			if stateDir, err = filepath.Abs(stateDir); err != nil {
 				return err
 			}
 			c, err := conn.Dial(false)
@@ -59,29 +77,44 @@ func command() *cobra.Command {
 			}
 			defer c.Close()
 
-			w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
-			w.RegisterWorkflowWithOptions(workflows.WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
-			w.RegisterWorkflowWithOptions(workflows.BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
-			w.RegisterActivity(&activities.Activities{
+			acts := &activities.Activities{
 				Ledger:            &control.LedgerClient{Client: c},
+				Reporter:          &control.Reporter{Client: c},
+				Breakers:          &control.BreakerClient{Client: c},
 				Registry:          registry,
 				LogDir:            logDir,
+				StateDir:          stateDir,
 				Host:              host,
 				TemporalAddress:   conn.Address,
 				TemporalNamespace: conn.Namespace,
 				Procs:             activities.NewProcessTable(),
-			})
-			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host", host,
-				"types", registry.Names(), "log_dir", logDir, "address", conn.Address, "namespace", conn.Namespace)
+			}
+			// The shared queue runs the workflows and the work any host can
+			// do; the host's own queue runs the work on its processes.
+			shared := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
+			shared.RegisterWorkflowWithOptions(workflows.WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
+			shared.RegisterWorkflowWithOptions(workflows.BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
+			shared.RegisterWorkflowWithOptions(workflows.RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
+			shared.RegisterActivity(acts)
+			own := sdkworker.New(c, workflows.HostTaskQueue(host), sdkworker.Options{})
+			own.RegisterActivity(acts)
+
+			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host_queue", workflows.HostTaskQueue(host),
+				"types", registry.Names(), "log_dir", logDir, "state_dir", stateDir, "address", conn.Address, "namespace", conn.Namespace)
+			if err := own.Start(); err != nil {
+				return err
+			}
+			defer own.Stop()
 			// Spawned processes lead their own process groups, so they
 			// outlive this program; their lifecycles pick them up again.
-			return w.Run(sdkworker.InterruptCh())
+			return shared.Run(sdkworker.InterruptCh())
 		},
 	}
 	conn.AddFlags(cmd.Flags())
 	hostname, _ := os.Hostname()
 	cmd.Flags().StringVar(&typesFile, "worker-types", os.Getenv("WORKER_TYPES_FILE"), "JSON file adding or overriding worker types (env WORKER_TYPES_FILE)")
 	cmd.Flags().StringVar(&logDir, "log-dir", defaultLogDir(), "folder of the per-worker logs, <dir>/<worker_id>/worker.log (env WORKER_LOG_DIR)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", os.Getenv("WORKER_STATE_DIR"), "folder of the records of started processes, for re-adoption after a restart (env WORKER_STATE_DIR; default <log-dir>/../state/<host>)")
 	cmd.Flags().StringVar(&host, "host", envOr("WORKER_HOST", hostname), "name of this host, recorded with each process (env WORKER_HOST)")
 	return cmd
 }

@@ -65,6 +65,14 @@ func (a *app) spawnCommand() *cobra.Command {
 	f.DurationVar(&req.Limits.HeartbeatCritical, "heartbeat-critical", 0, "flag a heartbeat as critical after this long (default 120s, or 2/5 of --zombie-after)")
 	f.DurationVar(&req.Limits.IdleAfter, "idle-after", 0, "shut an idle worker down after this long (default 5m)")
 	f.DurationVar(&req.Limits.ShutdownGrace, "shutdown-grace", 0, "default grace between SIGTERM and SIGKILL (default 5s)")
+	f.StringVar(&req.Host, "host", "", "run on this host (default: any host's worker program)")
+	f.IntVar(&req.MaxRestarts, "max-restarts", -1, "restarts after a crash or hang, 0..10 (default: the type's)")
+	f.DurationVar(&req.Limits.RestartDelay, "restart-delay", 0, "first restart delay, doubling each time (default 30s)")
+	f.DurationVar(&req.Limits.RestartMaxDelay, "restart-max-delay", 0, "cap of the restart delay (default 300s)")
+	f.DurationVar(&req.Limits.HealthyRun, "healthy-run", 0, "a run this long resets the restart count (default 10m)")
+	f.DurationVar(&req.Limits.HostLossAfter, "host-loss-after", 0, "count the host as lost when its worker program is gone this long (default 2m)")
+	f.DurationVar(&req.Limits.WatchHeartbeat, "watch-heartbeat", 0, "notice a dead worker program after this long (default 20s)")
+	f.DurationVar(&req.Limits.SampleEvery, "sample-every", 0, "measure the process tree's CPU and memory this often (default 30s)")
 	f.BoolVar(&wait, "wait", true, "wait until the worker runs (or failed to start)")
 	_ = cmd.MarkFlagRequired("type")
 	_ = cmd.MarkFlagRequired("master")
@@ -274,13 +282,18 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 	if s.Heartbeat.LastSeen != nil {
 		hb = fmt.Sprintf("%s ago", now.Sub(*s.Heartbeat.LastSeen).Round(time.Second))
 	}
-	fmt.Fprintf(w, "  heartbeat %s, health %d, %d received", hb, s.Heartbeat.HealthScore, s.Heartbeat.Count)
+	fmt.Fprintf(w, "  heartbeat %s, %d received", hb, s.Heartbeat.Count)
 	if s.Heartbeat.Alert != "" {
 		fmt.Fprintf(w, " [%s]", s.Heartbeat.Alert)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  health %d (%s): cpu %.0f%%, rss %d MiB, %d processes\n", s.Health.Score, s.Health.Band,
+		s.Health.CPUPercent, s.Health.RSSBytes>>20, s.Health.Processes)
 	if s.PID != 0 {
 		fmt.Fprintf(w, "  pid %d on %s, log %s\n", s.PID, s.Host, s.LogPath)
+	}
+	for i, r := range s.Restarts {
+		fmt.Fprintf(w, "  restart %d at %s after %s (delay %s)\n", i+1, r.At.Local().Format("15:04:05"), r.Reason, r.Delay)
 	}
 	fmt.Fprintf(w, "  created %s", s.CreatedAt.Format(time.RFC3339))
 	if s.CompletedAt != nil {

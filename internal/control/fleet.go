@@ -41,7 +41,8 @@ type Fleet struct {
 }
 
 // Resolve fills a spawn request's defaults from the worker type (budget,
-// time limit, priority, worker id) and validates it, naming every bad field.
+// time limit, restarts when MaxRestarts < 0, heartbeat mode, priority,
+// worker id) and validates it, naming every bad field.
 func (f *Fleet) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
 	t, err := f.Registry.Lookup(req.WorkerType)
 	if err != nil {
@@ -50,6 +51,12 @@ func (f *Fleet) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, err
 	req.WorkerType = t.Name
 	if req.Budget == 0 {
 		req.Budget = t.TokenBudget
+	}
+	if req.MaxRestarts < 0 {
+		req.MaxRestarts = t.MaxRestarts
+	}
+	if req.HeartbeatMode == "" {
+		req.HeartbeatMode = t.Heartbeat
 	}
 	if req.Timeout == 0 {
 		req.Timeout = t.Timeout()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
@@ -40,18 +41,26 @@ type harness struct {
 	logDir    string
 	client    client.Client
 	fleet     *control.Fleet
-	worker    *exec.Cmd
+	workers   map[string]*exec.Cmd // worker programs by host
 }
 
 // testTypes are real commands, run without a shell unless the type itself
-// is a shell script.
-const testTypes = `{"types": {
-  "sleeper-worker": {"command": ["sleep", "300"], "token_budget": 1000, "timeout_minutes": 10},
-  "crasher-worker": {"command": ["sh", "-c", "sleep 1; exit 3"], "token_budget": 700, "timeout_minutes": 10},
-  "finisher-worker": {"command": ["sh", "-c", "echo done with $TASK_ID; exit 0"], "token_budget": 300, "timeout_minutes": 10},
-  "missing-worker": {"command": ["/nonexistent/agent", "--task", "$TASK_ID"], "token_budget": 500, "timeout_minutes": 10},
+// is a shell script. agent is the testagent binary.
+func testTypes(agent, dir string) string {
+	return fmt.Sprintf(`{"types": {
+  "sleeper-worker": {"command": ["sleep", "300"], "token_budget": 1000, "timeout_minutes": 10, "max_restarts": 0},
+  "crasher-worker": {"command": ["sh", "-c", "sleep 1; exit 3"], "token_budget": 700, "timeout_minutes": 10, "max_restarts": 0},
+  "finisher-worker": {"command": ["sh", "-c", "echo done with $TASK_ID; exit 0"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
+  "missing-worker": {"command": ["/nonexistent/agent", "--task", "$TASK_ID"], "token_budget": 500, "timeout_minutes": 10, "max_restarts": 0},
+  "tree-worker": {"command": [%[1]q, "tree"], "token_budget": 800, "timeout_minutes": 10, "max_restarts": 0},
+  "flaky-worker": {"command": [%[1]q, "flaky", "2", %[2]q], "token_budget": 900, "timeout_minutes": 10, "max_restarts": 3},
+  "crashloop-worker": {"command": ["sh", "-c", "sleep 0.3; exit 1"], "token_budget": 600, "timeout_minutes": 10, "max_restarts": 2},
+  "hog-worker": {"command": [%[1]q, "hog", "700"], "token_budget": 1000, "timeout_minutes": 10, "max_restarts": 0},
+  "printer-worker": {"command": [%[1]q, "print"], "token_budget": 400, "timeout_minutes": 10, "max_restarts": 0, "heartbeat": "output"},
+  "mute-worker": {"command": [%[1]q, "silent"], "token_budget": 400, "timeout_minutes": 10, "max_restarts": 0, "heartbeat": "output"},
   "implementation-worker": {"command": ["sleep", "300"]}
-}}`
+}}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"))
+}
 
 func TestMain(m *testing.M) {
 	code, err := run(m)
@@ -84,13 +93,20 @@ func run(m *testing.M) (int, error) {
 		}
 	}()
 
-	build := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, "bin")+"/", "./worker", "./cmd/starter")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("building the programs: %v\n%s", err, out)
+	// The programs under test get the race detector; the test agent must
+	// not, since its shadow memory would distort the memory it reports.
+	for _, args := range [][]string{
+		{"build", "-race", "-o", filepath.Join(dir, "bin") + "/", "./worker", "./cmd/starter"},
+		{"build", "-o", filepath.Join(dir, "bin") + "/", "./internal/integration/testagent"},
+	} {
+		build := exec.Command("go", args...)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("building the programs: %v\n%s", err, out)
+		}
 	}
 	h.typesFile = filepath.Join(dir, "worker-types.json")
-	if err := os.WriteFile(h.typesFile, []byte(testTypes), 0o644); err != nil {
+	if err := os.WriteFile(h.typesFile, []byte(testTypes(filepath.Join(dir, "bin", "testagent"), dir)), 0o644); err != nil {
 		return 1, err
 	}
 
@@ -123,10 +139,11 @@ func run(m *testing.M) (int, error) {
 	}
 	h.fleet = &control.Fleet{Client: h.client, Registry: registry}
 
+	h.workers = map[string]*exec.Cmd{}
 	if err := h.startWorker("it-host-a"); err != nil {
 		return 1, err
 	}
-	defer h.stopWorker()
+	defer h.stopWorkers()
 
 	code := m.Run()
 	if code == 0 {
@@ -136,40 +153,83 @@ func run(m *testing.M) (int, error) {
 	}
 	if code != 0 {
 		keep = true
-		fmt.Fprintf(os.Stderr, "integration: logs kept in %s\n--- worker program log (tail) ---\n%s\n", dir, tail(filepath.Join(dir, "worker.log"), 40))
+		fmt.Fprintf(os.Stderr, "integration: logs kept in %s\n--- worker program log (tail) ---\n%s\n", dir, tail(filepath.Join(dir, "worker-it-host-a.log"), 40))
 	}
 	return code, nil
 }
 
+// startWorker starts a worker program for host. Each host has its own
+// state folder, as separate machines would.
 func (h *harness) startWorker(host string) error {
-	logFile, err := os.OpenFile(filepath.Join(h.dir, "worker.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logFile, err := os.OpenFile(filepath.Join(h.dir, "worker-"+host+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
+	defer logFile.Close()
 	cmd := exec.Command(filepath.Join(h.dir, "bin", "worker"),
-		"--address", h.address, "--worker-types", h.typesFile, "--log-dir", h.logDir, "--host", host)
+		"--address", h.address, "--worker-types", h.typesFile, "--log-dir", h.logDir,
+		"--state-dir", filepath.Join(h.dir, "state", host), "--host", host)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the worker program: %w", err)
+		return fmt.Errorf("starting the worker program for %s: %w", host, err)
 	}
-	h.worker = cmd
-	return nil
+	h.workers[host] = cmd
+	// Ready once this very process polls its host's queue.
+	identity := fmt.Sprintf("%d@", cmd.Process.Pid)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := h.client.DescribeTaskQueue(context.Background(), workflows.HostTaskQueue(host), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		if err == nil {
+			for _, p := range resp.Pollers {
+				if strings.HasPrefix(p.Identity, identity) {
+					return nil
+				}
+			}
+		}
+		if syscall.Kill(cmd.Process.Pid, 0) != nil {
+			break
+		}
+	}
+	return fmt.Errorf("the worker program for %s did not start polling:\n%s", host, tail(logFile.Name(), 10))
 }
 
-func (h *harness) stopWorker() {
-	if h.worker == nil {
+// stopWorker ends a host's worker program with sig (SIGKILL: a crash) and
+// waits for it to exit.
+func (h *harness) stopWorker(host string, sig syscall.Signal) {
+	cmd := h.workers[host]
+	if cmd == nil {
 		return
 	}
-	_ = h.worker.Process.Signal(syscall.SIGTERM)
+	delete(h.workers, host)
+	_ = cmd.Process.Signal(sig)
 	done := make(chan struct{})
-	go func() { _ = h.worker.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):
-		_ = h.worker.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-done
 	}
-	h.worker = nil
+}
+
+// crashWorker kills a host's worker program as a crash would. The host
+// a is started again after the test if the test did not, so that one
+// failing test does not take the others down.
+func (h *harness) crashWorker(t *testing.T, host string) {
+	t.Helper()
+	h.stopWorker(host, syscall.SIGKILL)
+	if host == "it-host-a" {
+		t.Cleanup(func() {
+			if h.workers[host] == nil {
+				require.NoError(t, h.startWorker(host))
+			}
+		})
+	}
+}
+
+func (h *harness) stopWorkers() {
+	for host := range h.workers {
+		h.stopWorker(host, syscall.SIGTERM)
+	}
 }
 
 // starter runs the starter CLI as an operator would.

@@ -1,0 +1,271 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// workerProcesses lists the live processes that belong to a worker: those
+// whose environment names it. Every descendant inherits that environment.
+func workerProcesses(workerID string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !processAlive(pid) {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00WORKER_ID="+workerID+"\x00")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// procField returns field n (1-based, as in proc(5)) of /proc/pid/stat.
+func procField(t *testing.T, pid, n int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	v, err := strconv.Atoi(fields[n-3])
+	require.NoError(t, err)
+	return v
+}
+
+func killAll(pids []int) {
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func TestShutdownLeavesNoDescendant(t *testing.T) {
+	before := h.budget(t)
+	id := newID("tree")
+	h.starterOK(t, "spawn", "--type", "tree-worker", "--task-id", "task-tree", "--master", "development-master", "--worker-id", id)
+	var tree []int
+	require.Eventually(t, func() bool { tree = workerProcesses(id); return len(tree) == 3 }, 10*time.Second, 100*time.Millisecond,
+		"the worker, its child and its grandchild")
+	t.Cleanup(func() { killAll(tree) })
+	leader := h.status(t, id).PID
+	sessions := map[int]bool{}
+	for _, pid := range tree {
+		sessions[procField(t, pid, 6)] = true
+	}
+	require.Len(t, sessions, 2, "the grandchild left the worker's session (and so its process group)")
+
+	final := starterJSON[workflows.WorkerSpec](t, "shutdown", id, "--grace", "1s")
+	require.Equal(t, workflows.StatusCompleted, final.Status)
+	for _, pid := range tree {
+		requireGone(t, pid)
+	}
+	require.Empty(t, workerProcesses(id))
+	require.Contains(t, tree, leader)
+	require.Equal(t, before, h.budget(t))
+}
+
+func TestWorkerProgramCrashReadoptsItsProcess(t *testing.T) {
+	before := h.budget(t)
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-readopt", "--master", "development-master",
+		"--worker-id", id, "--watch-heartbeat", "2s")
+	pid := h.status(t, id).PID
+
+	h.crashWorker(t, "it-host-a")
+	require.True(t, processAlive(pid), "the process outlives its worker program")
+	time.Sleep(3 * time.Second) // the watch's heartbeat timeout passes while nobody runs it
+	require.NoError(t, h.startWorker("it-host-a"))
+
+	h.starterOK(t, "heartbeat", id, "--tokens-used", "5")
+	spec := h.status(t, id)
+	require.Equal(t, workflows.StatusRunning, spec.Status)
+	require.Equal(t, pid, spec.PID, "the same process carries on")
+	require.Equal(t, []int{pid}, workerProcesses(id), "exactly one process")
+
+	final := starterJSON[workflows.WorkerSpec](t, "shutdown", id)
+	require.Equal(t, workflows.StatusCompleted, final.Status)
+	require.Equal(t, workflows.ProcessStopped, final.Cleanup.Process)
+	requireGone(t, pid)
+	require.Equal(t, before, h.budget(t))
+}
+
+func TestDiedWhileUnwatchedIsReported(t *testing.T) {
+	before := h.budget(t)
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-unwatched", "--master", "development-master",
+		"--worker-id", id, "--watch-heartbeat", "2s")
+	pid := h.status(t, id).PID
+
+	h.crashWorker(t, "it-host-a")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	require.NoError(t, h.startWorker("it-host-a"))
+
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	require.Equal(t, "process died while its worker program was down; exit status unknown", final.Cleanup.Reason)
+	require.Nil(t, final.ExitCode)
+	require.Equal(t, before, h.budget(t))
+}
+
+// TestRecycledPIDIsNeverSignalled makes the kernel hand a dead worker's PID
+// to an unrelated process while the worker program is down: the lifecycle
+// must see the process is gone and leave the newcomer alone.
+func TestRecycledPIDIsNeverSignalled(t *testing.T) {
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-recycle", "--master", "development-master",
+		"--worker-id", id, "--watch-heartbeat", "2s")
+	pid := h.status(t, id).PID
+
+	h.crashWorker(t, "it-host-a")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	requireGone(t, pid)
+	impostor := startWithPID(t, pid)
+	t.Cleanup(func() { _ = impostor.Process.Kill(); _, _ = impostor.Process.Wait() })
+	require.NoError(t, h.startWorker("it-host-a"))
+
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	require.Equal(t, workflows.ProcessAlreadyGone, final.Cleanup.Process)
+	require.True(t, processAlive(pid), "the process that reused the PID was signalled")
+	require.Equal(t, "sleep 301", processCmdline(pid))
+}
+
+// startWithPID starts `sleep 301` with the given PID, by setting the
+// kernel's last PID just below it (root only).
+func startWithPID(t *testing.T, pid int) *exec.Cmd {
+	t.Helper()
+	// The dead process must be reaped (by init) before its PID is free.
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return os.IsNotExist(err)
+	}, 10*time.Second, 20*time.Millisecond)
+	for try := 0; try < 20; try++ {
+		require.NoError(t, os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0o644),
+			"the test reuses a PID through /proc/sys/kernel/ns_last_pid, which needs root")
+		cmd := exec.Command("sleep", "301")
+		require.NoError(t, cmd.Start())
+		if cmd.Process.Pid == pid {
+			return cmd
+		}
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+	}
+	t.Fatalf("could not start a process with PID %d", pid)
+	return nil
+}
+
+func TestLostHostIsCleanedUpWithinItsBound(t *testing.T) {
+	before := h.budget(t)
+	require.NoError(t, h.startWorker("it-host-b"))
+	t.Cleanup(func() { h.stopWorker("it-host-b", syscall.SIGTERM) })
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-lost", "--master", "development-master",
+		"--worker-id", id, "--host", "it-host-b", "--watch-heartbeat", "2s", "--host-loss-after", "5s")
+	spec := h.status(t, id)
+	require.Equal(t, "it-host-b", spec.Host)
+	t.Cleanup(func() { killAll(workerProcesses(id)) })
+
+	lostAt := time.Now()
+	h.crashWorker(t, "it-host-b")
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	// Heartbeat timeout + schedule-to-start, plus the retry's back-off.
+	require.Less(t, time.Since(lostAt), 20*time.Second)
+	require.Contains(t, final.Cleanup.Reason, "host it-host-b lost")
+	require.Equal(t, workflows.ProcessLost, final.Cleanup.Process)
+	require.Equal(t, int64(1000), final.Cleanup.Refunded)
+	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-host-lost", workflows.WorkflowID(id))
+}
+
+func TestRestartsWithGrowingDelaysThenCompletes(t *testing.T) {
+	before := h.budget(t)
+	id := newID("flaky")
+	h.starterOK(t, "spawn", "--type", "flaky-worker", "--task-id", "task-flaky", "--master", "cicd-master",
+		"--worker-id", id, "--restart-delay", "1s")
+	final := h.waitStatus(t, id, workflows.StatusCompleted, 60*time.Second)
+	require.Len(t, final.Restarts, 2)
+	require.Equal(t, []time.Duration{time.Second, 2 * time.Second}, []time.Duration{final.Restarts[0].Delay, final.Restarts[1].Delay})
+	require.Equal(t, 3, *final.Restarts[0].ExitCode)
+	require.Equal(t, 0, *final.ExitCode)
+	count, err := os.ReadFile(filepath.Join(h.dir, "flaky-"+id+".count"))
+	require.NoError(t, err)
+	require.Equal(t, "3", string(count), "three processes ran, one after another")
+	// Each restart waited its delay after the crash, by the workflow's clock.
+	var pendingAt []time.Time
+	for i, tr := range final.Transitions {
+		if tr.Status == workflows.StatusPending && i > 0 {
+			pendingAt = append(pendingAt, tr.At)
+			require.GreaterOrEqual(t, final.Transitions[i+1].At.Sub(tr.At), final.Restarts[len(pendingAt)-1].Delay)
+		}
+	}
+	require.Len(t, pendingAt, 2)
+	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-restarts", workflows.WorkflowID(id))
+}
+
+func TestCrashLoopGivesUp(t *testing.T) {
+	before := h.budget(t)
+	id := newID("crashloop")
+	h.starterOK(t, "spawn", "--type", "crashloop-worker", "--task-id", "task-loop", "--master", "cicd-master",
+		"--worker-id", id, "--restart-delay", "500ms")
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 60*time.Second)
+	require.Len(t, final.Restarts, 2)
+	require.Equal(t, "gave up after 2 restarts: process exited with code 1", final.Cleanup.Reason)
+	n := len(final.Transitions)
+	require.Equal(t, []workflows.Status{workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final)[n-3:])
+	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "restart-breaker", workflows.BreakerWorkflowID("crashloop-worker"))
+}
+
+func TestHealthFollowsMemoryOfTheTree(t *testing.T) {
+	id := newID("hog")
+	h.starterOK(t, "spawn", "--type", "hog-worker", "--task-id", "task-hog", "--master", "inventory-master",
+		"--worker-id", id, "--sample-every", "500ms")
+	defer h.starterOK(t, "kill", id)
+	var spec workflows.WorkerSpec
+	// Once the agent has touched its 700 MiB it sits idle.
+	require.Eventually(t, func() bool {
+		spec = h.status(t, id)
+		return spec.Health.RSSBytes > 600<<20 && spec.Health.CPUPercent < 60
+	}, 20*time.Second, 200*time.Millisecond, "the sample must see the 700 MiB")
+	require.Less(t, spec.Health.RSSBytes, int64(1<<30))
+	// Memory > 512 MiB: −15. CPU idle, tokens untouched.
+	require.Equal(t, 85, spec.Health.Score)
+	require.Equal(t, "healthy", spec.Health.Band)
+	require.Equal(t, 85, spec.Heartbeat.HealthScore)
+
+	h.starterOK(t, "heartbeat", id, "--tokens-used", "950")
+	spec = h.status(t, id)
+	require.Equal(t, 45, spec.Health.Score, "and −40 for less than 10% of the tokens left")
+	require.Equal(t, "unhealthy", spec.Health.Band)
+	require.Contains(t, h.starterOK(t, "status", id), "health 45 (unhealthy)")
+}
+
+func TestOutputHeartbeats(t *testing.T) {
+	printer, mute := newID("printer"), newID("mute")
+	for _, id := range []string{printer, mute} {
+		h.starterOK(t, "spawn", "--type", strings.Split(id, "-")[1]+"-worker", "--task-id", "task-out",
+			"--master", "inventory-master", "--worker-id", id, "--sample-every", "500ms", "--zombie-after", "4s")
+	}
+	// The silent one hangs as far as anyone can tell: a zombie.
+	final := h.waitStatus(t, mute, workflows.StatusCleanedUp, 30*time.Second)
+	require.Contains(t, final.Cleanup.Reason, "no heartbeat")
+	// The printing one outlived it and is still alive on its output alone.
+	spec := h.status(t, printer)
+	require.Equal(t, workflows.StatusRunning, spec.Status)
+	require.Greater(t, spec.Heartbeat.Count, int64(5))
+	require.WithinDuration(t, time.Now(), *spec.Heartbeat.LastSeen, 3*time.Second)
+	h.starterOK(t, "shutdown", printer)
+}

@@ -1,0 +1,83 @@
+// Command testagent is a worker process with the misbehaviours the
+// integration tests need: process trees that escape their group, crashes,
+// memory use, output with and without heartbeats.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: testagent tree|escapee|flaky N FILE|hog MIB|print|silent")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "tree":
+		// A child in our group, and a grandchild that moves to a new
+		// session and ignores SIGTERM.
+		signal.Ignore(syscall.SIGTERM)
+		child := exec.Command(os.Args[0], "escapee")
+		child.Stdout, child.Stderr = os.Stdout, os.Stderr
+		must(child.Start())
+		fmt.Println("tree: started child", child.Process.Pid)
+		time.Sleep(time.Hour)
+	case "escapee":
+		grandchild := exec.Command(os.Args[0], "stubborn")
+		grandchild.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		grandchild.Stdout, grandchild.Stderr = os.Stdout, os.Stderr
+		must(grandchild.Start())
+		fmt.Println("escapee: started grandchild in a new session", grandchild.Process.Pid)
+		time.Sleep(time.Hour)
+	case "stubborn":
+		signal.Ignore(syscall.SIGTERM, syscall.SIGHUP)
+		time.Sleep(time.Hour)
+	case "flaky":
+		// Crashes while its run counter (in FILE) is at most N, then works
+		// for a moment and succeeds.
+		n, _ := strconv.Atoi(os.Args[2])
+		data, _ := os.ReadFile(os.Args[3])
+		runs, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		runs++
+		must(os.WriteFile(os.Args[3], []byte(strconv.Itoa(runs)), 0o644))
+		time.Sleep(500 * time.Millisecond)
+		if runs <= n {
+			fmt.Println("flaky: crash", runs)
+			os.Exit(3)
+		}
+		fmt.Println("flaky: success on run", runs)
+	case "hog":
+		mib, _ := strconv.Atoi(os.Args[2])
+		buf := make([]byte, mib<<20)
+		for i := 0; i < len(buf); i += 4096 {
+			buf[i] = 1
+		}
+		fmt.Println("hog: holding", mib, "MiB")
+		time.Sleep(time.Hour)
+		fmt.Println(buf[len(buf)-1])
+	case "print":
+		for i := 0; ; i++ {
+			fmt.Println("working", i)
+			time.Sleep(200 * time.Millisecond)
+		}
+	case "silent":
+		time.Sleep(time.Hour)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
