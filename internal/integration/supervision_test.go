@@ -269,3 +269,22 @@ func TestOutputHeartbeats(t *testing.T) {
 	require.WithinDuration(t, time.Now(), *spec.Heartbeat.LastSeen, 3*time.Second)
 	h.starterOK(t, "shutdown", printer)
 }
+
+func TestWorkerProgramRefusesABadTypesFile(t *testing.T) {
+	for name, tc := range map[string]struct{ body, want string }{
+		"empty command":       {`{"types": {"fix-worker": {"command": []}}}`, `type "fix-worker": command must be a non-empty argv list`},
+		"program not on PATH": {`{"types": {"fix-worker": {"command": ["clade-code", "-p"]}}}`, `type "fix-worker": command: program "clade-code" not found on PATH`},
+		"unknown field":       {`{"types": {"fix-worker": {"budget": 5}}}`, `type "fix-worker": invalid JSON: json: unknown field "budget"`},
+		"negative limit":      {`{"types": {"fix-worker": {"timeout_minutes": -1}}}`, `type "fix-worker": timeout_minutes -1 is not in 1..180`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "types.json")
+			require.NoError(t, os.WriteFile(file, []byte(tc.body), 0o644))
+			out, err := exec.Command(filepath.Join(h.dir, "bin", "worker"), "--address", h.address,
+				"--worker-types", file, "--log-dir", t.TempDir(), "--host", "it-host-bad").CombinedOutput()
+			require.Error(t, err, "the worker program must refuse to start")
+			require.Contains(t, string(out), file)
+			require.Contains(t, string(out), tc.want)
+		})
+	}
+}
