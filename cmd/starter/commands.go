@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -139,59 +140,49 @@ func (a *app) heartbeatCommand() *cobra.Command {
 }
 
 func (a *app) shutdownCommand() *cobra.Command {
-	var (
-		req  workflows.ShutdownRequest
-		wait bool
-	)
-	cmd := &cobra.Command{
+	var req workflows.ShutdownRequest
+	cmd := a.stopCommand(&cobra.Command{
 		Use:   "shutdown WORKER_ID",
-		Short: "Stop a worker gracefully: SIGTERM to its process group, grace, SIGKILL",
+		Short: "Stop a worker gracefully: SIGTERM to its process tree, grace, SIGKILL",
 		Example: `  # The runbook's "Shutdown Single Worker"
   starter shutdown worker-implementation-001
   starter shutdown worker-implementation-001 --grace 30s`,
-		Args: args(1, "WORKER_ID"),
-		RunE: func(cmd *cobra.Command, argv []string) error {
-			fleet, err := a.connect()
-			if err != nil {
-				return err
-			}
-			spec, err := fleet.Shutdown(cmd.Context(), argv[0], req)
-			if err != nil {
-				return err
-			}
-			return a.finishStop(cmd, spec, wait)
-		},
-	}
+	}, &req.Reason, func(ctx context.Context, fleet *control.Fleet, id string) (workflows.WorkerSpec, error) {
+		return fleet.Shutdown(ctx, id, req)
+	})
 	cmd.Flags().DurationVar(&req.Grace, "grace", 0, "time between SIGTERM and SIGKILL (default: the worker's, 5s)")
-	cmd.Flags().StringVar(&req.Reason, "reason", "", "why, recorded in the spec")
-	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the worker is stopped and its budget refunded")
 	return cmd
 }
 
 func (a *app) killCommand() *cobra.Command {
-	var (
-		req  workflows.KillRequest
-		wait bool
-	)
-	cmd := &cobra.Command{
+	var req workflows.KillRequest
+	return a.stopCommand(&cobra.Command{
 		Use:   "kill WORKER_ID",
-		Short: "Stop a worker at once: SIGKILL to its whole process group",
+		Short: "Stop a worker at once: SIGKILL to its whole process tree",
 		Example: `  # The runbook's "Emergency Kill", for one worker
   starter kill worker-implementation-001 --reason "runaway token use"`,
-		Args: args(1, "WORKER_ID"),
-		RunE: func(cmd *cobra.Command, argv []string) error {
-			fleet, err := a.connect()
-			if err != nil {
-				return err
-			}
-			spec, err := fleet.Kill(cmd.Context(), argv[0], req)
-			if err != nil {
-				return err
-			}
-			return a.finishStop(cmd, spec, wait)
-		},
+	}, &req.Reason, func(ctx context.Context, fleet *control.Fleet, id string) (workflows.WorkerSpec, error) {
+		return fleet.Kill(ctx, id, req)
+	})
+}
+
+// stopCommand completes shutdown and kill, which differ only in the request
+// they send.
+func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.Context, *control.Fleet, string) (workflows.WorkerSpec, error)) *cobra.Command {
+	var wait bool
+	cmd.Args = args(1, "WORKER_ID")
+	cmd.RunE = func(cmd *cobra.Command, argv []string) error {
+		fleet, err := a.connect()
+		if err != nil {
+			return err
+		}
+		spec, err := stop(cmd.Context(), fleet, argv[0])
+		if err != nil {
+			return err
+		}
+		return a.finishStop(cmd, spec, wait)
 	}
-	cmd.Flags().StringVar(&req.Reason, "reason", "", "why, recorded in the spec")
+	cmd.Flags().StringVar(reason, "reason", "", "why, recorded in the spec")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the worker is stopped and its budget refunded")
 	return cmd
 }
