@@ -48,9 +48,9 @@ fi
 echo
 ./bin/starter budget show
 echo
-echo "\$ starter spawn --type implementation-worker --task-id task-demo-001 --master development-master --priority high --repo owner/repo --idle-after 2m"
+echo "\$ starter spawn --type implementation-worker --task-id task-demo-001 --master development-master --priority high --repo owner/repo --idle-after 2m --sample-every 5s"
 id=$(./bin/starter spawn --type implementation-worker --task-id task-demo-001 \
-  --master development-master --priority high --repo owner/repo --idle-after 2m)
+  --master development-master --priority high --repo owner/repo --idle-after 2m --sample-every 5s)
 echo "$id"
 echo "$id" >"$VAR/demo-worker-id"
 sleep 8
