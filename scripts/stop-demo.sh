@@ -7,7 +7,7 @@ VAR="$PWD/var"
 TEMPORAL="${TEMPORAL_CLI:-$PWD/.tools/bin/temporal}"
 if [[ -f "$VAR/temporal.pid" ]] && kill -0 "$(cat "$VAR/temporal.pid")" 2>/dev/null; then
   for id in $("$TEMPORAL" workflow list --query 'WorkerStatus="running" OR WorkerStatus="idle" OR WorkerStatus="pending"' -o json 2>/dev/null \
-      | grep -o '"workflowId": *"worker-lifecycle/[^"]*"' | sed 's/.*worker-lifecycle\///; s/"$//'); do
+      | grep -o '"workflowId": *"worker-lifecycle/[^"]*"' | sed 's/.*worker-lifecycle\///; s/"$//' | sort -u); do
     ./bin/starter shutdown "$id" || true
   done
 fi
