@@ -131,47 +131,63 @@ func (f *fakeReporter) snapshot() ([]ResourceSample, int) {
 	return append([]ResourceSample(nil), f.samples...), f.outputs
 }
 
-// watchFor runs the watcher on a process for d, then stops the process.
-func watchFor(t *testing.T, command []string, d time.Duration, output bool) *fakeReporter {
+// watchUntil runs the watcher on a process until done says what it
+// reported is enough (or 20 s passed), then stops the process.
+func watchUntil(t *testing.T, command []string, output bool, done func(*fakeReporter) bool) *fakeReporter {
 	t.Helper()
 	a := newProcActivities(t, map[string][]string{"probe": command})
 	rep := &fakeReporter{}
 	a.Reporter = rep
 	env := newActivityEnv(a)
 	info := mustStart(t, env, a, StartInput{WorkerID: "worker-probe-1", WorkerType: "probe", TaskID: "task-1"})
-	time.AfterFunc(d, func() {
+	go func() {
+		deadline := time.Now().Add(20 * time.Second)
+		for !done(rep) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 		_, _ = env.ExecuteActivity(a.StopProcess, StopInput{WorkerID: "worker-probe-1", Process: info})
-	})
+	}()
 	_, err := env.ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: "worker-probe-1", Process: info, SampleEvery: 200 * time.Millisecond, OutputHeartbeat: output})
 	require.NoError(t, err)
 	return rep
 }
 
+func lastSample(rep *fakeReporter) ResourceSample {
+	samples, _ := rep.snapshot()
+	if len(samples) == 0 {
+		return ResourceSample{}
+	}
+	return samples[len(samples)-1]
+}
+
 func TestWatcherReportsMemoryOfTheTree(t *testing.T) {
 	// The memory is held by a child, to show the whole tree is measured.
-	rep := watchFor(t, []string{"sh", "-c", `python3 -c "import time; b=bytearray(650*1024*1024); time.sleep(30)"; true`}, 2500*time.Millisecond, false)
-	samples, _ := rep.snapshot()
-	require.NotEmpty(t, samples)
-	last := samples[len(samples)-1]
+	rep := watchUntil(t, []string{"sh", "-c", `python3 -c "import time; b=bytearray(650*1024*1024); time.sleep(30)"; true`}, false,
+		func(r *fakeReporter) bool { return lastSample(r).RSSBytes > 600<<20 })
+	last := lastSample(rep)
 	assert.Greater(t, last.RSSBytes, int64(600<<20))
 	assert.Equal(t, 2, last.Processes)
 }
 
 func TestWatcherReportsCPU(t *testing.T) {
-	rep := watchFor(t, []string{"sh", "-c", "while :; do :; done"}, 1500*time.Millisecond, false)
-	samples, _ := rep.snapshot()
-	require.NotEmpty(t, samples)
-	assert.Greater(t, samples[len(samples)-1].CPUPercent, 50.0, "%+v", samples)
+	rep := watchUntil(t, []string{"sh", "-c", "while :; do :; done"}, false,
+		func(r *fakeReporter) bool { return lastSample(r).CPUPercent > 50 })
+	assert.Greater(t, lastSample(rep).CPUPercent, 50.0)
 }
 
 func TestWatcherHeartbeatsOnOutput(t *testing.T) {
-	rep := watchFor(t, []string{"sh", "-c", "while :; do echo working; sleep 0.1; done"}, time.Second, true)
+	rep := watchUntil(t, []string{"sh", "-c", "while :; do echo working; sleep 0.1; done"}, true,
+		func(r *fakeReporter) bool { _, n := r.snapshot(); return n >= 3 })
 	_, outputs := rep.snapshot()
 	assert.GreaterOrEqual(t, outputs, 3)
 
-	quiet := watchFor(t, []string{"sleep", "30"}, time.Second, true)
+	start := time.Now()
+	quiet := watchUntil(t, []string{"sleep", "30"}, true,
+		func(r *fakeReporter) bool { return time.Since(start) > time.Second })
 	_, outputs = quiet.snapshot()
 	assert.Zero(t, outputs, "a silent process gets no heartbeat")
+	samples, _ := quiet.snapshot()
+	assert.NotEmpty(t, samples, "but it is still sampled")
 }
 
 func mustTicks(t *testing.T, pid int) uint64 {

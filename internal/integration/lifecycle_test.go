@@ -104,7 +104,7 @@ func TestZombieIsCleanedUp(t *testing.T) {
 
 	// Staleness ran from the last heartbeat, by the workflow's clock.
 	zombieAt := final.Transitions[2].At
-	require.WithinDuration(t, final.Heartbeat.LastSeen.Add(4*time.Second), zombieAt, 2*time.Second)
+	require.WithinDuration(t, final.Heartbeat.LastSeen.Add(4*time.Second), zombieAt, 3*time.Second)
 	h.recordHistory(t, "lifecycle-zombie", workflows.WorkflowID(id))
 }
 
