@@ -167,23 +167,73 @@ func (a *app) killCommand() *cobra.Command {
 }
 
 // stopCommand completes shutdown and kill, which differ only in the request
-// they send.
+// they send: one worker by id, or every worker a filter selects with --all.
 func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.Context, *control.Fleet, string) (workflows.WorkerSpec, error)) *cobra.Command {
-	var wait bool
-	cmd.Args = args(1, "WORKER_ID")
+	var (
+		wait, all, yes bool
+		ff             filterFlags
+		concurrency    int
+	)
+	cmd.Use += " | --all [filters]"
+	cmd.Args = func(_ *cobra.Command, argv []string) error {
+		switch {
+		case all && len(argv) > 0:
+			return usageError{fmt.Errorf("give a WORKER_ID or --all, not both")}
+		case !all && len(argv) != 1:
+			return usageError{fmt.Errorf("expected WORKER_ID (or --all), got %d argument(s)", len(argv))}
+		}
+		return nil
+	}
 	cmd.RunE = func(cmd *cobra.Command, argv []string) error {
+		if !all {
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			spec, err := stop(cmd.Context(), fleet, argv[0])
+			if err != nil {
+				return err
+			}
+			return a.finishStop(cmd, spec, wait)
+		}
+		flt, err := ff.filter()
+		if err != nil {
+			return err
+		}
+		if concurrency < 1 || concurrency > 100 {
+			return usageError{fmt.Errorf("--concurrency %d is not in 1..100", concurrency)}
+		}
 		fleet, err := a.connect()
 		if err != nil {
 			return err
 		}
-		spec, err := stop(cmd.Context(), fleet, argv[0])
+		ids, err := fleet.ListIDs(cmd.Context(), flt)
 		if err != nil {
 			return err
 		}
-		return a.finishStop(cmd, spec, wait)
+		if len(ids) == 0 {
+			return fmt.Errorf("no live worker matches; nothing to %s", cmd.Name())
+		}
+		if cmd.Name() == "kill" && !yes {
+			if err := a.confirm(fmt.Sprintf("kill %d workers at once (SIGKILL, no grace)?", len(ids))); err != nil {
+				return err
+			}
+		}
+		return a.stopMany(cmd, ids, concurrency, func(ctx context.Context, id string) (workflows.WorkerSpec, error) {
+			if _, err := stop(ctx, fleet, id); err != nil {
+				return workflows.WorkerSpec{}, err
+			}
+			return fleet.Wait(ctx, id)
+		})
 	}
 	cmd.Flags().StringVar(reason, "reason", "", "why, recorded in the spec")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the worker is stopped and its budget refunded")
+	cmd.Flags().BoolVar(&all, "all", false, "every live worker the filters select")
+	cmd.Flags().IntVar(&concurrency, "concurrency", 10, "with --all, how many workers to stop at once")
+	if cmd.Name() == "kill" {
+		cmd.Flags().BoolVarP(&yes, "yes", "y", false, "with --all, do not ask for confirmation")
+	}
+	ff.add(cmd)
 	return cmd
 }
 

@@ -1,0 +1,165 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// Filter selects lifecycles, as `list` and the bulk commands take it.
+type Filter struct {
+	Statuses []workflows.Status
+	Type     string
+	Master   string
+	// Query is a raw visibility query, ANDed with the rest.
+	Query string
+	// Ended includes lifecycles that have ended; without it and without a
+	// status filter only open lifecycles are listed.
+	Ended bool
+}
+
+// knownStatuses are the values --status accepts.
+var knownStatuses = []workflows.Status{
+	workflows.StatusPending, workflows.StatusRunning, workflows.StatusIdle, workflows.StatusShuttingDown,
+	workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp,
+}
+
+// ParseStatuses checks a comma-separated list of statuses.
+func ParseStatuses(s string) ([]workflows.Status, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []workflows.Status
+	for _, part := range strings.Split(s, ",") {
+		st := workflows.Status(strings.TrimSpace(part))
+		known := false
+		for _, k := range knownStatuses {
+			known = known || st == k
+		}
+		if !known {
+			names := make([]string, len(knownStatuses))
+			for i, k := range knownStatuses {
+				names[i] = string(k)
+			}
+			return nil, fmt.Errorf("%w: unknown status %q (known: %s)", ErrInvalid, st, strings.Join(names, ", "))
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// visibilityQuery turns the filter into a Temporal list query.
+func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
+	parts := []string{`WorkflowType = "WorkerLifecycle"`}
+	if len(flt.Statuses) > 0 {
+		quoted := make([]string, len(flt.Statuses))
+		for i, s := range flt.Statuses {
+			quoted[i] = fmt.Sprintf("%q", s)
+		}
+		parts = append(parts, fmt.Sprintf("WorkerStatus IN (%s)", strings.Join(quoted, ", ")))
+	} else if !flt.Ended {
+		parts = append(parts, `ExecutionStatus = "Running"`)
+	}
+	if flt.Type != "" {
+		t, err := f.Registry.Lookup(flt.Type)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		parts = append(parts, fmt.Sprintf("WorkerType = %q", t.Name))
+	}
+	if flt.Master != "" {
+		if !workflows.MasterPattern.MatchString(flt.Master) {
+			return "", fmt.Errorf("%w: master %q must match %s", ErrInvalid, flt.Master, workflows.MasterPattern)
+		}
+		parts = append(parts, fmt.Sprintf("Master = %q", flt.Master))
+	}
+	if flt.Query != "" {
+		parts = append(parts, "("+flt.Query+")")
+	}
+	return strings.Join(parts, " AND "), nil
+}
+
+// List returns the specs of the lifecycles the filter selects, healthiest
+// first as the runbook's monitor sorted them.
+func (f *Fleet) List(ctx context.Context, flt Filter) ([]workflows.WorkerSpec, error) {
+	ids, err := f.ListIDs(ctx, flt)
+	if err != nil {
+		return nil, err
+	}
+	specs := make([]workflows.WorkerSpec, len(ids))
+	errs := make([]error, len(ids))
+	forEach(ids, 16, func(i int, id string) { specs[i], errs[i] = f.Status(ctx, id) })
+	out := specs[:0]
+	for i, s := range specs {
+		if errs[i] == nil {
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Heartbeat.HealthScore != out[j].Heartbeat.HealthScore {
+			return out[i].Heartbeat.HealthScore > out[j].Heartbeat.HealthScore
+		}
+		return out[i].WorkerID < out[j].WorkerID
+	})
+	return out, nil
+}
+
+// ListIDs returns the worker ids the filter selects.
+func (f *Fleet) ListIDs(ctx context.Context, flt Filter) ([]string, error) {
+	query, err := f.visibilityQuery(flt)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	var token []byte
+	for {
+		resp, err := f.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
+		if err != nil {
+			return nil, fmt.Errorf("%w: listing workers with %s: %v", ErrInvalid, query, err)
+		}
+		for _, e := range resp.Executions {
+			if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
+				ids = append(ids, id)
+			}
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			break
+		}
+	}
+	sort.Strings(ids)
+	return compactSorted(ids), nil
+}
+
+// compactSorted drops repeats: a worker id reused after its first lifecycle
+// ended is listed once, as its latest lifecycle.
+func compactSorted(ids []string) []string {
+	out := ids[:0]
+	for i, id := range ids {
+		if i == 0 || id != ids[i-1] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// forEach runs fn over items with at most n at a time.
+func forEach(items []string, n int, fn func(int, string)) {
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, item := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i, item)
+		}()
+	}
+	wg.Wait()
+}

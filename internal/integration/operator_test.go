@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// spawnMany starts n sleepers of master concurrently through the client and
+// waits until visibility lists them all.
+func spawnMany(t *testing.T, n int, master string, extra func(i int, r *workflows.SpawnRequest)) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = newID("sleeper")
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := workflows.SpawnRequest{WorkerID: id, WorkerType: "sleeper-worker", TaskID: "task-bulk", Master: master, MaxRestarts: -1}
+			if extra != nil {
+				extra(i, &r)
+			}
+			_, errs[i] = h.fleet.Spawn(context.Background(), r)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		got, err := h.fleet.ListIDs(context.Background(), control.Filter{Master: master})
+		return err == nil && len(got) == n
+	}, 15*time.Second, 200*time.Millisecond, "visibility must list the %d workers", n)
+	return ids
+}
+
+func TestListFiltersAndFreshness(t *testing.T) {
+	dev := spawnMany(t, 2, "list-master", func(i int, r *workflows.SpawnRequest) {
+		r.Priority = []string{"high", "low"}[i]
+	})
+	other := spawnMany(t, 1, "other-list-master", nil)
+	t.Cleanup(func() {
+		h.starterOK(t, "kill", "--all", "--yes", "--query", `Master IN ("list-master", "other-list-master")`)
+	})
+	h.starterOK(t, "heartbeat", dev[0], "--tokens-used", "950") // under 10% left: health 60
+
+	list := func(args ...string) []workflows.WorkerSpec {
+		return starterJSON[[]workflows.WorkerSpec](t, append([]string{"list"}, args...)...)
+	}
+	ids := func(specs []workflows.WorkerSpec) []string {
+		out := make([]string, len(specs))
+		for i, s := range specs {
+			out[i] = s.WorkerID
+		}
+		return out
+	}
+	byMaster := list("--master", "list-master")
+	require.Equal(t, []string{dev[1], dev[0]}, ids(byMaster), "healthiest first")
+	require.Equal(t, 60, byMaster[1].Heartbeat.HealthScore)
+	require.Equal(t, other, ids(list("--master", "other-list-master")))
+	require.Equal(t, []string{dev[0]}, ids(list("--master", "list-master", "--query", `Priority = "high"`)))
+	require.Len(t, list("--type", "sleeper-worker", "--query", `Master IN ("list-master", "other-list-master")`), 3)
+	require.Empty(t, list("--status", "idle", "--master", "list-master"))
+	require.Len(t, list("--status", "running,idle", "--master", "list-master"), 2)
+
+	// JSON field names are stable: scripts depend on them.
+	out := h.starterOK(t, "list", "--master", "other-list-master", "-o", "json")
+	var raw []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &raw))
+	var keys []string
+	for k := range raw[0] {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	require.Equal(t, []string{"completed_at", "created_at", "exit_code", "health", "heartbeat", "host", "log_path", "master",
+		"pid", "priority", "started_at", "status", "task_id", "token_budget", "transitions", "worker_id", "worker_type"}, keys)
+	require.Subset(t, mapKeys(raw[0]["heartbeat"]), []string{"last_seen", "health_score", "count"})
+	require.Subset(t, mapKeys(raw[0]["token_budget"]), []string{"allocated", "used"})
+
+	text := h.starterOK(t, "list", "--master", "list-master")
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	require.Len(t, lines, 3)
+	require.Regexp(t, `^WORKER ID\s+TYPE\s+STATUS\s+HEALTH\s+HEARTBEAT\s+TOKENS\s+PID\s+HOST$`, lines[0])
+	require.Regexp(t, `^`+dev[1]+`\s+sleeper-worker\s+running\s+100 healthy\s+never\s+0/1000 0%\s+\d+\s+it-host-a$`, lines[1])
+	require.Regexp(t, `^`+dev[0]+`\s+sleeper-worker\s+running\s+60 degraded\s+\d+s\s+950/1000 95%`, lines[2])
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"list", "--status", "sleeping"}, 2, `unknown status "sleeping"`},
+		{[]string{"list", "--type", "astrologer-worker"}, 2, `unknown worker type "astrologer-worker"`},
+		{[]string{"list", "--query", "Priority = = 'x'"}, 2, "listing workers with"},
+		{[]string{"list", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"list", "--watch", "-o", "json"}, 2, "--watch shows a table"},
+	} {
+		_, errOut, code := h.starter(t, tc.args...)
+		assert.Equal(t, tc.code, code, "%v: %s", tc.args, errOut)
+		assert.Contains(t, errOut, tc.want, "%v", tc.args)
+	}
+}
+
+func mapKeys(v any) []string {
+	m, _ := v.(map[string]any)
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func TestShutdownAllOverTwentyWorkers(t *testing.T) {
+	before := h.budget(t)
+	ids := spawnMany(t, 20, "bulk-master", nil)
+	require.Equal(t, before.Available-20*1000, h.budget(t).Available)
+	pids := make([]int, len(ids))
+	for i, id := range ids {
+		pids[i] = h.status(t, id).PID
+	}
+
+	out := h.starterOK(t, "shutdown", "--all", "--master", "bulk-master", "--grace", "1s")
+	require.Contains(t, out, "20 stopped, 0 failed")
+	for _, id := range ids {
+		require.Regexp(t, id+`\s+completed \(refunded 1000 tokens\)`, out)
+	}
+	for _, pid := range pids {
+		requireGone(t, pid)
+	}
+	require.Eventually(t, func() bool {
+		got, err := h.fleet.ListIDs(context.Background(), control.Filter{Master: "bulk-master"})
+		return err == nil && len(got) == 0
+	}, 10*time.Second, 200*time.Millisecond, "no worker of the master is left running")
+	require.Equal(t, before, h.budget(t), "the budget is exact")
+
+	// Again: nothing matches now, and nothing changes.
+	_, errOut, code := h.starter(t, "shutdown", "--all", "--master", "bulk-master")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "no live worker matches; nothing to shutdown")
+	require.Equal(t, before, h.budget(t))
+}
+
+func TestKillAllAsksFirst(t *testing.T) {
+	before := h.budget(t)
+	ids := spawnMany(t, 3, "kill-master", nil)
+
+	_, errOut, code := h.starter(t, "kill", "--all", "--master", "kill-master")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "kill 3 workers at once (SIGKILL, no grace)? needs --yes when not run on a terminal")
+	for _, id := range ids {
+		require.Equal(t, workflows.StatusRunning, h.status(t, id).Status, "nothing is killed without confirmation")
+	}
+
+	results := starterJSON[[]map[string]any](t, "kill", "--all", "--yes", "--master", "kill-master")
+	require.Len(t, results, 3)
+	for _, r := range results {
+		require.Equal(t, "completed", r["status"], fmt.Sprint(r))
+		require.EqualValues(t, 1000, r["refunded"])
+	}
+	for _, id := range ids {
+		require.Equal(t, 137, *h.status(t, id).ExitCode)
+	}
+	require.Equal(t, before, h.budget(t))
+
+	_, errOut, code = h.starter(t, "kill", "--all", "--yes", ids[0])
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "give a WORKER_ID or --all, not both")
+}
