@@ -76,8 +76,10 @@ type BudgetView struct {
 
 // WorkerAllocation is one live worker's share.
 type WorkerAllocation struct {
-	WorkerID   string    `json:"worker_id"`
-	Amount     int64     `json:"amount"`
+	WorkerID string `json:"worker_id"`
+	Amount   int64  `json:"amount"`
+	// Lease names the lifecycle holding it: its workflow ID and first run ID.
+	Lease      string    `json:"lease"`
 	ReservedAt time.Time `json:"reserved_at"`
 }
 
@@ -124,7 +126,7 @@ func (l *ledger) used() int64 {
 func (l *ledger) view() BudgetView {
 	v := BudgetView{Total: l.st.Total, Allocations: make([]WorkerAllocation, 0, len(l.st.Allocations))}
 	for id, a := range l.st.Allocations {
-		v.Allocations = append(v.Allocations, WorkerAllocation{WorkerID: id, Amount: a.Amount, ReservedAt: a.ReservedAt})
+		v.Allocations = append(v.Allocations, WorkerAllocation{WorkerID: id, Amount: a.Amount, Lease: a.Lease, ReservedAt: a.ReservedAt})
 		v.Used += a.Amount
 	}
 	sort.Slice(v.Allocations, func(i, j int) bool { return v.Allocations[i].WorkerID < v.Allocations[j].WorkerID })

@@ -99,7 +99,7 @@ func TestLedgerReserveReleaseIdempotent(t *testing.T) {
 	require.Equal(t, int64(600), rel1.result)
 	require.Equal(t, int64(0), rel2.result, "a second release must refund nothing")
 	require.Equal(t, BudgetView{Total: 1000, Available: 700, Used: 300,
-		Allocations: []WorkerAllocation{{WorkerID: "worker-fix-b", Amount: 300, ReservedAt: end.Allocations[0].ReservedAt}}}, end)
+		Allocations: []WorkerAllocation{{WorkerID: "worker-fix-b", Amount: 300, Lease: "L2", ReservedAt: end.Allocations[0].ReservedAt}}}, end)
 }
 
 func TestLedgerSetTotal(t *testing.T) {

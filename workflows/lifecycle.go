@@ -218,8 +218,12 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 // across continue-as-new and differs between two lifecycles of one worker id.
 func (w *lifecycle) lease(ctx workflow.Context) string {
 	info := workflow.GetInfo(ctx)
-	return info.WorkflowExecution.ID + "/" + info.FirstRunID
+	return Lease(info.WorkflowExecution.ID, info.FirstRunID)
 }
+
+// Lease is the ledger's name for the lifecycle with this workflow ID and
+// first run ID.
+func Lease(workflowID, firstRunID string) string { return workflowID + "/" + firstRunID }
 
 // start reserves the budget and starts the process. It returns the outcome
 // when the lifecycle cannot go on.

@@ -307,7 +307,40 @@ func (a *app) budgetCommand() *cobra.Command {
 	}
 	set.Flags().Int64Var(&total, "total", 0, "new total budget (required)")
 	_ = set.MarkFlagRequired("total")
-	budget.AddCommand(show, set)
+	var dryRun bool
+	recalc := &cobra.Command{
+		Use:   "recalc",
+		Short: "Reconcile the ledger with the live lifecycles: release what belongs to none, print the drift",
+		Example: `  # The runbook's "Recalculate budget after bulk cleanup"
+  starter budget recalc
+  starter budget recalc --dry-run -o json | jq '.drift'`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			r, err := fleet.RecalcBudget(cmd.Context(), dryRun)
+			if err != nil {
+				return err
+			}
+			return a.print(r, func(w io.Writer) {
+				if len(r.Drift) == 0 {
+					fmt.Fprintln(w, "no drift: every allocation belongs to a live worker")
+				}
+				for _, d := range r.Drift {
+					verb := "would release"
+					if d.Released {
+						verb = "released"
+					}
+					fmt.Fprintf(w, "%s %d tokens held by %s: %s\n", verb, d.Amount, d.WorkerID, d.Reason)
+				}
+				printBudget(w, r.After)
+			})
+		},
+	}
+	recalc.Flags().BoolVar(&dryRun, "dry-run", false, "report the drift without releasing anything")
+	budget.AddCommand(show, set, recalc)
 	return budget
 }
 

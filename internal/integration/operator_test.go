@@ -181,3 +181,38 @@ func TestKillAllAsksFirst(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "give a WORKER_ID or --all, not both")
 }
+
+func TestRecalcFixesADriftedLedger(t *testing.T) {
+	ctx := context.Background()
+	before := h.budget(t)
+	live := spawnMany(t, 1, "recalc-master", nil)[0]
+	t.Cleanup(func() { h.starterOK(t, "kill", live) })
+
+	// Drift, as the old system's lost updates made it: tokens held for a
+	// worker that has no lifecycle, and for one whose lifecycle ended.
+	ledger := h.fleet.Ledger()
+	require.NoError(t, ledger.Reserve(ctx, "worker-ghost-1", workflows.Lease(workflows.WorkflowID("worker-ghost-1"), "no-run"), 777))
+	ended := newID("finisher")
+	h.starterOK(t, "spawn", "--type", "finisher-worker", "--task-id", "task-drift", "--master", "recalc-master", "--worker-id", ended, "--wait=false")
+	h.waitStatus(t, ended, workflows.StatusCompleted, 30*time.Second)
+	desc, err := h.client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(ended), "")
+	require.NoError(t, err)
+	staleLease := workflows.Lease(workflows.WorkflowID(ended), desc.WorkflowExecutionInfo.FirstRunId+"-old")
+	require.NoError(t, ledger.Reserve(ctx, ended, staleLease, 123))
+	drifted := h.budget(t)
+	require.Equal(t, before.Available-1000-777-123, drifted.Available)
+
+	dry := starterJSON[control.Recalc](t, "budget", "recalc", "--dry-run")
+	require.Len(t, dry.Drift, 2)
+	require.Equal(t, drifted, h.budget(t), "a dry run changes nothing")
+
+	text := h.starterOK(t, "budget", "recalc")
+	require.Contains(t, text, "released 777 tokens held by worker-ghost-1: no lifecycle of this worker exists")
+	require.Contains(t, text, "released 123 tokens held by "+ended+": held for an earlier lifecycle of this worker")
+	after := h.budget(t)
+	require.Equal(t, before.Available-1000, after.Available, "only the live worker's allocation is left")
+	require.Equal(t, before.Used+1000, after.Used)
+
+	again := starterJSON[control.Recalc](t, "budget", "recalc")
+	require.Empty(t, again.Drift, "a second run finds nothing")
+}
