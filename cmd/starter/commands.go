@@ -15,8 +15,9 @@ import (
 
 func (a *app) spawnCommand() *cobra.Command {
 	var (
-		req  workflows.SpawnRequest
-		wait bool
+		req      workflows.SpawnRequest
+		wait     bool
+		specPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "spawn",
@@ -29,6 +30,17 @@ func (a *app) spawnCommand() *cobra.Command {
   starter spawn --type scan-worker --task-id task-002 --master security-master --zombie-after 20s`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if specPath == "" {
+				var missing []string
+				for _, name := range []string{"type", "master"} {
+					if !cmd.Flags().Changed(name) {
+						missing = append(missing, "--"+name)
+					}
+				}
+				if len(missing) > 0 {
+					return usageError{fmt.Errorf("missing required flags: %s (or give --from-spec FILE)", strings.Join(missing, ", "))}
+				}
+			}
 			// Zero means "the type's default" inside; given on the command
 			// line it is a mistake.
 			if cmd.Flags().Changed("budget") && req.Budget < workflows.MinBudget {
@@ -37,6 +49,11 @@ func (a *app) spawnCommand() *cobra.Command {
 			fleet, err := a.connect()
 			if err != nil {
 				return err
+			}
+			if specPath != "" {
+				if req, err = fleet.ReadSpec(specPath); err != nil {
+					return err
+				}
 			}
 			resolved, err := fleet.Start(cmd.Context(), req)
 			if err != nil {
@@ -75,9 +92,33 @@ func (a *app) spawnCommand() *cobra.Command {
 	f.DurationVar(&req.Limits.WatchHeartbeat, "watch-heartbeat", 0, "notice a dead worker program after this long (default 20s)")
 	f.DurationVar(&req.Limits.SampleEvery, "sample-every", 0, "measure the process tree's CPU and memory this often (default 30s)")
 	f.BoolVar(&wait, "wait", true, "wait until the worker runs (or failed to start)")
-	_ = cmd.MarkFlagRequired("type")
-	_ = cmd.MarkFlagRequired("master")
+	f.StringVar(&specPath, "from-spec", "", "spawn from a worker spec JSON file (the runbook's spec shape)")
+	cmd.MarkFlagsMutuallyExclusive("from-spec", "type")
 	return cmd
+}
+
+func (a *app) validateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a worker spec file before spawning it, naming every bad field",
+		Example: `  # The runbook's "Validate Before Spawn"
+  starter validate worker-implementation-001.json && starter spawn --from-spec worker-implementation-001.json`,
+		Args: args(1, "FILE"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			fleet, err := a.offline()
+			if err != nil {
+				return err
+			}
+			req, err := fleet.ReadSpec(argv[0])
+			if err != nil {
+				return err
+			}
+			return a.print(req, func(w io.Writer) {
+				fmt.Fprintf(w, "%s is valid: %s, type %s, task %s, budget %d, priority %s, master %s\n",
+					argv[0], req.WorkerID, req.WorkerType, req.TaskID, req.Budget, req.Priority, req.Master)
+			})
+		},
+	}
 }
 
 func (a *app) statusCommand() *cobra.Command {

@@ -102,7 +102,7 @@ worker's process, watches its heartbeats and always gives the budget back.`,
 	a.conn.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.typesFile, "worker-types", os.Getenv("WORKER_TYPES_FILE"), "JSON file adding or overriding worker types (env WORKER_TYPES_FILE)")
-	root.AddCommand(a.spawnCommand(), a.statusCommand(), a.listCommand(), a.heartbeatCommand(),
+	root.AddCommand(a.spawnCommand(), a.validateCommand(), a.statusCommand(), a.listCommand(), a.heartbeatCommand(),
 		a.shutdownCommand(), a.killCommand(), a.budgetCommand())
 	return root
 }
@@ -131,6 +131,16 @@ func (a *app) connect() (*control.Fleet, error) {
 	a.client = c
 	a.fleet = &control.Fleet{Client: c, Registry: registry}
 	return a.fleet, nil
+}
+
+// offline is the fleet without a connection, for commands that only check
+// input.
+func (a *app) offline() (*control.Fleet, error) {
+	registry, err := workertypes.Load(a.typesFile)
+	if err != nil {
+		return nil, err
+	}
+	return &control.Fleet{Registry: registry}, nil
 }
 
 // print writes v as JSON, or text() when the output is text.

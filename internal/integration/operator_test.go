@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -215,4 +216,60 @@ func TestRecalcFixesADriftedLedger(t *testing.T) {
 
 	again := starterJSON[control.Recalc](t, "budget", "recalc")
 	require.Empty(t, again.Drift, "a second run finds nothing")
+}
+
+func TestValidateAndSpawnFromSpec(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := dir + "/" + name
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		return p
+	}
+	id := newID("implementation")
+	// The runbook's manual spec, as operators write it today.
+	good := write("good.json", fmt.Sprintf(`{
+  "worker_id": %q,
+  "worker_type": "implementation-worker",
+  "status": "pending",
+  "task_id": "task-001",
+  "priority": "high",
+  "created_by": "development-master",
+  "scope": {"repository": "owner/repo"},
+  "token_budget": {"allocated": 1500, "used": 0},
+  "heartbeat": {"last_seen": null, "health_score": 100},
+  "created_at": "2026-11-28T10:00:00Z"
+}`, id))
+	out := h.starterOK(t, "validate", good)
+	require.Contains(t, out, good+" is valid: "+id+", type implementation-worker, task task-001, budget 1500, priority high, master development-master")
+
+	for _, tc := range []struct{ name, body, want string }{
+		{"not json", `{"worker_type": `, "is not a valid worker spec"},
+		{"unknown field", `{"worker_type": "fix-worker", "task_id": "task-1", "created_by": "m", "colour": "red"}`, `unknown field "colour"`},
+		{"missing fields", `{"priority": "high"}`, "worker_type is required; task_id is required; master (or created_by) is required"},
+		{"bad values", `{"worker_id": "worker-x-../y", "worker_type": "fix-worker", "task_id": "job-1", "priority": "asap", "master": "m", "token_budget": {"allocated": 999999}}`,
+			`worker id "worker-x-../y" must match`},
+		{"wrong type", `{"worker_type": 7}`, "is not a valid worker spec"},
+	} {
+		path := write(tc.name+".json", tc.body)
+		_, errOut, code := h.starter(t, "validate", path)
+		assert.Equal(t, 2, code, tc.name)
+		assert.Contains(t, errOut, tc.want, tc.name)
+		_, _, code = h.starter(t, "spawn", "--from-spec", path)
+		assert.Equal(t, 2, code, tc.name)
+	}
+	// Every bad field is named at once.
+	_, errOut, _ := h.starter(t, "validate", dir+"/bad values.json")
+	for _, want := range []string{"worker id", `task id "job-1"`, `priority "asap"`, "budget 999999 is not in 1..200000"} {
+		assert.Contains(t, errOut, want)
+	}
+
+	before := h.budget(t)
+	out = h.starterOK(t, "spawn", "--from-spec", good)
+	require.Equal(t, id, strings.TrimSpace(out))
+	spec := h.status(t, id)
+	require.Equal(t, "owner/repo", spec.Repo)
+	require.Equal(t, int64(1500), spec.TokenBudget.Allocated)
+	require.Equal(t, before.Available-1500, h.budget(t).Available)
+	h.starterOK(t, "kill", id)
+	require.Equal(t, before, h.budget(t))
 }
