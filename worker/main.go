@@ -91,12 +91,16 @@ func command() *cobra.Command {
 			}
 			// The shared queue runs the workflows and the work any host can
 			// do; the host's own queue runs the work on its processes.
-			shared := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
+			// The identity names the host, so `starter doctor` can find
+			// every host's queue from the shared one.
+			hostname, _ := os.Hostname()
+			opts := sdkworker.Options{Identity: fmt.Sprintf("%d@%s@host=%s", os.Getpid(), hostname, host)}
+			shared := sdkworker.New(c, workflows.TaskQueue, opts)
 			shared.RegisterWorkflowWithOptions(workflows.WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
 			shared.RegisterWorkflowWithOptions(workflows.BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
 			shared.RegisterWorkflowWithOptions(workflows.RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
 			shared.RegisterActivity(acts)
-			own := sdkworker.New(c, workflows.HostTaskQueue(host), sdkworker.Options{})
+			own := sdkworker.New(c, workflows.HostTaskQueue(host), opts)
 			own.RegisterActivity(acts)
 
 			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host_queue", workflows.HostTaskQueue(host),

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -272,4 +274,41 @@ func TestValidateAndSpawnFromSpec(t *testing.T) {
 	require.Equal(t, before.Available-1500, h.budget(t).Available)
 	h.starterOK(t, "kill", id)
 	require.Equal(t, before, h.budget(t))
+}
+
+func TestDoctor(t *testing.T) {
+	out := h.starterOK(t, "doctor")
+	for _, want := range []string{`ok\s+server\s+reachable`, `ok\s+namespace\s+default`,
+		`ok\s+search attributes\s+WorkerStatus, WorkerType, Master, TaskId, Priority`,
+		`ok\s+worker program\s+\d+ polling worker-lifecycle`, `ok\s+host it-host-a\s+polls worker-lifecycle-host-it-host-a`,
+		`ok\s+budget ledger`, `ok\s+schedules`} {
+		require.Regexp(t, want, out)
+	}
+
+	// A server with nothing of ours: no search attributes, no worker.
+	bare, err := testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
+		ExistingPath: h.temporal, ClientOptions: &client.Options{Namespace: "default"}, LogLevel: "error"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bare.Stop() })
+	out, _, code := h.starter(t, "doctor", "--address", bare.FrontendHostPort())
+	require.Equal(t, 1, code)
+	require.Regexp(t, `FAIL\s+search attributes\s+missing \(Keyword\): WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
+	require.Contains(t, out, "fix: temporal operator search-attribute create --namespace default --name WorkerStatus --type Keyword")
+	require.Regexp(t, `FAIL\s+worker program\s+nobody polls task queue worker-lifecycle`, out)
+	require.Contains(t, out, "fix: start a worker program: go run ./worker")
+
+	checks := starterJSONCode[[]control.Check](t, 1, "doctor", "--address", "127.0.0.1:1")
+	require.Len(t, checks, 1)
+	require.False(t, checks[0].OK)
+	require.Contains(t, checks[0].Fix, "start the server")
+}
+
+// starterJSONCode runs the starter with -o json, expecting exit code code.
+func starterJSONCode[T any](t *testing.T, code int, args ...string) T {
+	t.Helper()
+	var v T
+	out, errOut, got := h.starter(t, append(args, "-o", "json")...)
+	require.Equal(t, code, got, errOut)
+	require.NoError(t, json.Unmarshal([]byte(out), &v), "output: %s", out)
+	return v
 }

@@ -1,0 +1,152 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// Check is one finding of the doctor.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// pollerFresh is how recently a poller must have polled to count as alive.
+const pollerFresh = 2 * time.Minute
+
+// Doctor checks what the lifecycles need, each failure with its fix.
+func (f *Fleet) Doctor(ctx context.Context, namespace string) []Check {
+	var checks []Check
+	add := func(c Check) { checks = append(checks, c) }
+
+	if _, err := f.Client.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		add(Check{Name: "server", Detail: err.Error(), Fix: "start the server (make run starts a dev server) or set --address / TEMPORAL_ADDRESS"})
+		return checks
+	}
+	add(Check{Name: "server", OK: true, Detail: "reachable"})
+
+	if _, err := f.Client.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace}); err != nil {
+		add(Check{Name: "namespace", Detail: fmt.Sprintf("%s: %v", namespace, err),
+			Fix: fmt.Sprintf("temporal operator namespace create --namespace %s", namespace)})
+		return checks
+	}
+	add(Check{Name: "namespace", OK: true, Detail: namespace})
+	add(f.checkSearchAttributes(ctx, namespace))
+
+	shared := f.pollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if len(shared) == 0 {
+		add(Check{Name: "worker program", Detail: "nobody polls task queue " + workflows.TaskQueue,
+			Fix: "start a worker program: go run ./worker (see README)"})
+	} else {
+		add(Check{Name: "worker program", OK: true, Detail: fmt.Sprintf("%d polling %s", len(shared), workflows.TaskQueue)})
+	}
+	for _, host := range hostsOf(f.pollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) {
+		queue := workflows.HostTaskQueue(host)
+		if len(f.pollers(ctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) == 0 {
+			add(Check{Name: "host " + host, Detail: "nobody polls " + queue, Fix: "restart the worker program of host " + host})
+		} else {
+			add(Check{Name: "host " + host, OK: true, Detail: "polls " + queue})
+		}
+	}
+	add(f.checkLedger(ctx))
+	add(f.checkSchedules(ctx))
+	return checks
+}
+
+func (f *Fleet) checkSearchAttributes(ctx context.Context, namespace string) Check {
+	resp, err := f.Client.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return Check{Name: "search attributes", Detail: err.Error()}
+	}
+	var missing, fixes []string
+	for _, name := range workflows.SearchAttributeNames {
+		if resp.GetCustomAttributes()[name] != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
+			missing = append(missing, name)
+			fixes = append(fixes, fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, name))
+		}
+	}
+	if len(missing) > 0 {
+		return Check{Name: "search attributes", Detail: "missing (Keyword): " + strings.Join(missing, ", "), Fix: strings.Join(fixes, "; ")}
+	}
+	return Check{Name: "search attributes", OK: true, Detail: strings.Join(workflows.SearchAttributeNames, ", ")}
+}
+
+func (f *Fleet) checkLedger(ctx context.Context) Check {
+	desc, err := f.Client.DescribeWorkflowExecution(ctx, workflows.LedgerWorkflowID, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return Check{Name: "budget ledger", OK: true, Detail: "not started yet; it starts with the first spawn or `starter budget show`"}
+	case err != nil:
+		return Check{Name: "budget ledger", Detail: err.Error()}
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return Check{Name: "budget ledger", Detail: "the ledger workflow is " + st.String(),
+			Fix: "starter budget show starts a new ledger; then starter budget recalc"}
+	}
+	return Check{Name: "budget ledger", OK: true, Detail: "running (" + workflows.LedgerWorkflowID + ")"}
+}
+
+func (f *Fleet) checkSchedules(ctx context.Context) Check {
+	iter, err := f.Client.ScheduleClient().List(ctx, client.ScheduleListOptions{})
+	if err != nil {
+		return Check{Name: "schedules", Detail: err.Error()}
+	}
+	var names []string
+	for iter.HasNext() {
+		s, err := iter.Next()
+		if err != nil {
+			return Check{Name: "schedules", Detail: err.Error()}
+		}
+		names = append(names, s.ID)
+	}
+	if len(names) == 0 {
+		return Check{Name: "schedules", OK: true, Detail: "none"}
+	}
+	sort.Strings(names)
+	return Check{Name: "schedules", OK: true, Detail: strings.Join(names, ", ")}
+}
+
+// pollers returns the identities that polled queue recently.
+func (f *Fleet) pollers(ctx context.Context, queue string, kind enumspb.TaskQueueType) []string {
+	resp, err := f.Client.DescribeTaskQueue(ctx, queue, kind)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, p := range resp.GetPollers() {
+		if time.Since(p.GetLastAccessTime().AsTime()) < pollerFresh {
+			out = append(out, p.GetIdentity())
+		}
+	}
+	return out
+}
+
+// hostsOf reads the host names from worker program identities, which end in
+// "@host=<name>".
+func hostsOf(identities []string) []string {
+	seen := map[string]bool{}
+	var hosts []string
+	for _, id := range identities {
+		if _, host, ok := strings.Cut(id, "@host="); ok && !seen[host] {
+			seen[host] = true
+			hosts = append(hosts, host)
+		}
+	}
+	sort.Strings(hosts)
+	return hosts
+}
