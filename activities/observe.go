@@ -39,7 +39,7 @@ type procKey struct {
 // and resident memory now.
 func (o *observer) sample() (ResourceSample, error) {
 	p := o.in.Process
-	members, err := tree(p, o.groupOurs())
+	members, err := treeMembers(p, o.groupOurs())
 	if err != nil {
 		return ResourceSample{}, err
 	}

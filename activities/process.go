@@ -219,11 +219,11 @@ func (a *Activities) StopProcess(ctx context.Context, in StopInput) (StopResult,
 	if p.PID <= 0 || p.PGID <= 1 || p.PGID == syscall.Getpgrp() {
 		return StopResult{AlreadyGone: true}, nil
 	}
-	groupOurs, err := a.ownsGroup(in)
+	groupOurs, err := a.ownsGroup(in.WorkerID, p)
 	if err != nil {
 		return StopResult{}, err
 	}
-	members, err := tree(p, groupOurs)
+	members, err := treeMembers(p, groupOurs)
 	if err != nil {
 		return StopResult{}, err
 	}
@@ -260,10 +260,9 @@ func (a *Activities) StopProcess(ctx context.Context, in StopInput) (StopResult,
 	return StopResult{Killed: true}, nil
 }
 
-// ownsGroup reports whether process group in.Process.PGID is the one
-// StartProcess created for in.WorkerID.
-func (a *Activities) ownsGroup(in StopInput) (bool, error) {
-	p := in.Process
+// ownsGroup reports whether process group p.PGID is the one StartProcess
+// created for workerID.
+func (a *Activities) ownsGroup(workerID string, p ProcessInfo) (bool, error) {
 	st, err := readProcStat(p.PID)
 	switch {
 	case err == nil && st.StartTicks == p.StartTicks:
@@ -277,11 +276,11 @@ func (a *Activities) ownsGroup(in StopInput) (bool, error) {
 	// The leader is gone. Its children may still run in the group, but only
 	// this table can vouch for that: from the outside a group with the same
 	// id may be a stranger's that got the recycled number.
-	e := a.Procs.entryFor(in.WorkerID)
+	e := a.Procs.entryFor(workerID)
 	if e == nil || e.info.PID != p.PID || e.info.StartTicks != p.StartTicks || e.info.PGID != p.PGID {
 		return false, nil
 	}
-	if a.Procs.claimsGroup(p.PGID, in.WorkerID) {
+	if a.Procs.claimsGroup(p.PGID, workerID) {
 		// The number went to another of our workers' new process.
 		return false, nil
 	}
@@ -323,7 +322,7 @@ func waitTreeEmpty(ctx context.Context, p ProcessInfo, groupOurs bool, timeout t
 	tick := time.NewTicker(stopPoll)
 	defer tick.Stop()
 	for {
-		members, err := tree(p, groupOurs)
+		members, err := treeMembers(p, groupOurs)
 		if err != nil {
 			return false, err
 		}

@@ -10,11 +10,11 @@ import (
 // or session, which a process group alone cannot follow.
 const tokenEnv = "WORKER_LIFECYCLE_TOKEN"
 
-// tree lists the live processes of the worker p started: its process group
+// treeMembers lists the live processes of the worker p started: its process group
 // when groupOurs (the group is provably this worker's), every process that
 // carries its token, and every descendant of those. The worker program
 // itself and init are never part of it.
-func tree(p ProcessInfo, groupOurs bool) ([]procStat, error) {
+func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
 	procs, err := allProcs()
 	if err != nil {
 		return nil, err

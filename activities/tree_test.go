@@ -15,7 +15,7 @@ import (
 // tokenHolders lists the live processes carrying a worker's token.
 func tokenHolders(t *testing.T, p ProcessInfo) []int {
 	t.Helper()
-	members, err := tree(ProcessInfo{Token: p.Token}, false)
+	members, err := treeMembers(ProcessInfo{Token: p.Token}, false)
 	require.NoError(t, err)
 	pids := make([]int, len(members))
 	for i, m := range members {

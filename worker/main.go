@@ -99,6 +99,7 @@ func command() *cobra.Command {
 			shared.RegisterWorkflowWithOptions(workflows.WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
 			shared.RegisterWorkflowWithOptions(workflows.BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
 			shared.RegisterWorkflowWithOptions(workflows.RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
+			shared.RegisterWorkflowWithOptions(workflows.ReadLog, workflow.RegisterOptions{Name: "ReadLog"})
 			shared.RegisterActivity(acts)
 			own := sdkworker.New(c, workflows.HostTaskQueue(host), opts)
 			own.RegisterActivity(acts)

@@ -312,3 +312,32 @@ func starterJSONCode[T any](t *testing.T, code int, args ...string) T {
 	require.NoError(t, json.Unmarshal([]byte(out), &v), "output: %s", out)
 	return v
 }
+
+func TestLogsFromTheHost(t *testing.T) {
+	id := newID("printer")
+	h.starterOK(t, "spawn", "--type", "printer-worker", "--task-id", "task-logs", "--master", "inventory-master", "--worker-id", id)
+	require.Eventually(t, func() bool {
+		out, _, code := h.starter(t, "logs", id, "-n", "3")
+		return code == 0 && len(strings.Split(strings.TrimSpace(out), "\n")) == 3
+	}, 10*time.Second, 200*time.Millisecond)
+	out := h.starterOK(t, "logs", id, "-n", "3")
+	require.Regexp(t, `^working \d+\nworking \d+\nworking \d+\n$`, out)
+
+	// Follow until the worker ends: the command returns by itself.
+	time.AfterFunc(2*time.Second, func() { _, _, _ = h.starter(t, "shutdown", id) })
+	followed := h.starterOK(t, "logs", id, "-n", "1", "-f")
+	require.Greater(t, strings.Count(followed, "working"), 5, "new lines keep coming while it runs")
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"logs", newID("ghost")}, 1, "no worker with id"},
+		{[]string{"logs", id, "-n", "0"}, 2, "-n 0 is not in 1..10000"},
+	} {
+		_, errOut, code := h.starter(t, tc.args...)
+		assert.Equal(t, tc.code, code, errOut)
+		assert.Contains(t, errOut, tc.want)
+	}
+}

@@ -1,0 +1,39 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// ReadLog reads a worker's log on its host: the last lines when offset is
+// negative, else what was written from offset on.
+func (f *Fleet) ReadLog(ctx context.Context, spec workflows.WorkerSpec, lines int, offset int64) (activities.LogChunk, error) {
+	var chunk activities.LogChunk
+	if spec.Host == "" {
+		return chunk, fmt.Errorf("%s has no process and so no log (status %s)", spec.WorkerID, spec.Status)
+	}
+	var nonce [6]byte
+	_, _ = rand.Read(nonce[:])
+	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        workflows.LogReadWorkflowID(spec.WorkerID, hex.EncodeToString(nonce[:])),
+		TaskQueue: workflows.TaskQueue,
+	}, workflows.ReadLog, activities.LogRequest{WorkerID: spec.WorkerID, Host: spec.Host, Lines: lines, Offset: offset})
+	if err != nil {
+		return chunk, err
+	}
+	if err := run.Get(ctx, &chunk); err != nil {
+		if msg := applicationMessage(err); msg != "" {
+			return chunk, errors.New(msg)
+		}
+		return chunk, fmt.Errorf("reading the log of %s on host %s (is its worker program running?): %w", spec.WorkerID, spec.Host, err)
+	}
+	return chunk, nil
+}
