@@ -18,28 +18,51 @@ const clockTicks = 100
 // changes; a change of band is reported at once.
 const reportEvery = 5 * time.Minute
 
-// observer measures one worker's process tree for the watcher.
+// observer measures one worker's process tree for the watcher and decides
+// what the lifecycle needs to hear of it. Signals to the lifecycle cost
+// history events, so only what can change the health score is sent.
 type observer struct {
 	a  *Activities
 	in WatchInput
 
+	// CPU is a rate: each sample is measured against the previous one.
 	prevTicks map[procKey]uint64
 	prevAt    time.Time
-	reported  *ResourceSample
-	reportAt  time.Time
-	logSize   int64
+	// reported is the last sample the lifecycle received, nil before one.
+	reported *ResourceSample
+	reportAt time.Time
+	logSize  int64
 }
 
+// procKey names one process for the life of the machine, so that CPU ticks
+// of a recycled PID are never subtracted from another process's.
 type procKey struct {
 	pid   int
 	start uint64
 }
 
-// sample measures the tree: CPU since the previous sample (100 = one core)
-// and resident memory now.
-func (o *observer) sample() (ResourceSample, error) {
+// newObserver takes the baselines at the start of the watch: the first
+// interval then yields a true CPU rate, and output the log held before (a
+// previous run of the worker appends to the same file) is not taken for a
+// sign of life.
+func newObserver(ctx context.Context, a *Activities, in WatchInput) *observer {
+	o := &observer{a: a, in: in}
+	if _, err := o.sampleTree(); err != nil {
+		activity.GetLogger(ctx).Warn("Sampling the process tree failed", "error", err)
+	}
+	o.logGrew()
+	return o
+}
+
+// sampleTree measures the tree: CPU used since the previous sample (100 =
+// one core busy), resident memory and the number of processes now.
+func (o *observer) sampleTree() (ResourceSample, error) {
 	p := o.in.Process
-	members, err := treeMembers(p, o.groupOurs())
+	groupOurs, err := o.a.ownsGroup(o.in.WorkerID, p)
+	if err != nil {
+		return ResourceSample{}, err
+	}
+	members, err := treeMembers(p, groupOurs)
 	if err != nil {
 		return ResourceSample{}, err
 	}
@@ -50,10 +73,11 @@ func (o *observer) sample() (ResourceSample, error) {
 	for _, m := range members {
 		k := procKey{m.PID, m.StartTicks}
 		ticks[k] = m.CPUTicks
-		// A process new since the last sample counts from its start.
-		if prev, ok := o.prevTicks[k]; ok && m.CPUTicks >= prev {
+		switch prev, seen := o.prevTicks[k]; {
+		case seen && m.CPUTicks >= prev:
 			used += m.CPUTicks - prev
-		} else if !ok && o.prevTicks != nil {
+		case !seen && o.prevTicks != nil:
+			// New since the last sample: all its time is in this interval.
 			used += m.CPUTicks
 		}
 		s.RSSBytes += residentBytes(m.PID)
@@ -68,41 +92,54 @@ func (o *observer) sample() (ResourceSample, error) {
 	return s, nil
 }
 
-// groupOurs: the leader still runs as the very process we started.
-func (o *observer) groupOurs() bool {
-	running, err := sameProcessRunning(o.in.Process.PID, o.in.Process.StartTicks)
-	return err == nil && running
+// logGrew reports whether the worker's log grew since the last call.
+func (o *observer) logGrew() bool {
+	st, err := os.Stat(o.in.Process.LogPath)
+	if err != nil {
+		return false
+	}
+	size := st.Size()
+	// A log truncated in place (copytruncate rotation) that holds anything
+	// again was written to since.
+	grew := size > o.logSize || (size < o.logSize && size > 0)
+	o.logSize = size
+	return grew
 }
 
 // observe samples the tree and reports what the lifecycle needs. Reporting
-// errors are logged: they must never end the watch.
+// errors are logged: the watch exists to notice the process ending, which a
+// failed signal must never stop.
 func (o *observer) observe(ctx context.Context) {
 	logger := activity.GetLogger(ctx)
-	s, err := o.sample()
+	s, err := o.sampleTree()
 	if err != nil {
 		logger.Warn("Sampling the process tree failed", "error", err)
 		return
 	}
-	if o.in.OutputHeartbeat {
-		if st, err := os.Stat(o.in.Process.LogPath); err == nil {
-			grew := st.Size() > o.logSize
-			o.logSize = st.Size()
-			if grew {
-				if err := o.a.Reporter.OutputHeartbeat(ctx, o.in.WorkerID, s); err != nil {
-					logger.Warn("Output heartbeat failed", "error", err)
-				}
-				o.reported, o.reportAt = &s, time.Now()
-				return
-			}
-		}
-	}
-	if o.reported == nil || time.Since(o.reportAt) >= reportEvery ||
-		health.CPUBand(s.CPUPercent) != health.CPUBand(o.reported.CPUPercent) ||
-		health.MemoryBand(s.RSSBytes) != health.MemoryBand(o.reported.RSSBytes) {
-		if err := o.a.Reporter.Sample(ctx, o.in.WorkerID, s); err != nil {
-			logger.Warn("Reporting a sample failed", "error", err)
+	if o.in.OutputHeartbeat && o.logGrew() {
+		err := o.a.Reporter.OutputHeartbeat(ctx, o.in.WorkerID, s)
+		if err == nil {
+			// The heartbeat carries the sample: the lifecycle has it.
+			o.reported, o.reportAt = &s, time.Now()
 			return
 		}
-		o.reported, o.reportAt = &s, time.Now()
+		logger.Warn("Output heartbeat failed", "worker_id", o.in.WorkerID, "error", err)
 	}
+	if !o.reportDue(s) {
+		return
+	}
+	if err := o.a.Reporter.Sample(ctx, o.in.WorkerID, s); err != nil {
+		// Not marked reported, so the next interval tries again.
+		logger.Warn("Reporting a sample failed", "worker_id", o.in.WorkerID, "error", err)
+		return
+	}
+	o.reported, o.reportAt = &s, time.Now()
+}
+
+// reportDue: the lifecycle has no sample yet, its sample is old, or s would
+// move the health score.
+func (o *observer) reportDue(s ResourceSample) bool {
+	return o.reported == nil || time.Since(o.reportAt) >= reportEvery ||
+		health.CPUBand(s.CPUPercent) != health.CPUBand(o.reported.CPUPercent) ||
+		health.MemoryBand(s.RSSBytes) != health.MemoryBand(o.reported.RSSBytes)
 }

@@ -165,12 +165,13 @@ func (a *Activities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatu
 	tick := time.NewTicker(a.watchPoll())
 	defer tick.Stop()
 	var sampleC <-chan time.Time
+	var obs *observer
 	if in.SampleEvery > 0 && a.Reporter != nil {
+		obs = newObserver(ctx, a, in)
 		sampleTick := time.NewTicker(in.SampleEvery)
 		defer sampleTick.Stop()
 		sampleC = sampleTick.C
 	}
-	obs := observer{a: a, in: in}
 
 	e := a.Procs.find(p)
 	var done <-chan struct{}

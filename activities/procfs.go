@@ -193,26 +193,3 @@ func residentBytes(pid int) int64 {
 	pages, _ := strconv.ParseInt(string(fields[1]), 10, 64)
 	return pages * int64(os.Getpagesize())
 }
-
-// groupRunning reports whether process group pgid has a member that has not
-// exited. kill(-pgid, 0) answers cheaply when the group is empty; otherwise
-// /proc is scanned, because a group whose members are all unreaped zombies
-// still answers kill(2) but has nothing left to stop.
-func groupRunning(pgid int) (bool, error) {
-	if pgid <= 1 {
-		return false, fmt.Errorf("refusing to inspect process group %d", pgid)
-	}
-	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-		return false, nil
-	}
-	members, err := groupMembers(pgid)
-	if err != nil {
-		return false, err
-	}
-	for _, m := range members {
-		if !m.exited() {
-			return true, nil
-		}
-	}
-	return false, nil
-}

@@ -31,6 +31,8 @@ const (
 	UpdateShutdown = "shutdown"
 	// UpdateKill stops the worker at once (KillRequest).
 	UpdateKill = "kill"
+	// UpdateCleanup retries the compensation of a zombie now.
+	UpdateCleanup = "cleanup"
 	// QueryStatus returns the WorkerSpec.
 	QueryStatus = "status"
 )

@@ -88,6 +88,8 @@ type lifecycle struct {
 	refunded int64
 	// processFate is what the last stop found (ProcessStopped, ...).
 	processFate string
+	// cleanupRequested is set by the cleanup update of a zombie.
+	cleanupRequested bool
 }
 
 // WorkerLifecycle supervises one worker from budget reservation to cleanup.
@@ -142,6 +144,21 @@ func (w *lifecycle) registerHandlers(ctx workflow.Context) error {
 				return err
 			}
 			return w.acceptsStop()
+		}},
+	); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCleanup,
+		func(ctx workflow.Context) (WorkerSpec, error) {
+			w.cleanupRequested = true
+			err := workflow.Await(ctx, func() bool { return w.st.Spec.Status != StatusZombie || !w.cleanupRequested })
+			return w.st.Spec, err
+		},
+		workflow.UpdateHandlerOptions{Validator: func() error {
+			if s := w.st.Spec.Status; s != StatusZombie {
+				return fmt.Errorf("worker %s is %s, not a zombie: nothing to clean up", w.st.Spec.WorkerID, s)
+			}
+			return nil
 		}},
 	); err != nil {
 		return err
@@ -494,32 +511,47 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 		w.processFate = ProcessLost
 	}
 
-	var errs []error
-	if !w.saga.empty() {
-		errs = w.saga.compensate(ctx)
-		w.st.Reserved = false
-		cleanup.Refunded = w.refunded
-	}
-	cleanup.Process = w.processFate
-	now := workflow.Now(ctx).UTC()
-	switch {
-	case len(errs) > 0:
-		// Left in zombie, for an operator or the sweep to finish.
+	errs := w.compensate(ctx)
+	// A compensation that failed leaves the worker in zombie: it retries
+	// every RetryCleanupEvery, or at once on `starter cleanup`, until done.
+	for len(errs) > 0 {
 		cleanup.Reason = fmt.Sprintf("%s; cleanup incomplete: %v", o.reason, errors.Join(errs...))
+		cleanup.Refunded, cleanup.Process = w.refunded, w.processFate
 		if w.st.Spec.Status != StatusZombie {
 			w.transition(ctx, StatusZombie, cleanup.Reason)
 		}
-	case normalEnd:
+		w.cleanupRequested = false
+		if _, err := workflow.AwaitWithTimeout(ctx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil {
+			break // cancelled: it ends as it is, in zombie
+		}
+		errs = w.compensate(ctx)
+	}
+	cleanup.Refunded = w.refunded
+	cleanup.Process = w.processFate
+	now := workflow.Now(ctx).UTC()
+	if len(errs) == 0 {
+		cleanup.Reason = o.reason
 		cleanup.CleanedAt = &now
-		w.transition(ctx, StatusCompleted, o.reason)
-	case w.st.Spec.Status == StatusZombie:
-		cleanup.CleanedAt = &now
-		w.transition(ctx, StatusCleanedUp, o.reason)
+		if normalEnd {
+			w.transition(ctx, StatusCompleted, o.reason)
+		} else if w.st.Spec.Status == StatusZombie {
+			w.transition(ctx, StatusCleanedUp, o.reason)
+		}
 	}
 	w.st.Spec.CompletedAt = &now
 	// Let in-flight shutdown or kill updates return before the run closes.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return w.st.Spec, nil
+}
+
+// compensate runs what the saga still holds; the failed steps stay in it.
+func (w *lifecycle) compensate(ctx workflow.Context) []error {
+	if w.saga.empty() {
+		return nil
+	}
+	errs := w.saga.compensate(ctx)
+	w.st.Reserved = w.saga.has(stepRefund)
+	return errs
 }
 
 // markFailed records a failure and, when something is held, that the worker

@@ -49,6 +49,7 @@ const (
 	DefaultHealthyRun               = 10 * time.Minute
 	MaxRestartsLimit                = 10
 	defaultCompensationWindow       = 10 * time.Minute
+	retryCleanupEvery               = 10 * time.Minute
 )
 
 // Heartbeat modes of a worker type.

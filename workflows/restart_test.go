@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 )
@@ -194,4 +196,60 @@ func TestBreakerOpensAfterFiveCrashesInFifteenMinutes(t *testing.T) {
 	require.Equal(t, t0.Add(55*time.Minute), *d.OpenUntil)
 	require.False(t, b.record(t0.Add(54*time.Minute)).Allowed)
 	require.True(t, b.record(t0.Add(56*time.Minute)).Allowed, "it closes after 30 minutes")
+}
+
+// stopFailsFirst makes StopProcess fail its first n calls, as when the
+// worker's host is away.
+func (s *lifecycleSuite) stopFailsFirst(n int) *int {
+	calls := 0
+	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.StopInput) (activities.StopResult, error) {
+			calls++
+			if calls <= n {
+				return activities.StopResult{}, temporal.NewNonRetryableApplicationError("host away", "HostAway", nil)
+			}
+			return activities.StopResult{Killed: true}, nil
+		})
+	return &calls
+}
+
+func (s *lifecycleSuite) TestFailedCleanupWaitsInZombieAndRetries() {
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137})
+	calls := s.stopFailsFirst(2) // the kill and the compensation fail
+	s.expectRelease(1)           // the refund succeeds at once, and only once
+	s.updateAt(10*time.Second, UpdateKill, KillRequest{}, nil)
+	var mid WorkerSpec
+	s.env.RegisterDelayedCallback(func() { mid = s.status() }, time.Minute)
+	// Cleanup of a live worker is refused; of a zombie, it retries at once.
+	var refused error
+	s.updateAt(5*time.Second, UpdateCleanup, nil, func(err error) { refused = err })
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(UpdateCleanup, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { s.Fail("rejected", err.Error()) }, OnComplete: func(any, error) {},
+		})
+	}, 2*time.Minute)
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Require().Error(refused)
+	s.Contains(refused.Error(), "is running, not a zombie")
+	s.Equal(StatusZombie, mid.Status)
+	s.Contains(mid.Cleanup.Reason, "cleanup incomplete")
+	s.Equal(int64(10000), mid.Cleanup.Refunded, "the budget is back even while the process is not")
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal(3, *calls)
+	s.NotNil(spec.Cleanup.CleanedAt)
+	s.InDelta(120, spec.CompletedAt.Sub(start).Seconds(), 2, "cleaned up when asked, not after the 10 minute retry")
+}
+
+func (s *lifecycleSuite) TestZombieRetriesByItself() {
+	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 5})
+	calls := s.stopFailsFirst(2) // after the crash, and the compensation
+	s.expectRelease(1)
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Equal(3, *calls)
+	s.InDelta(retryCleanupEvery.Seconds()+10, spec.CompletedAt.Sub(spec.CreatedAt).Seconds(), 2)
 }

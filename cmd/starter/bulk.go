@@ -24,9 +24,10 @@ type bulkResult struct {
 	Error    string           `json:"error,omitempty"`
 }
 
-// stopMany stops the workers concurrently, shows progress on a terminal and
-// prints one line per worker. It fails if any worker could not be stopped.
-func (a *app) stopMany(cmd *cobra.Command, ids []string, concurrency int, stop func(context.Context, string) (workflows.WorkerSpec, error)) error {
+// forMany runs op on the workers concurrently, shows progress on a terminal
+// and prints one line per worker and a count of those it `did`. It fails if
+// op failed for any worker.
+func (a *app) forMany(cmd *cobra.Command, ids []string, concurrency int, did string, op func(context.Context, string) (workflows.WorkerSpec, error)) error {
 	results := make([]bulkResult, len(ids))
 	progress := newProgress(cmd.ErrOrStderr(), len(ids), isTerminal(os.Stderr))
 	sem := make(chan struct{}, concurrency)
@@ -37,7 +38,7 @@ func (a *app) stopMany(cmd *cobra.Command, ids []string, concurrency int, stop f
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			spec, err := stop(cmd.Context(), id)
+			spec, err := op(cmd.Context(), id)
 			r := bulkResult{WorkerID: id, Status: spec.Status}
 			if spec.Cleanup != nil {
 				r.Refunded = spec.Cleanup.Refunded
@@ -66,12 +67,12 @@ func (a *app) stopMany(cmd *cobra.Command, ids []string, concurrency int, stop f
 				fmt.Fprintf(w, "%-40s %s (refunded %d tokens)\n", r.WorkerID, r.Status, r.Refunded)
 			}
 		}
-		fmt.Fprintf(w, "%d stopped, %d failed\n", len(results)-failed, failed)
+		fmt.Fprintf(w, "%d %s, %d failed\n", len(results)-failed, did, failed)
 	}); err != nil {
 		return err
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d workers could not be stopped", failed, len(results))
+		return fmt.Errorf("%d of %d workers failed", failed, len(results))
 	}
 	return nil
 }

@@ -260,7 +260,7 @@ func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.
 				return err
 			}
 		}
-		return a.stopMany(cmd, ids, concurrency, func(ctx context.Context, id string) (workflows.WorkerSpec, error) {
+		return a.forMany(cmd, ids, concurrency, "stopped", func(ctx context.Context, id string) (workflows.WorkerSpec, error) {
 			if _, err := stop(ctx, fleet, id); err != nil {
 				return workflows.WorkerSpec{}, err
 			}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -340,4 +341,43 @@ func TestLogsFromTheHost(t *testing.T) {
 		assert.Equal(t, tc.code, code, errOut)
 		assert.Contains(t, errOut, tc.want)
 	}
+}
+
+// TestCleanupOfAZombieIsIdempotent kills a worker while its host's worker
+// program is away: the process cannot be stopped, so the lifecycle waits in
+// zombie, its budget already refunded. When the host is back, cleanup
+// finishes the job; a second cleanup changes nothing.
+func TestCleanupOfAZombieIsIdempotent(t *testing.T) {
+	before := h.budget(t)
+	require.NoError(t, h.startWorker("it-host-c"))
+	t.Cleanup(func() { h.stopWorker("it-host-c", syscall.SIGTERM) })
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-zombie", "--master", "cleanup-master",
+		"--worker-id", id, "--host", "it-host-c", "--host-loss-after", "3s", "--watch-heartbeat", "30s")
+	pid := h.status(t, id).PID
+	t.Cleanup(func() { killAll(workerProcesses(id)) })
+
+	h.crashWorker(t, "it-host-c")
+	h.starterOK(t, "kill", id, "--wait=false")
+	zombie := h.waitStatus(t, id, workflows.StatusZombie, 30*time.Second)
+	require.Contains(t, zombie.Cleanup.Reason, "cleanup incomplete")
+	require.True(t, processAlive(pid), "nobody could stop it")
+	require.Equal(t, before, h.budget(t), "the budget is refunded though the process is not stopped yet")
+	requireListed(t, fmt.Sprintf(`WorkflowId = %q AND WorkerStatus = "zombie"`, workflows.WorkflowID(id)))
+
+	_, errOut, code := h.starter(t, "cleanup", id, "--zombies")
+	require.Equal(t, 2, code, errOut)
+
+	require.NoError(t, h.startWorker("it-host-c"))
+	out := h.starterOK(t, "cleanup", "--zombies", "--master", "cleanup-master")
+	require.Contains(t, out, "1 cleaned up, 0 failed")
+	requireGone(t, pid)
+	final := h.status(t, id)
+	require.Equal(t, workflows.StatusCompleted, final.Status, "a kill ends completed once its cleanup is done")
+	require.Equal(t, workflows.ProcessStopped, final.Cleanup.Process)
+
+	again := h.starterOK(t, "cleanup", id)
+	require.Equal(t, "nothing to clean up: "+id+" is completed\n", again)
+	require.Equal(t, "no zombie to clean up\n", h.starterOK(t, "cleanup", "--zombies", "--master", "cleanup-master"))
+	require.Equal(t, before, h.budget(t), "refunded exactly once")
 }
