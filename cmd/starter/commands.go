@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -37,8 +40,18 @@ func (a *app) spawnCommand() *cobra.Command {
 						missing = append(missing, "--"+name)
 					}
 				}
+				if len(missing) > 0 && !isTerminal(os.Stdin) {
+					return usageError{fmt.Errorf("missing required flags: %s (or give --from-spec FILE, or run on a terminal for the wizard)", strings.Join(missing, ", "))}
+				}
 				if len(missing) > 0 {
-					return usageError{fmt.Errorf("missing required flags: %s (or give --from-spec FILE)", strings.Join(missing, ", "))}
+					registry, err := workertypes.Load(a.typesFile)
+					if err != nil {
+						return err
+					}
+					wz := &wizard{in: bufio.NewReader(os.Stdin), out: cmd.ErrOrStderr()}
+					if err := wz.fill(&req, cmd.Flags().Changed, registry); err != nil {
+						return usageError{err}
+					}
 				}
 			}
 			// Zero means "the type's default" inside; given on the command

@@ -229,7 +229,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"budget negative", spawn("--budget", "-5"), 2, "budget -5 is not in 1..200000"},
 		{"worker id path", spawn("--worker-id", "worker-x-../../etc"), 2, "worker id"},
 		{"worker id shell", spawn("--worker-id", "worker-x-$(reboot)"), 2, "worker id"},
-		{"missing type", []string{"spawn", "--master", "m"}, 2, "missing required flags: --type (or give --from-spec FILE)"},
+		{"missing type", []string{"spawn", "--master", "m"}, 2, "missing required flags: --type (or give --from-spec FILE, or run on a terminal for the wizard)"},
 		{"missing both", []string{"spawn", "--task-id", "task-1"}, 2, "missing required flags: --type, --master"},
 		{"live duplicate", spawn("--worker-id", live), 1, live + " is running; spawn refused"},
 		{"heartbeat unknown", []string{"heartbeat", unknown}, 1, "no worker with id " + unknown},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -380,4 +381,44 @@ func TestCleanupOfAZombieIsIdempotent(t *testing.T) {
 	require.Equal(t, "nothing to clean up: "+id+" is completed\n", again)
 	require.Equal(t, "no zombie to clean up\n", h.starterOK(t, "cleanup", "--zombies", "--master", "cleanup-master"))
 	require.Equal(t, before, h.budget(t), "refunded exactly once")
+}
+
+// TestSpawnWizardOnATerminal drives the wizard through a pseudo-terminal
+// (script(1)), answering each question wrong once and then right.
+func TestSpawnWizardOnATerminal(t *testing.T) {
+	id := newID("sleeper")
+	answers := strings.Join([]string{
+		"astrologer", "sleeper-worker", // type
+		"job-1", "task-wizard", // task id
+		"", // master: the default, development-master
+		"urgent", "high", // priority
+		"just-a-name", "owner/repo", // repo
+		"0", "", // budget: the type's default
+	}, "\n") + "\n"
+	cmd := exec.Command("script", "-qec", strings.Join([]string{h.dir + "/bin/starter", "spawn", "--worker-id", id}, " "), "/dev/null")
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+h.address, "WORKER_TYPES_FILE="+h.typesFile)
+	cmd.Stdin = strings.NewReader(answers)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	screen := string(out)
+	t.Cleanup(func() { _, _, _ = h.starter(t, "kill", id) })
+	for _, want := range []string{
+		"Worker types (default token budget):", "sleeper-worker", "1000",
+		`unknown worker type "astrologer"`,
+		"a task id must match",
+		"Master [development-master]:",
+		"priority must be one of low, medium, high, critical",
+		"a repository is owner/name",
+		"Token budget [1000]:", "a budget is a number in 1..200000",
+	} {
+		require.Contains(t, screen, want)
+	}
+	spec := h.status(t, id)
+	require.Equal(t, workflows.StatusRunning, spec.Status)
+	require.Equal(t, "sleeper-worker", spec.WorkerType)
+	require.Equal(t, "task-wizard", spec.TaskID)
+	require.Equal(t, "development-master", spec.Master)
+	require.Equal(t, "high", spec.Priority)
+	require.Equal(t, "owner/repo", spec.Repo)
+	require.Equal(t, int64(1000), spec.TokenBudget.Allocated)
 }
