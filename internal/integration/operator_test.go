@@ -390,7 +390,7 @@ func TestSpawnWizardOnATerminal(t *testing.T) {
 	answers := strings.Join([]string{
 		"astrologer", "sleeper-worker", // type
 		"job-1", "task-wizard", // task id
-		"", // master: the default, development-master
+		"",               // master: the default, development-master
 		"urgent", "high", // priority
 		"just-a-name", "owner/repo", // repo
 		"0", "", // budget: the type's default
