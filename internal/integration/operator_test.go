@@ -422,3 +422,20 @@ func TestSpawnWizardOnATerminal(t *testing.T) {
 	require.Equal(t, "owner/repo", spec.Repo)
 	require.Equal(t, int64(1000), spec.TokenBudget.Allocated)
 }
+
+func TestListWatchRefreshesUntilInterrupted(t *testing.T) {
+	ids := spawnMany(t, 1, "watch-master", nil)
+	t.Cleanup(func() { h.starterOK(t, "kill", ids[0]) })
+	cmd := exec.Command(h.dir+"/bin/starter", "list", "--watch", "--interval", "200ms", "--master", "watch-master")
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+h.address, "WORKER_TYPES_FILE="+h.typesFile)
+	var out strings.Builder
+	cmd.Stdout = &out
+	require.NoError(t, cmd.Start())
+	time.Sleep(2 * time.Second)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, cmd.Wait(), "an interrupt ends the dashboard cleanly")
+	frames := strings.Count(out.String(), "\033[H\033[2J")
+	require.GreaterOrEqual(t, frames, 3, "it refreshes in place")
+	require.Contains(t, out.String(), ids[0])
+	require.Contains(t, out.String(), "1 workers  (Ctrl-C to stop)")
+}
