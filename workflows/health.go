@@ -33,6 +33,7 @@ func (w *lifecycle) applyOutputHeartbeat(ctx workflow.Context, s activities.Reso
 	hb.LastSeen = &now
 	hb.Count++
 	hb.Alert = ""
+	w.showDetails(ctx)
 }
 
 // updateHealth recomputes the score from the last sample and the tokens the

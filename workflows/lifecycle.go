@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -607,6 +608,7 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat) {
 	spec.Heartbeat.ReportedHealthScore = hb.HealthScore
 	spec.TokenBudget.Used = w.st.PriorTokens + hb.TokensUsed
 	w.updateHealth()
+	w.showDetails(ctx)
 	switch {
 	case hb.Status == HeartbeatIdle && spec.Status == StatusRunning:
 		w.st.IdleSince = &now
@@ -659,9 +661,11 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context) *outcome {
 	case age >= w.limits.HeartbeatCritical && hb.Alert != AlertCritical:
 		hb.Alert = AlertCritical
 		workflow.GetLogger(ctx).Warn("Heartbeat critical", "age", age)
+		w.showDetails(ctx)
 	case age >= w.limits.HeartbeatWarning && hb.Alert == "":
 		hb.Alert = AlertWarning
 		workflow.GetLogger(ctx).Warn("Heartbeat late", "age", age)
+		w.showDetails(ctx)
 	}
 	if t := w.st.Request.Timeout; t > 0 && now.Sub(*w.st.Spec.StartedAt) >= t {
 		return &outcome{kind: outcomeFailed, reason: fmt.Sprintf("exceeded its time limit of %s", t)}
@@ -739,6 +743,30 @@ func (w *lifecycle) transition(ctx workflow.Context, s Status, reason string) {
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 		workflow.GetLogger(ctx).Warn("Upserting search attributes failed", "error", err)
 	}
+	w.showDetails(ctx)
+}
+
+// showDetails sets what the Web UI shows on the lifecycle's page: state,
+// last heartbeat, tokens and health. It is metadata, not a command, so it
+// can change freely without breaking replay.
+func (w *lifecycle) showDetails(ctx workflow.Context) {
+	spec := &w.st.Spec
+	hb := "no heartbeat yet"
+	if spec.Heartbeat.LastSeen != nil {
+		hb = fmt.Sprintf("last heartbeat %s UTC (%d received)", spec.Heartbeat.LastSeen.Format("15:04:05"), spec.Heartbeat.Count)
+	}
+	if spec.Heartbeat.Alert != "" {
+		hb += ", " + strings.ToUpper(spec.Heartbeat.Alert)
+	}
+	details := fmt.Sprintf("**%s** · %s · tokens %d/%d · health %d %s", spec.Status, hb,
+		spec.TokenBudget.Used, spec.TokenBudget.Allocated, spec.Health.Score, spec.Health.Band)
+	if spec.PID != 0 {
+		details += fmt.Sprintf(" · pid %d on %s", spec.PID, spec.Host)
+	}
+	if spec.Cleanup != nil && !spec.Status.Live() {
+		details += " · " + spec.Cleanup.Reason
+	}
+	workflow.SetCurrentDetails(ctx, details)
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -302,6 +302,13 @@ func NewWorkerID(typeName string) string {
 	return "worker-" + workertypes.ShortName(typeName) + "-" + suffix
 }
 
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
 // oneLine joins the lines of a multi-error, so a CLI prints one line.
 func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")

@@ -439,3 +439,30 @@ func TestListWatchRefreshesUntilInterrupted(t *testing.T) {
 	require.Contains(t, out.String(), ids[0])
 	require.Contains(t, out.String(), "1 workers  (Ctrl-C to stop)")
 }
+
+// TestKillAllOnATerminal answers the confirmation through a pseudo-terminal
+// and sees the progress bar.
+func TestKillAllOnATerminal(t *testing.T) {
+	before := h.budget(t)
+	ids := spawnMany(t, 2, "tty-master", nil)
+	onTTY := func(answer string) (string, error) {
+		cmd := exec.Command("script", "-qec", h.dir+"/bin/starter kill --all --master tty-master", "/dev/null")
+		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+h.address, "WORKER_TYPES_FILE="+h.typesFile)
+		cmd.Stdin = strings.NewReader(answer)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := onTTY("n\n")
+	require.Error(t, err)
+	require.Contains(t, out, "kill 2 workers at once (SIGKILL, no grace)? [y/N]")
+	require.Contains(t, out, "not confirmed; nothing was done")
+	for _, id := range ids {
+		require.Equal(t, workflows.StatusRunning, h.status(t, id).Status)
+	}
+
+	out, err = onTTY("y\n")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "[##############################] 2/2")
+	require.Contains(t, out, "2 stopped, 0 failed")
+	require.Equal(t, before, h.budget(t))
+}
