@@ -61,6 +61,10 @@ type Activities struct {
 	// Breakers records crashes per worker type and says whether a restart
 	// is allowed; nil allows every restart.
 	Breakers Breakers
+	// Archive finds ended lifecycles and their final specs; ArchiveDir is
+	// where the archival writes them.
+	Archive    Archive
+	ArchiveDir string
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration

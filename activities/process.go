@@ -21,6 +21,9 @@ import (
 // of a path: no '/', no '.', so LogDir/<worker_id> cannot escape LogDir.
 var workerIDPattern = regexp.MustCompile(`^worker-[a-z]+-[0-9A-Za-z]+$`)
 
+// runIDPattern is a Temporal run ID (a UUID), safe in a file name.
+var runIDPattern = regexp.MustCompile(`^[0-9a-fA-F-]{1,64}$`)
+
 const (
 	// stopPoll is how often StopProcess looks whether the group is empty.
 	stopPoll = 50 * time.Millisecond

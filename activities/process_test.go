@@ -73,10 +73,7 @@ func startProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activiti
 	}
 	var info ProcessInfo
 	require.NoError(t, val.Get(&info))
-	t.Cleanup(func() {
-		killTestGroup(info.PGID)
-		killTokenHolders(info.Token)
-	})
+	t.Cleanup(func() { killTestGroup(info.PGID) })
 	return info, nil
 }
 

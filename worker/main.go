@@ -29,11 +29,12 @@ func main() {
 
 func command() *cobra.Command {
 	var (
-		conn      connection.Options
-		typesFile string
-		logDir    string
-		stateDir  string
-		host      string
+		conn       connection.Options
+		typesFile  string
+		logDir     string
+		stateDir   string
+		archiveDir string
+		host       string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -71,6 +72,12 @@ func command() *cobra.Command {
 			if stateDir, err = filepath.Abs(stateDir); err != nil {
 				return err
 			}
+			if archiveDir == "" {
+				archiveDir = filepath.Join(filepath.Dir(logDir), "archive")
+			}
+			if archiveDir, err = filepath.Abs(archiveDir); err != nil {
+				return err
+			}
 			c, err := conn.Dial(false)
 			if err != nil {
 				return err
@@ -81,6 +88,8 @@ func command() *cobra.Command {
 				Ledger:            &control.LedgerClient{Client: c},
 				Reporter:          &control.Reporter{Client: c},
 				Breakers:          &control.BreakerClient{Client: c},
+				Archive:           &control.Archive{Client: c},
+				ArchiveDir:        archiveDir,
 				Registry:          registry,
 				LogDir:            logDir,
 				StateDir:          stateDir,
@@ -100,6 +109,7 @@ func command() *cobra.Command {
 			shared.RegisterWorkflowWithOptions(workflows.BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
 			shared.RegisterWorkflowWithOptions(workflows.RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
 			shared.RegisterWorkflowWithOptions(workflows.ReadLog, workflow.RegisterOptions{Name: "ReadLog"})
+			shared.RegisterWorkflowWithOptions(workflows.ArchiveCompleted, workflow.RegisterOptions{Name: "ArchiveCompleted"})
 			shared.RegisterActivity(acts)
 			own := sdkworker.New(c, workflows.HostTaskQueue(host), opts)
 			own.RegisterActivity(acts)
@@ -120,6 +130,7 @@ func command() *cobra.Command {
 	cmd.Flags().StringVar(&typesFile, "worker-types", os.Getenv("WORKER_TYPES_FILE"), "JSON file adding or overriding worker types (env WORKER_TYPES_FILE)")
 	cmd.Flags().StringVar(&logDir, "log-dir", defaultLogDir(), "folder of the per-worker logs, <dir>/<worker_id>/worker.log (env WORKER_LOG_DIR)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", os.Getenv("WORKER_STATE_DIR"), "folder of the records of started processes, for re-adoption after a restart (env WORKER_STATE_DIR; default <log-dir>/../state/<host>)")
+	cmd.Flags().StringVar(&archiveDir, "archive-dir", os.Getenv("WORKER_ARCHIVE_DIR"), "where the archival writes final specs; the same folder for every worker program (env WORKER_ARCHIVE_DIR; default <log-dir>/../archive)")
 	cmd.Flags().StringVar(&host, "host", envOr("WORKER_HOST", hostname), "name of this host, recorded with each process (env WORKER_HOST)")
 	return cmd
 }

@@ -314,9 +314,11 @@ func (a *app) budgetCommand() *cobra.Command {
 	budget := &cobra.Command{
 		Use:   "budget",
 		Short: "Show or change the token budget",
-		Args:  args(0, "a subcommand: show or set"),
+		Example: `  starter budget show
+  starter budget recalc`,
+		Args: args(0, "a subcommand: show, set or recalc"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageError{fmt.Errorf("budget needs a subcommand: show or set")}
+			return usageError{fmt.Errorf("budget needs a subcommand: show, set or recalc")}
 		},
 	}
 	show := &cobra.Command{

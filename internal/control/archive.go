@@ -1,0 +1,136 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// Archive finds ended lifecycles through visibility and reads their final
+// specs from their results. It implements activities.Archive.
+type Archive struct {
+	Client client.Client
+}
+
+var _ activities.Archive = (*Archive)(nil)
+
+// Ended lists lifecycle runs that ended completed or cleaned up before
+// closedBefore.
+func (a *Archive) Ended(ctx context.Context, closedBefore time.Time) ([]activities.EndedLifecycle, error) {
+	query := fmt.Sprintf(`WorkflowType = "WorkerLifecycle" AND ExecutionStatus != "Running" AND WorkerStatus IN ("completed", "cleaned_up") AND CloseTime < %q`,
+		closedBefore.UTC().Format(time.RFC3339Nano))
+	var out []activities.EndedLifecycle
+	var token []byte
+	for {
+		resp, err := a.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range resp.Executions {
+			id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID(""))
+			if !ok || e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+				continue
+			}
+			out = append(out, activities.EndedLifecycle{WorkerID: id, WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, ClosedAt: e.CloseTime.AsTime()})
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// FinalSpec is the lifecycle's result.
+func (a *Archive) FinalSpec(ctx context.Context, workflowID, runID string) ([]byte, error) {
+	var spec workflows.WorkerSpec
+	if err := a.Client.GetWorkflow(ctx, workflowID, runID).Get(ctx, &spec); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(spec, "", "  ")
+}
+
+// RunArchival runs the archival workflow now and returns its report.
+func (f *Fleet) RunArchival(ctx context.Context, req workflows.ArchiveRequest) (workflows.ArchiveReport, error) {
+	var report workflows.ArchiveReport
+	if err := req.Validate(); err != nil {
+		return report, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        fmt.Sprintf("%s-manual-%d", workflows.ArchivalWorkflowIDStart, time.Now().UnixNano()),
+		TaskQueue: workflows.TaskQueue,
+	}, workflows.ArchiveCompleted, req)
+	if err != nil {
+		return report, err
+	}
+	if err := run.Get(ctx, &report); err != nil {
+		if msg := applicationMessage(err); msg != "" {
+			return report, errors.New(msg)
+		}
+		return report, err
+	}
+	return report, nil
+}
+
+// ScheduleConfig is what `schedule install` sets up.
+type ScheduleConfig struct {
+	ArchiveCron string
+	Retention   time.Duration
+}
+
+// InstallSchedules creates the archival schedule, or updates it to the
+// config when it exists, so that installing twice is harmless.
+func (f *Fleet) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (created bool, err error) {
+	req := workflows.ArchiveRequest{OlderThan: cfg.Retention}
+	if err := req.Validate(); err != nil {
+		return false, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if len(strings.Fields(cfg.ArchiveCron)) != 5 {
+		return false, fmt.Errorf("%w: schedule %q must be a cron expression of five fields, e.g. %q", ErrInvalid, cfg.ArchiveCron, workflows.DefaultArchiveCron)
+	}
+	spec := client.ScheduleSpec{CronExpressions: []string{cfg.ArchiveCron}}
+	action := &client.ScheduleWorkflowAction{
+		ID:        workflows.ArchivalWorkflowIDStart,
+		Workflow:  workflows.ArchiveCompleted,
+		Args:      []any{req},
+		TaskQueue: workflows.TaskQueue,
+	}
+	sc := f.Client.ScheduleClient()
+	_, err = sc.Create(ctx, client.ScheduleOptions{
+		ID:      workflows.ArchivalScheduleID,
+		Spec:    spec,
+		Action:  action,
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		Note:    "archives the final specs of workers ended longer ago than the retention",
+	})
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		var invalid *serviceerror.InvalidArgument
+		if errors.As(err, &invalid) {
+			return false, fmt.Errorf("%w: schedule %q: %v", ErrInvalid, cfg.ArchiveCron, err)
+		}
+		return false, err
+	}
+	h := sc.GetHandle(ctx, workflows.ArchivalScheduleID)
+	return false, h.Update(ctx, client.ScheduleUpdateOptions{
+		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			s := in.Description.Schedule
+			s.Spec = &spec
+			s.Action = action
+			s.Policy.Overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
+			return &client.ScheduleUpdate{Schedule: &s}, nil
+		},
+	})
+}
