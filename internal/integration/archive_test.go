@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+func TestArchiveOnDemand(t *testing.T) {
+	var ids []string
+	for i := 0; i < 2; i++ {
+		id := newID("finisher")
+		h.starterOK(t, "spawn", "--type", "finisher-worker", "--task-id", "task-archive", "--master", "archive-master", "--worker-id", id, "--wait=false")
+		h.waitStatus(t, id, workflows.StatusCompleted, 30*time.Second)
+		ids = append(ids, id)
+	}
+	archived := func(id string) []string {
+		files, err := filepath.Glob(filepath.Join(h.dir, "archive", id+"_*.json"))
+		require.NoError(t, err)
+		return files
+	}
+	require.Eventually(t, func() bool {
+		r := starterJSON[workflows.ArchiveReport](t, "archive", "--older-than", "1ms", "--dry-run")
+		return len(r.Archived) >= 2
+	}, 10*time.Second, 300*time.Millisecond, "visibility lists the ended workers")
+	dry := starterJSON[workflows.ArchiveReport](t, "archive", "--older-than", "1ms", "--dry-run")
+	require.Subset(t, dry.Archived, ids)
+	require.Empty(t, archived(ids[0]), "a dry run writes nothing")
+
+	report := starterJSON[workflows.ArchiveReport](t, "archive", "--older-than", "1ms")
+	require.Subset(t, report.Archived, ids)
+	for _, id := range ids {
+		files := archived(id)
+		require.Len(t, files, 1)
+		data, err := os.ReadFile(files[0])
+		require.NoError(t, err)
+		require.Contains(t, string(data), `"status": "completed"`)
+		require.Contains(t, string(data), `"worker_id": "`+id+`"`)
+	}
+
+	again := starterJSON[workflows.ArchiveReport](t, "archive", "--older-than", "1ms")
+	require.NotContains(t, again.Archived, ids[0], "nothing is archived twice")
+	require.GreaterOrEqual(t, again.AlreadyArchived, 2)
+
+	recent := starterJSON[workflows.ArchiveReport](t, "archive")
+	require.NotContains(t, recent.Archived, ids[0], "with the default 7 days, a worker that just ended stays")
+
+	_, errOut, code := h.starter(t, "archive", "--older-than", "0s")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "retention 0s must be positive")
+}
+
+func TestArchivalSchedule(t *testing.T) {
+	t.Cleanup(func() { _, _, _ = h.starter(t, "schedule", "delete") })
+	require.Contains(t, h.starterOK(t, "schedule", "install"), "installed schedule worker-archival (0 2 * * *, retention 168h0m0s)")
+	require.Contains(t, h.starterOK(t, "schedule", "install", "--archive-at", "30 3 * * *"), "was installed already; updated to 30 3 * * *")
+
+	d := starterJSON[map[string]any](t, "schedule", "describe")
+	require.Equal(t, []any{"30 3 * * *"}, d["cron"])
+	require.Equal(t, false, d["paused"])
+	require.NotEmpty(t, d["next_runs"])
+
+	h.starterOK(t, "schedule", "trigger")
+	require.Eventually(t, func() bool {
+		resp, err := h.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: `WorkflowType = "ArchiveCompleted" AND WorkflowId STARTS_WITH "worker-archival-2" AND ExecutionStatus = "Completed"`})
+		return err == nil && len(resp.Executions) >= 1
+	}, 20*time.Second, 300*time.Millisecond, "the triggered archival runs to completion")
+
+	h.starterOK(t, "schedule", "pause")
+	require.Equal(t, true, starterJSON[map[string]any](t, "schedule", "describe")["paused"])
+	h.starterOK(t, "schedule", "unpause")
+	require.Equal(t, false, starterJSON[map[string]any](t, "schedule", "describe")["paused"])
+	require.Contains(t, h.starterOK(t, "doctor"), "worker-archival")
+
+	_, errOut, code := h.starter(t, "schedule", "install", "--archive-at", "every day")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, `schedule "every day" must be a cron expression of five fields`)
+	_, errOut, code = h.starter(t, "schedule", "install", "--retention", "-1h")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "retention -1h0m0s must be positive")
+
+	h.starterOK(t, "schedule", "delete")
+	_, errOut, code = h.starter(t, "schedule", "describe")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "install it with `starter schedule install`")
+}
