@@ -65,6 +65,8 @@ type Activities struct {
 	// where the archival writes them.
 	Archive    Archive
 	ArchiveDir string
+	// Sweeper lets the sweep find zombies, hosts, owners and drift.
+	Sweeper Sweeper
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration

@@ -40,6 +40,9 @@ const (
 //
 // A retry after a lost result must not start a second process, so when the
 // table already has a live process for the worker id, that one is returned.
+// Neither may a restart of this program: the record in StateDir of a process
+// that is provably still the one started (PID, start ticks, token) is
+// returned instead of spawning again.
 func (a *Activities) StartProcess(ctx context.Context, in StartInput) (ProcessInfo, error) {
 	if !workerIDPattern.MatchString(in.WorkerID) {
 		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(

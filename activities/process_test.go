@@ -73,7 +73,10 @@ func startProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activiti
 	}
 	var info ProcessInfo
 	require.NoError(t, val.Get(&info))
-	t.Cleanup(func() { killTestGroup(info.PGID) })
+	t.Cleanup(func() {
+		killTestGroup(info.PGID)
+		killTokenHolders(info.Token)
+	})
 	return info, nil
 }
 

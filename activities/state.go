@@ -6,11 +6,18 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // The state folder holds one record per started process, so that a worker
 // program that crashed or was redeployed finds its processes again instead
 // of starting a second one.
+
+// stateMu makes each read-check-write of a record atomic. Without it a
+// retried StartProcess that finds its predecessor's dead record could
+// delete the record a concurrent attempt had just written for the new
+// process, which a restart would then spawn a second time.
+var stateMu sync.Mutex
 
 func (a *Activities) statePath(workerID string) string {
 	return filepath.Join(a.StateDir, workerID+".json")
@@ -22,6 +29,8 @@ func (a *Activities) saveState(workerID string, p ProcessInfo) error {
 	if a.StateDir == "" {
 		return nil
 	}
+	stateMu.Lock()
+	defer stateMu.Unlock()
 	if err := os.MkdirAll(a.StateDir, 0o755); err != nil {
 		return err
 	}
@@ -39,6 +48,8 @@ func (a *Activities) readopt(workerID string) (ProcessInfo, bool) {
 	if a.StateDir == "" {
 		return ProcessInfo{}, false
 	}
+	stateMu.Lock()
+	defer stateMu.Unlock()
 	data, err := os.ReadFile(a.statePath(workerID))
 	if err != nil {
 		return ProcessInfo{}, false
@@ -61,6 +72,8 @@ func (a *Activities) forgetState(workerID string, p ProcessInfo) {
 	if a.StateDir == "" {
 		return
 	}
+	stateMu.Lock()
+	defer stateMu.Unlock()
 	data, err := os.ReadFile(a.statePath(workerID))
 	if err != nil {
 		return

@@ -1,10 +1,12 @@
 package activities
 
 import (
-	"context"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"sync"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,15 +15,47 @@ import (
 )
 
 // tokenHolders lists the live processes carrying a worker's token.
-func tokenHolders(t *testing.T, p ProcessInfo) []int {
+func tokenHolders(t *testing.T, p ProcessInfo) []procStat {
 	t.Helper()
 	members, err := treeMembers(ProcessInfo{Token: p.Token}, false)
 	require.NoError(t, err)
-	pids := make([]int, len(members))
-	for i, m := range members {
-		pids[i] = m.PID
+	return members
+}
+
+// killTokenHolders kills what is left of a test's worker. The token proves
+// each process is the test's, so nothing else can be hit.
+func killTokenHolders(token string) {
+	if token == "" {
+		return
 	}
-	return pids
+	members, err := treeMembers(ProcessInfo{Token: token}, false)
+	if err != nil {
+		return
+	}
+	for _, m := range members {
+		_ = syscall.Kill(m.PID, syscall.SIGKILL)
+	}
+}
+
+// envHolders counts the live processes whose environment holds entry.
+func envHolders(t *testing.T, entry string) int {
+	t.Helper()
+	procs, err := allProcs()
+	require.NoError(t, err)
+	n := 0
+	for _, st := range procs {
+		if !st.exited() && hasEnvEntry(st.PID, entry) {
+			n++
+		}
+	}
+	return n
+}
+
+func stillRunning(t *testing.T, st procStat) bool {
+	t.Helper()
+	running, err := sameProcessRunning(st.PID, st.StartTicks)
+	require.NoError(t, err)
+	return running
 }
 
 func TestStopProcessReachesGrandchildInNewSession(t *testing.T) {
@@ -31,178 +65,166 @@ func TestStopProcessReachesGrandchildInNewSession(t *testing.T) {
 	env := newActivityEnv(a)
 	info := mustStart(t, env, a, StartInput{WorkerID: "worker-escape-1", WorkerType: "escape", TaskID: "task-1"})
 
-	var pids []int
-	require.Eventually(t, func() bool { pids = tokenHolders(t, info); return len(pids) >= 4 }, 5*time.Second, 20*time.Millisecond,
-		"sh, its sleep, the setsid sh and its sleep")
-	t.Cleanup(func() { killPIDs(pids) })
-	sessions := map[int]bool{}
-	for _, pid := range pids {
-		st, err := readProcStat(pid)
-		require.NoError(t, err)
-		sessions[st.Session] = true
+	// Each sleep starts after its shell's trap, so two sleeps mean the whole
+	// tree is in place and ignores SIGTERM.
+	var members []procStat
+	require.Eventually(t, func() bool {
+		members = tokenHolders(t, info)
+		sleeps := 0
+		for _, m := range members {
+			if commName(m.PID) == "sleep" {
+				sleeps++
+			}
+		}
+		return sleeps == 2
+	}, 5*time.Second, 20*time.Millisecond, "sh, its sleep, the setsid sh and its sleep")
+	leader, err := readProcStat(info.PID)
+	require.NoError(t, err)
+	escaped := 0
+	for _, m := range members {
+		if m.Session != leader.Session && m.PGRP != info.PGID {
+			escaped++
+		}
 	}
-	require.Len(t, sessions, 2, "part of the tree left the worker's session and group")
+	require.Equal(t, 2, escaped, "the setsid sh and its sleep left the worker's session and group: %+v", members)
 
 	res := stopProc(t, env, a, StopInput{WorkerID: "worker-escape-1", Process: info, Grace: 300 * time.Millisecond})
-	assert.True(t, res.Killed, "they ignore SIGTERM")
-	for _, pid := range pids {
-		running, err := sameProcessRunning(pid, mustTicks(t, pid))
-		require.NoError(t, err)
-		assert.False(t, running, "pid %d survived", pid)
+	assert.Equal(t, StopResult{Killed: true}, res, "they ignore SIGTERM")
+	for _, m := range members {
+		assert.False(t, stillRunning(t, m), "pid %d (%s) survived", m.PID, commName(m.PID))
 	}
+	assert.Empty(t, tokenHolders(t, info))
+	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, watchProc(t, env, a, info))
 }
 
-func TestStopProcessLeavesOtherTokensAlone(t *testing.T) {
+func TestStopProcessLeavesOtherProcessesAlone(t *testing.T) {
 	a := newProcActivities(t, map[string][]string{"sleep": {"sleep", "30"}})
 	env := newActivityEnv(a)
 	mine := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-a1", WorkerType: "sleep", TaskID: "task-1"})
 	other := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-b1", WorkerType: "sleep", TaskID: "task-1"})
 	require.NotEqual(t, mine.Token, other.Token)
 
-	stopProc(t, env, a, StopInput{WorkerID: "worker-sleep-a1", Process: mine, Grace: time.Second})
-	running, err := sameProcessRunning(other.PID, other.StartTicks)
+	// Outside any table: one without a token, one whose token only starts
+	// like ours. Neither may be taken for part of our tree.
+	_, untokened := startOutside(t, "sleep", "30")
+	lookalike := exec.Command("sleep", "30")
+	lookalike.Env = append(os.Environ(), tokenEnv+"="+mine.Token+"0")
+	lookalike.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, lookalike.Start())
+	t.Cleanup(func() {
+		_ = lookalike.Process.Kill()
+		_ = lookalike.Wait()
+	})
+	lookalikeTicks, err := processStartTicks(lookalike.Process.Pid)
 	require.NoError(t, err)
-	assert.True(t, running, "another worker's process was signalled")
+
+	res := stopProc(t, env, a, StopInput{WorkerID: "worker-sleep-a1", Process: mine, Grace: time.Second})
+	assert.Equal(t, StopResult{}, res)
+	for name, p := range map[string]procStat{
+		"another worker's process": {PID: other.PID, StartTicks: other.StartTicks},
+		"a process without token":  {PID: untokened.PID, StartTicks: untokened.StartTicks},
+		"a look-alike token":       {PID: lookalike.Process.Pid, StartTicks: lookalikeTicks},
+	} {
+		assert.True(t, stillRunning(t, p), "%s was signalled", name)
+	}
 }
 
 // TestRestartedWorkerProgramReadopts simulates a restart of the worker
 // program: a second Activities with an empty table and the same state folder.
 func TestRestartedWorkerProgramReadopts(t *testing.T) {
-	types := map[string][]string{"sleep": {"sleep", "30"}}
+	// The background sleep leaves the session, so only the token can find
+	// it once the table that started the tree is gone.
+	types := map[string][]string{"tree": {"sh", "-c", "setsid sleep 30 & sleep 30; true"}}
+	id := uniqueWorkerID("tree")
+	in := StartInput{WorkerID: id, WorkerType: "tree", TaskID: "task-1"}
+	stateFile := func(a *Activities) string { return filepath.Join(a.StateDir, id+".json") }
+
 	first := newProcActivities(t, types)
 	first.StateDir = filepath.Join(t.TempDir(), "state")
-	info := mustStart(t, newActivityEnv(first), first, StartInput{WorkerID: "worker-sleep-r1", WorkerType: "sleep", TaskID: "task-1"})
-	require.FileExists(t, filepath.Join(first.StateDir, "worker-sleep-r1.json"))
+	info := mustStart(t, newActivityEnv(first), first, in)
+	require.FileExists(t, stateFile(first))
+	require.Eventually(t, func() bool { return len(tokenHolders(t, info)) == 3 }, 5*time.Second, 20*time.Millisecond,
+		"sh and its two sleeps")
 
 	second := newProcActivities(t, types)
 	second.StateDir, second.LogDir = first.StateDir, first.LogDir
 	env := newActivityEnv(second)
-	again := mustStart(t, env, second, StartInput{WorkerID: "worker-sleep-r1", WorkerType: "sleep", TaskID: "task-1"})
-	require.Equal(t, info.PID, again.PID, "the same process is taken back")
-	require.Equal(t, []int{info.PID}, tokenHolders(t, info), "no second process")
-	require.Empty(t, second.Procs.Live(), "the new table did not start it")
+	again := mustStart(t, env, second, in)
+	assert.Equal(t, normalizeInfos(info), normalizeInfos(again), "the same process is taken back")
+	assert.Equal(t, 3, envHolders(t, "WORKER_ID="+id), "nothing was spawned twice")
+	assert.Empty(t, second.Procs.Live(), "the new table did not start it")
 
-	// The new program stops it by its token, though its table never knew it.
-	res := stopProc(t, env, second, StopInput{WorkerID: "worker-sleep-r1", Process: again, Grace: time.Second})
-	require.False(t, res.AlreadyGone)
-	require.Empty(t, tokenHolders(t, info))
-	require.NoFileExists(t, filepath.Join(first.StateDir, "worker-sleep-r1.json"))
+	// The new program's watch keeps it alive until it ends, then has no exit
+	// status for it: its parent was the old program.
+	watched := make(chan ExitStatus, 1)
+	go func() {
+		val, err := newActivityEnv(second).ExecuteActivity(second.WatchProcess, WatchInput{WorkerID: id, Process: again})
+		var st ExitStatus
+		if err == nil {
+			err = val.Get(&st)
+		}
+		assert.NoError(t, err)
+		watched <- st
+	}()
+	select {
+	case st := <-watched:
+		t.Fatalf("the watch ended while the process ran: %+v", st)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	// The new program stops the whole tree by its token, though its table
+	// never knew it.
+	res := stopProc(t, env, second, StopInput{WorkerID: id, Process: again, Grace: time.Second})
+	assert.Equal(t, StopResult{}, res)
+	assert.Empty(t, tokenHolders(t, info))
+	assert.Zero(t, envHolders(t, "WORKER_ID="+id))
+	assert.NoFileExists(t, stateFile(first))
+	select {
+	case st := <-watched:
+		assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true}, st)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not notice the end of the process")
+	}
 
 	// Its record gone and its process dead, a new start spawns afresh.
-	fresh := mustStart(t, env, second, StartInput{WorkerID: "worker-sleep-r1", WorkerType: "sleep", TaskID: "task-1"})
-	require.NotEqual(t, info.Token, fresh.Token)
+	fresh := mustStart(t, env, second, in)
+	assert.NotEqual(t, info.Token, fresh.Token)
+	assert.FileExists(t, stateFile(second))
 }
 
-func TestStaleStateRecordIsIgnored(t *testing.T) {
-	a := newProcActivities(t, map[string][]string{"sleep": {"sleep", "30"}})
-	a.StateDir = t.TempDir()
-	// A record whose process is gone (no PID is that high).
-	stale := ProcessInfo{PID: 999999, PGID: 999999, StartTicks: 1, Token: "feed"}
-	require.NoError(t, a.saveState("worker-sleep-s1", stale))
-	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: "worker-sleep-s1", WorkerType: "sleep", TaskID: "task-1"})
-	require.NotEqual(t, stale.PID, info.PID)
-}
+func TestStaleStateRecordIsReplaced(t *testing.T) {
+	for name, record := range map[string][]byte{
+		// No PID is that high (pid_max is at most 2^22).
+		"process gone": []byte(`{"pid": 9999999, "pgid": 9999999, "start_ticks": 1, "token": "feed"}`),
+		// This test process runs, but it carries no such token.
+		"not ours":  []byte(`{"pid": ` + strconv.Itoa(os.Getpid()) + `, "pgid": 1, "start_ticks": ` + selfTicks(t) + `, "token": "feed"}`),
+		"truncated": []byte(`{"pid": 12`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := newProcActivities(t, map[string][]string{"sleep": {"sleep", "30"}})
+			a.StateDir = t.TempDir()
+			path := filepath.Join(a.StateDir, "worker-sleep-s1.json")
+			require.NoError(t, os.WriteFile(path, record, 0o644))
 
-// fakeReporter records what the watcher reports.
-type fakeReporter struct {
-	mu      sync.Mutex
-	samples []ResourceSample
-	outputs int
-}
-
-func (f *fakeReporter) Sample(_ context.Context, _ string, s ResourceSample) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.samples = append(f.samples, s)
-	return nil
-}
-
-func (f *fakeReporter) OutputHeartbeat(_ context.Context, _ string, s ResourceSample) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.outputs++
-	f.samples = append(f.samples, s)
-	return nil
-}
-
-func (f *fakeReporter) snapshot() ([]ResourceSample, int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]ResourceSample(nil), f.samples...), f.outputs
-}
-
-// watchUntil runs the watcher on a process until done says what it
-// reported is enough (or 20 s passed), then stops the process.
-func watchUntil(t *testing.T, command []string, output bool, done func(*fakeReporter) bool) *fakeReporter {
-	t.Helper()
-	a := newProcActivities(t, map[string][]string{"probe": command})
-	rep := &fakeReporter{}
-	a.Reporter = rep
-	env := newActivityEnv(a)
-	info := mustStart(t, env, a, StartInput{WorkerID: "worker-probe-1", WorkerType: "probe", TaskID: "task-1"})
-	go func() {
-		deadline := time.Now().Add(20 * time.Second)
-		for !done(rep) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		_, _ = env.ExecuteActivity(a.StopProcess, StopInput{WorkerID: "worker-probe-1", Process: info})
-	}()
-	_, err := env.ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: "worker-probe-1", Process: info, SampleEvery: 200 * time.Millisecond, OutputHeartbeat: output})
-	require.NoError(t, err)
-	return rep
-}
-
-func lastSample(rep *fakeReporter) ResourceSample {
-	samples, _ := rep.snapshot()
-	if len(samples) == 0 {
-		return ResourceSample{}
+			info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: "worker-sleep-s1", WorkerType: "sleep", TaskID: "task-1"})
+			assert.NotEqual(t, os.Getpid(), info.PID)
+			assert.Len(t, a.Procs.Live(), 1, "a process was spawned")
+			var recorded ProcessInfo
+			data, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(data, &recorded))
+			assert.Equal(t, normalizeInfos(info), normalizeInfos(recorded), "the record names the new process")
+		})
 	}
-	return samples[len(samples)-1]
-}
-
-func TestWatcherReportsMemoryOfTheTree(t *testing.T) {
-	// The memory is held by a child, to show the whole tree is measured.
-	rep := watchUntil(t, []string{"sh", "-c", `python3 -c "import time; b=bytearray(650*1024*1024); time.sleep(30)"; true`}, false,
-		func(r *fakeReporter) bool { return lastSample(r).RSSBytes > 600<<20 })
-	last := lastSample(rep)
-	assert.Greater(t, last.RSSBytes, int64(600<<20))
-	assert.Equal(t, 2, last.Processes)
-}
-
-func TestWatcherReportsCPU(t *testing.T) {
-	rep := watchUntil(t, []string{"sh", "-c", "while :; do :; done"}, false,
-		func(r *fakeReporter) bool { return lastSample(r).CPUPercent > 50 })
-	assert.Greater(t, lastSample(rep).CPUPercent, 50.0)
-}
-
-func TestWatcherHeartbeatsOnOutput(t *testing.T) {
-	rep := watchUntil(t, []string{"sh", "-c", "while :; do echo working; sleep 0.1; done"}, true,
-		func(r *fakeReporter) bool { _, n := r.snapshot(); return n >= 3 })
-	_, outputs := rep.snapshot()
-	assert.GreaterOrEqual(t, outputs, 3)
-
-	start := time.Now()
-	quiet := watchUntil(t, []string{"sleep", "30"}, true,
-		func(r *fakeReporter) bool { return time.Since(start) > time.Second })
-	_, outputs = quiet.snapshot()
-	assert.Zero(t, outputs, "a silent process gets no heartbeat")
-	samples, _ := quiet.snapshot()
-	assert.NotEmpty(t, samples, "but it is still sampled")
 }
 
 func mustTicks(t *testing.T, pid int) uint64 {
 	t.Helper()
-	st, err := readProcStat(pid)
-	if err != nil {
-		return 0 // gone: any ticks compare as not running
-	}
-	return st.StartTicks
+	ticks, err := processStartTicks(pid)
+	require.NoError(t, err)
+	return ticks
 }
 
-func killPIDs(pids []int) {
-	for _, pid := range pids {
-		if p, err := os.FindProcess(pid); err == nil {
-			_ = p.Kill()
-		}
-	}
+func selfTicks(t *testing.T) string {
+	return strconv.FormatUint(mustTicks(t, os.Getpid()), 10)
 }

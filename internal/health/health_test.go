@@ -21,6 +21,7 @@ func TestScoreAtEveryBoundary(t *testing.T) {
 		{"cpu above 80", 80.1, 0, 0, 1000, 70},
 		{"512 MiB is fine", 0, 512 * mib, 0, 1000, 100},
 		{"above 512 MiB", 0, 512*mib + 1, 0, 1000, 85},
+		{"1 GiB is still elevated", 0, 1024 * mib, 0, 1000, 85},
 		{"above 1 GiB", 0, 1024*mib + 1, 0, 1000, 70},
 		{"25% left is fine", 0, 0, 750, 1000, 100},
 		{"under 25% left", 0, 0, 751, 1000, 80},
@@ -37,12 +38,26 @@ func TestScoreAtEveryBoundary(t *testing.T) {
 }
 
 func TestBands(t *testing.T) {
-	require.Equal(t, "healthy", Band(100))
-	require.Equal(t, "healthy", Band(80))
-	require.Equal(t, "degraded", Band(79))
-	require.Equal(t, "degraded", Band(50))
-	require.Equal(t, "unhealthy", Band(49))
-	require.Equal(t, "unhealthy", Band(0))
-	require.Equal(t, []int{0, 1, 1, 2}, []int{CPUBand(60), CPUBand(61), CPUBand(80), CPUBand(81)})
-	require.Equal(t, []int{0, 1, 2}, []int{MemoryBand(512 << 20), MemoryBand(600 << 20), MemoryBand(2 << 30)})
+	for _, tc := range []struct {
+		score int
+		want  string
+	}{{100, "healthy"}, {80, "healthy"}, {79, "degraded"}, {50, "degraded"}, {49, "unhealthy"}, {0, "unhealthy"}} {
+		require.Equal(t, tc.want, Band(tc.score), "score %d", tc.score)
+	}
+}
+
+func TestResourceBandsAtEveryBoundary(t *testing.T) {
+	for _, tc := range []struct {
+		cpu  float64
+		want int
+	}{{0, 0}, {60, 0}, {60.001, 1}, {80, 1}, {80.001, 2}, {400, 2}} {
+		require.Equal(t, tc.want, CPUBand(tc.cpu), "cpu %v%%", tc.cpu)
+	}
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		rss  int64
+		want int
+	}{{0, 0}, {512 * mib, 0}, {512*mib + 1, 1}, {1024 * mib, 1}, {1024*mib + 1, 2}, {64 << 30, 2}} {
+		require.Equal(t, tc.want, MemoryBand(tc.rss), "rss %d", tc.rss)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -112,9 +113,11 @@ func Defaults() *Registry {
 
 // Load returns the defaults overlaid with the types of the JSON file at path,
 // shaped {"types": {"NAME": {"command": [...], "token_budget": N,
-// "timeout_minutes": N}}}. A type in the file that exists already is replaced
-// field by field: a field the file leaves out keeps its default. An empty path
-// returns the defaults.
+// "timeout_minutes": N, "max_restarts": N, "heartbeat": "signal"|"output"}}}.
+// A type in the file that exists already is replaced field by field: a field
+// the file leaves out keeps its default. An empty path returns the defaults.
+// Every problem of the file is reported at once, each naming the type and
+// the field, so that a bad deploy is fixed in one round.
 func Load(path string) (*Registry, error) {
 	r := Defaults()
 	if path == "" {
@@ -146,7 +149,7 @@ func (r *Registry) merge(data []byte) error {
 		Types map[string]json.RawMessage `json:"types"`
 	}
 	if err := strictDecode(data, &file); err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
+		return err
 	}
 	names := make([]string, 0, len(file.Types))
 	for name := range file.Types {
@@ -155,43 +158,11 @@ func (r *Registry) merge(data []byte) error {
 	sort.Strings(names)
 	var errs []error
 	for _, name := range names {
-		var in typeFields
-		if err := strictDecode(file.Types[name], &in); err != nil {
-			errs = append(errs, fmt.Errorf("type %q: invalid JSON: %w", name, err))
-			continue
+		t, problems := r.mergeType(name, file.Types[name])
+		for _, p := range problems {
+			errs = append(errs, fmt.Errorf("type %q: %w", name, p))
 		}
-		t, exists := r.types[name]
-		t.Name = name
-		if !typeNamePattern.MatchString(name) {
-			errs = append(errs, fmt.Errorf("type %q: name must match %s", name, typeNamePattern))
-			continue
-		}
-		if in.Command != nil {
-			t.Command = in.Command
-		}
-		if in.TokenBudget != nil {
-			t.TokenBudget = *in.TokenBudget
-		}
-		if in.TimeoutMinutes != nil {
-			t.TimeoutMinutes = *in.TimeoutMinutes
-		}
-		if !exists {
-			t.MaxRestarts, t.Heartbeat = defaultMaxRestarts, HeartbeatSignal
-		}
-		if in.MaxRestarts != nil {
-			t.MaxRestarts = *in.MaxRestarts
-		}
-		if in.Heartbeat != nil {
-			t.Heartbeat = *in.Heartbeat
-		}
-		if !exists && in.TokenBudget == nil {
-			errs = append(errs, fmt.Errorf("type %q: token_budget is required for a new type", name))
-		}
-		if !exists && in.TimeoutMinutes == nil {
-			errs = append(errs, fmt.Errorf("type %q: timeout_minutes is required for a new type", name))
-		}
-		if err := t.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("type %q: %w", name, err))
+		if len(problems) > 0 {
 			continue
 		}
 		r.types[name] = t
@@ -200,33 +171,145 @@ func (r *Registry) merge(data []byte) error {
 		}
 		r.configured[name] = true
 	}
-	return errors.Join(errs...)
+	return joinLine(errs)
+}
+
+// mergeType overlays the file's fields of one type on its defaults.
+func (r *Registry) mergeType(name string, raw json.RawMessage) (Type, []error) {
+	if !typeNamePattern.MatchString(name) {
+		return Type{}, []error{fmt.Errorf("name must match %s", typeNamePattern)}
+	}
+	var in typeFields
+	if err := strictDecode(raw, &in); err != nil {
+		return Type{}, []error{err}
+	}
+	t, exists := r.types[name]
+	t.Name = name
+	if !exists {
+		t.MaxRestarts, t.Heartbeat = defaultMaxRestarts, HeartbeatSignal
+	}
+	if in.Command != nil {
+		t.Command = in.Command
+	}
+	if in.TokenBudget != nil {
+		t.TokenBudget = *in.TokenBudget
+	}
+	if in.TimeoutMinutes != nil {
+		t.TimeoutMinutes = *in.TimeoutMinutes
+	}
+	if in.MaxRestarts != nil {
+		t.MaxRestarts = *in.MaxRestarts
+	}
+	if in.Heartbeat != nil {
+		t.Heartbeat = *in.Heartbeat
+	}
+	// A missing field is reported as missing, not as a zero out of range.
+	missing := map[string]bool{}
+	var problems []error
+	if !exists && in.TokenBudget == nil {
+		missing["token_budget"] = true
+		problems = append(problems, errors.New("token_budget is required for a new type"))
+	}
+	if !exists && in.TimeoutMinutes == nil {
+		missing["timeout_minutes"] = true
+		problems = append(problems, errors.New("timeout_minutes is required for a new type"))
+	}
+	for _, p := range t.validate() {
+		if !missing[p.field] {
+			problems = append(problems, p)
+		}
+	}
+	return t, problems
 }
 
 // strictDecode refuses unknown fields, which are most often typos.
 func strictDecode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
-
-func (t Type) validate() error {
-	if len(t.Command) == 0 || strings.TrimSpace(t.Command[0]) == "" {
-		return errors.New("command must be a non-empty argv list")
+	if err := dec.Decode(v); err != nil {
+		// The decoder names a mistyped field after this package's Go
+		// struct ("typeFields.command"); the file's author knows "command".
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return fmt.Errorf("%s: invalid JSON: got %s, want %s", te.Field, te.Value, jsonKind(te.Type))
+		}
+		return fmt.Errorf("invalid JSON: %w", err)
 	}
-	if t.TokenBudget < MinBudget || t.TokenBudget > MaxBudget {
-		return fmt.Errorf("token_budget %d is not in %d..%d", t.TokenBudget, MinBudget, MaxBudget)
-	}
-	if t.TimeoutMinutes < MinTimeoutMinutes || t.TimeoutMinutes > MaxTimeoutMinutes {
-		return fmt.Errorf("timeout_minutes %d is not in %d..%d", t.TimeoutMinutes, MinTimeoutMinutes, MaxTimeoutMinutes)
-	}
-	if t.MaxRestarts < 0 || t.MaxRestarts > MaxRestartsLimit {
-		return fmt.Errorf("max_restarts %d is not in 0..%d", t.MaxRestarts, MaxRestartsLimit)
-	}
-	if t.Heartbeat != HeartbeatSignal && t.Heartbeat != HeartbeatOutput {
-		return fmt.Errorf("heartbeat %q must be %q or %q", t.Heartbeat, HeartbeatSignal, HeartbeatOutput)
+	// A second object after the first would otherwise be ignored unseen.
+	if dec.More() {
+		return errors.New("invalid JSON: more data after the first value")
 	}
 	return nil
+}
+
+// jsonKind describes a Go type in JSON's terms.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.Slice, reflect.Array:
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(jsonKind(t.Elem()), "an "), "a ") + "s"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Bool:
+		return "a boolean"
+	}
+	return t.String()
+}
+
+// fieldError is a bad value of one field of a type.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func (e fieldError) Error() string { return e.field + " " + e.msg }
+
+// validate lists every field whose value is out of bounds.
+func (t Type) validate() []fieldError {
+	var errs []fieldError
+	if len(t.Command) == 0 || strings.TrimSpace(t.Command[0]) == "" {
+		errs = append(errs, fieldError{"command", "must be a non-empty argv list"})
+	}
+	if t.TokenBudget < MinBudget || t.TokenBudget > MaxBudget {
+		errs = append(errs, fieldError{"token_budget", fmt.Sprintf("%d is not in %d..%d", t.TokenBudget, MinBudget, MaxBudget)})
+	}
+	if t.TimeoutMinutes < MinTimeoutMinutes || t.TimeoutMinutes > MaxTimeoutMinutes {
+		errs = append(errs, fieldError{"timeout_minutes", fmt.Sprintf("%d is not in %d..%d", t.TimeoutMinutes, MinTimeoutMinutes, MaxTimeoutMinutes)})
+	}
+	if t.MaxRestarts < 0 || t.MaxRestarts > MaxRestartsLimit {
+		errs = append(errs, fieldError{"max_restarts", fmt.Sprintf("%d is not in 0..%d", t.MaxRestarts, MaxRestartsLimit)})
+	}
+	if t.Heartbeat != HeartbeatSignal && t.Heartbeat != HeartbeatOutput {
+		errs = append(errs, fieldError{"heartbeat", fmt.Sprintf("%q must be %q or %q", t.Heartbeat, HeartbeatSignal, HeartbeatOutput)})
+	}
+	return errs
+}
+
+// lineErrors joins errors on one line: the CLI and the worker program print
+// an error as one line, and errors.Join would break it into several.
+type lineErrors []error
+
+func (e lineErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e lineErrors) Unwrap() []error { return e }
+
+func joinLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return lineErrors(errs)
 }
 
 // CheckCommands refuses a types file that names a bare program that is not
@@ -245,7 +328,7 @@ func (r *Registry) CheckCommands() error {
 			errs = append(errs, fmt.Errorf("type %q: command: %w", name, err))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinLine(errs); err != nil {
 		return fmt.Errorf("worker types file %s: %w", r.file, err)
 	}
 	return nil

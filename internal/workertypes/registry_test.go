@@ -3,6 +3,7 @@ package workertypes
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -49,28 +50,56 @@ func TestFileOverridesAndAdds(t *testing.T) {
 	require.Equal(t, 10*time.Minute, lint.Timeout())
 }
 
-func TestBadFilesNameEveryProblem(t *testing.T) {
+func TestBadFilesNameFileTypeAndField(t *testing.T) {
 	for name, tc := range map[string]struct{ body, want string }{
 		"not json":                          {`{"types": `, "invalid JSON"},
-		"unknown field":                     {`{"types": {"x-worker": {"cmd": ["a"]}}}`, "invalid JSON"},
-		"empty command":                     {`{"types": {"fix-worker": {"command": []}}}`, "command must be a non-empty argv list"},
-		"budget":                            {`{"types": {"fix-worker": {"token_budget": 0}}}`, "token_budget 0 is not in 1..200000"},
-		"timeout":                           {`{"types": {"fix-worker": {"timeout_minutes": 181}}}`, "timeout_minutes 181 is not in 1..180"},
-		"new needs all":                     {`{"types": {"new-worker": {"command": ["a"]}}}`, "token_budget is required for a new type"},
-		"bad name":                          {`{"types": {"Bad Name": {"command": ["a"], "token_budget": 1, "timeout_minutes": 1}}}`, "name must match"},
-		"wrong type":                        {`{"types": {"fix-worker": {"command": "rm -rf /"}}}`, "invalid JSON"},
-		"negative budget":                   {`{"types": {"fix-worker": {"token_budget": -5}}}`, `type "fix-worker": token_budget -5`},
+		"unknown top-level field":           {`{"typez": {}}`, `invalid JSON: json: unknown field "typez"`},
+		"unknown field":                     {`{"types": {"x-worker": {"cmd": ["a"]}}}`, `type "x-worker": invalid JSON: json: unknown field "cmd"`},
 		"unknown field named with its type": {`{"types": {"fix-worker": {"comand": ["a"]}}}`, `type "fix-worker": invalid JSON: json: unknown field "comand"`},
+		"empty command":                     {`{"types": {"fix-worker": {"command": []}}}`, `type "fix-worker": command must be a non-empty argv list`},
+		"blank program":                     {`{"types": {"fix-worker": {"command": [" ", "x"]}}}`, `type "fix-worker": command must be a non-empty argv list`},
+		"budget":                            {`{"types": {"fix-worker": {"token_budget": 0}}}`, `type "fix-worker": token_budget 0 is not in 1..200000`},
+		"budget too high":                   {`{"types": {"fix-worker": {"token_budget": 200001}}}`, `type "fix-worker": token_budget 200001 is not in 1..200000`},
+		"negative budget":                   {`{"types": {"fix-worker": {"token_budget": -5}}}`, `type "fix-worker": token_budget -5 is not in 1..200000`},
+		"timeout":                           {`{"types": {"fix-worker": {"timeout_minutes": 181}}}`, `type "fix-worker": timeout_minutes 181 is not in 1..180`},
+		"negative timeout":                  {`{"types": {"fix-worker": {"timeout_minutes": -1}}}`, `type "fix-worker": timeout_minutes -1 is not in 1..180`},
 		"negative restarts":                 {`{"types": {"fix-worker": {"max_restarts": -1}}}`, `type "fix-worker": max_restarts -1 is not in 0..10`},
+		"too many restarts":                 {`{"types": {"fix-worker": {"max_restarts": 11}}}`, `type "fix-worker": max_restarts 11 is not in 0..10`},
 		"bad heartbeat mode":                {`{"types": {"fix-worker": {"heartbeat": "telepathy"}}}`, `type "fix-worker": heartbeat "telepathy" must be "signal" or "output"`},
+		"new needs all":                     {`{"types": {"new-worker": {"command": ["a"]}}}`, `type "new-worker": token_budget is required for a new type`},
+		"bad name":                          {`{"types": {"Bad Name": {"command": ["a"], "token_budget": 1, "timeout_minutes": 1}}}`, `type "Bad Name": name must match`},
+		"command not a list":                {`{"types": {"fix-worker": {"command": "rm -rf /"}}}`, `type "fix-worker": command: invalid JSON: got string, want an array of strings`},
+		"fractional restarts":               {`{"types": {"fix-worker": {"max_restarts": 1.5}}}`, `type "fix-worker": max_restarts: invalid JSON: got number 1.5, want an integer`},
+		"types not an object":               {`{"types": ["fix-worker"]}`, `types: invalid JSON: got array, want an object`},
+		"two documents":                     {`{"types": {}} {"types": {"fix-worker": {"token_budget": 0}}}`, "invalid JSON: more data after the first value"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Load(writeFile(t, tc.body))
+			path := writeFile(t, tc.body)
+			_, err := Load(path)
+			require.ErrorContains(t, err, "worker types file "+path+": ")
 			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), "typeFields", "Go names mean nothing to the file's author")
 		})
 	}
 	_, err := Load(filepath.Join(t.TempDir(), "missing.json"))
 	require.ErrorContains(t, err, "no such file")
+}
+
+func TestBadFileReportsEveryProblemOnOneLine(t *testing.T) {
+	path := writeFile(t, `{"types": {
+		"fix-worker": {"token_budget": -1, "timeout_minutes": 0, "heartbeat": "x"},
+		"new-worker": {"command": []},
+		"scan-worker": {"max_restarts": 2}}}`)
+	_, err := Load(path)
+	require.Error(t, err)
+	require.Equal(t, "worker types file "+path+": "+
+		`type "fix-worker": token_budget -1 is not in 1..200000; `+
+		`type "fix-worker": timeout_minutes 0 is not in 1..180; `+
+		`type "fix-worker": heartbeat "x" must be "signal" or "output"; `+
+		`type "new-worker": token_budget is required for a new type; `+
+		`type "new-worker": timeout_minutes is required for a new type; `+
+		`type "new-worker": command must be a non-empty argv list`, err.Error(),
+		"a missing field is not also reported as out of range, and a good type is not mentioned")
 }
 
 // The example files shipped with the repository must load.
@@ -102,18 +131,30 @@ func TestRestartAndHeartbeatDefaults(t *testing.T) {
 }
 
 func TestCheckCommandsNamesFileTypeAndField(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "agent")
+	require.NoError(t, os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644))
 	path := writeFile(t, `{"types": {"fix-worker": {"command": ["clade-not-installed", "-p"]},
-		"scan-worker": {"command": ["/nonexistent/agent"]}, "test-worker": {"command": ["sh", "-c", "true"]}}}`)
+		"pr-worker": {"command": ["another-missing-agent"]},
+		"scan-worker": {"command": ["/nonexistent/agent"]},
+		"review-worker": {"command": [`+strconv.Quote(notExec)+`]},
+		"analysis-worker": {"command": [`+strconv.Quote(t.TempDir())+`]},
+		"test-worker": {"command": ["sh", "-c", "true"]}}}`)
 	r, err := Load(path)
 	require.NoError(t, err)
 	err = r.CheckCommands()
-	require.ErrorContains(t, err, "worker types file "+path)
+	require.ErrorContains(t, err, "worker types file "+path+": ")
 	require.ErrorContains(t, err, `type "fix-worker": command: program "clade-not-installed" not found on PATH`)
+	require.ErrorContains(t, err, `type "pr-worker": command: program "another-missing-agent" not found on PATH`)
+	require.NotContains(t, err.Error(), "\n")
 	require.NotContains(t, err.Error(), "test-worker")
-	// A path may be mounted later: listed, not refused. So are the built-in
-	// types' default program, which is not checked.
-	require.NotContains(t, err.Error(), "scan-worker")
-	require.Contains(t, r.Unrunnable(), "scan-worker")
+	// A program given by path may be mounted after the worker program
+	// starts, and a spawn of it fails its own lifecycle cleanly: listed, not
+	// refused. The built-in types' default program is not checked either.
+	for _, name := range []string{"scan-worker", "review-worker", "analysis-worker"} {
+		require.NotContains(t, err.Error(), name)
+	}
+	require.Subset(t, r.Unrunnable(), []string{"scan-worker", "review-worker", "analysis-worker", "fix-worker", "pr-worker"})
+	require.NotContains(t, r.Unrunnable(), "test-worker")
 	require.NoError(t, Defaults().CheckCommands())
 }
 

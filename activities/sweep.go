@@ -1,0 +1,129 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+)
+
+// Sweeper is what the hourly sweep asks of the fleet. The worker program
+// wires it to the client-side control package.
+type Sweeper interface {
+	Zombies(ctx context.Context) ([]string, error)
+	CleanupZombie(ctx context.Context, workerID string) (status string, err error)
+	Hosts(ctx context.Context) ([]string, error)
+	// OwnsProcess says whether a lifecycle that is not over still holds
+	// this process.
+	OwnsProcess(ctx context.Context, workerID, host string, pid int) (bool, error)
+	Recalc(ctx context.Context) ([]Released, error)
+}
+
+// ZombieResult is one zombie the sweep tried to clean up.
+type ZombieResult struct {
+	WorkerID string `json:"worker_id"`
+	Status   string `json:"status,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Orphan is a process a host started that no lifecycle owns any more.
+type Orphan struct {
+	WorkerID string `json:"worker_id"`
+	Host     string `json:"host"`
+	PID      int    `json:"pid"`
+	Stopped  bool   `json:"stopped"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Released is budget the ledger held for no live lifecycle.
+type Released struct {
+	WorkerID string `json:"worker_id"`
+	Amount   int64  `json:"amount"`
+	Reason   string `json:"reason"`
+}
+
+// SweepZombies finishes the cleanup of every lifecycle stuck in zombie.
+func (a *Activities) SweepZombies(ctx context.Context) ([]ZombieResult, error) {
+	if a.Sweeper == nil {
+		return nil, errors.New("this worker program cannot sweep")
+	}
+	ids, err := a.Sweeper.Zombies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]ZombieResult, 0, len(ids))
+	for _, id := range ids {
+		activity.RecordHeartbeat(ctx, id)
+		r := ZombieResult{WorkerID: id}
+		if r.Status, err = a.Sweeper.CleanupZombie(ctx, id); err != nil {
+			r.Error = err.Error()
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// ListHosts names the hosts whose worker programs are polling.
+func (a *Activities) ListHosts(ctx context.Context) ([]string, error) {
+	if a.Sweeper == nil {
+		return nil, errors.New("this worker program cannot sweep")
+	}
+	return a.Sweeper.Hosts(ctx)
+}
+
+// StopOrphans runs on a host: every process this host recorded that is
+// still running but that no lifecycle owns is stopped. Records of processes
+// that are gone are removed.
+func (a *Activities) StopOrphans(ctx context.Context) ([]Orphan, error) {
+	if a.Sweeper == nil || a.StateDir == "" {
+		return nil, errors.New("this worker program cannot sweep")
+	}
+	files, err := filepath.Glob(filepath.Join(a.StateDir, "worker-*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	orphans := []Orphan{}
+	for _, f := range files {
+		activity.RecordHeartbeat(ctx, f)
+		workerID := strings.TrimSuffix(filepath.Base(f), ".json")
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var p ProcessInfo
+		if json.Unmarshal(data, &p) != nil || !workerIDPattern.MatchString(workerID) {
+			continue
+		}
+		owned, err := a.Sweeper.OwnsProcess(ctx, workerID, a.Host, p.PID)
+		if err != nil || owned {
+			continue
+		}
+		// The leader may be gone while children carrying its token live
+		// on: StopProcess finds them, and forgets the record once none is.
+		res, err := a.StopProcess(ctx, StopInput{WorkerID: workerID, Process: p, Grace: 5 * time.Second})
+		if err == nil && res.AlreadyGone {
+			continue
+		}
+		o := Orphan{WorkerID: workerID, Host: a.Host, PID: p.PID, Stopped: err == nil}
+		if err != nil {
+			o.Error = err.Error()
+		}
+		orphans = append(orphans, o)
+	}
+	return orphans, nil
+}
+
+// RecalcLedger releases what the ledger holds for no live lifecycle.
+func (a *Activities) RecalcLedger(ctx context.Context) ([]Released, error) {
+	if a.Sweeper == nil {
+		return nil, errors.New("this worker program cannot sweep")
+	}
+	return a.Sweeper.Recalc(ctx)
+}
