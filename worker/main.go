@@ -89,6 +89,7 @@ func command() *cobra.Command {
 				Reporter:          &control.Reporter{Client: c},
 				Breakers:          &control.BreakerClient{Client: c},
 				Archive:           &control.Archive{Client: c},
+				Sweeper:           &control.Sweeper{Fleet: &control.Fleet{Client: c, Registry: registry}},
 				ArchiveDir:        archiveDir,
 				Registry:          registry,
 				LogDir:            logDir,
@@ -110,6 +111,7 @@ func command() *cobra.Command {
 			shared.RegisterWorkflowWithOptions(workflows.RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
 			shared.RegisterWorkflowWithOptions(workflows.ReadLog, workflow.RegisterOptions{Name: "ReadLog"})
 			shared.RegisterWorkflowWithOptions(workflows.ArchiveCompleted, workflow.RegisterOptions{Name: "ArchiveCompleted"})
+			shared.RegisterWorkflowWithOptions(workflows.SweepFleet, workflow.RegisterOptions{Name: "SweepFleet"})
 			shared.RegisterActivity(acts)
 			own := sdkworker.New(c, workflows.HostTaskQueue(host), opts)
 			own.RegisterActivity(acts)

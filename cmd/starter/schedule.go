@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,10 +60,11 @@ func (a *app) scheduleCommand() *cobra.Command {
 			return usageError{fmt.Errorf("schedule needs a subcommand: install, describe, trigger, pause, unpause or delete")}
 		},
 	}
-	cfg := control.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention}
+	cfg := control.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention, SweepCron: workflows.DefaultSweepCron}
+	which := "archival"
 	install := &cobra.Command{
 		Use:   "install",
-		Short: "Create the archival schedule, or bring it up to date (idempotent)",
+		Short: "Create the archival and zombie-sweep schedules, or bring them up to date (idempotent)",
 		Example: `  # The runbook's crontab line "0 2 * * *", as a Temporal Schedule
   starter schedule install
   starter schedule install --archive-at "30 3 * * *" --retention 240h`,
@@ -76,41 +78,47 @@ func (a *app) scheduleCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(map[string]any{"schedule_id": workflows.ArchivalScheduleID, "created": created}, func(w io.Writer) {
-				if created {
-					fmt.Fprintf(w, "installed schedule %s (%s, retention %s)\n", workflows.ArchivalScheduleID, cfg.ArchiveCron, cfg.Retention)
-				} else {
-					fmt.Fprintf(w, "schedule %s was installed already; updated to %s, retention %s\n", workflows.ArchivalScheduleID, cfg.ArchiveCron, cfg.Retention)
+			return a.print(map[string]any{"created": created}, func(w io.Writer) {
+				for _, s := range []struct{ id, what string }{
+					{workflows.ArchivalScheduleID, fmt.Sprintf("%s, retention %s", cfg.ArchiveCron, cfg.Retention)},
+					{workflows.SweepScheduleID, cfg.SweepCron},
+				} {
+					if slices.Contains(created, s.id) {
+						fmt.Fprintf(w, "installed schedule %s (%s)\n", s.id, s.what)
+					} else {
+						fmt.Fprintf(w, "schedule %s was installed already; updated to %s\n", s.id, s.what)
+					}
 				}
 			})
 		},
 	}
 	install.Flags().StringVar(&cfg.ArchiveCron, "archive-at", cfg.ArchiveCron, "when the archival runs, as a cron expression (UTC)")
 	install.Flags().DurationVar(&cfg.Retention, "retention", cfg.Retention, "archive workers that ended longer ago than this")
+	install.Flags().StringVar(&cfg.SweepCron, "sweep-at", cfg.SweepCron, "when the zombie sweep runs, as a cron expression (UTC)")
 
 	describe := &cobra.Command{
 		Use:     "describe",
-		Short:   "Show the archival schedule: its spec, whether it is paused, its recent and next runs",
+		Short:   "Show a schedule: its spec, whether it is paused, its runs so far and next runs",
 		Example: `  starter schedule describe -o json | jq .next_runs`,
 		Args:    args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, err := a.scheduleHandle(cmd)
+			id, h, err := a.scheduleHandle(cmd, which)
 			if err != nil {
 				return err
 			}
 			d, err := h.Describe(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("schedule %s: %w (install it with `starter schedule install`)", workflows.ArchivalScheduleID, err)
+				return fmt.Errorf("schedule %s: %w (install it with `starter schedule install`)", id, err)
 			}
 			out := map[string]any{
-				"schedule_id": workflows.ArchivalScheduleID,
+				"schedule_id": id,
 				"cron":        d.Schedule.Spec.CronExpressions,
 				"paused":      d.Schedule.State.Paused,
 				"next_runs":   d.Info.NextActionTimes,
 				"runs":        d.Info.NumActions,
 			}
 			return a.print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "%s: cron %v, paused %v, %d runs so far\n", workflows.ArchivalScheduleID, d.Schedule.Spec.CronExpressions, d.Schedule.State.Paused, d.Info.NumActions)
+				fmt.Fprintf(w, "%s: cron %v, paused %v, %d runs so far\n", id, d.Schedule.Spec.CronExpressions, d.Schedule.State.Paused, d.Info.NumActions)
 				for _, t := range d.Info.NextActionTimes {
 					fmt.Fprintf(w, "  next run %s\n", t.UTC().Format(time.RFC3339))
 				}
@@ -121,42 +129,97 @@ func (a *app) scheduleCommand() *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Example: example, Args: args(0, "no arguments"),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				h, err := a.scheduleHandle(cmd)
+				id, h, err := a.scheduleHandle(cmd, which)
 				if err != nil {
 					return err
 				}
 				if err := do(cmd, h); err != nil {
-					return fmt.Errorf("schedule %s: %w", workflows.ArchivalScheduleID, err)
+					return fmt.Errorf("schedule %s: %w", id, err)
 				}
-				return a.print(map[string]string{"schedule_id": workflows.ArchivalScheduleID, "done": use}, func(w io.Writer) {
-					fmt.Fprintf(w, "%s %s\n", workflows.ArchivalScheduleID, done)
+				return a.print(map[string]string{"schedule_id": id, "done": use}, func(w io.Writer) {
+					fmt.Fprintf(w, "%s %s\n", id, done)
 				})
 			},
 		}
 	}
 	sched.AddCommand(install, describe,
-		simple("trigger", "Run the archival now, as the schedule would", "  starter schedule trigger", "triggered",
+		simple("trigger", "Run a scheduled workflow now, as its schedule would", "  starter schedule trigger\n  starter schedule trigger --schedule sweep", "triggered",
 			func(cmd *cobra.Command, h client.ScheduleHandle) error {
 				return h.Trigger(cmd.Context(), client.ScheduleTriggerOptions{})
 			}),
-		simple("pause", "Pause the archival schedule", "  starter schedule pause", "paused",
+		simple("pause", "Pause a schedule", "  starter schedule pause --schedule sweep", "paused",
 			func(cmd *cobra.Command, h client.ScheduleHandle) error {
 				return h.Pause(cmd.Context(), client.SchedulePauseOptions{Note: "paused with starter"})
 			}),
-		simple("unpause", "Resume the archival schedule", "  starter schedule unpause", "unpaused",
+		simple("unpause", "Resume a schedule", "  starter schedule unpause --schedule sweep", "unpaused",
 			func(cmd *cobra.Command, h client.ScheduleHandle) error {
 				return h.Unpause(cmd.Context(), client.ScheduleUnpauseOptions{Note: "unpaused with starter"})
 			}),
-		simple("delete", "Delete the archival schedule (archives are kept)", "  starter schedule delete", "deleted",
+		simple("delete", "Delete a schedule (archives are kept)", "  starter schedule delete", "deleted",
 			func(cmd *cobra.Command, h client.ScheduleHandle) error { return h.Delete(cmd.Context()) }),
 	)
+	for _, c := range sched.Commands() {
+		if c != install {
+			c.Flags().StringVar(&which, "schedule", which, "which schedule: archival or sweep")
+		}
+	}
 	return sched
 }
 
-func (a *app) scheduleHandle(cmd *cobra.Command) (client.ScheduleHandle, error) {
+// scheduleHandle names and opens the schedule --schedule chose.
+func (a *app) scheduleHandle(cmd *cobra.Command, which string) (string, client.ScheduleHandle, error) {
+	ids := map[string]string{"archival": workflows.ArchivalScheduleID, "sweep": workflows.SweepScheduleID}
+	id, ok := ids[which]
+	if !ok {
+		return "", nil, usageError{fmt.Errorf("--schedule %q must be archival or sweep", which)}
+	}
 	fleet, err := a.connect()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return fleet.Client.ScheduleClient().GetHandle(cmd.Context(), workflows.ArchivalScheduleID), nil
+	return id, fleet.Client.ScheduleClient().GetHandle(cmd.Context(), id), nil
+}
+
+func (a *app) sweepCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "sweep",
+		Short: "Run the zombie sweep now: clean zombies, stop processes no lifecycle owns, reconcile the budget",
+		Example: `  # The runbook's "cleanup-zombie-workers.sh", on demand
+  starter sweep
+  starter sweep -o json | jq '.orphans'`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fleet, err := a.connect()
+			if err != nil {
+				return err
+			}
+			r, err := fleet.RunSweep(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(r, func(w io.Writer) {
+				for _, z := range r.Zombies {
+					fmt.Fprintf(w, "zombie %s: %s%s\n", z.WorkerID, z.Status, z.Error)
+				}
+				for _, o := range r.Orphans {
+					fmt.Fprintf(w, "orphan process %d of %s on %s: stopped %v %s\n", o.PID, o.WorkerID, o.Host, o.Stopped, o.Error)
+				}
+				for _, h := range r.Unreachable {
+					fmt.Fprintf(w, "host %s did not answer\n", h)
+				}
+				for _, d := range r.Released {
+					fmt.Fprintf(w, "released %d tokens held by %s: %s\n", d.Amount, d.WorkerID, d.Reason)
+				}
+				fmt.Fprintf(w, "%d zombies, %d orphan processes, %d tokens released\n", len(r.Zombies), len(r.Orphans), sumReleased(r))
+			})
+		},
+	}
+}
+
+func sumReleased(r workflows.SweepReport) int64 {
+	var n int64
+	for _, d := range r.Released {
+		n += d.Amount
+	}
+	return n
 }

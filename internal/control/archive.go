@@ -67,7 +67,7 @@ func (f *Fleet) RunArchival(ctx context.Context, req workflows.ArchiveRequest) (
 		return report, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        fmt.Sprintf("%s-manual-%d", workflows.ArchivalWorkflowIDStart, time.Now().UnixNano()),
+		ID:        workflows.ArchivalWorkflowIDStart + "-manual-" + newNonce(),
 		TaskQueue: workflows.TaskQueue,
 	}, workflows.ArchiveCompleted, req)
 	if err != nil {
@@ -86,32 +86,50 @@ func (f *Fleet) RunArchival(ctx context.Context, req workflows.ArchiveRequest) (
 type ScheduleConfig struct {
 	ArchiveCron string
 	Retention   time.Duration
+	SweepCron   string
 }
 
-// InstallSchedules creates the archival schedule, or updates it to the
-// config when it exists, so that installing twice is harmless.
-func (f *Fleet) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (created bool, err error) {
+// InstallSchedules creates the archival and sweep schedules, or updates them
+// to the config when they exist, so that installing twice is harmless. It
+// reports which it created.
+func (f *Fleet) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (created []string, err error) {
 	req := workflows.ArchiveRequest{OlderThan: cfg.Retention}
 	if err := req.Validate(); err != nil {
-		return false, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if len(strings.Fields(cfg.ArchiveCron)) != 5 {
-		return false, fmt.Errorf("%w: schedule %q must be a cron expression of five fields, e.g. %q", ErrInvalid, cfg.ArchiveCron, workflows.DefaultArchiveCron)
+	for _, cron := range []string{cfg.ArchiveCron, cfg.SweepCron} {
+		if len(strings.Fields(cron)) != 5 {
+			return nil, fmt.Errorf("%w: schedule %q must be a cron expression of five fields, e.g. %q", ErrInvalid, cron, workflows.DefaultArchiveCron)
+		}
 	}
-	spec := client.ScheduleSpec{CronExpressions: []string{cfg.ArchiveCron}}
-	action := &client.ScheduleWorkflowAction{
-		ID:        workflows.ArchivalWorkflowIDStart,
-		Workflow:  workflows.ArchiveCompleted,
-		Args:      []any{req},
-		TaskQueue: workflows.TaskQueue,
+	for _, s := range []struct {
+		id, cron, note string
+		action         *client.ScheduleWorkflowAction
+	}{
+		{workflows.ArchivalScheduleID, cfg.ArchiveCron, "archives the final specs of workers ended longer ago than the retention",
+			&client.ScheduleWorkflowAction{ID: workflows.ArchivalWorkflowIDStart, Workflow: workflows.ArchiveCompleted, Args: []any{req}, TaskQueue: workflows.TaskQueue}},
+		{workflows.SweepScheduleID, cfg.SweepCron, "cleans zombies, stops orphan processes, reconciles the budget",
+			&client.ScheduleWorkflowAction{ID: workflows.SweepWorkflowIDStart, Workflow: workflows.SweepFleet, TaskQueue: workflows.TaskQueue}},
+	} {
+		made, err := f.installSchedule(ctx, s.id, s.cron, s.note, s.action)
+		if err != nil {
+			return created, err
+		}
+		if made {
+			created = append(created, s.id)
+		}
 	}
+	return created, nil
+}
+
+func (f *Fleet) installSchedule(ctx context.Context, id, cron, note string, action *client.ScheduleWorkflowAction) (bool, error) {
+	spec := client.ScheduleSpec{CronExpressions: []string{cron}}
 	sc := f.Client.ScheduleClient()
-	_, err = sc.Create(ctx, client.ScheduleOptions{
-		ID:      workflows.ArchivalScheduleID,
-		Spec:    spec,
-		Action:  action,
+	_, err := sc.Create(ctx, client.ScheduleOptions{
+		ID: id, Spec: spec, Action: action, Note: note,
+		// A run still going when the next is due means the last one is
+		// slow; a second one at once would only compete with it.
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-		Note:    "archives the final specs of workers ended longer ago than the retention",
 	})
 	if err == nil {
 		return true, nil
@@ -119,12 +137,11 @@ func (f *Fleet) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (creat
 	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
 		var invalid *serviceerror.InvalidArgument
 		if errors.As(err, &invalid) {
-			return false, fmt.Errorf("%w: schedule %q: %v", ErrInvalid, cfg.ArchiveCron, err)
+			return false, fmt.Errorf("%w: schedule %q: %v", ErrInvalid, cron, err)
 		}
 		return false, err
 	}
-	h := sc.GetHandle(ctx, workflows.ArchivalScheduleID)
-	return false, h.Update(ctx, client.ScheduleUpdateOptions{
+	return false, sc.GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
 		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 			s := in.Description.Schedule
 			s.Spec = &spec

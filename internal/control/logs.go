@@ -2,8 +2,6 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -20,10 +18,8 @@ func (f *Fleet) ReadLog(ctx context.Context, spec workflows.WorkerSpec, lines in
 	if spec.Host == "" {
 		return chunk, fmt.Errorf("%s has no process and so no log (status %s)", spec.WorkerID, spec.Status)
 	}
-	var nonce [6]byte
-	_, _ = rand.Read(nonce[:])
 	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflows.LogReadWorkflowID(spec.WorkerID, hex.EncodeToString(nonce[:])),
+		ID:        workflows.LogReadWorkflowID(spec.WorkerID, newNonce()),
 		TaskQueue: workflows.TaskQueue,
 	}, workflows.ReadLog, activities.LogRequest{WorkerID: spec.WorkerID, Host: spec.Host, Lines: lines, Offset: offset})
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -59,13 +61,30 @@ func TestArchiveOnDemand(t *testing.T) {
 
 func TestArchivalSchedule(t *testing.T) {
 	t.Cleanup(func() { _, _, _ = h.starter(t, "schedule", "delete") })
-	require.Contains(t, h.starterOK(t, "schedule", "install"), "installed schedule worker-archival (0 2 * * *, retention 168h0m0s)")
+	t.Cleanup(func() { _, _, _ = h.starter(t, "schedule", "delete", "--schedule", "sweep") })
+	out := h.starterOK(t, "schedule", "install")
+	require.Contains(t, out, "installed schedule worker-archival (0 2 * * *, retention 168h0m0s)")
+	require.Contains(t, out, "installed schedule zombie-sweep (0 * * * *)")
 	require.Contains(t, h.starterOK(t, "schedule", "install", "--archive-at", "30 3 * * *"), "was installed already; updated to 30 3 * * *")
 
-	d := starterJSON[map[string]any](t, "schedule", "describe")
-	require.Equal(t, []any{"30 3 * * *"}, d["cron"])
-	require.Equal(t, false, d["paused"])
-	require.NotEmpty(t, d["next_runs"])
+	// The server keeps a cron as a calendar; the next runs show it took.
+	nextRun := func(args ...string) time.Time {
+		var d struct {
+			Paused   bool        `json:"paused"`
+			NextRuns []time.Time `json:"next_runs"`
+		}
+		require.Eventually(t, func() bool {
+			d = starterJSON[struct {
+				Paused   bool        `json:"paused"`
+				NextRuns []time.Time `json:"next_runs"`
+			}](t, append([]string{"schedule", "describe"}, args...)...)
+			return len(d.NextRuns) > 0 && (d.NextRuns[0].UTC().Hour() == 3 || args != nil)
+		}, 10*time.Second, 200*time.Millisecond)
+		require.False(t, d.Paused)
+		return d.NextRuns[0].UTC()
+	}
+	next := nextRun()
+	require.Equal(t, []int{3, 30}, []int{next.Hour(), next.Minute()}, "updated to 30 3 * * *")
 
 	h.starterOK(t, "schedule", "trigger")
 	require.Eventually(t, func() bool {
@@ -78,7 +97,8 @@ func TestArchivalSchedule(t *testing.T) {
 	require.Equal(t, true, starterJSON[map[string]any](t, "schedule", "describe")["paused"])
 	h.starterOK(t, "schedule", "unpause")
 	require.Equal(t, false, starterJSON[map[string]any](t, "schedule", "describe")["paused"])
-	require.Contains(t, h.starterOK(t, "doctor"), "worker-archival")
+	require.Contains(t, h.starterOK(t, "doctor"), "worker-archival, zombie-sweep")
+	require.Zero(t, nextRun("--schedule", "sweep").Minute(), "the sweep runs hourly on the hour")
 
 	_, errOut, code := h.starter(t, "schedule", "install", "--archive-at", "every day")
 	require.Equal(t, 2, code)
@@ -91,4 +111,42 @@ func TestArchivalSchedule(t *testing.T) {
 	_, errOut, code = h.starter(t, "schedule", "describe")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "install it with `starter schedule install`")
+}
+
+// TestSweepFindsAZombieAndAnOrphan loses a host's worker program while it
+// runs two workers: one is killed during the outage (its stop cannot run, so
+// it waits in zombie), the other is given up as lost (its process lives on,
+// owned by nobody). When the host is back, one sweep settles both.
+func TestSweepFindsAZombieAndAnOrphan(t *testing.T) {
+	before := h.budget(t)
+	require.NoError(t, h.startWorker("it-host-d"))
+	t.Cleanup(func() { h.stopWorker("it-host-d", syscall.SIGTERM) })
+	spawn := func(watch string) (string, int) {
+		id := newID("sleeper")
+		h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-sweep", "--master", "sweep-master",
+			"--worker-id", id, "--host", "it-host-d", "--host-loss-after", "3s", "--watch-heartbeat", watch)
+		t.Cleanup(func() { killAll(workerProcesses(id)) })
+		return id, h.status(t, id).PID
+	}
+	zombie, zombiePID := spawn("60s")
+	orphan, orphanPID := spawn("2s")
+
+	h.crashWorker(t, "it-host-d")
+	h.starterOK(t, "kill", zombie, "--wait=false")
+	h.waitStatus(t, zombie, workflows.StatusZombie, 30*time.Second)
+	lost := h.waitStatus(t, orphan, workflows.StatusCleanedUp, 30*time.Second)
+	require.Equal(t, workflows.ProcessLost, lost.Cleanup.Process)
+	require.True(t, processAlive(orphanPID) && processAlive(zombiePID), "nobody could stop either")
+
+	require.NoError(t, h.startWorker("it-host-d"))
+	report := starterJSON[workflows.SweepReport](t, "sweep")
+	require.Contains(t, report.Zombies, activities.ZombieResult{WorkerID: zombie, Status: "completed"})
+	require.Contains(t, report.Orphans, activities.Orphan{WorkerID: orphan, Host: "it-host-d", PID: orphanPID, Stopped: true})
+	requireGone(t, zombiePID)
+	requireGone(t, orphanPID)
+	require.Equal(t, before, h.budget(t))
+
+	again := starterJSON[workflows.SweepReport](t, "sweep")
+	require.Empty(t, again.Zombies)
+	require.Empty(t, again.Orphans, "a second sweep finds nothing")
 }
