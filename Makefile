@@ -10,8 +10,11 @@ export TEMPORAL_CLI := $(TEMPORAL)
 .PHONY: run stop test test-short build tools fmt vet replay-record
 
 ## tools: build the pinned Temporal CLI (dev server + Web UI) from the Go
-## module proxy; it stays out of this module's dependency graph.
+## module proxy (it stays out of this module's dependency graph), and
+## install Debian's Chromium for the Web UI test if it is missing (root).
 tools: $(TEMPORAL)
+	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the Web UI test..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 $(TEMPORAL):
 	@echo "Building the Temporal CLI $(TEMPORAL_CLI_VERSION) (3-4 minutes the first time)..."

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,7 @@ type harness struct {
 	dir       string // scratch folder of this run
 	temporal  string // Temporal CLI binary
 	address   string
+	uiAddress string
 	typesFile string
 	logDir    string
 	client    client.Client
@@ -119,10 +121,17 @@ func run(m *testing.M) (int, error) {
 	for _, name := range workflows.SearchAttributeNames {
 		saArgs = append(saArgs, "--search-attribute", name+"=Keyword")
 	}
+	uiPort, err := freePort()
+	if err != nil {
+		return 1, err
+	}
+	h.uiAddress = "127.0.0.1:" + uiPort
 	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  temporalCLI,
 		ClientOptions: &client.Options{Namespace: "default"},
 		LogLevel:      "warn",
+		EnableUI:      true,
+		UIPort:        uiPort,
 		ExtraArgs:     saArgs,
 		Stdout:        serverLog,
 		Stderr:        serverLog,
@@ -331,6 +340,15 @@ var idSeq = time.Now().UnixNano() % 1_000_000
 func newID(short string) string {
 	idSeq++
 	return "worker-" + short + "-it" + strconv.FormatInt(idSeq, 36)
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 }
 
 func findTemporalCLI() (string, error) {
