@@ -4,10 +4,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -16,6 +18,7 @@ import (
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/coordination"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -34,6 +37,7 @@ func command() *cobra.Command {
 		logDir     string
 		stateDir   string
 		archiveDir string
+		coordDir   string
 		host       string
 	)
 	cmd := &cobra.Command{
@@ -77,6 +81,14 @@ func command() *cobra.Command {
 			}
 			if archiveDir, err = filepath.Abs(archiveDir); err != nil {
 				return err
+			}
+			var store *coordination.Store
+			if coordDir != "" {
+				// A folder that cannot be written is refused now, not at
+				// the first lifecycle.
+				if store, err = coordination.Open(filepath.Join(coordDir, "coordination")); err != nil {
+					return err
+				}
 			}
 			c, err := conn.Dial(false)
 			if err != nil {
@@ -122,6 +134,14 @@ func command() *cobra.Command {
 				return err
 			}
 			defer own.Stop()
+			if store != nil {
+				ctx, stop := context.WithCancel(context.Background())
+				defer stop()
+				mirror := &coordination.Mirror{Store: store, Every: 2 * time.Second, Log: slog.Default(),
+					Source: &control.MirrorSource{Fleet: &control.Fleet{Client: c, Registry: registry}}}
+				go func() { _ = mirror.Run(ctx) }()
+				slog.Info("Mirroring the coordination files", "dir", store.Dir)
+			}
 			// Spawned processes lead their own process groups, so they
 			// outlive this program; their lifecycles pick them up again.
 			return shared.Run(sdkworker.InterruptCh())
@@ -133,6 +153,7 @@ func command() *cobra.Command {
 	cmd.Flags().StringVar(&logDir, "log-dir", defaultLogDir(), "folder of the per-worker logs, <dir>/<worker_id>/worker.log (env WORKER_LOG_DIR)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", os.Getenv("WORKER_STATE_DIR"), "folder of the records of started processes, for re-adoption after a restart (env WORKER_STATE_DIR; default <log-dir>/../state/<host>)")
 	cmd.Flags().StringVar(&archiveDir, "archive-dir", os.Getenv("WORKER_ARCHIVE_DIR"), "where the archival writes final specs; the same folder for every worker program (env WORKER_ARCHIVE_DIR; default <log-dir>/../archive)")
+	cmd.Flags().StringVar(&coordDir, "coordination-dir", os.Getenv("COMMIT_RELAY_HOME"), "keep the old system's files in DIR/coordination: worker specs by state, token-budget.json, dashboard-events.jsonl (env COMMIT_RELAY_HOME)")
 	cmd.Flags().StringVar(&host, "host", envOr("WORKER_HOST", hostname), "name of this host, recorded with each process (env WORKER_HOST)")
 	return cmd
 }

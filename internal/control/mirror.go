@@ -1,0 +1,57 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// MirrorSource feeds the coordination mirror from Temporal.
+type MirrorSource struct {
+	Fleet *Fleet
+}
+
+// Lifecycles returns the specs of the open lifecycles and of those that
+// ended since endedSince.
+func (m *MirrorSource) Lifecycles(ctx context.Context, endedSince time.Time) ([]workflows.WorkerSpec, error) {
+	query := fmt.Sprintf(`WorkflowType = "WorkerLifecycle" AND (ExecutionStatus = "Running" OR CloseTime > %q)`,
+		endedSince.UTC().Format(time.RFC3339Nano))
+	var ids []string
+	var token []byte
+	for {
+		resp, err := m.Fleet.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range resp.Executions {
+			if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
+				ids = append(ids, id)
+			}
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			break
+		}
+	}
+	specs := make([]workflows.WorkerSpec, len(ids))
+	errs := make([]error, len(ids))
+	forEach(ids, 16, func(i int, id string) { specs[i], errs[i] = m.Fleet.Status(ctx, id) })
+	out := specs[:0]
+	seen := map[string]bool{}
+	for i, s := range specs {
+		if errs[i] == nil && !seen[s.WorkerID] {
+			seen[s.WorkerID] = true
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Budget is the ledger's view.
+func (m *MirrorSource) Budget(ctx context.Context) (workflows.BudgetView, error) {
+	return m.Fleet.Ledger().Show(ctx)
+}

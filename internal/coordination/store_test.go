@@ -1,0 +1,105 @@
+package coordination
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+func TestSpecLivesInExactlyOneFolder(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	spec := workflows.WorkerSpec{WorkerID: "worker-fix-1", Master: "development-master", Repo: "owner/repo"}
+	for _, st := range []struct {
+		status workflows.Status
+		folder string
+	}{
+		{workflows.StatusPending, "active"}, {workflows.StatusRunning, "active"}, {workflows.StatusFailed, "zombie"},
+		{workflows.StatusZombie, "zombie"}, {workflows.StatusCleanedUp, "archived"},
+	} {
+		spec.Status = st.status
+		require.NoError(t, s.WriteSpec(spec))
+		require.Equal(t, st.folder, s.SpecFolder(spec.WorkerID))
+		n := 0
+		for _, f := range States {
+			if _, err := os.Stat(filepath.Join(s.Dir, "worker-specs", f, "worker-fix-1.json")); err == nil {
+				n++
+			}
+		}
+		require.Equal(t, 1, n, "in exactly one folder after %s", st.status)
+	}
+	data, err := os.ReadFile(filepath.Join(s.Dir, "worker-specs", "archived", "worker-fix-1.json"))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	require.Equal(t, "development-master", m["created_by"])
+	require.Equal(t, "owner/repo", m["scope"].(map[string]any)["repository"])
+	require.Error(t, s.WriteSpec(workflows.WorkerSpec{WorkerID: "../etc/passwd"}))
+}
+
+func TestConcurrentEventsAreWholeLines(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := 0; g < 20; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				require.NoError(t, s.Append(Event{Timestamp: time.Now(), Type: "worker_started", Source: "test",
+					Data: map[string]any{"g": g, "i": i, "pad": string(make([]byte, 3000))}}))
+			}
+		}()
+	}
+	wg.Wait()
+	f, err := os.Open(filepath.Join(s.Dir, "dashboard-events.jsonl"))
+	require.NoError(t, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	lines := 0
+	for sc.Scan() {
+		var e Event
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "line %d is whole JSON", lines)
+		lines++
+	}
+	require.Equal(t, 2000, lines)
+}
+
+func TestOpenRefusesAFolderItCannotUse(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plain-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	_, err := Open(filepath.Join(file, "coordination"))
+	require.ErrorContains(t, err, "not a directory")
+}
+
+func TestEventsOfTransitions(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	trs := []workflows.Transition{
+		{Status: workflows.StatusPending, At: t0}, {Status: workflows.StatusRunning, At: t0.Add(time.Second)},
+		{Status: workflows.StatusFailed, At: t0.Add(2 * time.Second)}, {Status: workflows.StatusPending, At: t0.Add(2 * time.Second)},
+		{Status: workflows.StatusRunning, At: t0.Add(3 * time.Second)}, {Status: workflows.StatusFailed, At: t0.Add(4 * time.Second)},
+		{Status: workflows.StatusZombie, At: t0.Add(4 * time.Second)}, {Status: workflows.StatusCleanedUp, At: t0.Add(4 * time.Second)},
+	}
+	m := &Mirror{state: mirrorState{Emitted: map[string]emitted{}}}
+	spec := workflows.WorkerSpec{WorkerID: "worker-fix-1", CreatedAt: t0, Transitions: trs[:2]}
+	var types []string
+	for _, e := range m.newEvents(spec) {
+		types = append(types, e.Type)
+	}
+	spec.Transitions = trs
+	for _, e := range m.newEvents(spec) {
+		types = append(types, e.Type)
+	}
+	require.Equal(t, []string{"worker_spawned", "worker_started", "worker_failed", "worker_restarted", "worker_failed",
+		"zombie_detected", "zombie_cleanup_completed"}, types)
+	require.Empty(t, m.newEvents(spec), "nothing twice")
+}
