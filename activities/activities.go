@@ -67,9 +67,21 @@ type Activities struct {
 	ArchiveDir string
 	// Sweeper lets the sweep find zombies, hosts, owners and drift.
 	Sweeper Sweeper
+	// Event records what the archival and the sweep did in the operators'
+	// events file, when this worker program keeps one; nil records nothing.
+	Event func(eventType string, data map[string]any)
+	// Archived moves an archived worker's spec file to archived/, when this
+	// worker program keeps the coordination files.
+	Archived func(workerID string) error
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration
+}
+
+func (a *Activities) event(eventType string, data map[string]any) {
+	if a.Event != nil {
+		a.Event(eventType, data)
+	}
 }
 
 // ReserveInput asks for budget for one worker.

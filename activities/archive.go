@@ -83,6 +83,12 @@ func (a *Activities) ArchiveSpecs(ctx context.Context, in ArchiveInput) (Archive
 			return res, err
 		}
 		res.Archived = append(res.Archived, l.WorkerID)
+		if a.Archived != nil {
+			if err := a.Archived(l.WorkerID); err != nil {
+				activity.GetLogger(ctx).Warn("Moving the spec file to archived/ failed", "worker_id", l.WorkerID, "error", err)
+			}
+		}
+		a.event("worker_archived", map[string]any{"worker_id": l.WorkerID, "run_id": l.RunID, "archive": path})
 	}
 	return res, nil
 }

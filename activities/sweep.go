@@ -64,6 +64,7 @@ func (a *Activities) SweepZombies(ctx context.Context) ([]ZombieResult, error) {
 		if r.Status, err = a.Sweeper.CleanupZombie(ctx, id); err != nil {
 			r.Error = err.Error()
 		}
+		a.event("zombie_swept", map[string]any{"worker_id": id, "status": r.Status, "error": r.Error})
 		results = append(results, r)
 	}
 	return results, nil
@@ -115,6 +116,7 @@ func (a *Activities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 		if err != nil {
 			o.Error = err.Error()
 		}
+		a.event("orphan_process_stopped", map[string]any{"worker_id": workerID, "host": a.Host, "pid": p.PID, "stopped": o.Stopped, "error": o.Error})
 		orphans = append(orphans, o)
 	}
 	return orphans, nil
@@ -125,5 +127,9 @@ func (a *Activities) RecalcLedger(ctx context.Context) ([]Released, error) {
 	if a.Sweeper == nil {
 		return nil, errors.New("this worker program cannot sweep")
 	}
-	return a.Sweeper.Recalc(ctx)
+	released, err := a.Sweeper.Recalc(ctx)
+	for _, r := range released {
+		a.event("budget_released", map[string]any{"worker_id": r.WorkerID, "amount": r.Amount, "reason": r.Reason})
+	}
+	return released, err
 }

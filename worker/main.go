@@ -111,6 +111,14 @@ func command() *cobra.Command {
 				TemporalNamespace: conn.Namespace,
 				Procs:             activities.NewProcessTable(),
 			}
+			if store != nil {
+				acts.Event = func(eventType string, data map[string]any) {
+					if err := store.Record(eventType, "worker-lifecycle/"+host, data); err != nil {
+						slog.Warn("Recording an event failed", "type", eventType, "error", err)
+					}
+				}
+				acts.Archived = store.MoveArchived
+			}
 			// The shared queue runs the workflows and the work any host can
 			// do; the host's own queue runs the work on its processes.
 			// The identity names the host, so `starter doctor` can find

@@ -95,6 +95,9 @@ func (m *Mirror) Sync(ctx context.Context) error {
 		since = time.Now().Add(-24 * time.Hour)
 	}
 	started := time.Now()
+	if err := m.Store.MoveAsideCorrupt(); err != nil {
+		m.Log.Warn("Moving corrupt spec files aside failed", "error", err)
+	}
 	specs, err := m.Source.Lifecycles(ctx, since)
 	if err != nil {
 		return err

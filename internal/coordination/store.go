@@ -75,6 +75,12 @@ func (s *Store) WriteSpec(spec workflows.WorkerSpec) error {
 	}
 	name := spec.WorkerID + ".json"
 	target := filepath.Join(s.Dir, "worker-specs", folder(spec.Status), name)
+	// The archival moved it on; a completed worker stays archived.
+	if archived := filepath.Join(s.Dir, "worker-specs", "archived", name); spec.Status == workflows.StatusCompleted {
+		if _, err := os.Stat(archived); err == nil {
+			target = archived
+		}
+	}
 	for _, st := range States {
 		old := filepath.Join(s.Dir, "worker-specs", st, name)
 		if old != target {
@@ -88,6 +94,45 @@ func (s *Store) WriteSpec(spec workflows.WorkerSpec) error {
 		return err
 	}
 	return writeAtomic(target, append(data, '\n'))
+}
+
+// MoveArchived moves a completed worker's spec to archived/, as the old
+// archive cron job did.
+func (s *Store) MoveArchived(workerID string) error {
+	if !workflows.WorkerIDPattern.MatchString(workerID) {
+		return fmt.Errorf("refusing a spec file for worker id %q", workerID)
+	}
+	name := workerID + ".json"
+	err := os.Rename(filepath.Join(s.Dir, "worker-specs", "completed", name), filepath.Join(s.Dir, "worker-specs", "archived", name))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
+
+// Record appends one event now; errors are the caller's to log.
+func (s *Store) Record(eventType, source string, data map[string]any) error {
+	return s.Append(Event{Timestamp: time.Now().UTC(), Type: eventType, Source: source, Data: data})
+}
+
+// MoveAsideCorrupt moves every spec file that is not JSON out of the state
+// folders, with an event each; the files this package writes never are,
+// but the old scripts left some behind.
+func (s *Store) MoveAsideCorrupt() error {
+	files, err := filepath.Glob(filepath.Join(s.Dir, "worker-specs", "*", "worker-*.json"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil || json.Valid(data) {
+			continue
+		}
+		if err := s.MoveAside(f, "not a JSON spec"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SpecFolder says where the spec of workerID is, or "".

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // The runbook's "Monitor Heartbeats" and "Monitor Token Usage" loops,
@@ -144,4 +146,30 @@ func TestCoordinationFilesForTheOldScripts(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(dir, "dashboard-events.jsonl"))
 		return strings.Count(string(data), `"type":"worker_completed"`) >= 50
 	}, 10*time.Second, 500*time.Millisecond)
+
+	// A spec file the old scripts broke is moved aside, with an event.
+	corrupt := filepath.Join(dir, "worker-specs", "active", "worker-old-broken1.json")
+	require.NoError(t, os.WriteFile(corrupt, []byte(`{"worker_id": "worker-old-broken1", "status": `), 0o644))
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(corrupt)
+		return os.IsNotExist(err)
+	}, 10*time.Second, 200*time.Millisecond)
+	moved, _ := filepath.Glob(filepath.Join(dir, "corrupt", "worker-old-broken1.json.*"))
+	require.Len(t, moved, 1)
+
+	// The archival, run by this worker program (the other one is down),
+	// moves the specs to archived/ and records it.
+	h.crashWorker(t, "it-host-a")
+	report := starterJSON[workflows.ArchiveReport](t, "archive", "--older-than", "1ms")
+	require.Subset(t, report.Archived, ids)
+	require.NoError(t, h.startWorker("it-host-a"))
+	time.Sleep(3 * time.Second) // a mirror pass after the move must not undo it
+	for _, id := range ids {
+		require.FileExists(t, filepath.Join(dir, "worker-specs", "archived", id+".json"))
+		require.NoFileExists(t, filepath.Join(dir, "worker-specs", "completed", id+".json"))
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "dashboard-events.jsonl"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, strings.Count(string(data), `"type":"worker_archived"`), 50)
+	require.Contains(t, string(data), `"type":"spec_moved_aside"`)
 }
