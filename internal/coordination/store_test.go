@@ -102,4 +102,10 @@ func TestEventsOfTransitions(t *testing.T) {
 	require.Equal(t, []string{"worker_spawned", "worker_started", "worker_failed", "worker_restarted", "worker_failed",
 		"zombie_detected", "zombie_cleanup_completed"}, types)
 	require.Empty(t, m.newEvents(spec), "nothing twice")
+
+	spec.Heartbeat.Alert = workflows.AlertWarning
+	require.Equal(t, "heartbeat_warning", m.newEvents(spec)[0].Type)
+	require.Empty(t, m.newEvents(spec), "an alert is reported once")
+	spec.Heartbeat.Alert = workflows.AlertCritical
+	require.Equal(t, "heartbeat_critical", m.newEvents(spec)[0].Type)
 }

@@ -270,6 +270,16 @@ func TestOutputHeartbeats(t *testing.T) {
 	h.starterOK(t, "shutdown", printer)
 }
 
+func TestWorkerProgramRefusesAnUnusableCoordinationDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plain-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	out, err := exec.Command(filepath.Join(h.dir, "bin", "worker"), "--address", h.address, "--log-dir", t.TempDir(),
+		"--host", "it-host-bad", "--coordination-dir", file).CombinedOutput()
+	require.Error(t, err, "the worker program must refuse to start")
+	require.Contains(t, string(out), "coordination dir "+file+"/coordination")
+	require.Contains(t, string(out), "not a directory")
+}
+
 func TestWorkerProgramRefusesABadTypesFile(t *testing.T) {
 	for name, tc := range map[string]struct{ body, want string }{
 		"empty command":       {`{"types": {"fix-worker": {"command": []}}}`, `type "fix-worker": command must be a non-empty argv list`},

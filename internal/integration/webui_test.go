@@ -43,6 +43,18 @@ func TestWebUIShowsARunningLifecycle(t *testing.T) {
 	}, 60*time.Second, time.Second, "the workflows page lists the lifecycle")
 	require.Contains(t, dom, "Running")
 
+	// The schedules are Temporal Schedules: the Web UI's Schedules page
+	// lists them.
+	h.starterOK(t, "schedule", "install")
+	t.Cleanup(func() {
+		_, _, _ = h.starter(t, "schedule", "delete")
+		_, _, _ = h.starter(t, "schedule", "delete", "--schedule", "sweep")
+	})
+	require.Eventually(t, func() bool {
+		out, err := chromium(t, "--dump-dom", "http://"+h.uiAddress+"/namespaces/default/schedules")
+		return err == nil && strings.Contains(string(out), workflows.ArchivalScheduleID) && strings.Contains(string(out), workflows.SweepScheduleID)
+	}, 60*time.Second, time.Second, "the Schedules page lists both schedules")
+
 	// `RECORD_SCREENSHOT=1 go test -run TestWebUI ./internal/integration`
 	// refreshes the picture in the README.
 	if os.Getenv("RECORD_SCREENSHOT") != "" {
