@@ -10,7 +10,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -32,23 +32,13 @@ func (a *Archive) Ended(ctx context.Context, closedBefore time.Time) ([]activiti
 	query := fmt.Sprintf(`WorkflowType = "WorkerLifecycle" AND ExecutionStatus != "Running" AND WorkerStatus IN ("completed", "cleaned_up") AND CloseTime < %q`,
 		closedBefore.UTC().Format(time.RFC3339Nano))
 	var out []activities.EndedLifecycle
-	var token []byte
-	for {
-		resp, err := a.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range resp.Executions {
-			id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID(""))
-			if !ok || e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
-				continue
-			}
+	err := (&Fleet{Client: a.Client}).listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
+		id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID(""))
+		if ok && e.Status != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
 			out = append(out, activities.EndedLifecycle{WorkerID: id, WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, ClosedAt: e.CloseTime.AsTime()})
 		}
-		if token = resp.NextPageToken; len(token) == 0 {
-			return out, nil
-		}
-	}
+	})
+	return out, err
 }
 
 // FinalSpec is the lifecycle's result.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -117,23 +118,34 @@ func (f *Fleet) ListIDs(ctx context.Context, flt Filter) ([]string, error) {
 		return nil, err
 	}
 	var ids []string
+	err = f.listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
+		if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
+			ids = append(ids, id)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing workers with %s: %v", ErrInvalid, query, err)
+	}
+	sort.Strings(ids)
+	return compactSorted(ids), nil
+}
+
+// listExecutions calls fn for every execution the visibility query
+// matches, page by page.
+func (f *Fleet) listExecutions(ctx context.Context, query string, fn func(*workflowpb.WorkflowExecutionInfo)) error {
 	var token []byte
 	for {
 		resp, err := f.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
 		if err != nil {
-			return nil, fmt.Errorf("%w: listing workers with %s: %v", ErrInvalid, query, err)
+			return err
 		}
 		for _, e := range resp.Executions {
-			if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
-				ids = append(ids, id)
-			}
+			fn(e)
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
-			break
+			return nil
 		}
 	}
-	sort.Strings(ids)
-	return compactSorted(ids), nil
 }
 
 // compactSorted drops repeats: a worker id reused after its first lifecycle

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/api/workflowservice/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -22,20 +22,13 @@ func (m *MirrorSource) Lifecycles(ctx context.Context, endedSince time.Time) ([]
 	query := fmt.Sprintf(`WorkflowType = "WorkerLifecycle" AND (ExecutionStatus = "Running" OR CloseTime > %q)`,
 		endedSince.UTC().Format(time.RFC3339Nano))
 	var ids []string
-	var token []byte
-	for {
-		resp, err := m.Fleet.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
-		if err != nil {
-			return nil, err
+	err := m.Fleet.listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
+		if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
+			ids = append(ids, id)
 		}
-		for _, e := range resp.Executions {
-			if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
-				ids = append(ids, id)
-			}
-		}
-		if token = resp.NextPageToken; len(token) == 0 {
-			break
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	specs := make([]workflows.WorkerSpec, len(ids))
 	errs := make([]error, len(ids))
