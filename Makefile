@@ -13,8 +13,8 @@ export TEMPORAL_CLI := $(TEMPORAL)
 ## module proxy (it stays out of this module's dependency graph), and
 ## install Debian's Chromium for the Web UI test if it is missing (root).
 tools: $(TEMPORAL)
-	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the Web UI test..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null && command -v jq >/dev/null || { echo "Installing Debian's chromium and jq for the tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium jq >/dev/null; }
 
 $(TEMPORAL):
 	@echo "Building the Temporal CLI $(TEMPORAL_CLI_VERSION) (3-4 minutes the first time)..."
