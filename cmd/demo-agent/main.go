@@ -16,8 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
+	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -29,9 +28,10 @@ func main() {
 	interval := durationEnv("DEMO_HEARTBEAT_INTERVAL", 5*time.Second)
 	workFor := durationEnv("DEMO_WORK_FOR", time.Minute)
 
-	c, err := client.Dial(client.Options{HostPort: os.Getenv("TEMPORAL_ADDRESS"), Namespace: os.Getenv("TEMPORAL_NAMESPACE")})
+	// The same settings as the worker program, TLS and API key included.
+	c, err := connection.FromEnv().Dial(true)
 	if err != nil {
-		log.Fatalf("connecting to Temporal: %v", err)
+		log.Fatal(err)
 	}
 	defer c.Close()
 
