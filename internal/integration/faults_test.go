@@ -1,0 +1,109 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// TestHundredSpawnsOverABudgetForTen: exactly ten run, ninety are refused
+// with the budget error, and the ledger is exact after all stop — the old
+// system lost updates here.
+func TestHundredSpawnsOverABudgetForTen(t *testing.T) {
+	ctx := context.Background()
+	before := h.budget(t)
+	h.starterOK(t, "budget", "set", "--total", fmt.Sprint(before.Used+10*1000))
+	t.Cleanup(func() { h.starterOK(t, "budget", "set", "--total", fmt.Sprint(before.Total)) })
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var running []string
+	refused := 0
+	var other []error
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("worker-sleeper-crowd%03d", i)
+			spec, err := h.fleet.Spawn(ctx, workflows.SpawnRequest{WorkerID: id, WorkerType: "sleeper-worker", TaskID: "task-crowd",
+				Master: "crowd-master", MaxRestarts: -1})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && spec.Status == workflows.StatusRunning:
+				running = append(running, id)
+			case err != nil && strings.Contains(err.Error(), "insufficient budget: available"):
+				refused++
+			default:
+				other = append(other, fmt.Errorf("%s: %v (%s)", id, err, spec.Status))
+			}
+		}()
+	}
+	wg.Wait()
+	require.Empty(t, other)
+	require.Len(t, running, 10)
+	require.Equal(t, 90, refused)
+	b := h.budget(t)
+	require.Zero(t, b.Available)
+
+	out := h.starterOK(t, "shutdown", "--all", "--master", "crowd-master", "--grace", "1s")
+	require.Contains(t, out, "10 stopped, 0 failed")
+	after := h.budget(t)
+	require.Equal(t, after.Total, after.Available+after.Used)
+	require.Equal(t, before.Used, after.Used, "every allocation came back, once")
+	ids, err := h.fleet.ListIDs(ctx, control.Filter{Master: "crowd-master"})
+	require.NoError(t, err)
+	require.Empty(t, ids)
+}
+
+// TestDuplicateStopsRefundOnce sends shutdowns, kills and cleanups at the
+// same worker at once, several times: the budget comes back exactly once.
+func TestDuplicateStopsRefundOnce(t *testing.T) {
+	before := h.budget(t)
+	ids := spawnMany(t, 3, "dup-master", nil)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		for _, args := range [][]string{{"shutdown", id}, {"kill", id}, {"shutdown", id, "--grace", "0s"}, {"kill", id}, {"cleanup", id}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, _ = h.starter(t, args...) // some are refused: the worker ended already
+			}()
+		}
+	}
+	wg.Wait()
+	for _, id := range ids {
+		spec, err := h.fleet.Wait(context.Background(), id)
+		require.NoError(t, err)
+		require.Equal(t, workflows.StatusCompleted, spec.Status)
+		require.Equal(t, int64(1000), spec.Cleanup.Refunded, "refunded once")
+	}
+	require.Equal(t, before, h.budget(t))
+}
+
+// TestSenderClockIsIgnored: a heartbeat whose sender's clock is hours off
+// changes nothing about staleness.
+func TestSenderClockIsIgnored(t *testing.T) {
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-clock", "--master", "clock-master",
+		"--worker-id", id, "--zombie-after", "6s")
+	t.Cleanup(func() { _, _, _ = h.starter(t, "kill", id) })
+	past := time.Now().Add(-5 * time.Hour)
+	future := time.Now().Add(5 * time.Hour)
+	for _, sent := range []time.Time{past, future} {
+		require.NoError(t, h.fleet.Heartbeat(context.Background(), id, workflows.Heartbeat{TokensUsed: 1, SentAt: &sent}))
+		spec := h.status(t, id)
+		require.WithinDuration(t, time.Now(), *spec.Heartbeat.LastSeen, 3*time.Second, "last_seen is when it was received")
+		require.Empty(t, spec.Heartbeat.Alert)
+		time.Sleep(2 * time.Second)
+	}
+	require.Equal(t, workflows.StatusRunning, h.status(t, id).Status, "neither an old nor a future clock made it a zombie")
+}
