@@ -2,13 +2,19 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -106,4 +112,76 @@ func TestSenderClockIsIgnored(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 	require.Equal(t, workflows.StatusRunning, h.status(t, id).Status, "neither an old nor a future clock made it a zombie")
+}
+
+// TestServerRestartKeepsLifecyclesGoing restarts a dev server that keeps its
+// state in a SQLite file while a lifecycle runs: after the restart the same
+// lifecycle takes heartbeats and stops cleanly, its budget refunded.
+func TestServerRestartKeepsLifecyclesGoing(t *testing.T) {
+	ctx := context.Background()
+	port, err := freePort()
+	require.NoError(t, err)
+	address := "127.0.0.1:" + port
+	db := filepath.Join(t.TempDir(), "temporal.db")
+	var saArgs []string
+	for _, name := range workflows.SearchAttributeNames {
+		saArgs = append(saArgs, "--search-attribute", name+"="+"Keyword")
+	}
+	start := func() *testsuite.DevServer {
+		s, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{ExistingPath: h.temporal, DBFilename: db, LogLevel: "error",
+			ClientOptions: &client.Options{HostPort: address, Namespace: "default"}, ExtraArgs: saArgs})
+		require.NoError(t, err)
+		return s
+	}
+	server := start()
+	worker := exec.Command(filepath.Join(h.dir, "bin", "worker"), "--address", address, "--worker-types", h.typesFile,
+		"--log-dir", h.logDir, "--state-dir", filepath.Join(t.TempDir(), "state"), "--host", "it-host-sqlite")
+	require.NoError(t, worker.Start())
+	t.Cleanup(func() { _ = worker.Process.Kill(); _ = worker.Wait() })
+	starter := func(args ...string) string {
+		cmd := exec.Command(filepath.Join(h.dir, "bin", "starter"), args...)
+		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+address, "WORKER_TYPES_FILE="+h.typesFile)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "starter %v: %s", args, out)
+		return string(out)
+	}
+
+	id := newID("sleeper")
+	var out string
+	require.Eventually(t, func() bool {
+		cmd := exec.Command(filepath.Join(h.dir, "bin", "starter"), "spawn", "--type", "sleeper-worker", "--task-id", "task-restart",
+			"--master", "development-master", "--worker-id", id)
+		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+address, "WORKER_TYPES_FILE="+h.typesFile)
+		b, err := cmd.CombinedOutput()
+		out = string(b)
+		return err == nil || strings.Contains(out, "already live")
+	}, 30*time.Second, time.Second, "the worker program polls the new server")
+	starter("heartbeat", id, "--tokens-used", "10")
+	pid := processPIDOf(t, starter("status", id, "-o", "json"))
+
+	require.NoError(t, server.Stop())
+	server = start()
+	t.Cleanup(func() { _ = server.Stop() })
+
+	require.Eventually(t, func() bool {
+		cmd := exec.Command(filepath.Join(h.dir, "bin", "starter"), "heartbeat", id, "--tokens-used", "20")
+		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+address, "WORKER_TYPES_FILE="+h.typesFile)
+		return cmd.Run() == nil
+	}, 30*time.Second, time.Second, "the lifecycle takes heartbeats after the restart")
+	status := starter("status", id, "-o", "json")
+	require.Contains(t, status, `"status": "running"`)
+	require.Equal(t, pid, processPIDOf(t, status), "the same process")
+	final := starter("shutdown", id, "-o", "json")
+	require.Contains(t, final, `"status": "completed"`)
+	require.Contains(t, final, `"refunded": 1000`)
+	requireGone(t, pid)
+	require.Contains(t, starter("budget", "show"), "used 0")
+}
+
+func processPIDOf(t *testing.T, specJSON string) int {
+	t.Helper()
+	var spec workflows.WorkerSpec
+	require.NoError(t, json.Unmarshal([]byte(specJSON), &spec), specJSON)
+	require.NotZero(t, spec.PID)
+	return spec.PID
 }
