@@ -73,6 +73,11 @@ func (s *Store) WriteSpec(spec workflows.WorkerSpec) error {
 	if !workflows.WorkerIDPattern.MatchString(spec.WorkerID) {
 		return fmt.Errorf("refusing a spec file for worker id %q", spec.WorkerID)
 	}
+	unlock, err := s.lockSpecs()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	name := spec.WorkerID + ".json"
 	target := filepath.Join(s.Dir, "worker-specs", folder(spec.Status), name)
 	// The archival moved it on; a completed worker stays archived.
@@ -102,12 +107,32 @@ func (s *Store) MoveArchived(workerID string) error {
 	if !workflows.WorkerIDPattern.MatchString(workerID) {
 		return fmt.Errorf("refusing a spec file for worker id %q", workerID)
 	}
+	unlock, err := s.lockSpecs()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	name := workerID + ".json"
-	err := os.Rename(filepath.Join(s.Dir, "worker-specs", "completed", name), filepath.Join(s.Dir, "worker-specs", "archived", name))
+	err = os.Rename(filepath.Join(s.Dir, "worker-specs", "completed", name), filepath.Join(s.Dir, "worker-specs", "archived", name))
 	if os.IsNotExist(err) {
 		return nil
 	}
 	return err
+}
+
+// lockSpecs serialises the moves and writes of spec files among all the
+// processes that share the folder (the mirror and the archival may run in
+// different worker programs), so a spec is never left in two folders.
+func (s *Store) lockSpecs() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, ".specs.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 // Record appends one event now; errors are the caller's to log.

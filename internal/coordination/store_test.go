@@ -3,6 +3,7 @@ package coordination
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -108,4 +109,24 @@ func TestEventsOfTransitions(t *testing.T) {
 	require.Empty(t, m.newEvents(spec), "an alert is reported once")
 	spec.Heartbeat.Alert = workflows.AlertCritical
 	require.Equal(t, "heartbeat_critical", m.newEvents(spec)[0].Type)
+}
+
+// TestArchivalRacingTheMirror moves specs to archived/ while the mirror
+// keeps rewriting them as completed: each ends in exactly one folder.
+func TestArchivalRacingTheMirror(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	for i := 0; i < 50; i++ {
+		spec := workflows.WorkerSpec{WorkerID: fmt.Sprintf("worker-fix-r%d", i), Status: workflows.StatusCompleted}
+		require.NoError(t, s.WriteSpec(spec))
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = s.WriteSpec(spec) }()
+		go func() { defer wg.Done(); require.NoError(t, s.MoveArchived(spec.WorkerID)) }()
+		wg.Wait()
+		require.NoError(t, s.WriteSpec(spec))
+		require.Equal(t, "archived", s.SpecFolder(spec.WorkerID))
+		_, err := os.Stat(filepath.Join(s.Dir, "worker-specs", "completed", spec.WorkerID+".json"))
+		require.True(t, os.IsNotExist(err), "%s is in two folders", spec.WorkerID)
+	}
 }
