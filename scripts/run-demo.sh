@@ -46,6 +46,7 @@ else
 fi
 
 echo
+./bin/starter schedule install
 ./bin/starter budget show
 echo
 echo "\$ starter spawn --type implementation-worker --task-id task-demo-001 --master development-master --priority high --repo owner/repo --idle-after 2m --sample-every 5s"
@@ -63,7 +64,9 @@ cat <<MSG
 
 The system is up:
   Web UI      http://localhost:8233  (workflow worker-lifecycle/$id;
-              filter with: WorkerStatus="running")
+              filter with: WorkerStatus="running"; the Schedules page shows
+              worker-archival and zombie-sweep)
+  dashboard   ./bin/starter list --watch
   status      ./bin/starter status $id
   shut down   ./bin/starter shutdown $id
   more        ./bin/starter spawn --type scan-worker --task-id task-002 --master security-master

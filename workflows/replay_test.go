@@ -20,7 +20,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	// The paths a lifecycle can take, and the ledger, must all be covered.
 	for _, want := range []string{"lifecycle-shutdown", "lifecycle-zombie", "lifecycle-budget-refused",
 		"lifecycle-crash", "lifecycle-spawn-failed", "lifecycle-kill", "lifecycle-restarts", "lifecycle-host-lost",
-		"budget-ledger", "restart-breaker"} {
+		"budget-ledger", "restart-breaker", "archival", "sweep"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -29,6 +29,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			replayer.RegisterWorkflowWithOptions(WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
 			replayer.RegisterWorkflowWithOptions(BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
 			replayer.RegisterWorkflowWithOptions(RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
+			replayer.RegisterWorkflowWithOptions(ArchiveCompleted, workflow.RegisterOptions{Name: "ArchiveCompleted"})
+			replayer.RegisterWorkflowWithOptions(SweepFleet, workflow.RegisterOptions{Name: "SweepFleet"})
 			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
 		})
 	}

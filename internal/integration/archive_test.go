@@ -57,6 +57,7 @@ func TestArchiveOnDemand(t *testing.T) {
 	_, errOut, code := h.starter(t, "archive", "--older-than", "0s")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "retention 0s must be positive")
+	h.recordLatest(t, "archival", "ArchiveCompleted")
 }
 
 func TestArchivalSchedule(t *testing.T) {
@@ -149,4 +150,5 @@ func TestSweepFindsAZombieAndAnOrphan(t *testing.T) {
 	again := starterJSON[workflows.SweepReport](t, "sweep")
 	require.Empty(t, again.Zombies)
 	require.Empty(t, again.Orphans, "a second sweep finds nothing")
+	h.recordLatest(t, "sweep", "SweepFleet")
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
@@ -396,6 +397,19 @@ func tail(path string, n int) string {
 func (h *harness) recordHistory(t *testing.T, name, workflowID string) {
 	t.Helper()
 	require.NoError(t, h.saveHistory(name, workflowID))
+}
+
+// recordLatest records the history of the newest run of a workflow type.
+func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
+	t.Helper()
+	if os.Getenv("RECORD_HISTORIES") == "" {
+		return
+	}
+	resp, err := h.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf(`WorkflowType = %q AND ExecutionStatus = "Completed"`, workflowType), PageSize: 1})
+	require.NoError(t, err)
+	require.NotEmpty(t, resp.Executions, "no completed %s to record", workflowType)
+	h.recordHistory(t, name, resp.Executions[0].Execution.WorkflowId)
 }
 
 func (h *harness) saveHistory(name, workflowID string) error {
