@@ -24,7 +24,7 @@ build:
 	go build -o bin/ ./worker ./cmd/starter ./cmd/demo-agent
 
 ## run: dev server with Web UI on :8233, the worker program, and a demo worker.
-run: tools build
+run: $(TEMPORAL) build
 	./scripts/run-demo.sh
 
 ## stop: stop what `make run` started (and the demo workers).
