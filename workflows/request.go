@@ -40,7 +40,6 @@ const (
 	DefaultHeartbeatCritical        = 120 * time.Second
 	DefaultZombieAfter              = 300 * time.Second
 	DefaultIdleAfter                = 5 * time.Minute
-	DefaultHeartbeatInterval        = 30 * time.Second
 	DefaultWatchHeartbeat           = 20 * time.Second
 	DefaultHostLossAfter            = 2 * time.Minute
 	DefaultSampleEvery              = 30 * time.Second
