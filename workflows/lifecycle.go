@@ -257,6 +257,11 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 			w.saga.add(stepRefund, w.releaseBudget(lease))
 			return &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
 		}
+		if !isRefusal(err) {
+			// The ledger may have applied the reservation before the call
+			// failed; the release is idempotent and refunds it if so.
+			w.saga.add(stepRefund, w.releaseBudget(lease))
+		}
 		w.st.Spec.TokenBudget.Allocated = 0
 		return &outcome{kind: outcomeFailed, reason: failureMessage(err)}
 	}
@@ -332,7 +337,9 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		result  *outcome
 	)
 	for result == nil {
-		if len(w.stops) == 0 && w.shouldContinueAsNew(ctx) && w.drainForContinueAsNew(ctx, hbCh, sampleCh, outputCh) {
+		// A cancel must not be carried off by continue-as-new: the new run
+		// would not inherit it.
+		if len(w.stops) == 0 && ctx.Err() == nil && w.shouldContinueAsNew(ctx) && w.drainForContinueAsNew(ctx, hbCh, sampleCh, outputCh) {
 			cancelWatch()
 			return outcome{kind: outcomeContinueAsNew}
 		}
@@ -697,7 +704,7 @@ func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh, sampleCh, 
 		for outputCh.ReceiveAsync(&sample) {
 			w.applyOutputHeartbeat(ctx, sample)
 		}
-		if len(w.stops) > 0 {
+		if len(w.stops) > 0 || ctx.Err() != nil {
 			return false
 		}
 		if workflow.AllHandlersFinished(ctx) {
@@ -709,13 +716,22 @@ func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh, sampleCh, 
 	}
 }
 
-// nextStop takes the oldest queued stop request; a kill makes its grace 0.
+// nextStop takes every queued stop request at once and merges them: a kill
+// wins and the shortest grace counts. Taking them one by one would leave a
+// kill queued behind a shutdown unseen, since one wake-up may stand for
+// several requests.
 func (w *lifecycle) nextStop() (stopRequest, bool) {
 	if len(w.stops) == 0 {
 		return stopRequest{}, false
 	}
 	req := w.stops[0]
-	w.stops = w.stops[1:]
+	for _, r := range w.stops[1:] {
+		if r.kill && !req.kill {
+			req.kill, req.reason = true, r.reason
+		}
+		req.grace = min(req.grace, r.grace)
+	}
+	w.stops = nil
 	if req.kill {
 		req.grace = 0
 	}
@@ -788,6 +804,20 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// isRefusal tells a definite "no" from the ledger or the host (nothing was
+// reserved) from a failure that leaves it unknown.
+func isRefusal(err error) bool {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	switch appErr.Type() {
+	case activities.ErrTypeBudgetRefused, activities.ErrTypeUnknownWorkerType, ErrTypeLedgerRefused:
+		return true
+	}
+	return false
 }
 
 func isCancel(ctx workflow.Context, err error) bool {

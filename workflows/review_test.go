@@ -1,0 +1,41 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// A kill queued behind a shutdown, both sent before the loop reads them,
+// must not be lost: it wins.
+func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
+	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
+	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
+	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == 0 })).
+		Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	// Both arrive while the worker is still pending.
+	s.updateAt(time.Second, UpdateShutdown, ShutdownRequest{Grace: time.Hour}, nil)
+	s.updateAt(2*time.Second, UpdateKill, KillRequest{Reason: "now"}, nil)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal("now", spec.Cleanup.Reason)
+}
+
+// A reservation that failed for an unknown reason may have gone through:
+// it is released, so no budget leaks.
+func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
+	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(errors.New("context deadline exceeded"))
+	s.expectRelease(1)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+	s.Contains(spec.Cleanup.Reason, "context deadline exceeded")
+}
