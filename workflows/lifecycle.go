@@ -284,9 +284,19 @@ func (w *lifecycle) launch(ctx workflow.Context) *outcome {
 		w.st.Spec.Host = host
 	}
 	var info activities.ProcessInfo
-	err := workflow.ExecuteActivity(w.startOptions(ctx), a.StartProcess, activities.StartInput{
+	// A start is short and idempotent: it runs to its end even when the
+	// lifecycle is cancelled meanwhile, so a process it started is known
+	// and stopped, never leaked.
+	startCtx, _ := workflow.NewDisconnectedContext(ctx)
+	err := workflow.ExecuteActivity(w.startOptions(startCtx), a.StartProcess, activities.StartInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, TaskID: r.TaskID,
-	}).Get(ctx, &info)
+	}).Get(startCtx, &info)
+	if err == nil && ctx.Err() != nil {
+		w.st.Process = &info
+		w.saga.drop(stepStopProcess)
+		w.saga.add(stepStopProcess, w.stopProcessCompensation())
+		return &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
+	}
 	if err != nil {
 		if isCancel(ctx, err) {
 			return &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}

@@ -39,3 +39,19 @@ func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
 	s.Equal([]Status{StatusPending, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
 	s.Contains(spec.Cleanup.Reason, "context deadline exceeded")
 }
+
+// A cancel while the process is being started still stops that process.
+func (s *lifecycleSuite) TestCancelDuringStartStopsTheProcess() {
+	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).After(5 * time.Second).Once()
+	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
+		return in.Process.PID == testProcess.PID
+	})).Return(activities.StopResult{}, nil).Once()
+	s.expectRelease(1)
+	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 2*time.Second)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Equal("lifecycle cancelled while pending", spec.Cleanup.Reason)
+}
