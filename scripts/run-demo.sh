@@ -64,11 +64,11 @@ cat <<MSG
 
 The system is up:
   Web UI      http://localhost:8233  (workflow worker-lifecycle/$id;
-              filter with: WorkerStatus="running"; the Schedules page shows
+              filter with: WorkerStatus IN ("running", "idle"); the Schedules page shows
               worker-archival and zombie-sweep)
   dashboard   ./bin/starter list --watch
   status      ./bin/starter status $id
-  shut down   ./bin/starter shutdown $id
+  shut down   ./bin/starter shutdown $id   (it also ends by itself: idle limit 2m)
   more        ./bin/starter spawn --type scan-worker --task-id task-002 --master security-master
   stop all    make stop
 The demo worker works for a minute, reports idle, and is shut down

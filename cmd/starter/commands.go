@@ -420,7 +420,7 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 	if s.Health.SampledAt == nil {
 		fmt.Fprintf(w, "  health %d (%s), process tree not sampled yet\n", s.Health.Score, s.Health.Band)
 	} else {
-		fmt.Fprintf(w, "  health %d (%s): cpu %.0f%%, rss %d MiB, %d processes, sampled %s ago\n", s.Health.Score, s.Health.Band,
+		fmt.Fprintf(w, "  health %d (%s): cpu %.0f%%, rss %d MiB, %d processes, reported %s ago\n", s.Health.Score, s.Health.Band,
 			s.Health.CPUPercent, s.Health.RSSBytes>>20, s.Health.Processes, now.Sub(*s.Health.SampledAt).Round(time.Second))
 	}
 	if s.PID != 0 {

@@ -79,6 +79,7 @@ func TestCoordinationFilesForTheOldScripts(t *testing.T) {
 	}()
 
 	ids := spawnMany(t, 50, "coord-master", nil)
+	t.Cleanup(func() { _, _, _ = h.starter(t, "kill", "--all", "--yes", "--master", "coord-master") })
 	for i, id := range ids[:3] {
 		h.starterOK(t, "heartbeat", id, "--tokens-used", fmt.Sprint(900-100*i))
 	}
@@ -91,7 +92,7 @@ func TestCoordinationFilesForTheOldScripts(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		return strings.Contains(shell(runbookTokens), "89% | "+ids[0]+" | 900/1000")
-	}, 20*time.Second, 500*time.Millisecond, "the token loop sees the mirrored specs")
+	}, 90*time.Second, 500*time.Millisecond, "the token loop sees the mirrored specs")
 	tokens := shell(runbookTokens)
 	require.Contains(t, tokens, "79% | "+ids[1]+" | 800/1000")
 	hb := shell(runbookHeartbeats)
@@ -115,7 +116,7 @@ func TestCoordinationFilesForTheOldScripts(t *testing.T) {
 			}
 		}
 		return true
-	}, 30*time.Second, 500*time.Millisecond, "stopped workers move to completed/")
+	}, 90*time.Second, 500*time.Millisecond, "stopped workers move to completed/")
 	close(stop)
 	readers.Wait()
 	require.Zero(t, torn.Load(), "no reader saw a half-written spec (%d reads)", reads.Load())
