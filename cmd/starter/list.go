@@ -71,6 +71,9 @@ it, so a dead worker never looks alive.`,
 			for {
 				specs, err := fleet.List(cmd.Context(), flt)
 				if err != nil {
+					if watch && cmd.Context().Err() != nil {
+						return nil // interrupted mid-refresh: the dashboard just ends
+					}
 					return err
 				}
 				if !watch {
