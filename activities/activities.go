@@ -112,6 +112,11 @@ type StartInput struct {
 	WorkerID   string `json:"worker_id"`
 	WorkerType string `json:"worker_type"`
 	TaskID     string `json:"task_id"`
+	// Lease names the lifecycle (workflows.Lease). A process recorded under
+	// another lease is a leftover of an earlier lifecycle with the same
+	// worker id: it is stopped, never taken over. Empty matches any lease,
+	// for activities scheduled before the field existed.
+	Lease string `json:"lease,omitempty"`
 }
 
 // ProcessInfo identifies a started process beyond its PID, so that a PID
@@ -130,6 +135,8 @@ type ProcessInfo struct {
 	// Every descendant inherits it, also one that left the process group or
 	// session, so the whole tree can be found and stopped.
 	Token string `json:"token,omitempty"`
+	// Lease is StartInput.Lease of the lifecycle that started the process.
+	Lease string `json:"lease,omitempty"`
 }
 
 // ResourceSample is what the watcher measured of a worker's whole process

@@ -30,6 +30,9 @@ const (
 	// killWait bounds the wait after SIGKILL; only a process stuck in the
 	// kernel (uninterruptible sleep) outlasts it.
 	killWait = 5 * time.Second
+	// leftoverGrace is what a process left by an ended lifecycle gets to
+	// end on SIGTERM before a new one of the same worker id is started.
+	leftoverGrace = 5 * time.Second
 	// logFileName is the file each worker's output is appended to.
 	logFileName = "worker.log"
 )
@@ -60,16 +63,44 @@ func (a *Activities) StartProcess(ctx context.Context, in StartInput) (ProcessIn
 		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
 	}
 	argv := typ.Argv(in.WorkerID, in.TaskID)
+	if e := a.Procs.entryFor(in.WorkerID); e != nil && !e.exited() && !sameLease(e.info.Lease, in.Lease) {
+		// An earlier lifecycle with this worker id ended and left its
+		// process running; it must not go on beside the new one.
+		if err := a.stopLeftover(ctx, in.WorkerID, e.info); err != nil {
+			return ProcessInfo{}, err
+		}
+	}
 	if e := a.Procs.entryFor(in.WorkerID); e == nil || e.exited() {
 		// This worker program may have restarted since the process was
 		// started: its record says so, and the process is taken back.
-		if p, ok := a.readopt(in.WorkerID); ok {
+		p, found := a.readopt(in.WorkerID)
+		switch {
+		case found && sameLease(p.Lease, in.Lease):
 			return p, nil
+		case found:
+			if err := a.stopLeftover(ctx, in.WorkerID, p); err != nil {
+				return ProcessInfo{}, err
+			}
 		}
 	}
-	return a.Procs.startOnce(in.WorkerID, func() (*exec.Cmd, ProcessInfo, error) {
+	return a.Procs.startOnce(in.WorkerID, in.Lease, func() (*exec.Cmd, ProcessInfo, error) {
 		return a.spawn(in, typ.Name, argv)
 	})
+}
+
+// sameLease reports whether a process started under lease a belongs to the
+// lifecycle holding lease b. An empty lease comes from an activity
+// scheduled before leases were recorded and matches any.
+func sameLease(a, b string) bool { return a == "" || b == "" || a == b }
+
+// stopLeftover stops the process an ended lifecycle left behind under the
+// same worker id, before a new one is started for it.
+func (a *Activities) stopLeftover(ctx context.Context, workerID string, p ProcessInfo) error {
+	activity.GetLogger(ctx).Warn("Stopping a process left by an earlier lifecycle", "worker_id", workerID, "pid", p.PID, "lease", p.Lease)
+	if _, err := a.StopProcess(ctx, StopInput{WorkerID: workerID, Process: p, Grace: leftoverGrace}); err != nil {
+		return fmt.Errorf("stop the process pid %d left by an earlier lifecycle of %s: %w", p.PID, workerID, err)
+	}
+	return nil
 }
 
 func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec.Cmd, ProcessInfo, error) {
@@ -98,6 +129,13 @@ func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec
 	if err != nil {
 		return nil, ProcessInfo{}, fmt.Errorf("process token of %s: %w", in.WorkerID, err)
 	}
+	// Recorded before it exists: should this program die between the start
+	// and the full record, its successor finds the process by its token
+	// instead of starting a second one.
+	info := ProcessInfo{Host: a.Host, LogPath: logPath, StartedAt: time.Now(), Token: token, Lease: in.Lease}
+	if err := a.saveState(in.WorkerID, info); err != nil {
+		return nil, ProcessInfo{}, fmt.Errorf("record the start of %s: %w", in.WorkerID, err)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
 		tokenEnv+"="+token,
@@ -113,8 +151,10 @@ func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec
 	// and keeps signals aimed at the worker program's group off it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		a.forgetState(in.WorkerID, info)
 		return nil, ProcessInfo{}, spawnError(argv[0], err)
 	}
+	failpoint("after-process-start")
 	pid := cmd.Process.Pid
 	// The child is not reaped until cmd.Wait, so its /proc entry is there
 	// even if it has exited already.
@@ -124,17 +164,10 @@ func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec
 		// process with the same PID, so it must not run unmanaged.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
+		a.forgetState(in.WorkerID, info)
 		return nil, ProcessInfo{}, fmt.Errorf("read start time of %s (pid %d): %w", in.WorkerID, pid, err)
 	}
-	info := ProcessInfo{
-		PID:        pid,
-		PGID:       pid,
-		StartTicks: ticks,
-		Host:       a.Host,
-		LogPath:    logPath,
-		StartedAt:  time.Now(),
-		Token:      token,
-	}
+	info.PID, info.PGID, info.StartTicks = pid, pid, ticks
 	if err := a.saveState(in.WorkerID, info); err != nil {
 		// Unrecorded, it could be spawned twice after a restart: undo.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)

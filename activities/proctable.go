@@ -110,13 +110,14 @@ func (t *ProcessTable) claimsGroup(pgid int, exceptWorkerID string) bool {
 	return false
 }
 
-// startOnce returns the live process of workerID if there is one, and
-// otherwise calls spawn and starts reaping the process it started. spawn must
-// return a started command whose process has not been waited for.
-func (t *ProcessTable) startOnce(workerID string, spawn func() (*exec.Cmd, ProcessInfo, error)) (ProcessInfo, error) {
+// startOnce returns the live process of workerID started under lease if
+// there is one, and otherwise calls spawn and starts reaping the process it
+// started. spawn must return a started command whose process has not been
+// waited for.
+func (t *ProcessTable) startOnce(workerID, lease string, spawn func() (*exec.Cmd, ProcessInfo, error)) (ProcessInfo, error) {
 	t.spawnMu.Lock()
 	defer t.spawnMu.Unlock()
-	if e := t.entryFor(workerID); e != nil && !e.exited() {
+	if e := t.entryFor(workerID); e != nil && !e.exited() && sameLease(e.info.Lease, lease) {
 		return e.info, nil
 	}
 	cmd, info, err := spawn()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // The state folder holds one record per started process, so that a worker
@@ -44,6 +45,11 @@ func (a *Activities) saveState(workerID string, p ProcessInfo) error {
 // readopt returns the recorded process of workerID when it is still that
 // very process: same PID, same start time, and our token in its
 // environment. A record of a process that is gone is removed.
+//
+// A record without a PID was written just before a start that this
+// program did not live to record: the process, if it was started, is the
+// group leader carrying the record's token, and is taken back. Anything
+// else carrying the token is a fragment nobody supervises and is killed.
 func (a *Activities) readopt(workerID string) (ProcessInfo, bool) {
 	if a.StateDir == "" {
 		return ProcessInfo{}, false
@@ -59,11 +65,44 @@ func (a *Activities) readopt(workerID string) (ProcessInfo, bool) {
 		_ = os.Remove(a.statePath(workerID))
 		return ProcessInfo{}, false
 	}
+	if p.PID == 0 {
+		leader, members, err := startedByToken(p.Token)
+		if err != nil {
+			return ProcessInfo{}, false
+		}
+		if leader == nil {
+			for _, m := range members {
+				_ = syscall.Kill(m.PID, syscall.SIGKILL)
+			}
+			_ = os.Remove(a.statePath(workerID))
+			return ProcessInfo{}, false
+		}
+		p.PID, p.PGID, p.StartTicks = leader.PID, leader.PID, leader.StartTicks
+		if data, err := json.Marshal(p); err != nil || writeFileAtomic(a.statePath(workerID), data) != nil {
+			return ProcessInfo{}, false
+		}
+		return p, true
+	}
 	if running, err := sameProcessRunning(p.PID, p.StartTicks); err != nil || !running || !hasEnvEntry(p.PID, tokenEnv+"="+p.Token) {
 		_ = os.Remove(a.statePath(workerID))
 		return ProcessInfo{}, false
 	}
 	return p, true
+}
+
+// startedByToken finds the processes carrying token and, among them, the
+// one StartProcess started: it leads its own process group.
+func startedByToken(token string) (*procStat, []procStat, error) {
+	members, err := treeMembers(ProcessInfo{Token: token}, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, m := range members {
+		if m.PID == m.PGRP && hasEnvEntry(m.PID, tokenEnv+"="+token) {
+			return &members[i], members, nil
+		}
+	}
+	return nil, members, nil
 }
 
 // forgetState removes the record of p once its tree is gone; a record of a
@@ -79,7 +118,11 @@ func (a *Activities) forgetState(workerID string, p ProcessInfo) {
 		return
 	}
 	var recorded ProcessInfo
-	if json.Unmarshal(data, &recorded) == nil && recorded.PID == p.PID && recorded.StartTicks == p.StartTicks {
+	if json.Unmarshal(data, &recorded) != nil {
+		return
+	}
+	// The token names one start, also one recorded before its PID was known.
+	if (recorded.Token != "" && recorded.Token == p.Token) || (recorded.PID == p.PID && recorded.StartTicks == p.StartTicks) {
 		_ = os.Remove(a.statePath(workerID))
 	}
 }

@@ -102,6 +102,14 @@ func (a *Activities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 		if json.Unmarshal(data, &p) != nil || !workerIDPattern.MatchString(workerID) {
 			continue
 		}
+		if p.PID == 0 {
+			// A start this program or its predecessor did not live to
+			// record: its process, if any, is found by its token first.
+			var found bool
+			if p, found = a.readopt(workerID); !found {
+				continue
+			}
+		}
 		owned, err := a.Sweeper.OwnsProcess(ctx, workerID, a.Host, p.PID)
 		if err != nil || owned {
 			continue

@@ -267,12 +267,12 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 	}
 	w.st.Reserved = true
 	w.saga.add(stepRefund, w.releaseBudget(lease))
-	return w.launch(ctx)
+	return w.launch(ctx, lease)
 }
 
 // launch starts the worker's process on its host: the one pinned by the
 // request, or whichever worker program takes PickHost from the shared queue.
-func (w *lifecycle) launch(ctx workflow.Context) *outcome {
+func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 	r := w.st.Request
 	if w.st.Spec.Host == "" {
 		host := r.Host
@@ -289,7 +289,7 @@ func (w *lifecycle) launch(ctx workflow.Context) *outcome {
 	// and stopped, never leaked.
 	startCtx, _ := workflow.NewDisconnectedContext(ctx)
 	err := workflow.ExecuteActivity(w.startOptions(startCtx), a.StartProcess, activities.StartInput{
-		WorkerID: r.WorkerID, WorkerType: r.WorkerType, TaskID: r.TaskID,
+		WorkerID: r.WorkerID, WorkerType: r.WorkerType, TaskID: r.TaskID, Lease: lease,
 	}).Get(startCtx, &info)
 	if err == nil && ctx.Err() != nil {
 		w.st.Process = &info

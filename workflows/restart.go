@@ -70,7 +70,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		*o = *stop
 		return false
 	}
-	if failed := w.launch(ctx); failed != nil {
+	if failed := w.launch(ctx, lease); failed != nil {
 		*o = *failed
 		return false
 	}

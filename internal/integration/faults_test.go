@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,4 +185,94 @@ func processPIDOf(t *testing.T, specJSON string) int {
 	require.NoError(t, json.Unmarshal([]byte(specJSON), &spec), specJSON)
 	require.NotZero(t, spec.PID)
 	return spec.PID
+}
+
+// TestWorkerProgramKilledDuringSpawn kills the worker program in the
+// narrowest window of a spawn: the process is started, its PID not yet
+// recorded. The program started again must take that process back: one
+// process, the lifecycle running, and an exact ledger once it stops.
+func TestWorkerProgramKilledDuringSpawn(t *testing.T) {
+	ctx := context.Background()
+	before := h.budget(t)
+	const host = "it-host-spawn-crash"
+	reached := filepath.Join(t.TempDir(), "reached")
+	require.NoError(t, h.startWorkerWith(host, filepath.Join(h.dir, "bin-failpoints", "worker"),
+		"LIFECYCLE_FAILPOINT=after-process-start", "LIFECYCLE_FAILPOINT_MARK="+reached))
+	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
+
+	id := newID("sleeper")
+	_, err := h.fleet.Start(ctx, workflows.SpawnRequest{WorkerID: id, WorkerType: "sleeper-worker", TaskID: "task-spawn-crash",
+		Master: "development-master", Host: host, MaxRestarts: -1})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, err := os.Stat(reached); return err == nil }, 30*time.Second, 50*time.Millisecond,
+		"the worker program reaches the point between start and record")
+	started := workerProcesses(id)
+	require.Len(t, started, 1, "the process is started")
+
+	h.crashWorker(t, host)
+	require.True(t, processAlive(started[0]), "the process outlives its worker program")
+	restarted := time.Now()
+	require.NoError(t, h.startWorker(host))
+	spec := h.waitStatus(t, id, workflows.StatusRunning, 90*time.Second)
+	t.Logf("recovery: running %s after the worker program was started again", time.Since(restarted).Round(100*time.Millisecond))
+	require.Equal(t, started[0], spec.PID, "the process started before the crash is taken back")
+	require.Equal(t, started, workerProcesses(id), "nothing was started twice")
+
+	h.starterOK(t, "heartbeat", id, "--tokens-used", "5")
+	final := starterJSON[workflows.WorkerSpec](t, "shutdown", id)
+	require.Equal(t, workflows.StatusCompleted, final.Status)
+	require.Equal(t, workflows.ProcessStopped, final.Cleanup.Process)
+	require.Equal(t, int64(1000), final.Cleanup.Refunded)
+	requireGone(t, started[0])
+	require.Equal(t, before, h.budget(t))
+}
+
+// TestWorkerProgramKilledDuringCleanup kills the worker program while it
+// waits for a tree that ignores SIGTERM to end: the program started again
+// finishes the stop, nothing of the tree is left, the budget comes back once.
+func TestWorkerProgramKilledDuringCleanup(t *testing.T) {
+	before := h.budget(t)
+	id := newID("tree")
+	h.starterOK(t, "spawn", "--type", "tree-worker", "--task-id", "task-cleanup-crash", "--master", "development-master",
+		"--worker-id", id, "--host", "it-host-a")
+	require.Eventually(t, func() bool { return len(workerProcesses(id)) == 3 }, 10*time.Second, 50*time.Millisecond,
+		"the tree, its child and its grandchild")
+	tree := workerProcesses(id)
+
+	type result struct {
+		out  string
+		code int
+	}
+	stopped := make(chan result, 1)
+	go func() {
+		out, _, code := h.starter(t, "shutdown", id, "--grace", "20s", "-o", "json")
+		stopped <- result{out, code}
+	}()
+	require.Eventually(t, func() bool {
+		spec, err := h.fleet.Status(context.Background(), id)
+		return err == nil && spec.Status == workflows.StatusShuttingDown
+	}, 10*time.Second, 50*time.Millisecond)
+	time.Sleep(time.Second) // SIGTERM is sent and ignored; the stop waits out its grace
+	require.Len(t, workerProcesses(id), 2, "the leader and the grandchild ignore SIGTERM (the child ended on it)")
+
+	h.crashWorker(t, "it-host-a")
+	restarted := time.Now()
+	require.NoError(t, h.startWorker("it-host-a"))
+	var res result
+	select {
+	case res = <-stopped:
+	case <-time.After(100 * time.Second):
+		t.Fatal("the shutdown did not finish after the worker program was started again")
+	}
+	t.Logf("recovery: cleaned up %s after the worker program was started again", time.Since(restarted).Round(100*time.Millisecond))
+	require.Zero(t, res.code, res.out)
+	var final workflows.WorkerSpec
+	require.NoError(t, json.Unmarshal([]byte(res.out), &final))
+	require.Equal(t, workflows.StatusCompleted, final.Status)
+	require.Equal(t, int64(800), final.Cleanup.Refunded)
+	for _, pid := range tree {
+		requireGone(t, pid)
+	}
+	require.Empty(t, workerProcesses(id))
+	require.Equal(t, before, h.budget(t))
 }

@@ -101,6 +101,9 @@ func run(m *testing.M) (int, error) {
 	for _, args := range [][]string{
 		{"build", "-race", "-o", filepath.Join(dir, "bin") + "/", "./worker", "./cmd/starter"},
 		{"build", "-o", filepath.Join(dir, "bin") + "/", "./internal/integration/testagent"},
+		// A worker program that can be stopped at a named point, so that a
+		// fault test can kill it there (activities/failpoint.go).
+		{"build", "-race", "-tags", "failpoints", "-o", filepath.Join(dir, "bin-failpoints") + "/", "./worker"},
 	} {
 		build := exec.Command("go", args...)
 		build.Dir = root
@@ -171,14 +174,21 @@ func run(m *testing.M) (int, error) {
 // startWorker starts a worker program for host. Each host has its own
 // state folder, as separate machines would.
 func (h *harness) startWorker(host string) error {
+	return h.startWorkerWith(host, filepath.Join(h.dir, "bin", "worker"))
+}
+
+// startWorkerWith starts the given worker program binary for host, with env
+// added to its environment.
+func (h *harness) startWorkerWith(host, binary string, env ...string) error {
 	logFile, err := os.OpenFile(filepath.Join(h.dir, "worker-"+host+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(filepath.Join(h.dir, "bin", "worker"),
+	cmd := exec.Command(binary,
 		"--address", h.address, "--worker-types", h.typesFile, "--log-dir", h.logDir,
 		"--state-dir", filepath.Join(h.dir, "state", host), "--host", host)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the worker program for %s: %w", host, err)
