@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
@@ -274,5 +275,69 @@ func TestWorkerProgramKilledDuringCleanup(t *testing.T) {
 		requireGone(t, pid)
 	}
 	require.Empty(t, workerProcesses(id))
+	require.Equal(t, before, h.budget(t))
+}
+
+// TestTenThousandHeartbeats floods one lifecycle with the default limits
+// but a short zombie deadline: every heartbeat is counted, no run's history
+// grows with the total, and once the heartbeats stop the lifecycle is still
+// reaped as a zombie with its process gone and its budget back.
+func TestTenThousandHeartbeats(t *testing.T) {
+	ctx := context.Background()
+	before := h.budget(t)
+	id := newID("sleeper")
+	spec, err := h.fleet.Spawn(ctx, workflows.SpawnRequest{WorkerID: id, WorkerType: "sleeper-worker", TaskID: "task-flood-10k",
+		Master: "development-master", MaxRestarts: -1, Limits: workflows.Limits{ZombieAfter: 15 * time.Second}})
+	require.NoError(t, err)
+	pid := spec.PID
+
+	const total, senders = 10000, 20
+	started := time.Now()
+	errs := make(chan error, senders)
+	for s := range senders {
+		go func() {
+			var err error
+			for i := s; i < total-1 && err == nil; i += senders {
+				err = h.fleet.Heartbeat(ctx, id, workflows.Heartbeat{TokensUsed: int64(i)})
+			}
+			errs <- err
+		}()
+	}
+	for range senders {
+		require.NoError(t, <-errs)
+	}
+	// The last one, alone, so that its tokens are the ones recorded.
+	require.NoError(t, h.fleet.Heartbeat(ctx, id, workflows.Heartbeat{TokensUsed: total}))
+	lastSent := time.Now()
+	t.Logf("%d heartbeats sent in %s", total, lastSent.Sub(started).Round(time.Millisecond))
+	require.Eventually(t, func() bool {
+		spec, err := h.fleet.Status(ctx, id)
+		return err == nil && spec.Heartbeat.Count == total
+	}, 60*time.Second, 200*time.Millisecond, "every heartbeat is recorded")
+	spec = h.status(t, id)
+	require.Equal(t, int64(total), spec.TokenBudget.Used, "the tokens of the last heartbeat")
+	require.Equal(t, workflows.StatusRunning, spec.Status)
+
+	// Every run of the lifecycle: many, each far shorter than the total.
+	resp, err := h.client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = %q", workflows.WorkflowID(id)), PageSize: 100})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(resp.Executions), total/workflows.DefaultMaxSignals, "continued as new every %d heartbeats", workflows.DefaultMaxSignals)
+	var longest int64
+	for _, run := range resp.Executions {
+		longest = max(longest, run.HistoryLength)
+	}
+	t.Logf("%d runs, the longest history %d events", len(resp.Executions), longest)
+	// At worst a heartbeat costs its signal event and a workflow task of
+	// three events.
+	require.LessOrEqual(t, longest, int64(4*workflows.DefaultMaxSignals+100), "one run's history is bounded")
+
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 90*time.Second)
+	t.Logf("zombie detected and cleaned up %s after the last heartbeat (deadline 15s)", time.Since(lastSent).Round(100*time.Millisecond))
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final))
+	require.Contains(t, final.Cleanup.Reason, "no heartbeat for")
+	require.WithinDuration(t, final.Heartbeat.LastSeen.Add(15*time.Second), final.Transitions[2].At, 5*time.Second, "the deadline runs from the last heartbeat")
+	require.Equal(t, int64(total), final.Heartbeat.Count)
+	require.Equal(t, int64(1000), final.Cleanup.Refunded)
+	requireGone(t, pid)
 	require.Equal(t, before, h.budget(t))
 }
