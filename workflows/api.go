@@ -168,8 +168,10 @@ type HeartbeatInfo struct {
 	Alert string `json:"alert,omitempty"`
 	// Count is every heartbeat accepted over the whole lifecycle.
 	Count int64 `json:"count"`
-	// Rejected counts heartbeats whose payload was invalid and was ignored.
-	Rejected int64 `json:"rejected,omitempty"`
+	// Rejected counts heartbeats and samples whose payload was invalid and
+	// was ignored; LastRejected says why for the latest.
+	Rejected     int64  `json:"rejected,omitempty"`
+	LastRejected string `json:"last_rejected,omitempty"`
 }
 
 // Heartbeat alert levels.

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"errors"
+
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
@@ -8,26 +10,32 @@ import (
 )
 
 // applySample records the watcher's measurement of the process tree.
-func (w *lifecycle) applySample(ctx workflow.Context, s activities.ResourceSample) {
+func (w *lifecycle) applySample(ctx workflow.Context, s activities.ResourceSample, decodeErr error) (applied bool) {
 	w.st.SignalsThisRun++
-	if s.CPUPercent < 0 || s.RSSBytes < 0 || s.Processes < 0 {
-		w.st.Spec.Heartbeat.Rejected++
-		return
+	if decodeErr == nil && (s.CPUPercent < 0 || s.RSSBytes < 0 || s.Processes < 0) {
+		decodeErr = errors.New("negative cpu, rss or process count")
+	}
+	if decodeErr != nil {
+		w.reject(ctx, SignalSample, decodeErr)
+		return false
 	}
 	now := workflow.Now(ctx).UTC()
 	h := &w.st.Spec.Health
 	h.CPUPercent, h.RSSBytes, h.Processes, h.SampledAt = s.CPUPercent, s.RSSBytes, s.Processes, &now
 	w.updateHealth()
+	return true
 }
 
 // applyOutputHeartbeat is a heartbeat the watcher sent because the worker's
 // log grew: proof of life for a command that cannot heartbeat itself.
-func (w *lifecycle) applyOutputHeartbeat(ctx workflow.Context, s activities.ResourceSample) {
+func (w *lifecycle) applyOutputHeartbeat(ctx workflow.Context, s activities.ResourceSample, decodeErr error) {
 	if !w.st.Spec.Status.Live() || w.st.Spec.Status == StatusShuttingDown {
 		w.st.SignalsThisRun++
 		return
 	}
-	w.applySample(ctx, s)
+	if !w.applySample(ctx, s, decodeErr) {
+		return
+	}
 	now := workflow.Now(ctx).UTC()
 	hb := &w.st.Spec.Heartbeat
 	hb.LastSeen = &now

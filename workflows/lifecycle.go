@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -368,18 +369,15 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(hbCh, func(c workflow.ReceiveChannel, _ bool) {
 			var hb Heartbeat
-			c.Receive(ctx, &hb)
-			w.applyHeartbeat(ctx, hb)
+			w.applyHeartbeat(ctx, hb, receiveSignal(ctx, c, &hb))
 		})
 		sel.AddReceive(sampleCh, func(c workflow.ReceiveChannel, _ bool) {
 			var sample activities.ResourceSample
-			c.Receive(ctx, &sample)
-			w.applySample(ctx, sample)
+			w.applySample(ctx, sample, receiveSignal(ctx, c, &sample))
 		})
 		sel.AddReceive(outputCh, func(c workflow.ReceiveChannel, _ bool) {
 			var sample activities.ResourceSample
-			c.Receive(ctx, &sample)
-			w.applyOutputHeartbeat(ctx, sample)
+			w.applyOutputHeartbeat(ctx, sample, receiveSignal(ctx, c, &sample))
 		})
 		sel.AddReceive(w.wake, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
@@ -608,13 +606,13 @@ func (w *lifecycle) stopProcessCompensation() func(workflow.Context) error {
 	}
 }
 
-// applyHeartbeat records a heartbeat by the workflow's own clock.
-func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat) {
+// applyHeartbeat records a heartbeat by the workflow's own clock, unless its
+// payload could not be decoded (decodeErr) or is invalid.
+func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr error) {
 	w.st.SignalsThisRun++
 	spec := &w.st.Spec
-	if err := hb.Validate(); err != nil {
-		spec.Heartbeat.Rejected++
-		workflow.GetLogger(ctx).Warn("Ignoring invalid heartbeat", "error", err)
+	if err := cmp.Or(decodeErr, hb.Validate()); err != nil {
+		w.reject(ctx, SignalHeartbeat, err)
 		return
 	}
 	now := workflow.Now(ctx).UTC()
@@ -702,17 +700,29 @@ func (w *lifecycle) shouldContinueAsNew(ctx workflow.Context) bool {
 // when a stop request turned up meanwhile: the stop goes first.
 func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh, sampleCh, outputCh workflow.ReceiveChannel) bool {
 	for {
-		var hb Heartbeat
-		for hbCh.ReceiveAsync(&hb) {
-			w.applyHeartbeat(ctx, hb)
-			hb = Heartbeat{}
+		for {
+			var hb Heartbeat
+			ok, err := receiveSignalAsync(hbCh, &hb)
+			if !ok {
+				break
+			}
+			w.applyHeartbeat(ctx, hb, err)
 		}
-		var sample activities.ResourceSample
-		for sampleCh.ReceiveAsync(&sample) {
-			w.applySample(ctx, sample)
+		for {
+			var sample activities.ResourceSample
+			ok, err := receiveSignalAsync(sampleCh, &sample)
+			if !ok {
+				break
+			}
+			w.applySample(ctx, sample, err)
 		}
-		for outputCh.ReceiveAsync(&sample) {
-			w.applyOutputHeartbeat(ctx, sample)
+		for {
+			var sample activities.ResourceSample
+			ok, err := receiveSignalAsync(outputCh, &sample)
+			if !ok {
+				break
+			}
+			w.applyOutputHeartbeat(ctx, sample, err)
 		}
 		if len(w.stops) > 0 || ctx.Err() != nil {
 			return false
@@ -807,6 +817,14 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// reject counts a signal that was ignored and keeps why, for status.
+func (w *lifecycle) reject(ctx workflow.Context, signal string, err error) {
+	hb := &w.st.Spec.Heartbeat
+	hb.Rejected++
+	hb.LastRejected = truncate(signal+": "+err.Error(), maxReasonBytes)
+	workflow.GetLogger(ctx).Warn("Ignoring an invalid signal", "signal", signal, "error", err)
 }
 
 func truncate(s string, n int) string {

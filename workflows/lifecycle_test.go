@@ -2,12 +2,14 @@ package workflows
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -329,6 +331,49 @@ func (s *lifecycleSuite) TestInvalidHeartbeatIsCountedAndIgnored() {
 	s.Equal(int64(3), spec.Heartbeat.Rejected)
 	s.Equal(int64(1), spec.Heartbeat.Count)
 	s.Equal(int64(7), spec.TokenBudget.Used)
+}
+
+// TestUndecodablePayloadsDoNotStallTheLifecycle: payloads no heartbeat can
+// be decoded from are counted and ignored, and the zombie deadline still
+// runs from the last good heartbeat — the SDK's own decoding would have
+// blocked the workflow waiting for a good one.
+func (s *lifecycleSuite) TestUndecodablePayloadsDoNotStallTheLifecycle() {
+	req := testRequest()
+	req.Limits = Limits{ZombieAfter: 30 * time.Second}
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"})
+	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	raw := func(encoding, data string) converter.RawValue {
+		return converter.NewRawValue(&commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte(encoding)}, Data: []byte(data)})
+	}
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10})
+	for i, payload := range []converter.RawValue{
+		raw("json/plain", `{"message": "`+strings.Repeat("x", MaxSignalBytes)+`"}`),
+		raw("binary/plain", "\x00\x01"),
+		raw("no/such-encoding", "{}"),
+		raw("json/plain", "null"),
+		raw("json/plain", `{"tokens_used": "lots"}`),
+		raw("json/plain", `{"tokens_used": 1e30}`),
+		raw("json/plain", `{"tokens_used": `),
+	} {
+		s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalHeartbeat, payload) }, 11*time.Second+time.Duration(i)*time.Second/2)
+	}
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalSample, raw("json/plain", "[")) }, 20*time.Second)
+	// Nothing good follows the last bad payload: the deadline must still fire.
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(int64(8), spec.Heartbeat.Rejected)
+		s.Contains(spec.Heartbeat.LastRejected, "resource-sample: undecodable payload")
+	}, 21*time.Second)
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+	s.InDelta((40 * time.Second).Seconds(), spec.Transitions[2].At.Sub(start).Seconds(), 1, "30s after the last good heartbeat")
+	s.Equal(int64(1), spec.Heartbeat.Count)
+	s.Equal(int64(8), spec.Heartbeat.Rejected)
+	s.Equal(int64(10), spec.TokenBudget.Used)
 }
 
 func (s *lifecycleSuite) TestInvalidStopRequestsAreRejected() {
