@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/commit-relay/worker-lifecycle/internal/control"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -31,6 +32,8 @@ idempotent: on a worker that has ended cleanly it changes nothing and says so.`,
 				return usageError{fmt.Errorf("give a WORKER_ID or --zombies, not both")}
 			case !zombies && len(argv) != 1:
 				return usageError{fmt.Errorf("expected WORKER_ID (or --zombies), got %d argument(s)", len(argv))}
+			case !zombies:
+				return control.CheckID(argv[0])
 			}
 			return nil
 		},

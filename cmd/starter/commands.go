@@ -59,14 +59,22 @@ func (a *app) spawnCommand() *cobra.Command {
 			if cmd.Flags().Changed("budget") && req.Budget < workflows.MinBudget {
 				return fmt.Errorf("%w: budget %d is not in %d..%d", control.ErrInvalid, req.Budget, workflows.MinBudget, workflows.MaxBudget)
 			}
-			fleet, err := a.connect()
+			// The request is complete and valid before anything connects.
+			offline, err := a.offline()
 			if err != nil {
 				return err
 			}
 			if specPath != "" {
-				if req, err = fleet.ReadSpec(specPath); err != nil {
+				if req, err = offline.ReadSpec(specPath); err != nil {
 					return err
 				}
+			}
+			if req, err = offline.Resolve(req); err != nil {
+				return err
+			}
+			fleet, err := a.connect()
+			if err != nil {
+				return err
 			}
 			resolved, err := fleet.Start(cmd.Context(), req)
 			if err != nil {
@@ -141,7 +149,7 @@ func (a *app) statusCommand() *cobra.Command {
 		Example: `  # The runbook's "Check Individual Worker"
   starter status worker-implementation-001
   starter status worker-implementation-001 -o json | jq .heartbeat`,
-		Args: args(1, "WORKER_ID"),
+		Args: workerIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			fleet, err := a.connect()
 			if err != nil {
@@ -166,10 +174,13 @@ func (a *app) heartbeatCommand() *cobra.Command {
 		Short: "Send a heartbeat for a worker (what a worker process does every 30 s)",
 		Example: `  starter heartbeat worker-implementation-001 --tokens-used 1200 --health-score 95
   starter heartbeat worker-implementation-001 --status idle --message "waiting for review"`,
-		Args: args(1, "WORKER_ID"),
+		Args: workerIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if cmd.Flags().Changed("health-score") {
 				hb.HealthScore = &health
+			}
+			if err := hb.Validate(); err != nil {
+				return invalid(fmt.Errorf("heartbeat: %w", err))
 			}
 			fleet, err := a.connect()
 			if err != nil {
@@ -201,6 +212,7 @@ func (a *app) shutdownCommand() *cobra.Command {
 		Example: `  # The runbook's "Shutdown Single Worker"
   starter shutdown worker-implementation-001
   starter shutdown worker-implementation-001 --grace 30s`,
+		PreRunE: func(*cobra.Command, []string) error { return invalid(req.Validate()) },
 	}, &req.Reason, func(ctx context.Context, fleet *control.Fleet, id string) (workflows.WorkerSpec, error) {
 		return fleet.Shutdown(ctx, id, req)
 	})
@@ -215,6 +227,7 @@ func (a *app) killCommand() *cobra.Command {
 		Short: "Stop a worker at once: SIGKILL to its whole process tree",
 		Example: `  # The runbook's "Emergency Kill", for one worker
   starter kill worker-implementation-001 --reason "runaway token use"`,
+		PreRunE: func(*cobra.Command, []string) error { return invalid(req.Validate()) },
 	}, &req.Reason, func(ctx context.Context, fleet *control.Fleet, id string) (workflows.WorkerSpec, error) {
 		return fleet.Kill(ctx, id, req)
 	})
@@ -235,6 +248,8 @@ func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.
 			return usageError{fmt.Errorf("give a WORKER_ID or --all, not both")}
 		case !all && len(argv) != 1:
 			return usageError{fmt.Errorf("expected WORKER_ID (or --all), got %d argument(s)", len(argv))}
+		case !all:
+			return control.CheckID(argv[0])
 		}
 		return nil
 	}

@@ -19,7 +19,7 @@ func (a *app) logsCommand() *cobra.Command {
   starter logs worker-implementation-001 -n 50
   # Follow it until the worker ends or Ctrl-C
   starter logs worker-implementation-001 -f`,
-		Args: args(1, "WORKER_ID"),
+		Args: workerIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if lines < 1 || lines > 10000 {
 				return usageError{fmt.Errorf("-n %d is not in 1..10000", lines)}

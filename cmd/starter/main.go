@@ -164,3 +164,22 @@ func args(n int, names string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// invalid marks a request that failed its own validation as a usage error,
+// on one line; nil stays nil.
+func invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", control.ErrInvalid, strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
+// workerIDArg takes one argument, a well-formed worker id. Checked here,
+// before anything connects, bad input fails the same with or without a
+// reachable server.
+func workerIDArg(cmd *cobra.Command, got []string) error {
+	if err := args(1, "WORKER_ID")(cmd, got); err != nil {
+		return err
+	}
+	return control.CheckID(got[0])
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -48,5 +49,39 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		code := run(context.Background(), args, &out, &errOut)
 		require.Equal(t, exitUsage, code, "%v: %s", args, errOut.String())
 		require.Equal(t, 1, strings.Count(errOut.String(), "\n"), "one line: %q", errOut.String())
+	}
+}
+
+// TestBadInputNeverWaitsOnTheNetwork: with no server to reach, bad input
+// still gets its own error and exit 2, and good input the connection error
+// and exit 1.
+func TestBadInputNeverWaitsOnTheNetwork(t *testing.T) {
+	t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"spawn", "--type", "astrologer-worker", "--master", "m"}, exitUsage, `unknown worker type "astrologer-worker"`},
+		{[]string{"spawn", "--type", "fix-worker", "--master", "m", "--task-id", "job 7"}, exitUsage, `task id "job 7" must match`},
+		{[]string{"spawn", "--from-spec", "/nonexistent/spec.json"}, exitUsage, "spec /nonexistent/spec.json"},
+		{[]string{"status", "worker-x-../../etc"}, exitUsage, "worker id"},
+		{[]string{"heartbeat", "worker-x-1", "--tokens-used", "-3"}, exitUsage, "tokens_used -3 is negative"},
+		{[]string{"heartbeat", "worker-x-1", "--message", strings.Repeat("m", 70<<10)}, exitUsage, "message must be valid UTF-8 of at most 4096 bytes"},
+		{[]string{"shutdown", "worker-x-1", "--grace", "2h"}, exitUsage, "grace 2h0m0s is not in 0..1h"},
+		{[]string{"kill", "worker x 1"}, exitUsage, "worker id"},
+		{[]string{"kill", "worker-x-1", "--reason", strings.Repeat("r", 2000)}, exitUsage, "reason is longer than 1024 bytes"},
+		{[]string{"cleanup", "worker-x-1;reboot"}, exitUsage, "worker id"},
+		{[]string{"logs", "worker-x-1", "-n", "0"}, exitUsage, "-n 0 is not in 1..10000"},
+		{[]string{"logs", "$(id)"}, exitUsage, "worker id"},
+		{[]string{"status", "worker-x-1"}, exitFailure, "connecting to Temporal at 127.0.0.1:1"},
+		{[]string{"spawn", "--type", "fix-worker", "--master", "m", "--task-id", "task-1"}, exitFailure, "connecting to Temporal at 127.0.0.1:1"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), tc.args, &out, &errOut)
+		assert.Equal(t, tc.code, code, "%v: %s", tc.args[:2], errOut.String())
+		assert.Contains(t, errOut.String(), tc.want, "%v", tc.args[:2])
+		assert.Equal(t, 1, strings.Count(errOut.String(), "\n"), "one line: %.300q", errOut.String())
+		assert.Empty(t, out.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
@@ -125,7 +126,12 @@ func (o Options) Dial(quiet bool) (client.Client, error) {
 	}
 	c, err := client.Dial(opts)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to Temporal at %s (namespace %s): %w", o.Address, o.Namespace, err)
+		hint := ""
+		if o.TLSCert == "" && strings.Contains(err.Error(), "authentication handshake failed") {
+			// The server's alert does not say that a certificate was missing.
+			hint = " (if the server requires a client certificate, give --tls-cert and --tls-key)"
+		}
+		return nil, fmt.Errorf("connecting to Temporal at %s (namespace %s): %w%s", o.Address, o.Namespace, err, hint)
 	}
 	return c, nil
 }

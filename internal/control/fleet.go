@@ -172,7 +172,7 @@ func (f *Fleet) Ledger() *LedgerClient { return &LedgerClient{Client: f.Client} 
 // Status returns a worker's spec, live or ended.
 func (f *Fleet) Status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
 	var spec workflows.WorkerSpec
-	if err := checkID(workerID); err != nil {
+	if err := CheckID(workerID); err != nil {
 		return spec, err
 	}
 	resp, err := f.Client.QueryWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.QueryStatus)
@@ -184,7 +184,7 @@ func (f *Fleet) Status(ctx context.Context, workerID string) (workflows.WorkerSp
 
 // Heartbeat sends a heartbeat to a live worker's lifecycle.
 func (f *Fleet) Heartbeat(ctx context.Context, workerID string, hb workflows.Heartbeat) error {
-	if err := checkID(workerID); err != nil {
+	if err := CheckID(workerID); err != nil {
 		return err
 	}
 	if err := hb.Validate(); err != nil {
@@ -216,7 +216,7 @@ func (f *Fleet) Kill(ctx context.Context, workerID string, req workflows.KillReq
 
 func (f *Fleet) stop(ctx context.Context, workerID, update string, req any) (workflows.WorkerSpec, error) {
 	var spec workflows.WorkerSpec
-	if err := checkID(workerID); err != nil {
+	if err := CheckID(workerID); err != nil {
 		return spec, err
 	}
 	h, err := f.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
@@ -238,7 +238,7 @@ func (f *Fleet) stop(ctx context.Context, workerID, update string, req any) (wor
 // spec.
 func (f *Fleet) Wait(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
 	var spec workflows.WorkerSpec
-	if err := checkID(workerID); err != nil {
+	if err := CheckID(workerID); err != nil {
 		return spec, err
 	}
 	if err := f.Client.GetWorkflow(ctx, workflows.WorkflowID(workerID), "").Get(ctx, &spec); err != nil {
@@ -273,7 +273,9 @@ func (f *Fleet) explain(ctx context.Context, workerID string, err error) error {
 	return err
 }
 
-func checkID(workerID string) error {
+// CheckID refuses a worker id that is not one: callers check before they
+// connect, so that bad input never waits on the network.
+func CheckID(workerID string) error {
 	if !workflows.WorkerIDPattern.MatchString(workerID) || len(workerID) > workflows.MaxIDLength {
 		return fmt.Errorf("%w: worker id %q must match %s", ErrInvalid, workerID, workflows.WorkerIDPattern)
 	}

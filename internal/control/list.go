@@ -2,11 +2,13 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 
+	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
@@ -123,8 +125,13 @@ func (f *Fleet) ListIDs(ctx context.Context, flt Filter) ([]string, error) {
 			ids = append(ids, id)
 		}
 	})
-	if err != nil {
+	var invalid *serviceerror.InvalidArgument
+	switch {
+	case errors.As(err, &invalid):
+		// Only --query can make the server refuse the query.
 		return nil, fmt.Errorf("%w: listing workers with %s: %v", ErrInvalid, query, err)
+	case err != nil:
+		return nil, fmt.Errorf("listing workers: %w", err)
 	}
 	sort.Strings(ids)
 	return compactSorted(ids), nil
