@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -156,22 +158,22 @@ func (r SpawnRequest) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if !WorkerIDPattern.MatchString(r.WorkerID) || len(r.WorkerID) > MaxIDLength {
-		bad("worker id %q must match %s (at most %d characters)", r.WorkerID, WorkerIDPattern, MaxIDLength)
+		bad("worker id %s must match %s (at most %d characters)", Quote(r.WorkerID), WorkerIDPattern, MaxIDLength)
 	}
 	if r.WorkerType == "" {
 		bad("worker type is required")
 	}
 	if r.TaskID != "" && (!TaskIDPattern.MatchString(r.TaskID) || len(r.TaskID) > MaxIDLength) {
-		bad("task id %q must match %s (at most %d characters)", r.TaskID, TaskIDPattern, MaxIDLength)
+		bad("task id %s must match %s (at most %d characters)", Quote(r.TaskID), TaskIDPattern, MaxIDLength)
 	}
 	if !ValidPriority(r.Priority) {
-		bad("priority %q must be one of low, medium, high, critical", r.Priority)
+		bad("priority %s must be one of low, medium, high, critical", Quote(r.Priority))
 	}
 	if !MasterPattern.MatchString(r.Master) || len(r.Master) > MaxIDLength {
-		bad("master %q must match %s", r.Master, MasterPattern)
+		bad("master %s must match %s", Quote(r.Master), MasterPattern)
 	}
 	if r.Repo != "" && (!RepoPattern.MatchString(r.Repo) || len(r.Repo) > 2*MaxIDLength) {
-		bad("repo %q must be owner/name", r.Repo)
+		bad("repo %s must be owner/name", Quote(r.Repo))
 	}
 	if r.Budget < MinBudget || r.Budget > MaxBudget {
 		bad("budget %d is not in %d..%d", r.Budget, MinBudget, MaxBudget)
@@ -201,13 +203,13 @@ func (r SpawnRequest) Validate() error {
 		}
 	}
 	if r.Host != "" && !HostPattern.MatchString(r.Host) {
-		bad("host %q must match %s", r.Host, HostPattern)
+		bad("host %s must match %s", Quote(r.Host), HostPattern)
 	}
 	if r.MaxRestarts < 0 || r.MaxRestarts > MaxRestartsLimit {
 		bad("max restarts %d is not in 0..%d", r.MaxRestarts, MaxRestartsLimit)
 	}
 	if r.HeartbeatMode != "" && r.HeartbeatMode != HeartbeatModeSignal && r.HeartbeatMode != HeartbeatModeOutput {
-		bad("heartbeat mode %q must be signal or output", r.HeartbeatMode)
+		bad("heartbeat mode %s must be signal or output", Quote(r.HeartbeatMode))
 	}
 	if l.MaxSignalsPerRun < 0 || l.MaxSignalsPerRun > 5000 {
 		bad("max signals per run %d is not in 0..5000", l.MaxSignalsPerRun)
@@ -242,7 +244,7 @@ func (h Heartbeat) Validate() error {
 		errs = append(errs, fmt.Errorf("health_score %d is not in %d..%d", *h.HealthScore, MinHealthScore, MaxHealthScore))
 	}
 	if h.Status != "" && h.Status != HeartbeatBusy && h.Status != HeartbeatIdle {
-		errs = append(errs, fmt.Errorf("status %q must be busy or idle", h.Status))
+		errs = append(errs, fmt.Errorf("status %s must be busy or idle", Quote(h.Status)))
 	}
 	if len(h.Message) > MaxMessageBytes || !utf8.ValidString(h.Message) {
 		errs = append(errs, fmt.Errorf("message must be valid UTF-8 of at most %d bytes", MaxMessageBytes))
@@ -267,4 +269,14 @@ func (r KillRequest) Validate() error {
 		return fmt.Errorf("reason is longer than %d bytes", maxReasonBytes)
 	}
 	return nil
+}
+
+// Quote quotes a value for an error message, cut short when it is long: an
+// error must name the bad value, not echo 70 KiB of it.
+func Quote(v string) string {
+	const keep = 64
+	if len(v) <= keep {
+		return strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(strings.ToValidUTF8(v[:keep], "")), len(v))
 }

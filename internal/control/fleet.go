@@ -44,6 +44,9 @@ type Fleet struct {
 // time limit, restarts when MaxRestarts < 0, heartbeat mode, priority,
 // worker id) and validates it, naming every bad field.
 func (f *Fleet) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
+	if len(req.WorkerType) > workflows.MaxIDLength {
+		return req, fmt.Errorf("%w: unknown worker type %s", ErrInvalid, workflows.Quote(req.WorkerType))
+	}
 	t, err := f.Registry.Lookup(req.WorkerType)
 	if err != nil {
 		return req, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -277,7 +280,7 @@ func (f *Fleet) explain(ctx context.Context, workerID string, err error) error {
 // connect, so that bad input never waits on the network.
 func CheckID(workerID string) error {
 	if !workflows.WorkerIDPattern.MatchString(workerID) || len(workerID) > workflows.MaxIDLength {
-		return fmt.Errorf("%w: worker id %q must match %s", ErrInvalid, workerID, workflows.WorkerIDPattern)
+		return fmt.Errorf("%w: worker id %s must match %s", ErrInvalid, workflows.Quote(workerID), workflows.WorkerIDPattern)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func ParseStatuses(s string) ([]workflows.Status, error) {
 			for i, k := range knownStatuses {
 				names[i] = string(k)
 			}
-			return nil, fmt.Errorf("%w: unknown status %q (known: %s)", ErrInvalid, st, strings.Join(names, ", "))
+			return nil, fmt.Errorf("%w: unknown status %s (known: %s)", ErrInvalid, workflows.Quote(string(st)), strings.Join(names, ", "))
 		}
 		out = append(out, st)
 	}
@@ -78,7 +78,7 @@ func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
 	}
 	if flt.Master != "" {
 		if !workflows.MasterPattern.MatchString(flt.Master) {
-			return "", fmt.Errorf("%w: master %q must match %s", ErrInvalid, flt.Master, workflows.MasterPattern)
+			return "", fmt.Errorf("%w: master %s must match %s", ErrInvalid, workflows.Quote(flt.Master), workflows.MasterPattern)
 		}
 		parts = append(parts, fmt.Sprintf("Master = %q", flt.Master))
 	}

@@ -214,6 +214,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 		return out
 	}
 	unknown := newID("ghost")
+	ended := newID("finisher")
+	h.starterOK(t, "spawn", "--type", "finisher-worker", "--task-id", "task-ended", "--master", "development-master", "--worker-id", ended)
+	h.waitStatus(t, ended, workflows.StatusCompleted, 30*time.Second)
+	bigSpec := filepath.Join(t.TempDir(), "big.json")
+	require.NoError(t, os.WriteFile(bigSpec, []byte(`{"worker_id": "worker-x-1", "worker_type": "sleeper-worker", "master": "m", "task_id": "task-1", "repo": "`+strings.Repeat("r", 70<<10)+`"}`), 0o644))
+	badSpec := filepath.Join(t.TempDir(), "bad.json")
+	require.NoError(t, os.WriteFile(badSpec, []byte(`{"worker_type": "sleeper-worker", "token_budget": "lots"`), 0o644))
+	huge := "99999999999999999999"
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -244,12 +252,39 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"budget set below used", []string{"budget", "set", "--total", "1"}, 1, "below the"},
 		{"bad output", []string{"status", live, "-o", "yaml"}, 2, `--output "yaml" must be text or json`},
 		{"extra argument", []string{"status", live, "extra"}, 2, "expected WORKER_ID"},
+		{"worker id with spaces", spawn("--worker-id", "worker x 1"), 2, "worker id"},
+		{"oversized repo", spawn("--repo", strings.Repeat("r", 70<<10)), 2, `repo "rrrr`},
+		{"oversized type", spawn("--type", strings.Repeat("t", 70<<10)), 2, "unknown worker type"},
+		{"huge tokens", []string{"heartbeat", live, "--tokens-used", huge}, 2, "invalid argument"},
+		{"oversized message", []string{"heartbeat", live, "--message", strings.Repeat("m", 70<<10)}, 2, "message must be valid UTF-8 of at most 4096 bytes"},
+		{"huge total", []string{"budget", "set", "--total", huge}, 2, "invalid argument"},
+		{"recalc extra argument", []string{"budget", "recalc", "now"}, 2, "expected no arguments"},
+		{"list bad status", []string{"list", "--status", "sleeping"}, 2, `unknown status "sleeping"`},
+		{"list bad master", []string{"list", "--master", "m;rm -rf /"}, 2, "master"},
+		{"list bad query", []string{"list", "--query", "WorkerStatus = "}, 2, "listing workers with"},
+		{"logs unknown", []string{"logs", unknown}, 1, "no worker with id " + unknown},
+		{"logs bad lines", []string{"logs", live, "-n", "-1"}, 2, "-n -1 is not in 1..10000"},
+		{"logs shell id", []string{"logs", "worker-x-$(id)"}, 2, "worker id"},
+		{"cleanup unknown", []string{"cleanup", unknown}, 1, "no worker with id " + unknown},
+		{"cleanup both", []string{"cleanup", live, "--zombies"}, 2, "give a WORKER_ID or --zombies, not both"},
+		{"shutdown ended", []string{"shutdown", ended}, 1, "worker has already ended: " + ended + " (status completed)"},
+		{"kill ended", []string{"kill", ended}, 1, "worker has already ended: " + ended + " (status completed)"},
+		{"heartbeat ended", []string{"heartbeat", ended}, 1, "worker has already ended: " + ended + " (status completed)"},
+		{"shutdown all and id", []string{"shutdown", live, "--all"}, 2, "give a WORKER_ID or --all, not both"},
+		{"archive negative age", []string{"archive", "--older-than", "-1h"}, 2, "retention -1h0m0s must be positive"},
+		{"sweep extra argument", []string{"sweep", "now"}, 2, "expected no arguments"},
+		{"schedule bad cron", []string{"schedule", "install", "--archive-at", "61 * * * *"}, 2, "61 * * * *"},
+		{"schedule unknown", []string{"schedule", "describe", "--schedule", "payroll"}, 2, "payroll"},
+		{"validate missing file", []string{"validate", "/nonexistent/spec.json"}, 2, "/nonexistent/spec.json"},
+		{"validate malformed", []string{"validate", badSpec}, 2, "is not a valid worker spec"},
+		{"spawn oversized spec", []string{"spawn", "--from-spec", bigSpec}, 2, "... (71680 bytes) must be owner/name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, code := h.starter(t, tc.args...)
 			assert.Equal(t, tc.code, code, "stdout %q stderr %q", out, errOut)
 			assert.Contains(t, errOut, tc.want)
-			assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one line of error: %q", errOut)
+			assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one line of error: %.300q", errOut)
+			assert.Less(t, len(errOut), 2048, "an error does not echo a huge input: %.300q", errOut)
 		})
 	}
 	// Nothing was reserved, spawned or changed.
