@@ -292,7 +292,7 @@ func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.
 			if _, err := stop(ctx, fleet, id); err != nil {
 				return workflows.WorkerSpec{}, err
 			}
-			return fleet.Wait(ctx, id)
+			return a.waitStopped(ctx, id)
 		})
 	}
 	cmd.Flags().StringVar(reason, "reason", "", "why, recorded in the spec")
@@ -310,7 +310,7 @@ func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.
 // refund, and prints the final spec.
 func (a *app) finishStop(cmd *cobra.Command, spec workflows.WorkerSpec, wait bool) error {
 	if wait {
-		final, err := a.fleet.Wait(cmd.Context(), spec.WorkerID)
+		final, err := a.waitStopped(cmd.Context(), spec.WorkerID)
 		if err != nil {
 			return err
 		}
@@ -323,6 +323,37 @@ func (a *app) finishStop(cmd *cobra.Command, spec workflows.WorkerSpec, wait boo
 		}
 		fmt.Fprintln(w)
 	})
+}
+
+// waitStopped waits for a stopped worker's lifecycle to end. A stop that
+// failed leaves the lifecycle open in zombie, retrying by itself; waiting
+// for its end could take forever, so that is reported as a failure.
+func (a *app) waitStopped(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+	for {
+		waitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		final, err := a.fleet.Wait(waitCtx, workerID)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return final, err
+		}
+		// The wait timed out, or the lifecycle ended in a way Wait
+		// reports as an error: its status tells which.
+		spec, serr := a.fleet.Status(ctx, workerID)
+		switch {
+		case serr != nil:
+			return spec, serr
+		case spec.Status.Live():
+			continue
+		case spec.Status != workflows.StatusZombie:
+			// Ended: its result is there at once.
+			return a.fleet.Wait(ctx, workerID)
+		}
+		reason := ""
+		if spec.Cleanup != nil {
+			reason = spec.Cleanup.Reason
+		}
+		return spec, fmt.Errorf("%s is a zombie: its process could not be stopped (%s); its budget is refunded and the stop is retried every 10 minutes, or now with `starter cleanup %s`", workerID, reason, workerID)
+	}
 }
 
 func (a *app) budgetCommand() *cobra.Command {

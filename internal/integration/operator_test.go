@@ -359,14 +359,18 @@ func TestCleanupOfAZombieIsIdempotent(t *testing.T) {
 	t.Cleanup(func() { killAll(workerProcesses(id)) })
 
 	h.crashWorker(t, "it-host-c")
-	h.starterOK(t, "kill", id, "--wait=false")
+	// The kill cannot reach the host: it says so instead of waiting forever.
+	_, errOut, code := h.starter(t, "kill", id)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, id+" is a zombie: its process could not be stopped (kill requested; cleanup incomplete")
+	require.Contains(t, errOut, "`starter cleanup "+id+"`")
 	zombie := h.waitStatus(t, id, workflows.StatusZombie, 30*time.Second)
 	require.Contains(t, zombie.Cleanup.Reason, "cleanup incomplete")
 	require.True(t, processAlive(pid), "nobody could stop it")
 	require.Equal(t, before, h.budget(t), "the budget is refunded though the process is not stopped yet")
 	requireListed(t, fmt.Sprintf(`WorkflowId = %q AND WorkerStatus = "zombie"`, workflows.WorkflowID(id)))
 
-	_, errOut, code := h.starter(t, "cleanup", id, "--zombies")
+	_, errOut, code = h.starter(t, "cleanup", id, "--zombies")
 	require.Equal(t, 2, code, errOut)
 
 	require.NoError(t, h.startWorker("it-host-c"))
