@@ -31,6 +31,7 @@ func TestHundredSpawnsOverABudgetForTen(t *testing.T) {
 	h.starterOK(t, "budget", "set", "--total", fmt.Sprint(before.Used+10*1000))
 	t.Cleanup(func() { h.starterOK(t, "budget", "set", "--total", fmt.Sprint(before.Total)) })
 
+	started := time.Now()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var running []string
@@ -56,6 +57,7 @@ func TestHundredSpawnsOverABudgetForTen(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	t.Logf("100 concurrent spawns settled in %s", time.Since(started).Round(100*time.Millisecond))
 	require.Empty(t, other)
 	require.Len(t, running, 10)
 	require.Equal(t, 90, refused)
@@ -162,6 +164,7 @@ func TestServerRestartKeepsLifecyclesGoing(t *testing.T) {
 	pid := processPIDOf(t, starter("status", id, "-o", "json"))
 
 	require.NoError(t, server.Stop())
+	restarted := time.Now()
 	server = start()
 	t.Cleanup(func() { _ = server.Stop() })
 
@@ -170,6 +173,7 @@ func TestServerRestartKeepsLifecyclesGoing(t *testing.T) {
 		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+address, "WORKER_TYPES_FILE="+h.typesFile)
 		return cmd.Run() == nil
 	}, 30*time.Second, time.Second, "the lifecycle takes heartbeats after the restart")
+	t.Logf("server restart: heartbeats accepted again %s after the server was started again", time.Since(restarted).Round(100*time.Millisecond))
 	status := starter("status", id, "-o", "json")
 	require.Contains(t, status, `"status": "running"`)
 	require.Equal(t, pid, processPIDOf(t, status), "the same process")

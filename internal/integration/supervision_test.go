@@ -180,6 +180,7 @@ func TestLostHostIsCleanedUpWithinItsBound(t *testing.T) {
 	lostAt := time.Now()
 	h.crashWorker(t, "it-host-b")
 	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	t.Logf("host loss: cleaned up %s after the worker program died (watch heartbeat 2s + host loss 5s)", time.Since(lostAt).Round(100*time.Millisecond))
 	// Heartbeat timeout + schedule-to-start, plus the retry's back-off.
 	require.Less(t, time.Since(lostAt), 20*time.Second)
 	require.Contains(t, final.Cleanup.Reason, "host it-host-b lost")

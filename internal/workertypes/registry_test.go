@@ -170,3 +170,13 @@ func writeFile(t *testing.T, body string) string {
 	require.NoError(t, os.WriteFile(path, []byte(body), 0o644))
 	return path
 }
+
+// TestArgvNeverGoesThroughAShell: identifiers are substituted into argv
+// elements as they are; shell syntax in them stays text in one argument,
+// and other variables are not expanded from the environment.
+func TestArgvNeverGoesThroughAShell(t *testing.T) {
+	t.Setenv("HOME", "/root")
+	typ := Type{Name: "x-worker", Command: []string{"agent", "--task", "$TASK_ID", "--id=${WORKER_ID}", "$HOME"}}
+	argv := typ.Argv("worker-x-1", "task-1; rm -rf / $(reboot)")
+	require.Equal(t, []string{"agent", "--task", "task-1; rm -rf / $(reboot)", "--id=worker-x-1", "$HOME"}, argv)
+}
