@@ -537,8 +537,15 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 			w.transition(ctx, StatusZombie, cleanup.Reason)
 		}
 		w.cleanupRequested = false
-		if _, err := workflow.AwaitWithTimeout(ctx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil {
-			break // cancelled: it ends as it is, in zombie
+		waitCtx := ctx
+		if ctx.Err() != nil && workflow.GetVersion(ctx, "cancelled-cleanup-retries", workflow.DefaultVersion, 1) == 1 {
+			// Cancelled, the lifecycle still owes its process a stop:
+			// giving up here would leak it. Terminating the workflow is
+			// the way to abandon it.
+			waitCtx, _ = workflow.NewDisconnectedContext(ctx)
+		}
+		if _, err := workflow.AwaitWithTimeout(waitCtx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil {
+			break // cancelled before this version: it ends as it is, in zombie
 		}
 		errs = w.compensate(ctx)
 	}

@@ -243,6 +243,25 @@ func (s *lifecycleSuite) TestFailedCleanupWaitsInZombieAndRetries() {
 	s.InDelta(120, spec.CompletedAt.Sub(start).Seconds(), 2, "cleaned up when asked, not after the 10 minute retry")
 }
 
+// TestCancelledLifecycleKeepsRetryingItsCleanup: a cancel whose stop fails
+// does not end the lifecycle with its process running; it retries on a
+// disconnected context until the process is stopped.
+func (s *lifecycleSuite) TestCancelledLifecycleKeepsRetryingItsCleanup() {
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137})
+	calls := s.stopFailsFirst(1)
+	s.expectRelease(1)
+	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 10*time.Second)
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(2, *calls, "the stop is tried again after the cancel")
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Equal(ProcessStopped, spec.Cleanup.Process)
+	s.Equal(int64(10000), spec.Cleanup.Refunded)
+	s.InDelta((10*time.Second + retryCleanupEvery).Seconds(), spec.CompletedAt.Sub(start).Seconds(), 2)
+}
+
 func (s *lifecycleSuite) TestZombieRetriesByItself() {
 	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 5})
 	calls := s.stopFailsFirst(2) // after the crash, and the compensation
