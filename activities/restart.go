@@ -3,12 +3,16 @@ package activities
 import (
 	"context"
 	"time"
+
+	"go.temporal.io/sdk/activity"
 )
 
 // Breakers is the per-type restart circuit breaker, shared by every
 // lifecycle of a type. The worker program wires it to the breaker workflows.
 type Breakers interface {
-	RecordFailure(ctx context.Context, workerType, workerID string) (BreakerDecision, error)
+	// RecordFailure counts one crash; a call repeated with the same
+	// requestID (a retried activity) counts it once.
+	RecordFailure(ctx context.Context, workerType, workerID, requestID string) (BreakerDecision, error)
 }
 
 // BreakerDecision says whether a crashed worker may be restarted.
@@ -31,7 +35,11 @@ func (a *Activities) RecordFailure(ctx context.Context, in RecordFailureInput) (
 	if a.Breakers == nil {
 		return BreakerDecision{Allowed: true}, nil
 	}
-	return a.Breakers.RecordFailure(ctx, in.WorkerType, in.WorkerID)
+	// The same for every attempt of this activity, so a retry after a lost
+	// answer does not count the crash twice.
+	info := activity.GetInfo(ctx)
+	requestID := info.WorkflowExecution.RunID + "/" + info.ActivityID
+	return a.Breakers.RecordFailure(ctx, in.WorkerType, in.WorkerID, requestID)
 }
 
 // PickHost runs on the shared task queue: the worker program that takes it

@@ -37,7 +37,7 @@ type BreakerClient struct {
 var _ activities.Breakers = (*BreakerClient)(nil)
 
 // RecordFailure counts a crash of the type and returns the decision.
-func (b *BreakerClient) RecordFailure(ctx context.Context, workerType, workerID string) (activities.BreakerDecision, error) {
+func (b *BreakerClient) RecordFailure(ctx context.Context, workerType, workerID, requestID string) (activities.BreakerDecision, error) {
 	var d activities.BreakerDecision
 	op := b.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.BreakerWorkflowID(workerType),
@@ -48,6 +48,7 @@ func (b *BreakerClient) RecordFailure(ctx context.Context, workerType, workerID 
 		StartWorkflowOperation: op,
 		UpdateOptions: client.UpdateWorkflowOptions{
 			UpdateName:   workflows.UpdateRecordFailure,
+			UpdateID:     requestID,
 			Args:         []any{workflows.RecordFailureRequest{WorkerID: workerID}},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		},

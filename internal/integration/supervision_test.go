@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/commit-relay/worker-lifecycle/internal/control"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -298,4 +300,22 @@ func TestWorkerProgramRefusesABadTypesFile(t *testing.T) {
 			require.Contains(t, string(out), tc.want)
 		})
 	}
+}
+
+// TestBreakerCountsARetriedCrashOnce: the breaker call of a retried
+// activity (same request id) counts the crash once; another crash counts.
+func TestBreakerCountsARetriedCrashOnce(t *testing.T) {
+	ctx := context.Background()
+	breakers := &control.BreakerClient{Client: h.client}
+	typ := "dedupe-" + strings.TrimPrefix(newID("x"), "worker-x-")
+	first, err := breakers.RecordFailure(ctx, typ, "worker-x-1", "run-1/7")
+	require.NoError(t, err)
+	retried, err := breakers.RecordFailure(ctx, typ, "worker-x-1", "run-1/7")
+	require.NoError(t, err)
+	other, err := breakers.RecordFailure(ctx, typ, "worker-x-2", "run-2/7")
+	require.NoError(t, err)
+	require.Equal(t, 1, first.RecentFailures)
+	require.Equal(t, 1, retried.RecentFailures, "the retry is the same crash")
+	require.Equal(t, 2, other.RecentFailures)
+	require.NoError(t, h.client.TerminateWorkflow(ctx, workflows.BreakerWorkflowID(typ), "", "test done"))
 }
