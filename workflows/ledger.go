@@ -101,7 +101,14 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 		return l.st.UpdatesThisRun >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 	})
 	if err != nil {
-		return err
+		if !temporal.IsCanceledError(err) || workflow.GetVersion(ctx, "ledger-survives-cancel", workflow.DefaultVersion, 1) != 1 {
+			return err
+		}
+		// A cancel (a click in the Web UI) must not end the one ledger:
+		// the next reservation would start an empty one and every live
+		// allocation would be forgotten. It carries on in a new run.
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+		workflow.GetLogger(ctx).Warn("Budget ledger cancelled; it continues as new with its allocations")
 	}
 	// Accepted updates must finish in this run; new ones wait for the next.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {

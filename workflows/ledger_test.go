@@ -141,3 +141,19 @@ func TestLedgerStateSurvivesContinueAsNew(t *testing.T) {
 	require.Equal(t, []string{"L2"}, next.Released)
 	require.Zero(t, next.UpdatesThisRun)
 }
+
+// TestLedgerSurvivesACancel: a cancel of the ledger continues it as new with
+// its allocations, instead of ending it and losing them.
+func TestLedgerSurvivesACancel(t *testing.T) {
+	h := newLedgerHarness(t)
+	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 2*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(100000))
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "got %v", h.env.GetWorkflowError())
+	var next LedgerState
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, int64(100000), next.Total)
+	require.Equal(t, int64(600), next.Allocations["worker-fix-a"].Amount)
+}

@@ -427,8 +427,8 @@ func (a *app) budgetCommand() *cobra.Command {
 				return err
 			}
 			return a.print(r, func(w io.Writer) {
-				if len(r.Drift) == 0 {
-					fmt.Fprintln(w, "no drift: every allocation belongs to a live worker")
+				if len(r.Drift) == 0 && len(r.Missing) == 0 {
+					fmt.Fprintln(w, "no drift: every allocation belongs to a live worker, and every live worker's is there")
 				}
 				for _, d := range r.Drift {
 					verb := "would release"
@@ -436,6 +436,13 @@ func (a *app) budgetCommand() *cobra.Command {
 						verb = "released"
 					}
 					fmt.Fprintf(w, "%s %d tokens held by %s: %s\n", verb, d.Amount, d.WorkerID, d.Reason)
+				}
+				for _, d := range r.Missing {
+					verb := "would restore"
+					if d.Restored {
+						verb = "restored"
+					}
+					fmt.Fprintf(w, "%s %d tokens of %s: %s\n", verb, d.Amount, d.WorkerID, d.Reason)
 				}
 				printBudget(w, r.After)
 			})

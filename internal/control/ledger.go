@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -54,18 +56,44 @@ func (l *LedgerClient) SetTotal(ctx context.Context, total int64) (workflows.Bud
 // Show returns the ledger's state, starting the ledger if there is none yet.
 func (l *LedgerClient) Show(ctx context.Context) (workflows.BudgetView, error) {
 	var v workflows.BudgetView
-	resp, err := l.Client.QueryWorkflow(ctx, workflows.LedgerWorkflowID, "", workflows.QueryBudget)
+	resp, err := l.query(ctx)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		if _, err := l.Client.ExecuteWorkflow(ctx, l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal)); err != nil {
-			return v, fmt.Errorf("starting the budget ledger: %w", err)
+		// None yet, or the last one was terminated: a query would answer
+		// from its closed history, while every update goes to a new one.
+		_, serr := l.Client.ExecuteWorkflow(ctx, l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if serr != nil && !errors.As(serr, &started) {
+			return v, fmt.Errorf("starting the budget ledger: %w", serr)
 		}
-		resp, err = l.Client.QueryWorkflow(ctx, workflows.LedgerWorkflowID, "", workflows.QueryBudget)
+		// A workflow just started can take a moment to answer queries.
+		for try := 0; try < 50; try++ {
+			if resp, err = l.query(ctx); !errors.As(err, &notFound) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	if err != nil {
 		return v, fmt.Errorf("querying the budget ledger: %w", err)
 	}
 	return v, resp.Get(&v)
+}
+
+// query asks the open ledger; a closed one counts as not found.
+func (l *LedgerClient) query(ctx context.Context) (converter.EncodedValue, error) {
+	resp, err := l.Client.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
+		WorkflowID:           workflows.LedgerWorkflowID,
+		QueryType:            workflows.QueryBudget,
+		QueryRejectCondition: enumspb.QUERY_REJECT_CONDITION_NOT_OPEN,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if resp.QueryRejected != nil {
+		return nil, serviceerror.NewNotFound("the budget ledger has ended")
+	}
+	return resp.QueryResult, nil
 }
 
 func (l *LedgerClient) startOptions() client.StartWorkflowOptions {

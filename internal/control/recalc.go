@@ -18,6 +18,8 @@ type Drift struct {
 	Lease    string `json:"lease"`
 	Reason   string `json:"reason"`
 	Released bool   `json:"released"`
+	// Restored is set on a missing allocation reserved again.
+	Restored bool `json:"restored,omitempty"`
 }
 
 // Recalc is what `budget recalc` found and did.
@@ -27,6 +29,11 @@ type Recalc struct {
 	Drift  []Drift              `json:"drift"`
 	// Released is the total given back.
 	Released int64 `json:"released"`
+	// Missing are allocations running lifecycles hold that the ledger had
+	// lost (it was terminated and started anew); Restored is what was
+	// reserved again for them.
+	Missing  []Drift `json:"missing"`
+	Restored int64   `json:"restored"`
 }
 
 // RecalcBudget reconciles the ledger with the lifecycles that really live:
@@ -40,7 +47,7 @@ func (f *Fleet) RecalcBudget(ctx context.Context, dryRun bool) (Recalc, error) {
 	if err != nil {
 		return Recalc{}, err
 	}
-	r := Recalc{Before: before, After: before, Drift: []Drift{}}
+	r := Recalc{Before: before, After: before, Drift: []Drift{}, Missing: []Drift{}}
 	for _, al := range before.Allocations {
 		reason, err := f.orphaned(ctx, al)
 		if err != nil {
@@ -60,12 +67,57 @@ func (f *Fleet) RecalcBudget(ctx context.Context, dryRun bool) (Recalc, error) {
 		}
 		r.Drift = append(r.Drift, d)
 	}
-	if !dryRun && len(r.Drift) > 0 {
+	if err := f.restoreMissing(ctx, before, dryRun, &r); err != nil {
+		return r, err
+	}
+	if !dryRun && (len(r.Drift) > 0 || r.Restored > 0) {
 		if r.After, err = ledger.Show(ctx); err != nil {
 			return r, err
 		}
 	}
 	return r, nil
+}
+
+// restoreMissing reserves again what a running lifecycle holds but the
+// ledger does not know of. A lifecycle that released meanwhile is safe: the
+// ledger refuses to reserve a released lease again.
+func (f *Fleet) restoreMissing(ctx context.Context, view workflows.BudgetView, dryRun bool, r *Recalc) error {
+	held := map[string]bool{}
+	for _, al := range view.Allocations {
+		held[al.Lease] = true
+	}
+	specs, err := f.List(ctx, Filter{})
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		switch spec.Status {
+		case workflows.StatusRunning, workflows.StatusIdle, workflows.StatusShuttingDown:
+		default:
+			continue // not started yet, or its budget is being given back
+		}
+		desc, err := f.Client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(spec.WorkerID), "")
+		if err != nil {
+			return fmt.Errorf("describing the lifecycle of %s: %w", spec.WorkerID, err)
+		}
+		info := desc.GetWorkflowExecutionInfo()
+		lease := workflows.Lease(info.GetExecution().GetWorkflowId(), info.GetFirstRunId())
+		if held[lease] || spec.TokenBudget.Allocated <= 0 {
+			continue
+		}
+		d := Drift{WorkerID: spec.WorkerID, Amount: spec.TokenBudget.Allocated, Lease: lease,
+			Reason: "held by a running lifecycle but missing from the ledger"}
+		if !dryRun {
+			if err := f.Ledger().Reserve(ctx, spec.WorkerID, lease, spec.TokenBudget.Allocated); err != nil {
+				d.Reason += "; not restored: " + err.Error()
+			} else {
+				d.Restored = true
+				r.Restored += d.Amount
+			}
+		}
+		r.Missing = append(r.Missing, d)
+	}
+	return nil
 }
 
 // orphaned says why an allocation belongs to no running lifecycle, or ""

@@ -345,3 +345,51 @@ func TestTenThousandHeartbeats(t *testing.T) {
 	requireGone(t, pid)
 	require.Equal(t, before, h.budget(t))
 }
+
+// TestLedgerCancelledOrTerminated: a cancelled ledger carries on with its
+// allocations; a terminated one is replaced by an empty one, and `budget
+// recalc` reserves again what the running lifecycles hold, so that their
+// refunds still balance.
+func TestLedgerCancelledOrTerminated(t *testing.T) {
+	ctx := context.Background()
+	before := h.budget(t)
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-ledger-loss", "--master", "development-master", "--worker-id", id)
+	t.Cleanup(func() { _, _, _ = h.starter(t, "kill", id) })
+	withLive := h.budget(t)
+	require.Equal(t, before.Used+1000, withLive.Used)
+
+	require.NoError(t, h.client.CancelWorkflow(ctx, workflows.LedgerWorkflowID, ""))
+	require.Eventually(t, func() bool {
+		desc, err := h.client.DescribeWorkflowExecution(ctx, workflows.LedgerWorkflowID, "")
+		return err == nil && desc.WorkflowExecutionInfo.Execution.RunId != desc.WorkflowExecutionInfo.FirstRunId
+	}, 20*time.Second, 100*time.Millisecond, "the cancelled ledger continues as new")
+	require.Equal(t, withLive.Used, h.budget(t).Used, "a cancel loses nothing")
+	require.Equal(t, withLive.Total, h.budget(t).Total)
+
+	require.NoError(t, h.client.TerminateWorkflow(ctx, workflows.LedgerWorkflowID, "", "operator mistake"))
+	fresh := h.budget(t)
+	require.Zero(t, fresh.Used, "a terminated ledger is replaced by an empty one")
+	h.starterOK(t, "budget", "set", "--total", fmt.Sprint(withLive.Total))
+
+	dry := starterJSON[control.Recalc](t, "budget", "recalc", "--dry-run")
+	require.Len(t, dry.Missing, 1)
+	require.False(t, dry.Missing[0].Restored)
+	require.Zero(t, h.budget(t).Used, "a dry run changes nothing")
+	r := starterJSON[control.Recalc](t, "budget", "recalc")
+	require.Len(t, r.Missing, 1)
+	require.Equal(t, id, r.Missing[0].WorkerID)
+	require.True(t, r.Missing[0].Restored)
+	require.Equal(t, int64(1000), r.Restored)
+	rebuilt := h.budget(t)
+	require.Equal(t, withLive.Used, rebuilt.Used)
+	require.Equal(t, withLive.Available, rebuilt.Available)
+	again := starterJSON[control.Recalc](t, "budget", "recalc")
+	require.Empty(t, again.Missing, "restored once")
+
+	final := starterJSON[workflows.WorkerSpec](t, "shutdown", id)
+	require.Equal(t, int64(1000), final.Cleanup.Refunded, "the refund finds its allocation")
+	after := h.budget(t)
+	require.Equal(t, before.Used, after.Used)
+	require.Equal(t, before.Available, after.Available)
+}
