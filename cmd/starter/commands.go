@@ -56,6 +56,11 @@ func (a *app) spawnCommand() *cobra.Command {
 			}
 			// Zero means "the type's default" inside; given on the command
 			// line it is a mistake.
+			// -1 means "the type's default" inside; given on the command
+			// line, any negative count is a mistake.
+			if cmd.Flags().Changed("max-restarts") && req.MaxRestarts < 0 {
+				return fmt.Errorf("%w: max restarts %d is not in 0..%d", control.ErrInvalid, req.MaxRestarts, workflows.MaxRestartsLimit)
+			}
 			if cmd.Flags().Changed("budget") && req.Budget < workflows.MinBudget {
 				return fmt.Errorf("%w: budget %d is not in %d..%d", control.ErrInvalid, req.Budget, workflows.MinBudget, workflows.MaxBudget)
 			}

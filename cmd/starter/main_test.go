@@ -65,6 +65,7 @@ func TestBadInputNeverWaitsOnTheNetwork(t *testing.T) {
 		{[]string{"spawn", "--type", "astrologer-worker", "--master", "m"}, exitUsage, `unknown worker type "astrologer-worker"`},
 		{[]string{"spawn", "--type", "fix-worker", "--master", "m", "--task-id", "job 7"}, exitUsage, `task id "job 7" must match`},
 		{[]string{"spawn", "--from-spec", "/nonexistent/spec.json"}, exitUsage, "spec /nonexistent/spec.json"},
+		{[]string{"spawn", "--type", "fix-worker", "--master", "m", "--max-restarts", "-5"}, exitUsage, "max restarts -5 is not in 0..10"},
 		{[]string{"status", "worker-x-../../etc"}, exitUsage, "worker id"},
 		{[]string{"heartbeat", "worker-x-1", "--tokens-used", "-3"}, exitUsage, "tokens_used -3 is negative"},
 		{[]string{"heartbeat", "worker-x-1", "--message", strings.Repeat("m", 70<<10)}, exitUsage, "message must be valid UTF-8 of at most 4096 bytes"},
