@@ -73,8 +73,10 @@ func (a *Activities) StartProcess(ctx context.Context, in StartInput) (ProcessIn
 	if e := a.Procs.entryFor(in.WorkerID); e == nil || e.exited() {
 		// This worker program may have restarted since the process was
 		// started: its record says so, and the process is taken back.
-		p, found := a.readopt(in.WorkerID)
+		p, found, err := a.readopt(in.WorkerID)
 		switch {
+		case err != nil:
+			return ProcessInfo{}, err // retried: never start one beside it
 		case found && sameLease(p.Lease, in.Lease):
 			return p, nil
 		case found:
@@ -88,10 +90,12 @@ func (a *Activities) StartProcess(ctx context.Context, in StartInput) (ProcessIn
 	})
 }
 
-// sameLease reports whether a process started under lease a belongs to the
-// lifecycle holding lease b. An empty lease comes from an activity
-// scheduled before leases were recorded and matches any.
-func sameLease(a, b string) bool { return a == "" || b == "" || a == b }
+// sameLease reports whether a process started under the stored lease
+// belongs to the lifecycle asking with the incoming one. An empty incoming
+// lease comes from an activity scheduled before leases existed, by the
+// lifecycle that started the process, and matches; an empty stored lease
+// is some earlier lifecycle's and does not.
+func sameLease(stored, incoming string) bool { return incoming == "" || stored == incoming }
 
 // stopLeftover stops the process an ended lifecycle left behind under the
 // same worker id, before a new one is started for it.

@@ -110,6 +110,15 @@ func (t *ProcessTable) claimsGroup(pgid int, exceptWorkerID string) bool {
 	return false
 }
 
+// withoutStarts runs fn while no start is in flight in this table.
+func (t *ProcessTable) withoutStarts(fn func()) {
+	if t != nil {
+		t.spawnMu.Lock()
+		defer t.spawnMu.Unlock()
+	}
+	fn()
+}
+
 // startOnce returns the live process of workerID started under lease if
 // there is one, and otherwise calls spawn and starts reaping the process it
 // started. spawn must return a started command whose process has not been

@@ -105,3 +105,13 @@ func TestLeftoverOfAnEarlierLifecycleIsStopped(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaseMatching: an incoming empty lease (an activity scheduled before
+// leases existed) takes back its own process; a stored empty lease is an
+// earlier lifecycle's and never matches a lease.
+func TestLeaseMatching(t *testing.T) {
+	assert.True(t, sameLease("L1", "L1"))
+	assert.True(t, sameLease("L1", ""))
+	assert.False(t, sameLease("L1", "L2"))
+	assert.False(t, sameLease("", "L2"))
+}

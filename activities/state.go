@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -50,44 +51,48 @@ func (a *Activities) saveState(workerID string, p ProcessInfo) error {
 // program did not live to record: the process, if it was started, is the
 // group leader carrying the record's token, and is taken back. Anything
 // else carrying the token is a fragment nobody supervises and is killed.
-func (a *Activities) readopt(workerID string) (ProcessInfo, bool) {
+// An error means it could not be told whether such a process runs: the
+// caller must not start another.
+func (a *Activities) readopt(workerID string) (ProcessInfo, bool, error) {
 	if a.StateDir == "" {
-		return ProcessInfo{}, false
+		return ProcessInfo{}, false, nil
 	}
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	data, err := os.ReadFile(a.statePath(workerID))
 	if err != nil {
-		return ProcessInfo{}, false
+		return ProcessInfo{}, false, nil
 	}
 	var p ProcessInfo
 	if json.Unmarshal(data, &p) != nil || p.Token == "" {
 		_ = os.Remove(a.statePath(workerID))
-		return ProcessInfo{}, false
+		return ProcessInfo{}, false, nil
 	}
 	if p.PID == 0 {
 		leader, members, err := startedByToken(p.Token)
 		if err != nil {
-			return ProcessInfo{}, false
+			return ProcessInfo{}, false, fmt.Errorf("look for the process whose start of %s was not recorded: %w", workerID, err)
 		}
 		if leader == nil {
 			for _, m := range members {
 				_ = syscall.Kill(m.PID, syscall.SIGKILL)
 			}
 			_ = os.Remove(a.statePath(workerID))
-			return ProcessInfo{}, false
+			return ProcessInfo{}, false, nil
 		}
 		p.PID, p.PGID, p.StartTicks = leader.PID, leader.PID, leader.StartTicks
-		if data, err := json.Marshal(p); err != nil || writeFileAtomic(a.statePath(workerID), data) != nil {
-			return ProcessInfo{}, false
+		// Unsaved, the record still names the token, which finds the
+		// process again next time.
+		if data, err := json.Marshal(p); err == nil {
+			_ = writeFileAtomic(a.statePath(workerID), data)
 		}
-		return p, true
+		return p, true, nil
 	}
 	if running, err := sameProcessRunning(p.PID, p.StartTicks); err != nil || !running || !hasEnvEntry(p.PID, tokenEnv+"="+p.Token) {
 		_ = os.Remove(a.statePath(workerID))
-		return ProcessInfo{}, false
+		return ProcessInfo{}, false, nil
 	}
-	return p, true
+	return p, true, nil
 }
 
 // startedByToken finds the processes carrying token and, among them, the

@@ -103,10 +103,13 @@ func (a *Activities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 			continue
 		}
 		if p.PID == 0 {
-			// A start this program or its predecessor did not live to
-			// record: its process, if any, is found by its token first.
+			// A start this program's predecessor did not live to record:
+			// its process, if any, is found by its token first. Starts of
+			// this program are waited for, or one in flight would look
+			// the same.
 			var found bool
-			if p, found = a.readopt(workerID); !found {
+			a.Procs.withoutStarts(func() { p, found, err = a.readopt(workerID) })
+			if err != nil || !found {
 				continue
 			}
 		}

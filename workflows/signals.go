@@ -46,6 +46,8 @@ func decodeSignal(raw converter.RawValue, v any) error {
 		// empty heartbeat that nobody sent.
 		return errors.New("payload is null")
 	}
+	// The worker program uses the default data converter; one with a
+	// custom converter (encryption) would decode with it here.
 	if err := converter.GetDefaultDataConverter().FromPayload(p, v); err != nil {
 		return fmt.Errorf("undecodable payload: %w", err)
 	}

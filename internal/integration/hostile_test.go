@@ -155,4 +155,5 @@ func TestHostilePayloadsChangeNothing(t *testing.T) {
 	assert.Contains(t, final.Cleanup.Reason, "no heartbeat for 15s")
 	requireGone(t, final.PID)
 	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-rejected-signals", wid)
 }
