@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// Live is the heartbeat capacity at one fleet size.
+type Live struct {
+	Lifecycles      int     `json:"lifecycles"`
+	IntervalSeconds float64 `json:"heartbeat_interval_seconds"`
+	HoldSeconds     float64 `json:"hold_seconds"`
+	SpawnSeconds    float64 `json:"spawn_seconds"`
+	// ZombieAfterSeconds is the zombie limit of these lifecycles: three
+	// missed heartbeats, far stricter than the default 300 s.
+	ZombieAfterSeconds   float64 `json:"zombie_after_seconds"`
+	SignalsSent          int     `json:"signals_sent"`
+	SendErrors           int     `json:"send_errors"`
+	SignalsPerSecond     float64 `json:"signals_per_second"`
+	OfferedPerSecond     float64 `json:"offered_per_second"`
+	RatioToSignalCeiling float64 `json:"ratio_to_signal_ceiling"`
+	// FalseZombies counts lifecycles that were not running at the end of
+	// the hold although every one of them heartbeated throughout.
+	FalseZombies int `json:"false_zombies"`
+	// Alerts counts lifecycles showing a late-heartbeat warning at the end.
+	Alerts int `json:"alerts"`
+	// Lag is from the heartbeat's send to the time the workflow recorded
+	// it (its last_seen), over a sample of the lifecycles.
+	Lag Percentiles `json:"heartbeat_to_recorded"`
+	// LagUnrecorded counts sampled heartbeats not recorded within half an
+	// interval; they are left out of Lag, so it must be 0 for Lag to hold.
+	LagUnrecorded    int     `json:"lag_unrecorded"`
+	WorkerRSSPeakMB  float64 `json:"worker_rss_peak_mb"`
+	WorkerCPUPercent float64 `json:"worker_cpu_percent_of_one_core"`
+	ShutdownFailed   int     `json:"shutdown_failed"`
+}
+
+// measureLive spawns n lifecycles, has each heartbeat every interval (their
+// sends spread evenly over the interval) for hold, then checks that every
+// one is still running and shuts them all down.
+func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
+	zombieAfter := 3 * interval
+	res := Live{Lifecycles: n, IntervalSeconds: interval.Seconds(), HoldSeconds: hold.Seconds(), ZombieAfterSeconds: zombieAfter.Seconds()}
+	limits := workflows.Limits{HeartbeatWarning: 2 * interval, HeartbeatCritical: zombieAfter * 5 / 6, ZombieAfter: zombieAfter}
+	f := e.fleet
+	ids := make([]string, n)
+	start := time.Now()
+	err := forEach(ctx, n, concurrency, func(ctx context.Context, i int) error {
+		req := spawnRequest(limits)
+		_, err := f.Spawn(ctx, req)
+		if err == nil {
+			ids[i] = req.WorkerID
+		}
+		return err
+	})
+	res.SpawnSeconds = math.Round(time.Since(start).Seconds()*10) / 10
+	if err != nil {
+		_, _ = shutdownAll(ctx, f, compact(ids), concurrency)
+		return res, err
+	}
+
+	pid := e.worker.Process.Pid
+	before, err := readUsage(pid)
+	if err != nil {
+		return res, err
+	}
+	rss := sampleRSS(pid, time.Second)
+	var (
+		sent, failed, unrecorded atomic.Int64
+		lag                      collector
+		wg                       sync.WaitGroup
+	)
+	holdStart := time.Now()
+	holdEnd := holdStart.Add(hold)
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each sender keeps its own slot of the interval, on a fixed
+			// schedule, so the offered load stays n/interval.
+			offset := interval * time.Duration(i) / time.Duration(n)
+			var ok int64
+			for k := 0; ; k++ {
+				at := holdStart.Add(offset + time.Duration(k)*interval)
+				if !at.Before(holdEnd) || !sleepUntil(ctx, at) {
+					return
+				}
+				t0 := time.Now()
+				if err := f.Heartbeat(ctx, id, workflows.Heartbeat{TokensUsed: ok + 1, Status: workflows.HeartbeatBusy}); err != nil {
+					failed.Add(1)
+					continue
+				}
+				ok++
+				sent.Add(1)
+				if i < lagSample {
+					if d, found := recordedLag(ctx, e, id, ok, t0, interval/2); found {
+						lag.add(d)
+					} else {
+						unrecorded.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(holdStart)
+	res.WorkerRSSPeakMB = roundMB(rss.peak())
+	if after, err := readUsage(pid); err == nil {
+		res.WorkerCPUPercent = math.Round((after.cpu-before.cpu).Seconds()/elapsed.Seconds()*1000) / 10
+	}
+	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
+	res.SignalsPerSecond = perSecond(res.SignalsSent, elapsed)
+	res.OfferedPerSecond = math.Round(float64(n)/interval.Seconds()*10) / 10
+	res.RatioToSignalCeiling = ratio(res.SignalsPerSecond, signalCeiling)
+	res.Lag = percentiles(lag.all())
+	res.LagUnrecorded = int(unrecorded.Load())
+
+	var notRunning, alerts atomic.Int64
+	_ = forEach(ctx, n, concurrency, func(ctx context.Context, i int) error {
+		spec, err := f.Status(ctx, ids[i])
+		if err != nil || spec.Status != workflows.StatusRunning {
+			notRunning.Add(1)
+		}
+		if spec.Heartbeat.Alert != "" {
+			alerts.Add(1)
+		}
+		return nil
+	})
+	res.FalseZombies, res.Alerts = int(notRunning.Load()), int(alerts.Load())
+	res.ShutdownFailed, err = shutdownAll(ctx, f, ids, concurrency)
+	return res, err
+}
+
+// recordedLag waits until the lifecycle has recorded its count'th heartbeat
+// and returns its last_seen minus the send time.
+func recordedLag(ctx context.Context, e *env, id string, count int64, sent time.Time, within time.Duration) (time.Duration, bool) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		spec, err := e.fleet.Status(ctx, id)
+		if err == nil && spec.Heartbeat.Count >= count && spec.Heartbeat.LastSeen != nil {
+			return spec.Heartbeat.LastSeen.Sub(sent), true
+		}
+		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
+			break
+		}
+	}
+	return 0, false
+}
+
+// sleepUntil returns false when ctx ends first.
+func sleepUntil(ctx context.Context, at time.Time) bool {
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func compact(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
