@@ -20,6 +20,8 @@ type History struct {
 	// A lifecycle with no heartbeat: spawn, running, shutdown, completed.
 	LifecycleEvents        int `json:"lifecycle_events"`
 	LifecycleWorkflowTasks int `json:"lifecycle_workflow_tasks"`
+	// LifecycleEventTypes is where those events go.
+	LifecycleEventTypes map[string]int `json:"lifecycle_event_types"`
 	// Heartbeats sent one at a time, each recorded before the next, as a
 	// worker heartbeating every few seconds does.
 	AmortisedHeartbeats       int     `json:"amortised_heartbeats"`
@@ -34,8 +36,9 @@ type History struct {
 }
 
 // runHistory counts one run's events and completed workflow tasks, and
-// names the run it continued as, if any.
-func runHistory(ctx context.Context, c client.Client, workflowID, runID string) (events, tasks int, next string, err error) {
+// names the run it continued as, if any. types, when not nil, gets the
+// count of each event type.
+func runHistory(ctx context.Context, c client.Client, workflowID, runID string, types map[string]int) (events, tasks int, next string, err error) {
 	it := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -43,6 +46,9 @@ func runHistory(ctx context.Context, c client.Client, workflowID, runID string) 
 			return events, tasks, "", err
 		}
 		events++
+		if types != nil {
+			types[ev.GetEventType().String()]++
+		}
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
 			tasks++
@@ -55,7 +61,8 @@ func runHistory(ctx context.Context, c client.Client, workflowID, runID string) 
 
 // measureHistory measures the three costs on real lifecycles.
 func measureHistory(ctx context.Context, f *control.Fleet, amortised, burst, senders, runSignals int) (History, error) {
-	res := History{AmortisedHeartbeats: amortised, Heartbeats: burst, MaxSignalsPerRun: workflows.DefaultMaxSignals}
+	res := History{AmortisedHeartbeats: amortised, Heartbeats: burst, MaxSignalsPerRun: workflows.DefaultMaxSignals,
+		LifecycleEventTypes: map[string]int{}}
 	if runSignals > 0 {
 		res.MaxSignalsPerRun = runSignals
 	}
@@ -69,7 +76,7 @@ func measureHistory(ctx context.Context, f *control.Fleet, amortised, burst, sen
 	if err := shutdownOne(ctx, f, spec.WorkerID); err != nil {
 		return res, err
 	}
-	if res.LifecycleEvents, res.LifecycleWorkflowTasks, _, err = runHistory(ctx, c, workflows.WorkflowID(spec.WorkerID), ""); err != nil {
+	if res.LifecycleEvents, res.LifecycleWorkflowTasks, _, err = runHistory(ctx, c, workflows.WorkflowID(spec.WorkerID), "", res.LifecycleEventTypes); err != nil {
 		return res, err
 	}
 
@@ -79,7 +86,7 @@ func measureHistory(ctx context.Context, f *control.Fleet, amortised, burst, sen
 		return res, err
 	}
 	wid := workflows.WorkflowID(spec.WorkerID)
-	e0, t0, _, err := runHistory(ctx, c, wid, "")
+	e0, t0, _, err := runHistory(ctx, c, wid, "", nil)
 	for k := int64(1); k <= int64(amortised) && err == nil; k++ {
 		if err = f.Heartbeat(ctx, spec.WorkerID, workflows.Heartbeat{TokensUsed: k}); err == nil {
 			err = waitHeartbeats(ctx, f, spec.WorkerID, k)
@@ -87,7 +94,7 @@ func measureHistory(ctx context.Context, f *control.Fleet, amortised, burst, sen
 	}
 	var e1, t1 int
 	if err == nil {
-		e1, t1, _, err = runHistory(ctx, c, wid, "")
+		e1, t1, _, err = runHistory(ctx, c, wid, "", nil)
 	}
 	if serr := shutdownOne(ctx, f, spec.WorkerID); err == nil {
 		err = serr
@@ -135,7 +142,7 @@ func (h *History) walkRuns(ctx context.Context, c client.Client, workflowID stri
 	}
 	run := desc.GetWorkflowExecutionInfo().GetFirstRunId()
 	for run != "" {
-		events, _, next, err := runHistory(ctx, c, workflowID, run)
+		events, _, next, err := runHistory(ctx, c, workflowID, run, nil)
 		if err != nil {
 			return err
 		}

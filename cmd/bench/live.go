@@ -40,26 +40,78 @@ type Live struct {
 	ShutdownFailed   int     `json:"shutdown_failed"`
 }
 
-// measureLive spawns n lifecycles, has each heartbeat every interval (their
-// sends spread evenly over the interval) for hold, then checks that every
-// one is still running and shuts them all down.
+// measureLive spawns n lifecycles, each heartbeating every interval from
+// the moment it runs, holds the whole fleet for hold once every one runs,
+// checks that every one is still running, and shuts them all down. Only
+// the hold is measured: sends, lag, memory and CPU.
 func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
 	zombieAfter := 3 * interval
 	res := Live{Lifecycles: n, IntervalSeconds: interval.Seconds(), HoldSeconds: hold.Seconds(), ZombieAfterSeconds: zombieAfter.Seconds()}
 	limits := workflows.Limits{HeartbeatWarning: 2 * interval, HeartbeatCritical: zombieAfter * 5 / 6, ZombieAfter: zombieAfter}
 	f := e.fleet
+	var (
+		sent, failed, unrecorded atomic.Int64
+		lag                      collector
+		wg                       sync.WaitGroup
+		// window is the hold, once it has begun: [start, end) in Unix ns.
+		windowStart, windowEnd atomic.Int64
+	)
+	inWindow := func(t time.Time) bool {
+		s := windowStart.Load()
+		return s != 0 && t.UnixNano() >= s && t.UnixNano() < windowEnd.Load()
+	}
+	hbCtx, stopHeartbeats := context.WithCancel(ctx)
+	defer stopHeartbeats()
+	// heartbeat sends one lifecycle's heartbeats on a fixed schedule, its
+	// own slot of the interval, so the offered load stays n per interval.
+	heartbeat := func(i int, id string) {
+		defer wg.Done()
+		offset := interval * time.Duration(i) / time.Duration(n)
+		first := time.Now().Add(offset)
+		var ok int64
+		for k := 0; sleepUntil(hbCtx, first.Add(time.Duration(k)*interval)); k++ {
+			t0 := time.Now()
+			err := f.Heartbeat(hbCtx, id, workflows.Heartbeat{TokensUsed: ok + 1, Status: workflows.HeartbeatBusy})
+			if hbCtx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if inWindow(t0) {
+					failed.Add(1)
+				}
+				continue
+			}
+			ok++
+			if !inWindow(t0) {
+				continue
+			}
+			sent.Add(1)
+			if i < lagSample {
+				if d, found := recordedLag(hbCtx, e, id, ok, t0, interval/2); found {
+					lag.add(d)
+				} else if hbCtx.Err() == nil {
+					unrecorded.Add(1)
+				}
+			}
+		}
+	}
+
 	ids := make([]string, n)
 	start := time.Now()
 	err := forEach(ctx, n, concurrency, func(ctx context.Context, i int) error {
 		req := spawnRequest(limits)
-		_, err := f.Spawn(ctx, req)
-		if err == nil {
-			ids[i] = req.WorkerID
+		if _, err := f.Spawn(ctx, req); err != nil {
+			return err
 		}
-		return err
+		ids[i] = req.WorkerID
+		wg.Add(1)
+		go heartbeat(i, req.WorkerID)
+		return nil
 	})
 	res.SpawnSeconds = math.Round(time.Since(start).Seconds()*10) / 10
 	if err != nil {
+		stopHeartbeats()
+		wg.Wait()
 		_, _ = shutdownAll(ctx, f, compact(ids), concurrency)
 		return res, err
 	}
@@ -70,56 +122,18 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duratio
 		return res, err
 	}
 	rss := sampleRSS(pid, time.Second)
-	var (
-		sent, failed, unrecorded atomic.Int64
-		lag                      collector
-		wg                       sync.WaitGroup
-	)
 	holdStart := time.Now()
-	holdEnd := holdStart.Add(hold)
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Each sender keeps its own slot of the interval, on a fixed
-			// schedule, so the offered load stays n/interval.
-			offset := interval * time.Duration(i) / time.Duration(n)
-			var ok int64
-			for k := 0; ; k++ {
-				at := holdStart.Add(offset + time.Duration(k)*interval)
-				if !at.Before(holdEnd) || !sleepUntil(ctx, at) {
-					return
-				}
-				t0 := time.Now()
-				if err := f.Heartbeat(ctx, id, workflows.Heartbeat{TokensUsed: ok + 1, Status: workflows.HeartbeatBusy}); err != nil {
-					failed.Add(1)
-					continue
-				}
-				ok++
-				sent.Add(1)
-				if i < lagSample {
-					if d, found := recordedLag(ctx, e, id, ok, t0, interval/2); found {
-						lag.add(d)
-					} else {
-						unrecorded.Add(1)
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	windowEnd.Store(holdStart.Add(hold).UnixNano())
+	windowStart.Store(holdStart.UnixNano())
+	sleepUntil(ctx, holdStart.Add(hold))
 	elapsed := time.Since(holdStart)
 	res.WorkerRSSPeakMB = roundMB(rss.peak())
 	if after, err := readUsage(pid); err == nil {
 		res.WorkerCPUPercent = math.Round((after.cpu-before.cpu).Seconds()/elapsed.Seconds()*1000) / 10
 	}
-	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
-	res.SignalsPerSecond = perSecond(res.SignalsSent, elapsed)
-	res.OfferedPerSecond = math.Round(float64(n)/interval.Seconds()*10) / 10
-	res.RatioToSignalCeiling = ratio(res.SignalsPerSecond, signalCeiling)
-	res.Lag = percentiles(lag.all())
-	res.LagUnrecorded = int(unrecorded.Load())
 
+	// Heartbeats go on while the fleet is checked, so that a slow check
+	// cannot make a zombie of its own.
 	var notRunning, alerts atomic.Int64
 	_ = forEach(ctx, n, concurrency, func(ctx context.Context, i int) error {
 		spec, err := f.Status(ctx, ids[i])
@@ -131,6 +145,14 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duratio
 		}
 		return nil
 	})
+	stopHeartbeats()
+	wg.Wait()
+	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
+	res.SignalsPerSecond = perSecond(res.SignalsSent, elapsed)
+	res.OfferedPerSecond = math.Round(float64(n)/interval.Seconds()*10) / 10
+	res.RatioToSignalCeiling = ratio(res.SignalsPerSecond, signalCeiling)
+	res.Lag = percentiles(lag.all())
+	res.LagUnrecorded = int(unrecorded.Load())
 	res.FalseZombies, res.Alerts = int(notRunning.Load()), int(alerts.Load())
 	res.ShutdownFailed, err = shutdownAll(ctx, f, ids, concurrency)
 	return res, err

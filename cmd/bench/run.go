@@ -139,7 +139,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 	} else {
 		res.BudgetExact = view.Used == 0
 		if !res.BudgetExact {
-			fail("final ledger", fmt.Errorf("%d tokens still allocated after every lifecycle ended: %+v", view.Used, view.Allocations))
+			fail("final ledger", fmt.Errorf("%d tokens in %d allocations still held after every lifecycle ended", view.Used, len(view.Allocations)))
 		}
 	}
 	e.close()
