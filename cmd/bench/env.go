@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
@@ -80,7 +82,7 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 
 	if addr := os.Getenv("TEMPORAL_ADDRESS"); addr != "" {
 		e.address = addr
-		if e.client, err = client.Dial(client.Options{HostPort: addr, Namespace: "default"}); err != nil {
+		if e.client, err = client.Dial(client.Options{HostPort: addr, Namespace: "default", Logger: quietLogger()}); err != nil {
 			return e, fmt.Errorf("connecting to TEMPORAL_ADDRESS=%s: %w", addr, err)
 		}
 	} else if err := e.startServer(ctx, root); err != nil {
@@ -107,7 +109,7 @@ func (e *env) startServer(ctx context.Context, root string) error {
 	}
 	e.server, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  cli,
-		ClientOptions: &client.Options{Namespace: "default"},
+		ClientOptions: &client.Options{Namespace: "default", Logger: quietLogger()},
 		DBFilename:    filepath.Join(e.dir, "temporal.db"),
 		LogLevel:      "warn",
 		ExtraArgs:     args,
@@ -175,6 +177,12 @@ func (e *env) close() {
 	if e.server != nil {
 		_ = e.server.Stop()
 	}
+}
+
+// quietLogger keeps the SDK's informational lines off stdout, where the
+// table goes; warnings still reach stderr.
+func quietLogger() log.Logger {
+	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 // temporalCLI finds the pinned Temporal CLI: TEMPORAL_CLI, then the one

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/commit-relay/worker-lifecycle/internal/control"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -16,6 +18,10 @@ type Live struct {
 	IntervalSeconds float64 `json:"heartbeat_interval_seconds"`
 	HoldSeconds     float64 `json:"hold_seconds"`
 	SpawnSeconds    float64 `json:"spawn_seconds"`
+	// Running is how many of Lifecycles were running when the hold began;
+	// fewer when the fleet could not all be spawned by the spawn deadline.
+	Running     int `json:"running"`
+	StartFailed int `json:"start_failed"`
 	// ZombieAfterSeconds is the zombie limit of these lifecycles: three
 	// missed heartbeats, far stricter than the default 300 s.
 	ZombieAfterSeconds   float64 `json:"zombie_after_seconds"`
@@ -44,7 +50,7 @@ type Live struct {
 // the moment it runs, holds the whole fleet for hold once every one runs,
 // checks that every one is still running, and shuts them all down. Only
 // the hold is measured: sends, lag, memory and CPU.
-func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
+func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
 	zombieAfter := 3 * interval
 	res := Live{Lifecycles: n, IntervalSeconds: interval.Seconds(), HoldSeconds: hold.Seconds(), ZombieAfterSeconds: zombieAfter.Seconds()}
 	limits := workflows.Limits{HeartbeatWarning: 2 * interval, HeartbeatCritical: zombieAfter * 5 / 6, ZombieAfter: zombieAfter}
@@ -96,12 +102,26 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duratio
 		}
 	}
 
+	// A fleet the system cannot carry stops growing at the spawn deadline,
+	// and is held as it is: the figures then say how far it got.
 	ids := make([]string, n)
+	var failedStarts []string
+	var mu sync.Mutex
 	start := time.Now()
+	spawnDeadline := start.Add(spawnWithin)
 	err := forEach(ctx, n, concurrency, func(ctx context.Context, i int) error {
-		req := spawnRequest(limits)
-		if _, err := f.Spawn(ctx, req); err != nil {
+		if time.Now().After(spawnDeadline) {
+			return nil
+		}
+		req, err := f.Start(ctx, spawnRequest(limits))
+		if err != nil {
 			return err
+		}
+		if err := awaitRunning(ctx, f, req.WorkerID, time.Second, spawnDeadline.Add(time.Minute)); err != nil {
+			mu.Lock()
+			failedStarts = append(failedStarts, req.WorkerID)
+			mu.Unlock()
+			return nil
 		}
 		ids[i] = req.WorkerID
 		wg.Add(1)
@@ -109,10 +129,14 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duratio
 		return nil
 	})
 	res.SpawnSeconds = math.Round(time.Since(start).Seconds()*10) / 10
+	ids = compact(ids)
+	res.Running, res.StartFailed = len(ids), len(failedStarts)
+	// Those that did not start end by themselves (failed, cleaned up); the
+	// final ledger check sees whether they were refunded.
 	if err != nil {
 		stopHeartbeats()
 		wg.Wait()
-		_, _ = shutdownAll(ctx, f, compact(ids), concurrency)
+		_, _ = shutdownAll(ctx, f, ids, concurrency)
 		return res, err
 	}
 
@@ -135,7 +159,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duratio
 	// Heartbeats go on while the fleet is checked, so that a slow check
 	// cannot make a zombie of its own.
 	var notRunning, alerts atomic.Int64
-	_ = forEach(ctx, n, concurrency, func(ctx context.Context, i int) error {
+	_ = forEach(ctx, len(ids), concurrency, func(ctx context.Context, i int) error {
 		spec, err := f.Status(ctx, ids[i])
 		if err != nil || spec.Status != workflows.StatusRunning {
 			notRunning.Add(1)
@@ -149,13 +173,34 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold time.Duratio
 	wg.Wait()
 	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
 	res.SignalsPerSecond = perSecond(res.SignalsSent, elapsed)
-	res.OfferedPerSecond = math.Round(float64(n)/interval.Seconds()*10) / 10
+	res.OfferedPerSecond = math.Round(float64(len(ids))/interval.Seconds()*10) / 10
 	res.RatioToSignalCeiling = ratio(res.SignalsPerSecond, signalCeiling)
 	res.Lag = percentiles(lag.all())
 	res.LagUnrecorded = int(unrecorded.Load())
 	res.FalseZombies, res.Alerts = int(notRunning.Load()), int(alerts.Load())
 	res.ShutdownFailed, err = shutdownAll(ctx, f, ids, concurrency)
 	return res, err
+}
+
+// awaitRunning polls the lifecycle every `every` until it has left
+// pending. Fleet.Spawn polls every 100 ms, which is right for one operator
+// but, with a whole fleet spawning at once, puts more queries on the worker
+// program than the spawns themselves.
+func awaitRunning(ctx context.Context, f *control.Fleet, workerID string, every time.Duration, deadline time.Time) error {
+	for time.Now().Before(deadline) {
+		if !sleepUntil(ctx, time.Now().Add(every)) {
+			return ctx.Err()
+		}
+		spec, err := f.Status(ctx, workerID)
+		if err != nil || spec.Status == workflows.StatusPending {
+			continue
+		}
+		if spec.Status != workflows.StatusRunning {
+			return fmt.Errorf("%s did not start: %s", workerID, spec.Status)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s still pending at %s", workerID, deadline.Format(time.TimeOnly))
 }
 
 // recordedLag waits until the lifecycle has recorded its count'th heartbeat

@@ -21,13 +21,14 @@ import (
 // config is the size of each measurement.
 type config struct {
 	Smoke          bool          `json:"smoke"`
-	Concurrency    int           `json:"concurrency"`
+	Concurrency    []int         `json:"concurrency"`
 	CeilingFor     time.Duration `json:"ceiling_for"`
 	Lifecycles     int           `json:"lifecycles"`
 	SpawnLevels    []int         `json:"spawn_levels"`
 	SpawnSamples   int           `json:"spawn_samples"`
 	Live           []int         `json:"live"`
 	Hold           time.Duration `json:"hold"`
+	SpawnWithin    time.Duration `json:"spawn_within"`
 	Interval       time.Duration `json:"heartbeat_interval"`
 	LagSample      int           `json:"lag_sample"`
 	Zombies        int           `json:"zombies"`
@@ -44,9 +45,9 @@ type config struct {
 
 // fullConfig is the issue's run: about 15 minutes on two cores.
 func fullConfig() config {
-	return config{Concurrency: 50, CeilingFor: 20 * time.Second, Lifecycles: 200,
+	return config{Concurrency: []int{10, 50}, CeilingFor: 15 * time.Second, Lifecycles: 150,
 		SpawnLevels: []int{1, 10, 50}, SpawnSamples: 50,
-		Live: []int{100, 1000}, Hold: 3 * time.Minute, Interval: 10 * time.Second, LagSample: 20,
+		Live: []int{100, 1000}, Hold: 3 * time.Minute, SpawnWithin: 6 * time.Minute, Interval: 10 * time.Second, LagSample: 20,
 		Zombies: 50, ZombieAfter: 5 * time.Second, Amortised: 1000, Burst: 10000, BurstSenders: 4,
 		LedgerMasters: []int{1, 10, 50}, LedgerReserves: 300, Out: "bench-results.json"}
 }
@@ -54,9 +55,9 @@ func fullConfig() config {
 // smokeConfig runs every measurement at a size that takes seconds, so CI
 // keeps the bench working.
 func smokeConfig() config {
-	return config{Smoke: true, Concurrency: 4, CeilingFor: 2 * time.Second, Lifecycles: 4,
+	return config{Smoke: true, Concurrency: []int{4}, CeilingFor: 2 * time.Second, Lifecycles: 4,
 		SpawnLevels: []int{1, 4}, SpawnSamples: 4,
-		Live: []int{4}, Hold: 6 * time.Second, Interval: 2 * time.Second, LagSample: 2,
+		Live: []int{4}, Hold: 6 * time.Second, SpawnWithin: time.Minute, Interval: 2 * time.Second, LagSample: 2,
 		Zombies: 3, ZombieAfter: 2 * time.Second, Amortised: 10, Burst: 30, BurstSenders: 2, RunSignals: 10,
 		LedgerMasters: []int{1, 4}, LedgerReserves: 12, Out: "bench-results.json"}
 }
@@ -95,13 +96,14 @@ func parseFlags(args []string) (config, error) {
 	}
 	cfg := def
 	fs.StringVar(&cfg.Out, "out", def.Out, "where to write the figures as JSON")
-	fs.IntVar(&cfg.Concurrency, "concurrency", def.Concurrency, "callers in flight for the ceilings and the full lifecycles")
+	concurrency := fs.String("concurrency", joinInts(def.Concurrency), "callers in flight for the ceilings and the full lifecycles, one measurement per level")
 	fs.DurationVar(&cfg.CeilingFor, "ceiling-for", def.CeilingFor, "how long each ceiling is measured")
 	fs.IntVar(&cfg.Lifecycles, "lifecycles", def.Lifecycles, "full lifecycles to run")
 	levels := fs.String("spawn", joinInts(def.SpawnLevels), "concurrent spawns for the spawn latency")
 	fs.IntVar(&cfg.SpawnSamples, "spawn-samples", def.SpawnSamples, "spawns measured at least, per level")
 	live := fs.String("live", joinInts(def.Live), "live lifecycles for the heartbeat capacity, one run per size")
 	fs.DurationVar(&cfg.Hold, "hold", def.Hold, "how long the live lifecycles heartbeat")
+	fs.DurationVar(&cfg.SpawnWithin, "spawn-within", def.SpawnWithin, "the live fleet stops growing after this long and is held as it is")
 	fs.DurationVar(&cfg.Interval, "interval", def.Interval, "each live lifecycle's heartbeat interval")
 	fs.IntVar(&cfg.LagSample, "lag-sample", def.LagSample, "live lifecycles whose heartbeat lag is measured")
 	fs.IntVar(&cfg.Zombies, "zombies", def.Zombies, "silent workers for the zombie detection lag")
@@ -118,6 +120,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	cfg.Smoke = *smoke
 	var err error
+	if cfg.Concurrency, err = parseInts(*concurrency); err != nil {
+		return cfg, fmt.Errorf("--concurrency: %w", err)
+	}
 	if cfg.SpawnLevels, err = parseInts(*levels); err != nil {
 		return cfg, fmt.Errorf("--spawn: %w", err)
 	}
@@ -130,7 +135,7 @@ func parseFlags(args []string) (config, error) {
 	if cfg.Amortised < 1 || cfg.Amortised > 4999 {
 		return cfg, fmt.Errorf("--amortised %d is not in 1..4999 (one run must hold them all)", cfg.Amortised)
 	}
-	if cfg.Concurrency < 1 || cfg.Lifecycles < 1 || cfg.Zombies < 1 || cfg.Burst < 1 || cfg.BurstSenders < 1 || cfg.LedgerReserves < 1 {
+	if cfg.Lifecycles < 1 || cfg.Zombies < 1 || cfg.Burst < 1 || cfg.BurstSenders < 1 || cfg.LedgerReserves < 1 {
 		return cfg, fmt.Errorf("every count must be at least 1")
 	}
 	if cfg.Interval < time.Second || cfg.Hold < cfg.Interval || cfg.ZombieAfter < time.Second {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,8 +22,8 @@ import (
 type Results struct {
 	Machine    Machine        `json:"machine"`
 	Config     config         `json:"config"`
-	Ceiling    Ceiling        `json:"ceiling"`
-	Lifecycles Lifecycles     `json:"lifecycles"`
+	Ceilings   []Ceiling      `json:"ceilings"`
+	Lifecycles []Lifecycles   `json:"lifecycles"`
 	Spawn      []SpawnLatency `json:"spawn_latency"`
 	Live       []Live         `json:"live"`
 	Zombie     ZombieLag      `json:"zombie_lag"`
@@ -87,14 +88,25 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 	root, _ := moduleRoot()
 	f := e.fleet
 
-	step("ceiling: no-op workflows and signals, %d in flight, %s each", cfg.Concurrency, cfg.CeilingFor)
-	res.Ceiling, err = measureCeiling(ctx, e.client, cfg.Concurrency, cfg.CeilingFor)
-	fail("ceiling", err)
+	// Each level of concurrency gets its own ceiling, measured right
+	// before the lifecycles it is compared with.
+	var signalCeiling float64
+	for _, c := range cfg.Concurrency {
+		step("ceiling: no-op workflows and signals, %d in flight, %s each", c, cfg.CeilingFor)
+		ceiling, err := measureCeiling(ctx, e.client, c, cfg.CeilingFor)
+		res.Ceilings = append(res.Ceilings, ceiling)
+		fail(fmt.Sprintf("ceiling at %d", c), err)
+		signalCeiling = max(signalCeiling, ceiling.SignalsPerSecond)
 
-	step("full lifecycles: %d, %d in flight", cfg.Lifecycles, cfg.Concurrency)
-	res.Lifecycles, err = measureLifecycles(ctx, f, cfg.Lifecycles, cfg.Concurrency)
-	res.Lifecycles.RatioToNoop = ratio(res.Lifecycles.PerSecond, res.Ceiling.NoopPerSecond)
-	fail("lifecycles", err)
+		step("full lifecycles: %d, %d in flight", cfg.Lifecycles, c)
+		l, err := measureLifecycles(ctx, f, cfg.Lifecycles, c)
+		l.RatioToNoop = ratio(l.PerSecond, ceiling.NoopPerSecond)
+		res.Lifecycles = append(res.Lifecycles, l)
+		fail(fmt.Sprintf("lifecycles at %d", c), err)
+	}
+	// The fleet of the capacity runs is set up and taken down at a rate the
+	// ledger sustains; only its hold is measured.
+	fleetConcurrency := min(10, slices.Max(cfg.Concurrency))
 
 	for _, c := range cfg.SpawnLevels {
 		rounds := (cfg.SpawnSamples + c - 1) / c
@@ -118,7 +130,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 	}
 	for _, m := range cfg.LedgerMasters {
 		step("budget ledger: %d reservations from %d masters, ours then the old jq procedure", cfg.LedgerReserves, m)
-		l, err := measureLedger(ctx, f, m, cfg.LedgerReserves, res.Ceiling.SignalsPerSecond)
+		l, err := measureLedger(ctx, f, m, cfg.LedgerReserves, signalCeiling)
 		fail(fmt.Sprintf("ledger at %d", m), err)
 		fail(fmt.Sprintf("old ledger at %d", m), measureOldLedger(ctx, root, oldDir, m, cfg.LedgerReserves, &l))
 		res.Ledger = append(res.Ledger, l)
@@ -126,7 +138,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 
 	for _, n := range cfg.Live {
 		step("heartbeat capacity: %d live lifecycles, one heartbeat each per %s, held %s", n, cfg.Interval, cfg.Hold)
-		l, err := measureLive(ctx, e, n, cfg.Interval, cfg.Hold, cfg.LagSample, cfg.Concurrency, res.Ceiling.SignalsPerSecond)
+		l, err := measureLive(ctx, e, n, cfg.Interval, cfg.Hold, cfg.SpawnWithin, cfg.LagSample, fleetConcurrency, signalCeiling)
 		res.Live = append(res.Live, l)
 		fail(fmt.Sprintf("live %d", n), err)
 	}
@@ -216,9 +228,11 @@ func (r *Results) targets() []Target {
 		}
 		ts = append(ts, t)
 	}
-	add("full lifecycle throughput", ">= 15% of the no-op ceiling", pct(r.Lifecycles.RatioToNoop),
-		r.Lifecycles.RatioToNoop >= 0.15 && r.Lifecycles.Failed == 0,
-		"each lifecycle is ~10 activities and ~15 workflow tasks against the no-op's one task; see docs/BENCHMARKS.md")
+	for _, l := range r.Lifecycles {
+		add(fmt.Sprintf("full lifecycle throughput, %d in flight", l.Concurrency), ">= 15% of the no-op ceiling", pct(l.RatioToNoop),
+			l.RatioToNoop >= 0.15 && l.Failed == 0,
+			"a lifecycle is 7 workflow tasks and 6 activities, two of them updates of the one ledger workflow; see docs/BENCHMARKS.md")
+	}
 	add("history per heartbeat", "<= 4 events", fmt.Sprintf("%.2f events", r.History.EventsPerHeartbeat),
 		r.History.EventsPerHeartbeat > 0 && r.History.EventsPerHeartbeat <= 4, "a signal is 4 events when it wakes the workflow alone")
 	add("history of a lifecycle without heartbeat", "<= 40 events", strconv.Itoa(r.History.LifecycleEvents),
@@ -231,9 +245,9 @@ func (r *Results) targets() []Target {
 			}
 		}
 		add(fmt.Sprintf("%d live lifecycles", big.Lifecycles), "no false zombie, worker RSS < 300 MB",
-			fmt.Sprintf("%d false zombies, %.0f MB", big.FalseZombies, big.WorkerRSSPeakMB),
-			big.FalseZombies == 0 && big.SendErrors == 0 && big.WorkerRSSPeakMB > 0 && big.WorkerRSSPeakMB < 300,
-			"see docs/BENCHMARKS.md")
+			fmt.Sprintf("%d running, %d false zombies, %.0f MB", big.Running, big.FalseZombies, big.WorkerRSSPeakMB),
+			big.Running == big.Lifecycles && big.FalseZombies == 0 && big.SendErrors == 0 && big.WorkerRSSPeakMB > 0 && big.WorkerRSSPeakMB < 300,
+			"every heartbeat is a signal and a workflow task of its own: the server's writes bound the fleet; see docs/BENCHMARKS.md")
 	}
 	add("zombie detection lag p99", "< 2 s", fmt.Sprintf("%.0f ms", r.Zombie.P99ms),
 		r.Zombie.Samples == r.Zombie.Workers && r.Zombie.P99ms < 2000, "timer, stop and refund activities queue behind each other")
@@ -269,20 +283,23 @@ func (r *Results) print(out io.Writer) {
 		}
 		fmt.Fprintln(w, "| "+strings.Join(s, "\t| ")+"\t|")
 	}
-	c := r.Ceiling
 	row("measure", "figure", "ratio to ceiling", "notes")
 	row("---", "---", "---", "---")
-	row("ceiling: no-op workflows/s", c.NoopPerSecond, "1", fmt.Sprintf("%d in flight, %d runs", c.Concurrency, c.NoopWorkflows))
-	row("ceiling: signals/s into open workflows", c.SignalsPerSecond, "1", fmt.Sprintf("%d senders, %d sent, %d received", c.Concurrency, c.Signals, c.SignalsReceived))
-	l := r.Lifecycles
-	row("full lifecycles/s", l.PerSecond, pct(l.RatioToNoop)+" of no-op",
-		fmt.Sprintf("%d lifecycles, %d in flight, %d failed, %d/%d heartbeats recorded", l.Count, l.Concurrency, l.Failed, l.HeartbeatsRecorded, 3*l.Count))
+	for i, c := range r.Ceilings {
+		row(fmt.Sprintf("ceiling: no-op workflows/s, %d in flight", c.Concurrency), c.NoopPerSecond, "1", fmt.Sprintf("%d runs", c.NoopWorkflows))
+		row(fmt.Sprintf("ceiling: signals/s into open workflows, %d senders", c.Concurrency), c.SignalsPerSecond, "1", fmt.Sprintf("%d sent, %d received", c.Signals, c.SignalsReceived))
+		if i < len(r.Lifecycles) {
+			l := r.Lifecycles[i]
+			row(fmt.Sprintf("full lifecycles/s, %d in flight", l.Concurrency), l.PerSecond, pct(l.RatioToNoop)+" of no-op",
+				fmt.Sprintf("%d lifecycles, %d failed, %d/%d heartbeats recorded", l.Count, l.Failed, l.HeartbeatsRecorded, 3*l.Count))
+		}
+	}
 	for _, s := range r.Spawn {
 		row(fmt.Sprintf("spawn → running, %d concurrent", s.Concurrency), fmt.Sprintf("p50 %.0f / p95 %.0f / p99 %.0f ms", s.P50ms, s.P95ms, s.P99ms), "", fmt.Sprintf("%d spawns", s.Samples))
 	}
 	for _, v := range r.Live {
 		row(fmt.Sprintf("%d live, 1 heartbeat/%gs: signals/s", v.Lifecycles, v.IntervalSeconds), fmt.Sprintf("%.1f of %.1f offered", v.SignalsPerSecond, v.OfferedPerSecond),
-			pct(v.RatioToSignalCeiling)+" of signals", fmt.Sprintf("held %gs, %d send errors, spawned in %gs", v.HoldSeconds, v.SendErrors, v.SpawnSeconds))
+			pct(v.RatioToSignalCeiling)+" of signals", fmt.Sprintf("%d running after %gs of spawning (%d failed to start), held %gs, %d send errors", v.Running, v.SpawnSeconds, v.StartFailed, v.HoldSeconds, v.SendErrors))
 		row(fmt.Sprintf("%d live: false zombies / alerts", v.Lifecycles), fmt.Sprintf("%d / %d", v.FalseZombies, v.Alerts), "", fmt.Sprintf("zombie limit %gs", v.ZombieAfterSeconds))
 		row(fmt.Sprintf("%d live: heartbeat → recorded", v.Lifecycles), fmt.Sprintf("p50 %.0f / p99 %.0f ms", v.Lag.P50ms, v.Lag.P99ms), "",
 			fmt.Sprintf("%d samples from %d lifecycles, %d unrecorded", v.Lag.Samples, r.Config.LagSample, v.LagUnrecorded))
