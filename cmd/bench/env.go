@@ -204,12 +204,23 @@ func temporalCLI(root string) (string, error) {
 	return "", errors.New("no Temporal CLI: run `make tools`, set TEMPORAL_CLI, or point TEMPORAL_ADDRESS at a server")
 }
 
+// moduleRoot is the folder of go.mod, found from the working directory up:
+// the bench builds ./worker and runs bench/old-ledger.sh from there.
 func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	dir, err := os.Getwd()
 	if err != nil {
-		return "", fmt.Errorf("finding the module root (run the bench inside the module): %w", err)
+		return "", err
 	}
-	return strings.TrimSpace(string(out)), nil
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run the bench inside the worker-lifecycle module (no go.mod above the working directory)")
+		}
+		dir = parent
+	}
 }
 
 // procUsage is a process's resident memory and the CPU time it has used.
@@ -223,7 +234,7 @@ type procUsage struct {
 const clockTicks = 100
 
 // readUsage reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat (utime
-// and stime, fields 14 and 15).
+// and stime).
 func readUsage(pid int) (procUsage, error) {
 	var u procUsage
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -236,15 +247,9 @@ func readUsage(pid int) (procUsage, error) {
 			u.rssBytes = kb * 1024
 		}
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := statFields(pid)
 	if err != nil {
 		return u, err
-	}
-	// The command name may hold spaces; the fields after it do not.
-	s := string(stat)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return u, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
@@ -252,15 +257,25 @@ func readUsage(pid int) (procUsage, error) {
 	return u, nil
 }
 
-// processAlive reports whether pid runs and is not a zombie.
-func processAlive(pid int) bool {
+// statFields are the fields of /proc/<pid>/stat after the command name
+// (which may hold spaces): [0] is the state, [11] and [12] utime and stime.
+func statFields(pid int) ([]string, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return nil, err
 	}
 	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return nil, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return fields, nil
+}
+
+// processAlive reports whether pid runs and is not a zombie.
+func processAlive(pid int) bool {
+	fields, err := statFields(pid)
+	return err == nil && fields[0] != "Z" && fields[0] != "X"
 }
 
 // rssSampler records the peak resident memory of a process until stopped.

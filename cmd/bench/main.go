@@ -47,7 +47,7 @@ type config struct {
 func fullConfig() config {
 	return config{Concurrency: []int{10, 50}, CeilingFor: 15 * time.Second, Lifecycles: 150,
 		SpawnLevels: []int{1, 10, 50}, SpawnSamples: 50,
-		Live: []int{100, 1000}, Hold: 3 * time.Minute, SpawnWithin: 6 * time.Minute, Interval: 10 * time.Second, LagSample: 20,
+		Live: []int{100, 1000}, Hold: 3 * time.Minute, SpawnWithin: 4 * time.Minute, Interval: 10 * time.Second, LagSample: 20,
 		Zombies: 50, ZombieAfter: 5 * time.Second, Amortised: 1000, Burst: 10000, BurstSenders: 4,
 		LedgerMasters: []int{1, 10, 50}, LedgerReserves: 300, Out: "bench-results.json"}
 }
