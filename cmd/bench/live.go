@@ -157,12 +157,19 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	}
 
 	// Heartbeats go on while the fleet is checked, so that a slow check
-	// cannot make a zombie of its own.
+	// cannot make a zombie of its own. A lifecycle that does not answer
+	// within checkWait counts as not running: its worker program is too
+	// far behind to have noticed a zombie either.
+	const checkWait = 15 * time.Second
 	var notRunning, alerts atomic.Int64
-	_ = forEach(ctx, len(ids), concurrency, func(ctx context.Context, i int) error {
-		spec, err := f.Status(ctx, ids[i])
+	ended := make([]bool, len(ids))
+	_ = forEach(ctx, len(ids), teardownConcurrency, func(ctx context.Context, i int) error {
+		qctx, cancel := context.WithTimeout(ctx, checkWait)
+		defer cancel()
+		spec, err := f.Status(qctx, ids[i])
 		if err != nil || spec.Status != workflows.StatusRunning {
 			notRunning.Add(1)
+			ended[i] = err == nil && !spec.Status.Live()
 		}
 		if spec.Heartbeat.Alert != "" {
 			alerts.Add(1)
@@ -178,9 +185,31 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	res.Lag = percentiles(lag.all())
 	res.LagUnrecorded = int(unrecorded.Load())
 	res.FalseZombies, res.Alerts = int(notRunning.Load()), int(alerts.Load())
-	res.ShutdownFailed, err = shutdownAll(ctx, f, ids, concurrency)
+	// A false zombie has ended by itself; it must still have been cleaned
+	// up and refunded. The others are shut down as usual.
+	var live []string
+	var bad atomic.Int64
+	for i, id := range ids {
+		if !ended[i] {
+			live = append(live, id)
+			continue
+		}
+		if spec, err := f.Wait(ctx, id); err != nil || checkEnded(spec, workflows.StatusCleanedUp) != nil {
+			bad.Add(1)
+		}
+	}
+	stopFailed, err := shutdownAll(ctx, f, live, teardownConcurrency)
+	res.ShutdownFailed = stopFailed + int(bad.Load())
+	if err == nil && res.ShutdownFailed > 0 {
+		err = fmt.Errorf("%d lifecycles did not end completed or cleaned up with their budget refunded", res.ShutdownFailed)
+	}
 	return res, err
 }
+
+// teardownConcurrency checks and stops a live fleet: a stop is cheap next to
+// a spawn, and a fleet the system could not carry must still be taken down
+// in bounded time.
+const teardownConcurrency = 50
 
 // awaitRunning polls the lifecycle every `every` until it has left
 // pending. Fleet.Spawn polls every 100 ms, which is right for one operator
