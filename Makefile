@@ -42,7 +42,7 @@ test-short:
 	go test -race -count=1 -short ./...
 
 ## bench: the benchmarks of docs/BENCHMARKS.md against a dev server of
-## their own (about 15 minutes); prints the table, writes bench-results.json.
+## their own (about 25 minutes); prints the table, writes bench-results.json.
 ## `go test ./...` runs the seconds-long smoke profile (`--smoke`).
 bench: tools
 	go run ./cmd/bench $(BENCH_FLAGS)

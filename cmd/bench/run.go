@@ -175,6 +175,11 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 func machine(now time.Time) Machine {
 	m := Machine{Date: now.UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Command: strings.Join(os.Args, " ")}
+	// Under `go run` the program is a temporary binary; name the command
+	// that reproduces the run instead.
+	if strings.Contains(os.Args[0], "go-build") && !strings.HasSuffix(os.Args[0], ".test") {
+		m.Command = strings.Join(append([]string{"go run ./cmd/bench"}, os.Args[1:]...), " ")
+	}
 	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
