@@ -61,10 +61,17 @@ func shutdownAll(ctx context.Context, f *control.Fleet, ids []string, concurrenc
 }
 
 func shutdownOne(ctx context.Context, f *control.Fleet, id string) error {
-	if _, err := f.Shutdown(ctx, id, workflows.ShutdownRequest{Grace: time.Second, Reason: "bench done"}); err != nil {
-		return fmt.Errorf("shutting %s down: %w", id, err)
+	_, stopErr := f.Shutdown(ctx, id, workflows.ShutdownRequest{Grace: time.Second, Reason: "bench done"})
+	// Even when the shutdown call failed (an overloaded server times it
+	// out), the lifecycle may be stopping: wait for its end, so that no
+	// refund is still under way when the bench checks the ledger and stops
+	// the server.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	spec, err := f.Wait(wctx, id)
+	if stopErr != nil {
+		return fmt.Errorf("shutting %s down: %w", id, stopErr)
 	}
-	spec, err := f.Wait(ctx, id)
 	if err != nil {
 		return err
 	}
