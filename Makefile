@@ -7,7 +7,7 @@ TOOLS := $(CURDIR)/.tools/bin
 TEMPORAL := $(TOOLS)/temporal
 export TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run stop test test-short build tools fmt vet replay-record
+.PHONY: run stop test test-short build tools fmt vet replay-record bench
 
 ## tools: build the pinned Temporal CLI (dev server + Web UI) from the Go
 ## module proxy (it stays out of this module's dependency graph), and
@@ -40,6 +40,12 @@ test: tools
 ## test-short: unit tests only (no dev server).
 test-short:
 	go test -race -count=1 -short ./...
+
+## bench: the benchmarks of docs/BENCHMARKS.md against a dev server of
+## their own (about 25 minutes); prints the table, writes bench-results.json.
+## `go test ./...` runs the seconds-long smoke profile (`--smoke`).
+bench: tools
+	go run ./cmd/bench $(BENCH_FLAGS)
 
 ## replay-record: re-record the workflow histories in testdata/histories.
 replay-record: tools

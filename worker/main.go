@@ -23,6 +23,11 @@ import (
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
+// maxHostActivities bounds the activities a host runs at once: the watches
+// of its live processes plus their starts and stops. An idle watch costs a
+// goroutine and a timer.
+const maxHostActivities = 10000
+
 func main() {
 	if err := command().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
@@ -133,7 +138,13 @@ func command() *cobra.Command {
 			shared.RegisterWorkflowWithOptions(workflows.ArchiveCompleted, workflow.RegisterOptions{Name: "ArchiveCompleted"})
 			shared.RegisterWorkflowWithOptions(workflows.SweepFleet, workflow.RegisterOptions{Name: "SweepFleet"})
 			shared.RegisterActivity(acts)
-			own := sdkworker.New(c, workflows.HostTaskQueue(host), opts)
+			// Every live process holds one of its host queue's activity
+			// slots for its whole life (its watch), and stopping it takes
+			// another: with the SDK's default of 1000 slots, a host with
+			// 1000 processes could not stop any of them.
+			hostOpts := opts
+			hostOpts.MaxConcurrentActivityExecutionSize = maxHostActivities
+			own := sdkworker.New(c, workflows.HostTaskQueue(host), hostOpts)
 			own.RegisterActivity(acts)
 
 			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host_queue", workflows.HostTaskQueue(host),

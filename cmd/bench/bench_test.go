@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestSmoke runs the bench's smoke profile against its own dev server and
+// real processes, so that the bench keeps working, and checks that its
+// figures are sane: what the bench reports as done was really done.
+func TestSmoke(t *testing.T) {
+	cfg := smokeConfig()
+	cfg.Out = filepath.Join(t.TempDir(), "bench-results.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	began := time.Now()
+	res, err := run(ctx, cfg, testLog{t})
+	require.NoError(t, err)
+	require.NoError(t, res.write(cfg.Out))
+	t.Logf("smoke run took %s", time.Since(began).Round(time.Second))
+
+	require.Len(t, res.Ceilings, len(cfg.Concurrency))
+	require.Len(t, res.Lifecycles, len(cfg.Concurrency))
+	for i, c := range res.Ceilings {
+		require.Positive(t, c.NoopPerSecond)
+		require.Positive(t, c.Signals)
+		require.Equal(t, c.Signals, c.SignalsReceived, "every signal of the ceiling must reach its sink")
+		l := res.Lifecycles[i]
+		require.Zero(t, l.Failed)
+		require.Positive(t, l.PerSecond)
+		require.Positive(t, l.RatioToNoop)
+		// A shutdown may overtake heartbeats sent just before it (they are
+		// then not counted), but never all of them.
+		require.Positive(t, l.HeartbeatsRecorded)
+		require.LessOrEqual(t, l.HeartbeatsRecorded, int64(3*l.Count))
+	}
+
+	require.Len(t, res.Spawn, len(cfg.SpawnLevels))
+	for _, s := range res.Spawn {
+		require.GreaterOrEqual(t, s.Samples, cfg.SpawnSamples)
+		require.Positive(t, s.P50ms)
+		require.LessOrEqual(t, s.P50ms, s.P99ms)
+	}
+
+	require.Len(t, res.Live, 1)
+	live := res.Live[0]
+	require.Equal(t, cfg.Live[0], live.Running)
+	require.Zero(t, live.StartFailed)
+	require.Zero(t, live.FalseZombies)
+	require.Zero(t, live.SendErrors)
+	require.Zero(t, live.ShutdownFailed)
+	require.Positive(t, live.SignalsSent)
+	require.Positive(t, live.Lag.Samples)
+	require.Positive(t, live.WorkerRSSPeakMB)
+
+	z := res.Zombie
+	require.Equal(t, cfg.Zombies, z.CleanedUp, "every silent worker is cleaned up, refunded, its process gone")
+	require.Equal(t, cfg.Zombies, z.Samples)
+
+	h := res.History
+	require.Positive(t, h.LifecycleEvents)
+	require.Positive(t, h.LifecycleWorkflowTasks)
+	require.Positive(t, h.EventsPerHeartbeat)
+	require.EqualValues(t, cfg.Burst, h.HeartbeatsRecorded)
+	require.GreaterOrEqual(t, h.Runs, 2, "the burst must continue as new")
+	require.Positive(t, h.LongestRunEvents)
+
+	require.Len(t, res.Ledger, len(cfg.LedgerMasters))
+	for _, g := range res.Ledger {
+		require.Zero(t, g.OursLost, "the ledger must lose no reservation")
+		require.Zero(t, g.OursFailed)
+		require.Positive(t, g.OursPerSecond)
+		require.Positive(t, g.OldPerSecond, "the old procedure must have run")
+	}
+	require.True(t, res.BudgetExact, "the ledger must hold nothing after the run")
+	require.Zero(t, res.LeftoverProcesses)
+
+	data, err := os.ReadFile(cfg.Out)
+	require.NoError(t, err)
+	var back Results
+	require.NoError(t, json.Unmarshal(data, &back))
+	require.Equal(t, res.Lifecycles, back.Lifecycles)
+	require.Len(t, back.Targets, 5+len(cfg.Concurrency))
+}
+
+// TestParseFlags checks the profiles and the size flags.
+func TestParseFlags(t *testing.T) {
+	cfg, err := parseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, []int{100, 1000}, cfg.Live)
+	require.False(t, cfg.Smoke)
+
+	cfg, err = parseFlags([]string{"--smoke", "--live", "7,9", "--hold", "20s"})
+	require.NoError(t, err)
+	require.True(t, cfg.Smoke)
+	require.Equal(t, []int{7, 9}, cfg.Live)
+	require.Equal(t, 20*time.Second, cfg.Hold)
+	require.Equal(t, smokeConfig().Lifecycles, cfg.Lifecycles)
+
+	for _, bad := range [][]string{{"--live", "0"}, {"--spawn", "a"}, {"--amortised", "5000"}, {"--hold", "1s"}} {
+		_, err := parseFlags(bad)
+		require.Error(t, err, strings.Join(bad, " "))
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	p := percentiles(d)
+	require.Equal(t, Percentiles{Samples: 100, P50ms: 50, P95ms: 95, P99ms: 99, MaxMs: 100}, p)
+	require.Equal(t, 3.0, percentiles([]time.Duration{time.Millisecond, 3 * time.Millisecond}).P99ms)
+	require.Zero(t, percentiles(nil).Samples)
+}
+
+// testLog sends the bench's progress lines to the test log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// Live is the heartbeat capacity at one fleet size.
+type Live struct {
+	Lifecycles      int     `json:"lifecycles"`
+	IntervalSeconds float64 `json:"heartbeat_interval_seconds"`
+	HoldSeconds     float64 `json:"hold_seconds"`
+	SpawnSeconds    float64 `json:"spawn_seconds"`
+	// Running is how many of Lifecycles were running when the hold began;
+	// fewer when the fleet could not all be spawned by the spawn deadline.
+	Running     int `json:"running"`
+	StartFailed int `json:"start_failed"`
+	// ZombieAfterSeconds is the zombie limit of these lifecycles: three
+	// missed heartbeats, far stricter than the default 300 s.
+	ZombieAfterSeconds   float64 `json:"zombie_after_seconds"`
+	SignalsSent          int     `json:"signals_sent"`
+	SendErrors           int     `json:"send_errors"`
+	SignalsPerSecond     float64 `json:"signals_per_second"`
+	OfferedPerSecond     float64 `json:"offered_per_second"`
+	RatioToSignalCeiling float64 `json:"ratio_to_signal_ceiling"`
+	// FalseZombies counts lifecycles that were not running at the end of
+	// the hold although every one of them heartbeated throughout.
+	FalseZombies int `json:"false_zombies"`
+	// Alerts counts lifecycles showing a late-heartbeat warning at the end.
+	Alerts int `json:"alerts"`
+	// Lag is from the heartbeat's send to the time the workflow recorded
+	// it (its last_seen), over a sample of the lifecycles.
+	Lag Percentiles `json:"heartbeat_to_recorded"`
+	// LagUnrecorded counts sampled heartbeats not recorded within half an
+	// interval; they are left out of Lag, so it must be 0 for Lag to hold.
+	LagUnrecorded    int     `json:"lag_unrecorded"`
+	WorkerRSSPeakMB  float64 `json:"worker_rss_peak_mb"`
+	WorkerCPUPercent float64 `json:"worker_cpu_percent_of_one_core"`
+	ShutdownFailed   int     `json:"shutdown_failed"`
+}
+
+// measureLive spawns n lifecycles, each heartbeating every interval from
+// the moment it runs, holds the whole fleet for hold once every one runs,
+// checks that every one is still running, and shuts them all down. Only
+// the hold is measured: sends, lag, memory and CPU.
+func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
+	zombieAfter := 3 * interval
+	res := Live{Lifecycles: n, IntervalSeconds: interval.Seconds(), HoldSeconds: hold.Seconds(), ZombieAfterSeconds: zombieAfter.Seconds()}
+	limits := workflows.Limits{HeartbeatWarning: 2 * interval, HeartbeatCritical: zombieAfter * 5 / 6, ZombieAfter: zombieAfter}
+	f := e.fleet
+	var (
+		sent, failed, unrecorded atomic.Int64
+		lag                      collector
+		wg                       sync.WaitGroup
+		// window is the hold, once it has begun: [start, end) in Unix ns.
+		windowStart, windowEnd atomic.Int64
+	)
+	inWindow := func(t time.Time) bool {
+		s := windowStart.Load()
+		return s != 0 && t.UnixNano() >= s && t.UnixNano() < windowEnd.Load()
+	}
+	hbCtx, stopHeartbeats := context.WithCancel(ctx)
+	defer stopHeartbeats()
+	// heartbeat sends one lifecycle's heartbeats on a fixed schedule, its
+	// own slot of the interval, so the offered load stays n per interval.
+	heartbeat := func(i int, id string) {
+		defer wg.Done()
+		offset := interval * time.Duration(i) / time.Duration(n)
+		first := time.Now().Add(offset)
+		var ok int64
+		for k := 0; sleepUntil(hbCtx, first.Add(time.Duration(k)*interval)); k++ {
+			t0 := time.Now()
+			err := f.Heartbeat(hbCtx, id, workflows.Heartbeat{TokensUsed: ok + 1, Status: workflows.HeartbeatBusy})
+			if hbCtx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if inWindow(t0) {
+					failed.Add(1)
+				}
+				continue
+			}
+			ok++
+			if !inWindow(t0) {
+				continue
+			}
+			sent.Add(1)
+			if i < lagSample {
+				if d, found := recordedLag(hbCtx, e, id, ok, t0, interval/2); found {
+					lag.add(d)
+				} else if hbCtx.Err() == nil {
+					unrecorded.Add(1)
+				}
+			}
+		}
+	}
+
+	// A fleet the system cannot carry stops growing at the spawn deadline,
+	// and is held as it is: the figures then say how far it got.
+	ids := make([]string, n)
+	var failedStarts []string
+	var mu sync.Mutex
+	start := time.Now()
+	spawnDeadline := start.Add(spawnWithin)
+	err := forEach(ctx, n, concurrency, func(ctx context.Context, i int) error {
+		if time.Now().After(spawnDeadline) {
+			return nil
+		}
+		req, err := f.Start(ctx, spawnRequest(limits))
+		if err != nil {
+			return err
+		}
+		if err := awaitRunning(ctx, f, req.WorkerID, time.Second, spawnDeadline.Add(time.Minute)); err != nil {
+			mu.Lock()
+			failedStarts = append(failedStarts, req.WorkerID)
+			mu.Unlock()
+			return nil
+		}
+		ids[i] = req.WorkerID
+		wg.Add(1)
+		go heartbeat(i, req.WorkerID)
+		return nil
+	})
+	res.SpawnSeconds = math.Round(time.Since(start).Seconds()*10) / 10
+	ids = compact(ids)
+	res.Running, res.StartFailed = len(ids), len(failedStarts)
+	// Those that did not start end by themselves (failed, cleaned up); the
+	// final ledger check sees whether they were refunded.
+	if err != nil {
+		stopHeartbeats()
+		wg.Wait()
+		_, _ = shutdownAll(ctx, f, ids, concurrency)
+		return res, err
+	}
+
+	pid := e.worker.Process.Pid
+	before, err := readUsage(pid)
+	if err != nil {
+		return res, err
+	}
+	rss := sampleRSS(pid, time.Second)
+	holdStart := time.Now()
+	windowEnd.Store(holdStart.Add(hold).UnixNano())
+	windowStart.Store(holdStart.UnixNano())
+	sleepUntil(ctx, holdStart.Add(hold))
+	elapsed := time.Since(holdStart)
+	res.WorkerRSSPeakMB = roundMB(rss.peak())
+	if after, err := readUsage(pid); err == nil {
+		res.WorkerCPUPercent = math.Round((after.cpu-before.cpu).Seconds()/elapsed.Seconds()*1000) / 10
+	}
+
+	// Heartbeats go on while the fleet is checked, so that a slow check
+	// cannot make a zombie of its own. A lifecycle that does not answer
+	// within checkWait counts as not running: its worker program is too
+	// far behind to have noticed a zombie either.
+	const checkWait = 15 * time.Second
+	var notRunning, alerts atomic.Int64
+	ended := make([]bool, len(ids))
+	_ = forEach(ctx, len(ids), teardownConcurrency, func(ctx context.Context, i int) error {
+		qctx, cancel := context.WithTimeout(ctx, checkWait)
+		defer cancel()
+		spec, err := f.Status(qctx, ids[i])
+		if err != nil || spec.Status != workflows.StatusRunning {
+			notRunning.Add(1)
+			ended[i] = err == nil && !spec.Status.Live()
+		}
+		if spec.Heartbeat.Alert != "" {
+			alerts.Add(1)
+		}
+		return nil
+	})
+	stopHeartbeats()
+	wg.Wait()
+	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
+	res.SignalsPerSecond = perSecond(res.SignalsSent, elapsed)
+	res.OfferedPerSecond = math.Round(float64(len(ids))/interval.Seconds()*10) / 10
+	res.RatioToSignalCeiling = ratio(res.SignalsPerSecond, signalCeiling)
+	res.Lag = percentiles(lag.all())
+	res.LagUnrecorded = int(unrecorded.Load())
+	res.FalseZombies, res.Alerts = int(notRunning.Load()), int(alerts.Load())
+	// A false zombie has ended by itself; it must still have been cleaned
+	// up and refunded. The others are shut down as usual.
+	var live []string
+	var bad atomic.Int64
+	for i, id := range ids {
+		if !ended[i] {
+			live = append(live, id)
+			continue
+		}
+		if spec, err := f.Wait(ctx, id); err != nil || checkEnded(spec, workflows.StatusCleanedUp) != nil {
+			bad.Add(1)
+		}
+	}
+	stopFailed, err := shutdownAll(ctx, f, live, teardownConcurrency)
+	res.ShutdownFailed = stopFailed + int(bad.Load())
+	if err == nil && res.ShutdownFailed > 0 {
+		err = fmt.Errorf("%d lifecycles did not end completed or cleaned up with their budget refunded", res.ShutdownFailed)
+	}
+	return res, err
+}
+
+// teardownConcurrency checks and stops a live fleet: a stop is cheap next to
+// a spawn, and a fleet the system could not carry must still be taken down
+// in bounded time.
+const teardownConcurrency = 50
+
+// awaitRunning polls the lifecycle every `every` until it has left
+// pending. Fleet.Spawn polls every 100 ms, which is right for one operator
+// but, with a whole fleet spawning at once, puts more queries on the worker
+// program than the spawns themselves.
+func awaitRunning(ctx context.Context, f *control.Fleet, workerID string, every time.Duration, deadline time.Time) error {
+	for time.Now().Before(deadline) {
+		if !sleepUntil(ctx, time.Now().Add(every)) {
+			return ctx.Err()
+		}
+		spec, err := f.Status(ctx, workerID)
+		if err != nil || spec.Status == workflows.StatusPending {
+			continue
+		}
+		if spec.Status != workflows.StatusRunning {
+			return fmt.Errorf("%s did not start: %s", workerID, spec.Status)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s still pending at %s", workerID, deadline.Format(time.TimeOnly))
+}
+
+// recordedLag waits until the lifecycle has recorded its count'th heartbeat
+// and returns its last_seen minus the send time.
+func recordedLag(ctx context.Context, e *env, id string, count int64, sent time.Time, within time.Duration) (time.Duration, bool) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		spec, err := e.fleet.Status(ctx, id)
+		if err == nil && spec.Heartbeat.Count >= count && spec.Heartbeat.LastSeen != nil {
+			return spec.Heartbeat.LastSeen.Sub(sent), true
+		}
+		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
+			break
+		}
+	}
+	return 0, false
+}
+
+// sleepUntil returns false when ctx ends first.
+func sleepUntil(ctx context.Context, at time.Time) bool {
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func compact(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// Results is everything one run measured, as written to the JSON file.
+type Results struct {
+	Machine    Machine        `json:"machine"`
+	Config     config         `json:"config"`
+	Ceilings   []Ceiling      `json:"ceilings"`
+	Lifecycles []Lifecycles   `json:"lifecycles"`
+	Spawn      []SpawnLatency `json:"spawn_latency"`
+	Live       []Live         `json:"live"`
+	Zombie     ZombieLag      `json:"zombie_lag"`
+	History    History        `json:"history"`
+	Ledger     []Ledger       `json:"ledger"`
+	// BudgetExact: the ledger holds nothing once every lifecycle ended.
+	BudgetExact bool `json:"budget_exact"`
+	// LeftoverProcesses of this run found after it and killed; must be 0.
+	LeftoverProcesses int      `json:"leftover_processes"`
+	Targets           []Target `json:"targets"`
+	Errors            []string `json:"errors,omitempty"`
+}
+
+// Machine is where and how the figures were taken.
+type Machine struct {
+	Date      string `json:"date"`
+	CPUs      int    `json:"cpus"`
+	MemTotal  string `json:"mem_total"`
+	GoVersion string `json:"go_version"`
+	Server    string `json:"server"`
+	Command   string `json:"command"`
+	Seconds   int    `json:"seconds"`
+}
+
+// Target is one of the issue's targets and whether this run met it.
+type Target struct {
+	Name  string `json:"name"`
+	Want  string `json:"want"`
+	Got   string `json:"got"`
+	Met   bool   `json:"met"`
+	Bound string `json:"bound,omitempty"`
+}
+
+// run measures everything in order, each phase leaving no live lifecycle
+// behind. A failed phase is recorded and the others still run.
+func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
+	began := time.Now()
+	res := &Results{Config: cfg, Machine: machine(began)}
+	dir, err := os.MkdirTemp("", "lifecycle-bench-")
+	if err != nil {
+		return nil, err
+	}
+	step := func(format string, args ...any) {
+		fmt.Fprintf(log, "%s  %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	fail := func(phase string, err error) {
+		if err != nil {
+			step("%s failed: %v", phase, err)
+			res.Errors = append(res.Errors, phase+": "+err.Error())
+		}
+	}
+	step("starting the server and the worker program in %s", dir)
+	e, err := startEnv(ctx, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	res.Machine.Server = e.address
+	if e.server != nil {
+		res.Machine.Server = "dev server (pinned Temporal CLI, SQLite file) at " + e.address
+	}
+	root, _ := moduleRoot()
+	f := e.fleet
+
+	// Each level of concurrency gets its own ceiling, measured right
+	// before the lifecycles it is compared with.
+	var signalCeiling float64
+	for _, c := range cfg.Concurrency {
+		step("ceiling: no-op workflows and signals, %d in flight, %s each", c, cfg.CeilingFor)
+		ceiling, err := measureCeiling(ctx, e.client, c, cfg.CeilingFor)
+		res.Ceilings = append(res.Ceilings, ceiling)
+		fail(fmt.Sprintf("ceiling at %d", c), err)
+		signalCeiling = max(signalCeiling, ceiling.SignalsPerSecond)
+
+		step("full lifecycles: %d, %d in flight", cfg.Lifecycles, c)
+		l, err := measureLifecycles(ctx, f, cfg.Lifecycles, c)
+		l.RatioToNoop = ratio(l.PerSecond, ceiling.NoopPerSecond)
+		res.Lifecycles = append(res.Lifecycles, l)
+		fail(fmt.Sprintf("lifecycles at %d", c), err)
+	}
+	// The fleet of the capacity runs is set up and taken down at a rate the
+	// ledger sustains; only its hold is measured.
+	fleetConcurrency := min(10, slices.Max(cfg.Concurrency))
+
+	for _, c := range cfg.SpawnLevels {
+		rounds := (cfg.SpawnSamples + c - 1) / c
+		step("spawn latency: %d concurrent spawns, %d rounds", c, rounds)
+		lat, err := measureSpawnLatency(ctx, f, c, rounds)
+		res.Spawn = append(res.Spawn, lat)
+		fail(fmt.Sprintf("spawn latency at %d", c), err)
+	}
+
+	step("zombie lag: %d silent workers, zombie limit %s", cfg.Zombies, cfg.ZombieAfter)
+	res.Zombie, err = measureZombieLag(ctx, f, cfg.Zombies, cfg.ZombieAfter)
+	fail("zombie lag", err)
+
+	step("history: a lifecycle, %d heartbeats one by one, %d in a burst", cfg.Amortised, cfg.Burst)
+	res.History, err = measureHistory(ctx, f, cfg.Amortised, cfg.Burst, cfg.BurstSenders, cfg.RunSignals)
+	fail("history", err)
+
+	oldDir := filepath.Join(dir, "old-ledger")
+	if err := os.MkdirAll(oldDir, 0o755); err != nil {
+		fail("ledger", err)
+	}
+	for _, m := range cfg.LedgerMasters {
+		step("budget ledger: %d reservations from %d masters, ours then the old jq procedure", cfg.LedgerReserves, m)
+		l, err := measureLedger(ctx, f, m, cfg.LedgerReserves, signalCeiling)
+		fail(fmt.Sprintf("ledger at %d", m), err)
+		fail(fmt.Sprintf("old ledger at %d", m), measureOldLedger(ctx, root, oldDir, m, cfg.LedgerReserves, &l))
+		res.Ledger = append(res.Ledger, l)
+	}
+
+	for _, n := range cfg.Live {
+		step("heartbeat capacity: %d live lifecycles, one heartbeat each per %s, held %s", n, cfg.Interval, cfg.Hold)
+		l, err := measureLive(ctx, e, n, cfg.Interval, cfg.Hold, cfg.SpawnWithin, cfg.LagSample, fleetConcurrency, signalCeiling)
+		res.Live = append(res.Live, l)
+		fail(fmt.Sprintf("live %d", n), err)
+	}
+
+	// A fresh context: an interrupted run must still check and clean up.
+	cleanCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if view, err := f.Ledger().Show(cleanCtx); err != nil {
+		fail("final ledger", err)
+	} else {
+		res.BudgetExact = view.Used == 0
+		if !res.BudgetExact {
+			fail("final ledger", fmt.Errorf("%d tokens in %d allocations still held after every lifecycle ended", view.Used, len(view.Allocations)))
+		}
+	}
+	e.close()
+	res.LeftoverProcesses = killLeftovers()
+	if res.LeftoverProcesses > 0 {
+		fail("cleanup", fmt.Errorf("%d worker processes of this run outlived it (killed now)", res.LeftoverProcesses))
+	}
+	if cfg.Keep || len(res.Errors) > 0 {
+		step("run folder kept: %s", dir)
+	} else {
+		_ = os.RemoveAll(dir)
+	}
+	res.Machine.Seconds = int(time.Since(began).Seconds())
+	res.Targets = res.targets()
+	if len(res.Errors) > 0 {
+		return res, errors.New(strings.Join(res.Errors, "; "))
+	}
+	return res, nil
+}
+
+func machine(now time.Time) Machine {
+	m := Machine{Date: now.UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
+		Command: strings.Join(os.Args, " ")}
+	// Under `go run` the program is a temporary binary; name the command
+	// that reproduces the run instead.
+	if strings.Contains(os.Args[0], "go-build") && !strings.HasSuffix(os.Args[0], ".test") {
+		m.Command = strings.Join(append([]string{"go run ./cmd/bench"}, os.Args[1:]...), " ")
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				m.MemTotal = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	return m
+}
+
+// killLeftovers kills every process that a lifecycle of this run started
+// (found by the WORKER_ID in its environment) and returns how many there
+// were. The worker program leaves its processes running on purpose, so a
+// failed phase could otherwise leave `sleep`s behind.
+func killLeftovers() int {
+	entries, _ := os.ReadDir("/proc")
+	marker := []byte("WORKER_ID=worker-bench-" + runTag + "x")
+	n := 0
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
+		if err != nil || !containsVar(env, marker) || !processAlive(pid) {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		n++
+	}
+	return n
+}
+
+func containsVar(environ, prefix []byte) bool {
+	for _, v := range strings.Split(string(environ), "\x00") {
+		if strings.HasPrefix(v, string(prefix)) {
+			return true
+		}
+	}
+	return false
+}
+
+// targets compares the run with the issue's targets.
+func (r *Results) targets() []Target {
+	var ts []Target
+	add := func(name, want, got string, met bool, bound string) {
+		t := Target{Name: name, Want: want, Got: got, Met: met}
+		if !met {
+			t.Bound = bound
+		}
+		ts = append(ts, t)
+	}
+	for _, l := range r.Lifecycles {
+		add(fmt.Sprintf("full lifecycle throughput, %d in flight", l.Concurrency), ">= 15% of the no-op ceiling", pct(l.RatioToNoop),
+			l.RatioToNoop >= 0.15 && l.Failed == 0,
+			"a lifecycle is 7 workflow tasks and 6 activities, two of them updates of the one ledger workflow; see docs/BENCHMARKS.md")
+	}
+	add("history per heartbeat", "<= 4 events", fmt.Sprintf("%.2f events", r.History.EventsPerHeartbeat),
+		r.History.EventsPerHeartbeat > 0 && r.History.EventsPerHeartbeat <= 4, "a signal is 4 events when it wakes the workflow alone")
+	add("history of a lifecycle without heartbeat", "<= 40 events", strconv.Itoa(r.History.LifecycleEvents),
+		r.History.LifecycleEvents > 0 && r.History.LifecycleEvents <= 40, "one event group per activity and state change")
+	if len(r.Live) > 0 {
+		big := r.Live[0]
+		for _, l := range r.Live {
+			if l.Lifecycles > big.Lifecycles {
+				big = l
+			}
+		}
+		add(fmt.Sprintf("%d live lifecycles", big.Lifecycles), "no false zombie, worker RSS < 300 MB",
+			fmt.Sprintf("%d running, %d false zombies, %.0f MB", big.Running, big.FalseZombies, big.WorkerRSSPeakMB),
+			big.Running == big.Lifecycles && big.FalseZombies == 0 && big.SendErrors == 0 && big.WorkerRSSPeakMB > 0 && big.WorkerRSSPeakMB < 300,
+			"every heartbeat is a signal and a workflow task of its own: the server's writes bound the fleet; see docs/BENCHMARKS.md")
+	}
+	add("zombie detection lag p99", "< 2 s", fmt.Sprintf("%.0f ms", r.Zombie.P99ms),
+		r.Zombie.Samples == r.Zombie.Workers && r.Zombie.P99ms < 2000, "timer, stop and refund activities queue behind each other")
+	lost, old := 0, 0
+	for _, l := range r.Ledger {
+		lost += l.OursLost
+		old += l.OldLost
+	}
+	add("lost budget updates", "0", fmt.Sprintf("%d (old procedure: %d)", lost, old),
+		len(r.Ledger) > 0 && lost == 0 && r.BudgetExact, "")
+	return ts
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.1f%%", f*100) }
+
+func (r *Results) write(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// print writes the table that docs/BENCHMARKS.md shows.
+func (r *Results) print(out io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(out, "\n%s · %d CPUs · %s RAM · %s · %s\n%s\n\n", m.Date, m.CPUs, m.MemTotal, m.GoVersion, m.Server, m.Command)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(cells ...any) {
+		s := make([]string, len(cells))
+		for i, c := range cells {
+			s[i] = fmt.Sprint(c)
+		}
+		fmt.Fprintln(w, "| "+strings.Join(s, "\t| ")+"\t|")
+	}
+	row("measure", "figure", "ratio to ceiling", "notes")
+	row("---", "---", "---", "---")
+	for i, c := range r.Ceilings {
+		row(fmt.Sprintf("ceiling: no-op workflows/s, %d in flight", c.Concurrency), c.NoopPerSecond, "1", fmt.Sprintf("%d runs", c.NoopWorkflows))
+		row(fmt.Sprintf("ceiling: signals/s into open workflows, %d senders", c.Concurrency), c.SignalsPerSecond, "1", fmt.Sprintf("%d sent, %d received", c.Signals, c.SignalsReceived))
+		if i < len(r.Lifecycles) {
+			l := r.Lifecycles[i]
+			row(fmt.Sprintf("full lifecycles/s, %d in flight", l.Concurrency), l.PerSecond, pct(l.RatioToNoop)+" of no-op",
+				fmt.Sprintf("%d lifecycles, %d failed, %d/%d heartbeats recorded", l.Count, l.Failed, l.HeartbeatsRecorded, 3*l.Count))
+		}
+	}
+	for _, s := range r.Spawn {
+		row(fmt.Sprintf("spawn → running, %d concurrent", s.Concurrency), fmt.Sprintf("p50 %.0f / p95 %.0f / p99 %.0f ms", s.P50ms, s.P95ms, s.P99ms), "", fmt.Sprintf("%d spawns", s.Samples))
+	}
+	for _, v := range r.Live {
+		row(fmt.Sprintf("%d live, 1 heartbeat/%gs: signals/s", v.Lifecycles, v.IntervalSeconds), fmt.Sprintf("%.1f of %.1f offered", v.SignalsPerSecond, v.OfferedPerSecond),
+			pct(v.RatioToSignalCeiling)+" of signals", fmt.Sprintf("%d running after %gs of spawning (%d failed to start), held %gs, %d send errors", v.Running, v.SpawnSeconds, v.StartFailed, v.HoldSeconds, v.SendErrors))
+		row(fmt.Sprintf("%d live: false zombies / alerts", v.Lifecycles), fmt.Sprintf("%d / %d", v.FalseZombies, v.Alerts), "", fmt.Sprintf("zombie limit %gs", v.ZombieAfterSeconds))
+		row(fmt.Sprintf("%d live: heartbeat → recorded", v.Lifecycles), fmt.Sprintf("p50 %.0f / p99 %.0f ms", v.Lag.P50ms, v.Lag.P99ms), "",
+			fmt.Sprintf("%d samples from %d lifecycles, %d unrecorded", v.Lag.Samples, r.Config.LagSample, v.LagUnrecorded))
+		row(fmt.Sprintf("%d live: worker program", v.Lifecycles), fmt.Sprintf("RSS peak %.0f MB, CPU %.1f%%", v.WorkerRSSPeakMB, v.WorkerCPUPercent), "", "CPU in % of one core over the hold")
+	}
+	z := r.Zombie
+	row("zombie deadline → cleaned_up", fmt.Sprintf("p50 %.0f / p99 %.0f ms", z.P50ms, z.P99ms), "",
+		fmt.Sprintf("%d workers, limit %gs, %d cleaned up, refunded, process gone", z.Workers, z.ZombieAfter, z.CleanedUp))
+	h := r.History
+	row("history: lifecycle without heartbeat", fmt.Sprintf("%d events, %d workflow tasks", h.LifecycleEvents, h.LifecycleWorkflowTasks), "", "spawn, running, shutdown, completed")
+	row("history: per heartbeat", fmt.Sprintf("%.2f events, %.2f workflow tasks", h.EventsPerHeartbeat, h.WorkflowTasksPerHeartbeat), "", fmt.Sprintf("amortised over %d, one at a time", h.AmortisedHeartbeats))
+	row(fmt.Sprintf("history: longest run after %d heartbeats", h.Heartbeats), fmt.Sprintf("%d events", h.LongestRunEvents), "",
+		fmt.Sprintf("%d runs (continue-as-new every %d), %d recorded", h.Runs, h.MaxSignalsPerRun, h.HeartbeatsRecorded))
+	for _, g := range r.Ledger {
+		row(fmt.Sprintf("ledger reservations/s, %d masters", g.Masters), fmt.Sprintf("%.1f (lost %d)", g.OursPerSecond, g.OursLost), pct(g.OursRatioToSignalCap)+" of signals",
+			fmt.Sprintf("old jq+mv: %.1f/s, lost %d of %d, drift %d", g.OldPerSecond, g.OldLost, g.Reservations, g.OldDrift))
+	}
+	row("budget exact after the run / leftover processes", fmt.Sprintf("%v / %d", r.BudgetExact, r.LeftoverProcesses), "", "")
+	_ = w.Flush()
+	fmt.Fprintln(out)
+	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row("target", "wanted", "this run", "met")
+	row("---", "---", "---", "---")
+	for _, t := range r.Targets {
+		met := "yes"
+		if !t.Met {
+			met = "NO: " + t.Bound
+		}
+		row(t.Name, t.Want, t.Got, met)
+	}
+	_ = w.Flush()
+	fmt.Fprintf(out, "\n%d s in all\n", m.Seconds)
+}
+
+// roundMB is bytes in MB with one decimal.
+func roundMB(b int64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
