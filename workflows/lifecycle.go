@@ -707,30 +707,9 @@ func (w *lifecycle) shouldContinueAsNew(ctx workflow.Context) bool {
 // when a stop request turned up meanwhile: the stop goes first.
 func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh, sampleCh, outputCh workflow.ReceiveChannel) bool {
 	for {
-		for {
-			var hb Heartbeat
-			ok, err := receiveSignalAsync(hbCh, &hb)
-			if !ok {
-				break
-			}
-			w.applyHeartbeat(ctx, hb, err)
-		}
-		for {
-			var sample activities.ResourceSample
-			ok, err := receiveSignalAsync(sampleCh, &sample)
-			if !ok {
-				break
-			}
-			w.applySample(ctx, sample, err)
-		}
-		for {
-			var sample activities.ResourceSample
-			ok, err := receiveSignalAsync(outputCh, &sample)
-			if !ok {
-				break
-			}
-			w.applyOutputHeartbeat(ctx, sample, err)
-		}
+		drainSignals(hbCh, func(hb Heartbeat, err error) { w.applyHeartbeat(ctx, hb, err) })
+		drainSignals(sampleCh, func(s activities.ResourceSample, err error) { w.applySample(ctx, s, err) })
+		drainSignals(outputCh, func(s activities.ResourceSample, err error) { w.applyOutputHeartbeat(ctx, s, err) })
 		if len(w.stops) > 0 || ctx.Err() != nil {
 			return false
 		}

@@ -34,6 +34,19 @@ func receiveSignalAsync(c workflow.ReceiveChannel, v any) (ok bool, err error) {
 	return true, decodeSignal(raw, v)
 }
 
+// drainSignals applies every signal buffered in c, in order, with whatever
+// error its payload had.
+func drainSignals[T any](c workflow.ReceiveChannel, apply func(T, error)) {
+	for {
+		var v T
+		ok, err := receiveSignalAsync(c, &v)
+		if !ok {
+			return
+		}
+		apply(v, err)
+	}
+}
+
 func decodeSignal(raw converter.RawValue, v any) error {
 	p := raw.Payload()
 	switch {
