@@ -142,23 +142,18 @@ func TestServerRestartKeepsLifecyclesGoing(t *testing.T) {
 		"--log-dir", h.logDir, "--state-dir", filepath.Join(t.TempDir(), "state"), "--host", "it-host-sqlite")
 	require.NoError(t, worker.Start())
 	t.Cleanup(func() { _ = worker.Process.Kill(); _ = worker.Wait() })
+	env := []string{"TEMPORAL_ADDRESS=" + address}
 	starter := func(args ...string) string {
-		cmd := exec.Command(filepath.Join(h.dir, "bin", "starter"), args...)
-		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+address, "WORKER_TYPES_FILE="+h.typesFile)
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "starter %v: %s", args, out)
-		return string(out)
+		out, errOut, code := h.starterWith(t, env, args...)
+		require.Zero(t, code, "starter %v: %s", args, errOut)
+		return out
 	}
 
 	id := newID("sleeper")
-	var out string
 	require.Eventually(t, func() bool {
-		cmd := exec.Command(filepath.Join(h.dir, "bin", "starter"), "spawn", "--type", "sleeper-worker", "--task-id", "task-restart",
+		_, errOut, code := h.starterWith(t, env, "spawn", "--type", "sleeper-worker", "--task-id", "task-restart",
 			"--master", "development-master", "--worker-id", id)
-		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+address, "WORKER_TYPES_FILE="+h.typesFile)
-		b, err := cmd.CombinedOutput()
-		out = string(b)
-		return err == nil || strings.Contains(out, "already live")
+		return code == 0 || strings.Contains(errOut, "already live")
 	}, 30*time.Second, time.Second, "the worker program polls the new server")
 	starter("heartbeat", id, "--tokens-used", "10")
 	pid := processPIDOf(t, starter("status", id, "-o", "json"))
@@ -169,9 +164,8 @@ func TestServerRestartKeepsLifecyclesGoing(t *testing.T) {
 	t.Cleanup(func() { _ = server.Stop() })
 
 	require.Eventually(t, func() bool {
-		cmd := exec.Command(filepath.Join(h.dir, "bin", "starter"), "heartbeat", id, "--tokens-used", "20")
-		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+address, "WORKER_TYPES_FILE="+h.typesFile)
-		return cmd.Run() == nil
+		_, _, code := h.starterWith(t, env, "heartbeat", id, "--tokens-used", "20")
+		return code == 0
 	}, 30*time.Second, time.Second, "the lifecycle takes heartbeats after the restart")
 	t.Logf("server restart: heartbeats accepted again %s after the server was started again", time.Since(restarted).Round(100*time.Millisecond))
 	status := starter("status", id, "-o", "json")

@@ -255,10 +255,17 @@ func (h *harness) stopWorkers() {
 // starter runs the starter CLI as an operator would.
 func (h *harness) starter(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return h.starterWith(t, nil, args...)
+}
+
+// starterWith runs the starter against this harness's server, with env
+// added last (a later entry wins), e.g. another address or TLS settings.
+func (h *harness) starterWith(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(h.dir, "bin", "starter"), args...)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+h.address, "TEMPORAL_NAMESPACE=default", "WORKER_TYPES_FILE="+h.typesFile)
+	cmd.Env = append(append(os.Environ(), "TEMPORAL_ADDRESS="+h.address, "TEMPORAL_NAMESPACE=default", "WORKER_TYPES_FILE="+h.typesFile), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -16,9 +16,7 @@ import (
 )
 
 // rawJSON is a payload sent as is, bypassing every check of our own code.
-func rawJSON(data string) converter.RawValue {
-	return converter.NewRawValue(&commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(data)})
-}
+func rawJSON(data string) converter.RawValue { return rawPayload("json/plain", data) }
 
 func rawPayload(encoding, data string) converter.RawValue {
 	return converter.NewRawValue(&commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte(encoding)}, Data: []byte(data)})

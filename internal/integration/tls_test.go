@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -157,21 +156,7 @@ func TestTLSAndAPIKeyEndToEnd(t *testing.T) {
 
 	tlsEnv := []string{"TEMPORAL_ADDRESS=" + proxy.address, "TEMPORAL_TLS_CERT=" + pki.clientCert, "TEMPORAL_TLS_KEY=" + pki.clientKey,
 		"TEMPORAL_TLS_CA=" + pki.caFile, "TEMPORAL_TLS_SERVER_NAME=" + serverName, "TEMPORAL_API_KEY=" + apiKey}
-	starter := func(env []string, args ...string) (string, string, int) {
-		cmd := exec.Command(filepath.Join(h.dir, "bin", "starter"), args...)
-		cmd.Env = append(append(os.Environ(), "WORKER_TYPES_FILE="+h.typesFile), env...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
-			code = exitErr.ExitCode()
-		} else {
-			require.NoError(t, err)
-		}
-		return out.String(), errb.String(), code
-	}
+	starter := func(env []string, args ...string) (string, string, int) { return h.starterWith(t, env, args...) }
 	with := func(env []string, name, value string) []string {
 		out := []string{}
 		for _, e := range env {
