@@ -45,7 +45,12 @@ type harness struct {
 	client    client.Client
 	fleet     *control.Fleet
 	workers   map[string]*exec.Cmd // worker programs by host
+	external  bool                 // the server is not the harness's own
 }
+
+// ServerEnv names a running, set-up Temporal server to test against instead
+// of a dev server of the test's own (host:port, namespace default).
+const ServerEnv = "LIFECYCLE_TEST_SERVER"
 
 // testTypes are real commands, run without a shell unless the type itself
 // is a shell script. agent is the testagent binary.
@@ -116,36 +121,28 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 
-	serverLog, err := os.Create(filepath.Join(dir, "temporal.log"))
-	if err != nil {
-		return 1, err
+	if addr := os.Getenv(ServerEnv); addr != "" {
+		// A server started outside the test: scripts/cluster.sh's cluster
+		// on PostgreSQL (`make test-cluster`), already set up.
+		h.address, h.external = addr, true
+		c, err := client.Dial(client.Options{HostPort: addr, Namespace: "default"})
+		if err != nil {
+			return 1, fmt.Errorf("%s=%s: %w", ServerEnv, addr, err)
+		}
+		defer c.Close()
+		h.client = c
+		// The cluster's hourly sweep would clean zombies that a test is
+		// looking at; the tests that need the schedules install them.
+		for _, id := range []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID} {
+			_ = c.ScheduleClient().GetHandle(ctx, id).Delete(ctx)
+		}
+	} else {
+		stop, err := h.startDevServer(ctx)
+		if err != nil {
+			return 1, err
+		}
+		defer stop()
 	}
-	defer serverLog.Close()
-	var saArgs []string
-	for _, name := range workflows.SearchAttributeNames {
-		saArgs = append(saArgs, "--search-attribute", name+"=Keyword")
-	}
-	uiPort, err := freePort()
-	if err != nil {
-		return 1, err
-	}
-	h.uiAddress = "127.0.0.1:" + uiPort
-	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  temporalCLI,
-		ClientOptions: &client.Options{Namespace: "default"},
-		LogLevel:      "warn",
-		EnableUI:      true,
-		UIPort:        uiPort,
-		ExtraArgs:     saArgs,
-		Stdout:        serverLog,
-		Stderr:        serverLog,
-	})
-	if err != nil {
-		return 1, fmt.Errorf("starting the dev server: %w", err)
-	}
-	defer func() { _ = server.Stop() }()
-	h.address = server.FrontendHostPort()
-	h.client = server.Client()
 	registry, err := workertypes.Load(h.typesFile)
 	if err != nil {
 		return 1, err
@@ -153,10 +150,10 @@ func run(m *testing.M) (int, error) {
 	h.fleet = &control.Fleet{Client: h.client, Registry: registry}
 
 	h.workers = map[string]*exec.Cmd{}
+	defer h.stopWorkers()
 	if err := h.startWorker("it-host-a"); err != nil {
 		return 1, err
 	}
-	defer h.stopWorkers()
 
 	code := m.Run()
 	if code == 0 {
@@ -169,6 +166,50 @@ func run(m *testing.M) (int, error) {
 		fmt.Fprintf(os.Stderr, "integration: logs kept in %s\n--- worker program log (tail) ---\n%s\n", dir, tail(filepath.Join(dir, "worker-it-host-a.log"), 40))
 	}
 	return code, nil
+}
+
+// startDevServer starts the harness's own dev server, with the Web UI and
+// the search attributes, and returns how to stop it.
+func (h *harness) startDevServer(ctx context.Context) (stop func(), err error) {
+	serverLog, err := os.Create(filepath.Join(h.dir, "temporal.log"))
+	if err != nil {
+		return nil, err
+	}
+	var saArgs []string
+	for _, name := range workflows.SearchAttributeNames {
+		saArgs = append(saArgs, "--search-attribute", name+"=Keyword")
+	}
+	uiPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	h.uiAddress = "127.0.0.1:" + uiPort
+	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  h.temporal,
+		ClientOptions: &client.Options{Namespace: "default"},
+		LogLevel:      "warn",
+		EnableUI:      true,
+		UIPort:        uiPort,
+		ExtraArgs:     saArgs,
+		Stdout:        serverLog,
+		Stderr:        serverLog,
+	})
+	if err != nil {
+		serverLog.Close()
+		return nil, fmt.Errorf("starting the dev server: %w", err)
+	}
+	h.address = server.FrontendHostPort()
+	h.client = server.Client()
+	return func() { _ = server.Stop(); serverLog.Close() }, nil
+}
+
+// needsDevServer fails a test that only makes sense on the harness's own dev
+// server (its Web UI) when the suite runs against an outside server.
+func (h *harness) needsDevServer(t *testing.T) {
+	t.Helper()
+	if h.external {
+		t.Fatalf("this test needs the harness's own dev server; run it without %s", ServerEnv)
+	}
 }
 
 // startWorker starts a worker program for host. Each host has its own
@@ -190,13 +231,18 @@ func (h *harness) startWorkerWith(host, binary string, env ...string) error {
 		"--state-dir", filepath.Join(h.dir, "state", host), "--host", host)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A test binary that dies (a panic, a timeout) takes its worker programs
+	// along, or they would go on taking tasks from the next run's server.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the worker program for %s: %w", host, err)
 	}
 	h.workers[host] = cmd
-	// Ready once this very process polls its host's queue.
+	// Ready once this very process polls its host's queue. On a cluster the
+	// queue has four partitions and Describe sees only the root one, which a
+	// new poller reaches after a few seconds.
 	identity := fmt.Sprintf("%d@", cmd.Process.Pid)
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		resp, err := h.client.DescribeTaskQueue(context.Background(), workflows.HostTaskQueue(host), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 		if err == nil {
 			for _, p := range resp.Pollers {

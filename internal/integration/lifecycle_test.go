@@ -178,6 +178,7 @@ func TestKillStopsAtOnce(t *testing.T) {
 	out := h.starterOK(t, "kill", id, "--reason", "runaway")
 	require.Contains(t, out, id+" completed (runaway; refunded 1000 tokens)")
 	final := h.status(t, id)
+	require.NotNil(t, final.ExitCode, "the exit code is recorded")
 	require.Equal(t, 137, *final.ExitCode, "no grace: SIGKILL")
 	requireGone(t, pid)
 	require.Equal(t, before, h.budget(t))

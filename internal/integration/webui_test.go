@@ -30,6 +30,7 @@ func chromium(t *testing.T, args ...string) ([]byte, error) {
 // TestWebUIShowsARunningLifecycle loads the Web UI's workflows page in a
 // real browser and finds a running lifecycle there.
 func TestWebUIShowsARunningLifecycle(t *testing.T) {
+	h.needsDevServer(t)
 	id := newID("sleeper")
 	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-webui", "--master", "development-master", "--worker-id", id)
 	t.Cleanup(func() { h.starterOK(t, "kill", id) })

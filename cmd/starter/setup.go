@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+func (a *app) setupCommand() *cobra.Command {
+	cfg := control.SetupConfig{
+		Retention: 8 * 24 * time.Hour,
+		Schedules: control.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention, SweepCron: workflows.DefaultSweepCron},
+	}
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Prepare a Temporal server: namespace, search attributes and schedules (idempotent)",
+		Long: `setup does what a new server needs before the first lifecycle, and skips
+what is done already, so a deployment can run it at every start: it registers
+the namespace (with --create-namespace), adds the Keyword search attributes the
+lifecycles upsert (` + strings.Join(workflows.SearchAttributeNames, ", ") + `), and installs
+the archival and zombie-sweep schedules as "schedule install" does.`,
+		Example: `  # A new cluster (scripts/cluster.sh and docker-compose.yml run this)
+  starter setup --create-namespace --namespace-retention 192h --wait 2m
+  # An existing namespace, e.g. on Temporal Cloud
+  starter setup --namespace fleet.a1b2c --address fleet.a1b2c.tmprl.cloud:7233 --api-key "$KEY"`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Namespace = a.conn.Namespace
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if wait > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, wait)
+				defer cancel()
+			}
+			var report control.SetupReport
+			for {
+				fleet, err := a.connect()
+				if err == nil {
+					report, err = fleet.Setup(ctx, cfg)
+				}
+				if err == nil {
+					break
+				}
+				if wait == 0 || !serverStarting(err) {
+					return err
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("the server was not ready within --wait %s: %w", wait, err)
+				case <-time.After(2 * time.Second):
+				}
+			}
+			return a.print(report, func(w io.Writer) {
+				if report.NamespaceCreated {
+					fmt.Fprintf(w, "registered namespace %s (retention %s)\n", cfg.Namespace, cfg.Retention)
+				} else {
+					fmt.Fprintf(w, "namespace %s exists\n", cfg.Namespace)
+				}
+				if len(report.AttributesAdded) > 0 {
+					fmt.Fprintf(w, "added search attributes %s\n", strings.Join(report.AttributesAdded, ", "))
+				} else {
+					fmt.Fprintln(w, "search attributes present")
+				}
+				for _, id := range report.SchedulesCreated {
+					fmt.Fprintf(w, "installed schedule %s\n", id)
+				}
+				for _, id := range report.SchedulesUpToDate {
+					fmt.Fprintf(w, "schedule %s was installed already; brought up to date\n", id)
+				}
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&cfg.CreateNamespace, "create-namespace", false, "register the namespace if it is missing")
+	cmd.Flags().DurationVar(&cfg.Retention, "namespace-retention", cfg.Retention, "history retention of a namespace this creates; longer than --retention")
+	cmd.Flags().StringVar(&cfg.Schedules.ArchiveCron, "archive-at", cfg.Schedules.ArchiveCron, "when the archival runs, as a cron expression (UTC)")
+	cmd.Flags().DurationVar(&cfg.Schedules.Retention, "retention", cfg.Schedules.Retention, "archive workers that ended longer ago than this")
+	cmd.Flags().StringVar(&cfg.Schedules.SweepCron, "sweep-at", cfg.Schedules.SweepCron, "when the zombie sweep runs, as a cron expression (UTC)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "keep trying this long while the server is starting (unreachable or not serving yet)")
+	return cmd
+}
+
+// serverStarting tells the errors of a server that is not up yet, worth
+// another try, from a refusal that another try would repeat.
+func serverStarting(err error) bool {
+	if errors.Is(err, control.ErrInvalid) {
+		return false
+	}
+	var unavailable *serviceerror.Unavailable
+	var notFound *serviceerror.NamespaceNotFound
+	var internal *serviceerror.Internal
+	return errors.As(err, &unavailable) || errors.As(err, &notFound) || errors.As(err, &internal) ||
+		strings.Contains(err.Error(), "connecting to Temporal") || strings.Contains(err.Error(), "connection refused")
+}
