@@ -7,14 +7,18 @@ TOOLS := $(CURDIR)/.tools/bin
 TEMPORAL := $(TOOLS)/temporal
 export TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run stop test test-short build tools fmt vet replay-record bench
+.PHONY: run stop test test-go test-short test-cluster cluster-up cluster-down build tools fmt vet replay-record bench
 
 ## tools: build the pinned Temporal CLI (dev server + Web UI) from the Go
 ## module proxy (it stays out of this module's dependency graph), and
-## install Debian's Chromium for the Web UI test if it is missing (root).
+## install what the tests use from Debian if it is missing (root): Chromium
+## for the Web UI test, jq for the old system's script, docker-compose to
+## check docker-compose.yml. scripts/cluster.sh installs PostgreSQL and
+## builds the Temporal server itself.
 tools: $(TEMPORAL)
-	@command -v chromium >/dev/null && command -v jq >/dev/null || { echo "Installing Debian's chromium and jq for the tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium jq >/dev/null; }
+	@command -v chromium >/dev/null && command -v jq >/dev/null && command -v docker-compose >/dev/null || { \
+		echo "Installing Debian's chromium, jq and docker-compose for the tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium jq docker-compose >/dev/null; }
 
 $(TEMPORAL):
 	@echo "Building the Temporal CLI $(TEMPORAL_CLI_VERSION) (3-4 minutes the first time)..."
@@ -31,11 +35,30 @@ run: $(TEMPORAL) build
 stop:
 	./scripts/stop-demo.sh
 
-## test: every test, with the race detector, against a real dev server.
-test: tools
+## test: every test: gofmt, vet, the unit and integration tests with the
+## race detector against a dev server, then the cluster tests.
+test: test-go test-cluster
+
+## test-go: gofmt, vet, and `go test -race ./...` (dev server, docker-compose
+## config check).
+test-go: tools
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
 	go test -race -count=1 -timeout 20m ./...
+
+## test-cluster: the integration tests of spawn, heartbeats, zombies,
+## shutdown, archival, budget and host loss against a fresh production-shaped
+## cluster (Temporal server v1.29.1 on PostgreSQL, no Docker), about 5 minutes.
+test-cluster: tools
+	./scripts/test-cluster.sh
+
+## cluster-up: that cluster for use, with two worker programs (state in
+## var/cluster); cluster-down stops it, keeping the data.
+cluster-up:
+	./scripts/cluster.sh up --workers 2
+
+cluster-down:
+	./scripts/cluster.sh down
 
 ## test-short: unit tests only (no dev server).
 test-short:

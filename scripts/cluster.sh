@@ -92,21 +92,12 @@ start_postgres() {
 }
 
 setup_schema() {
-  [[ -f "$CLUSTER_DIR/schema-$SERVER_VERSION" ]] && return
-  say "setting up the schemas (temporal, temporal_visibility)"
+  say "setting up the schemas (temporal, temporal_visibility; log in $LOGS/schema.log)"
   local moddir
   moddir=$(GOFLAGS= go mod download -json "go.temporal.io/server@$SERVER_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-  [[ -d "$moddir/schema/postgresql/v12" ]] || die "the server's schema files were not found in the module cache ($moddir)"
-  local sql=("$SQLTOOL" --plugin postgres12 --ep 127.0.0.1 -p "$CLUSTER_PG_PORT" -u temporal --pw "$CLUSTER_PG_PASSWORD")
-  for db in temporal temporal_visibility; do
-    local dir=temporal
-    [[ $db == temporal_visibility ]] && dir=visibility
-    "${sql[@]}" --db "$db" create-database >/dev/null 2>&1 || true
-    "${sql[@]}" --db "$db" setup-schema -v 0.0 >>"$LOGS/schema.log" 2>&1
-    "${sql[@]}" --db "$db" update-schema -d "$moddir/schema/postgresql/v12/$dir/versioned" >>"$LOGS/schema.log" 2>&1 ||
-      die "updating the $db schema failed; see $LOGS/schema.log"
-  done
-  touch "$CLUSTER_DIR/schema-$SERVER_VERSION"
+  SQL_TOOL="$SQLTOOL" SCHEMA_DIR="$moddir/schema" PG_HOST=127.0.0.1 PG_PORT="$CLUSTER_PG_PORT" \
+    PG_USER=temporal PG_PASSWORD="$CLUSTER_PG_PASSWORD" deploy/schema.sh >>"$LOGS/schema.log" 2>&1 ||
+    die "setting up the schemas failed; see $LOGS/schema.log"
 }
 
 start_server() {

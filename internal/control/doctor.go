@@ -80,7 +80,8 @@ func (f *Fleet) checkSearchAttributes(ctx context.Context, namespace string) Che
 		}
 	}
 	if len(missing) > 0 {
-		return Check{Name: "search attributes", Detail: "missing (Keyword): " + strings.Join(missing, ", "), Fix: strings.Join(fixes, "; ")}
+		return Check{Name: "search attributes", Detail: "missing (Keyword): " + strings.Join(missing, ", "),
+			Fix: "starter setup --namespace " + namespace + " (or: " + strings.Join(fixes, "; ") + ")"}
 	}
 	return Check{Name: "search attributes", OK: true, Detail: strings.Join(workflows.SearchAttributeNames, ", ")}
 }

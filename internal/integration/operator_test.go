@@ -295,7 +295,7 @@ func TestDoctor(t *testing.T) {
 	out, _, code := h.starter(t, "doctor", "--address", bare.FrontendHostPort())
 	require.Equal(t, 1, code)
 	require.Regexp(t, `FAIL\s+search attributes\s+missing \(Keyword\): WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
-	require.Contains(t, out, "fix: temporal operator search-attribute create --namespace default --name WorkerStatus --type Keyword")
+	require.Contains(t, out, "fix: starter setup --namespace default (or: temporal operator search-attribute create --namespace default --name WorkerStatus --type Keyword")
 	require.Regexp(t, `FAIL\s+worker program\s+nobody polls task queue worker-lifecycle`, out)
 	require.Contains(t, out, "fix: start a worker program: go run ./worker")
 
@@ -303,6 +303,55 @@ func TestDoctor(t *testing.T) {
 	require.Len(t, checks, 1)
 	require.False(t, checks[0].OK)
 	require.Contains(t, checks[0].Fix, "start the server")
+}
+
+// TestSetupPreparesABareServer is what a deployment runs once per server
+// (scripts/cluster.sh, the compose file's setup service): on a server with
+// nothing of ours it adds what the lifecycles need, and a second run changes
+// nothing.
+func TestSetupPreparesABareServer(t *testing.T) {
+	bare, err := testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
+		ExistingPath: h.temporal, ClientOptions: &client.Options{Namespace: "default"}, LogLevel: "error"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bare.Stop() })
+	at := []string{"--address", bare.FrontendHostPort()}
+
+	// Refusals change nothing: the first real run below still adds all.
+	_, errOut, code := h.starter(t, append(at, "setup", "--create-namespace", "--namespace-retention", "48h")...)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "the namespace retention 48h0m0s must be longer than the archival retention 168h0m0s")
+	_, errOut, code = h.starter(t, append(at, "setup", "--namespace", "fleet-b")...)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "namespace fleet-b does not exist; give --create-namespace to register it")
+
+	type report struct {
+		NamespaceCreated bool     `json:"namespace_created"`
+		Added            []string `json:"search_attributes_added"`
+		Created          []string `json:"schedules_created"`
+		Updated          []string `json:"schedules_updated"`
+	}
+	first := starterJSON[report](t, append(at, "setup")...)
+	require.Equal(t, report{Added: workflows.SearchAttributeNames, Created: []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID}}, first)
+	again := starterJSON[report](t, append(at, "setup")...)
+	require.Equal(t, report{Updated: []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID}}, again, "a second run adds nothing")
+	out, _, _ := h.starter(t, append(at, "doctor")...)
+	require.Regexp(t, `ok\s+search attributes\s+WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
+	require.Regexp(t, `ok\s+schedules\s+worker-archival, zombie-sweep`, out)
+
+	// A namespace of its own, as a second fleet on the same cluster would.
+	other := starterJSON[report](t, append(at, "setup", "--namespace", "fleet-b", "--create-namespace")...)
+	require.True(t, other.NamespaceCreated)
+	require.Equal(t, workflows.SearchAttributeNames, other.Added)
+	out, _, _ = h.starter(t, append(at, "doctor", "--namespace", "fleet-b")...)
+	require.Regexp(t, `ok\s+namespace\s+fleet-b`, out)
+	require.Regexp(t, `ok\s+search attributes`, out)
+
+	// Nobody answers: --wait gives up with the reason.
+	start := time.Now()
+	_, errOut, code = h.starter(t, "setup", "--address", "127.0.0.1:1", "--wait", "3s")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "the server was not ready within --wait 3s")
+	require.Less(t, time.Since(start), 30*time.Second)
 }
 
 // starterJSONCode runs the starter with -o json, expecting exit code code.
