@@ -109,7 +109,7 @@ start_server() {
     echo $! >"$PIDS/$svc.pid"
   done
   say "waiting for the frontend on $ADDRESS, then setting up the namespace"
-  "$ROOT/bin/starter" --address "$ADDRESS" setup --create-namespace --namespace-retention 192h --wait 3m ||
+  "$ROOT/bin/starter" --address "$ADDRESS" setup --create-namespace --wait 3m ||
     die "the server did not become ready; see $LOGS/*.log"
 }
 

@@ -17,7 +17,7 @@ import (
 
 func (a *app) setupCommand() *cobra.Command {
 	cfg := control.SetupConfig{
-		Retention: 8 * 24 * time.Hour,
+		Retention: control.DefaultNamespaceRetention,
 		Schedules: control.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention, SweepCron: workflows.DefaultSweepCron},
 	}
 	var wait time.Duration
@@ -30,9 +30,9 @@ the namespace (with --create-namespace), adds the Keyword search attributes the
 lifecycles upsert (` + strings.Join(workflows.SearchAttributeNames, ", ") + `), and installs
 the archival and zombie-sweep schedules as "schedule install" does.`,
 		Example: `  # A new cluster (scripts/cluster.sh and docker-compose.yml run this)
-  starter setup --create-namespace --namespace-retention 192h --wait 2m
+  starter setup --create-namespace --wait 2m
   # An existing namespace, e.g. on Temporal Cloud
-  starter setup --namespace fleet.a1b2c --address fleet.a1b2c.tmprl.cloud:7233 --api-key "$KEY"`,
+  TEMPORAL_API_KEY=... starter setup --namespace fleet.a1b2c --address fleet.a1b2c.tmprl.cloud:7233`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Namespace = a.conn.Namespace
@@ -84,7 +84,7 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 		},
 	}
 	cmd.Flags().BoolVar(&cfg.CreateNamespace, "create-namespace", false, "register the namespace if it is missing")
-	cmd.Flags().DurationVar(&cfg.Retention, "namespace-retention", cfg.Retention, "history retention of a namespace this creates; longer than --retention")
+	cmd.Flags().DurationVar(&cfg.Retention, "namespace-retention", cfg.Retention, "history retention of a namespace this creates; at least --retention + 24h")
 	cmd.Flags().StringVar(&cfg.Schedules.ArchiveCron, "archive-at", cfg.Schedules.ArchiveCron, "when the archival runs, as a cron expression (UTC)")
 	cmd.Flags().DurationVar(&cfg.Schedules.Retention, "retention", cfg.Schedules.Retention, "archive workers that ended longer ago than this")
 	cmd.Flags().StringVar(&cfg.Schedules.SweepCron, "sweep-at", cfg.Schedules.SweepCron, "when the zombie sweep runs, as a cron expression (UTC)")

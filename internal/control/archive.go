@@ -79,19 +79,27 @@ type ScheduleConfig struct {
 	SweepCron   string
 }
 
+// Validate checks the schedules' settings without a server.
+func (cfg ScheduleConfig) Validate() error {
+	if err := (workflows.ArchiveRequest{OlderThan: cfg.Retention}).Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for _, cron := range []string{cfg.ArchiveCron, cfg.SweepCron} {
+		if len(strings.Fields(cron)) != 5 {
+			return fmt.Errorf("%w: schedule %q must be a cron expression of five fields, e.g. %q", ErrInvalid, cron, workflows.DefaultArchiveCron)
+		}
+	}
+	return nil
+}
+
 // InstallSchedules creates the archival and sweep schedules, or updates them
 // to the config when they exist, so that installing twice is harmless. It
 // reports which it created.
 func (f *Fleet) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (created []string, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	req := workflows.ArchiveRequest{OlderThan: cfg.Retention}
-	if err := req.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	for _, cron := range []string{cfg.ArchiveCron, cfg.SweepCron} {
-		if len(strings.Fields(cron)) != 5 {
-			return nil, fmt.Errorf("%w: schedule %q must be a cron expression of five fields, e.g. %q", ErrInvalid, cron, workflows.DefaultArchiveCron)
-		}
-	}
 	for _, s := range []struct {
 		id, cron, note string
 		action         *client.ScheduleWorkflowAction

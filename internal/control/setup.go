@@ -30,6 +30,14 @@ type SetupConfig struct {
 	Schedules ScheduleConfig
 }
 
+// ArchivalSlack is how much longer than the archival's retention the
+// namespace keeps histories: one day between archival runs.
+const ArchivalSlack = 24 * time.Hour
+
+// DefaultNamespaceRetention leaves a day more than ArchivalSlack, so that
+// one missed or failed archival run loses nothing.
+const DefaultNamespaceRetention = workflows.DefaultRetention + ArchivalSlack + 24*time.Hour
+
 // SetupReport says what the setup changed; an empty report means the server
 // was set up already.
 type SetupReport struct {
@@ -44,12 +52,15 @@ func (c SetupConfig) Validate() error {
 	if c.Namespace == "" {
 		return fmt.Errorf("%w: the namespace is empty", ErrInvalid)
 	}
-	if c.CreateNamespace && c.Retention <= c.Schedules.Retention {
-		return fmt.Errorf("%w: the namespace retention %s must be longer than the archival retention %s, or the archival finds the histories it reads deleted",
-			ErrInvalid, c.Retention, c.Schedules.Retention)
+	if err := c.Schedules.Validate(); err != nil {
+		return err
 	}
-	if c.CreateNamespace && c.Retention < 24*time.Hour {
-		return fmt.Errorf("%w: the namespace retention %s is shorter than the server's minimum of 24h", ErrInvalid, c.Retention)
+	// The archival runs once a day (by default) and takes what closed longer
+	// ago than its retention: a lifecycle is archived up to a day after
+	// that, and its history must still be there then.
+	if min := c.Schedules.Retention + ArchivalSlack; c.CreateNamespace && c.Retention < min {
+		return fmt.Errorf("%w: the namespace retention %s must be at least the archival retention %s plus %s, or the archival finds the histories it reads deleted",
+			ErrInvalid, c.Retention, c.Schedules.Retention, ArchivalSlack)
 	}
 	return nil
 }

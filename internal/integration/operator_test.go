@@ -319,7 +319,7 @@ func TestSetupPreparesABareServer(t *testing.T) {
 	// Refusals change nothing: the first real run below still adds all.
 	_, errOut, code := h.starter(t, append(at, "setup", "--create-namespace", "--namespace-retention", "48h")...)
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "the namespace retention 48h0m0s must be longer than the archival retention 168h0m0s")
+	require.Contains(t, errOut, "the namespace retention 48h0m0s must be at least the archival retention 168h0m0s plus 24h0m0s")
 	_, errOut, code = h.starter(t, append(at, "setup", "--namespace", "fleet-b")...)
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "namespace fleet-b does not exist; give --create-namespace to register it")
