@@ -48,7 +48,8 @@ test-go: tools
 
 ## test-cluster: the integration tests of spawn, heartbeats, zombies,
 ## shutdown, archival, budget and host loss against a fresh production-shaped
-## cluster (Temporal server v1.29.1 on PostgreSQL, no Docker), about 5 minutes.
+## cluster (Temporal server v1.29.1 on PostgreSQL, no Docker): 3-4 minutes
+## once the server is built.
 test-cluster: tools
 	./scripts/test-cluster.sh
 

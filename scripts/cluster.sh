@@ -71,14 +71,16 @@ start_postgres() {
   if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
     say "creating the database cluster in $PGDATA"
     mkdir -p "$PGDATA"
+    local pwfile; pwfile=$(mktemp)
+    echo "$CLUSTER_PG_PASSWORD" >"$pwfile"
     if [[ $(id -u) == 0 ]]; then
-      chown postgres: "$PGDATA" "$LOGS"
-      # postgres must reach its folder through ours.
+      chown postgres: "$PGDATA" "$LOGS" "$pwfile"
+      # The server runs as postgres and must reach its folder through ours
+      # (a mktemp folder is 0700).
       chmod o+x "$CLUSTER_DIR"
-      local d="$CLUSTER_DIR"
-      while d=$(dirname "$d"); [[ "$d" != / ]]; do chmod o+x "$d" 2>/dev/null || true; done
+      runuser -u postgres -- test -w "$PGDATA" ||
+        die "the postgres user cannot reach $PGDATA: let it through the folders above (chmod o+x), or set CLUSTER_DIR elsewhere"
     fi
-    local pwfile; pwfile=$(mktemp); chmod 644 "$pwfile"; echo "$CLUSTER_PG_PASSWORD" >"$pwfile"
     as_pg "$bin/initdb" -D "$PGDATA" -U temporal --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 >/dev/null
     rm -f "$pwfile"
   fi
@@ -88,7 +90,7 @@ start_postgres() {
   fi
   say "starting PostgreSQL on 127.0.0.1:$CLUSTER_PG_PORT"
   as_pg "$bin/pg_ctl" -D "$PGDATA" -l "$LOGS/postgres.log" -w -t 60 start \
-    -o "-p $CLUSTER_PG_PORT -c listen_addresses=127.0.0.1 -k $PGDATA -c max_connections=200" >/dev/null
+    -o "-p $CLUSTER_PG_PORT -c listen_addresses=127.0.0.1 -k '$PGDATA' -c max_connections=200" >/dev/null
 }
 
 setup_schema() {
@@ -188,6 +190,12 @@ MSG
     ;;
   down) down ;;
   destroy)
+    # The agents outlive their worker programs by design (a restarted one
+    # takes them back); with the state deleted nothing ever would, so they
+    # are stopped through their lifecycles first.
+    if running "$PIDS/frontend.pid" && compgen -G "$PIDS/worker-*.pid" >/dev/null; then
+      "$ROOT/bin/starter" --address "$ADDRESS" shutdown --all || say "some lifecycles did not stop; see above"
+    fi
     down
     rm -rf "$CLUSTER_DIR"
     say "deleted $CLUSTER_DIR"

@@ -46,7 +46,9 @@ else
 fi
 
 echo
-./bin/starter schedule install
+# The namespace, search attributes and schedules; the dev server keeps
+# histories a day, the archival needs them for 8.
+./bin/starter setup --update-retention
 ./bin/starter budget show
 echo
 echo "\$ starter spawn --type implementation-worker --task-id task-demo-001 --master development-master --priority high --repo owner/repo --idle-after 2m --sample-every 5s"

@@ -13,6 +13,6 @@ CLUSTER_DIR=$(mktemp -d /tmp/lifecycle-cluster.XXXXXX)
 trap 'scripts/cluster.sh destroy >/dev/null || true' EXIT
 
 scripts/cluster.sh up
-TESTS='^(TestLifecycleEndToEnd|TestZombieIsCleanedUp|TestBudgetRefusedStartsNothing|TestCrashIsCompensated|TestKillStopsAtOnce|TestContinueAsNewLosesNoHeartbeat|TestHundredSpawnsOverABudgetForTen|TestDuplicateStopsRefundOnce|TestShutdownAllOverTwentyWorkers|TestRecalcFixesADriftedLedger|TestArchiveOnDemand|TestArchivalSchedule|TestSweepFindsAZombieAndAnOrphan|TestLostHostIsCleanedUpWithinItsBound|TestLosingOneHostOfTwo)$'
+TESTS='^(TestLifecycleEndToEnd|TestZombieIsCleanedUp|TestBudgetRefusedStartsNothing|TestCrashIsCompensated|TestKillStopsAtOnce|TestContinueAsNewLosesNoHeartbeat|TestHundredSpawnsOverABudgetForTen|TestDuplicateStopsRefundOnce|TestShutdownAllOverTwentyWorkers|TestRecalcFixesADriftedLedger|TestArchiveOnDemand|TestArchivalSchedule|TestSweepFindsAZombieAndAnOrphan|TestLostHostIsCleanedUpWithinItsBound|TestLosingOneHostOfThree)$'
 LIFECYCLE_TEST_SERVER="127.0.0.1:$((CLUSTER_PORT_BASE + 33))" \
   go test -race -count=1 -timeout 15m -v -run "$TESTS" ./internal/integration/

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,16 +46,25 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 				ctx, cancel = context.WithTimeout(ctx, wait)
 				defer cancel()
 			}
+			// Every step is idempotent, so a retry repeats the setup whole;
+			// what an earlier attempt did is kept for the report.
 			var report control.SetupReport
 			for {
 				fleet, err := a.connect()
 				if err == nil {
-					report, err = fleet.Setup(ctx, cfg)
+					var got control.SetupReport
+					got, err = fleet.Setup(ctx, cfg)
+					report = mergeSetup(report, got)
 				}
 				if err == nil {
 					break
 				}
-				if wait == 0 || !serverStarting(err) {
+				switch {
+				case errors.Is(err, control.ErrNoNamespace):
+					return fmt.Errorf("%w; give --create-namespace to register it", err)
+				case errors.Is(err, control.ErrRetentionTooShort):
+					return fmt.Errorf("%w; give --update-retention to raise it to %s (--namespace-retention), or archive sooner with --retention", err, cfg.Retention)
+				case wait == 0 || !serverStarting(err):
 					return err
 				}
 				select {
@@ -64,10 +74,13 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 				}
 			}
 			return a.print(report, func(w io.Writer) {
-				if report.NamespaceCreated {
-					fmt.Fprintf(w, "registered namespace %s (retention %s)\n", cfg.Namespace, cfg.Retention)
-				} else {
-					fmt.Fprintf(w, "namespace %s exists\n", cfg.Namespace)
+				switch {
+				case report.NamespaceCreated:
+					fmt.Fprintf(w, "registered namespace %s (retention %s)\n", cfg.Namespace, report.Retention)
+				case report.RetentionUpdated:
+					fmt.Fprintf(w, "namespace %s: retention raised to %s\n", cfg.Namespace, report.Retention)
+				default:
+					fmt.Fprintf(w, "namespace %s exists (retention %s)\n", cfg.Namespace, report.Retention)
 				}
 				if len(report.AttributesAdded) > 0 {
 					fmt.Fprintf(w, "added search attributes %s\n", strings.Join(report.AttributesAdded, ", "))
@@ -84,7 +97,8 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 		},
 	}
 	cmd.Flags().BoolVar(&cfg.CreateNamespace, "create-namespace", false, "register the namespace if it is missing")
-	cmd.Flags().DurationVar(&cfg.Retention, "namespace-retention", cfg.Retention, "history retention of a namespace this creates; at least --retention + 24h")
+	cmd.Flags().BoolVar(&cfg.UpdateRetention, "update-retention", false, "raise the namespace's retention to --namespace-retention if the archival needs more")
+	cmd.Flags().DurationVar(&cfg.Retention, "namespace-retention", cfg.Retention, "history retention of a namespace this creates or updates; at least --retention + 24h")
 	cmd.Flags().StringVar(&cfg.Schedules.ArchiveCron, "archive-at", cfg.Schedules.ArchiveCron, "when the archival runs, as a cron expression (UTC)")
 	cmd.Flags().DurationVar(&cfg.Schedules.Retention, "retention", cfg.Schedules.Retention, "archive workers that ended longer ago than this")
 	cmd.Flags().StringVar(&cfg.Schedules.SweepCron, "sweep-at", cfg.Schedules.SweepCron, "when the zombie sweep runs, as a cron expression (UTC)")
@@ -100,7 +114,24 @@ func serverStarting(err error) bool {
 	}
 	var unavailable *serviceerror.Unavailable
 	var notFound *serviceerror.NamespaceNotFound
-	var internal *serviceerror.Internal
-	return errors.As(err, &unavailable) || errors.As(err, &notFound) || errors.As(err, &internal) ||
+	return errors.As(err, &unavailable) || errors.As(err, &notFound) ||
 		strings.Contains(err.Error(), "connecting to Temporal") || strings.Contains(err.Error(), "connection refused")
+}
+
+// mergeSetup keeps what an earlier, failed attempt did.
+func mergeSetup(before, after control.SetupReport) control.SetupReport {
+	after.NamespaceCreated = after.NamespaceCreated || before.NamespaceCreated
+	after.RetentionUpdated = after.RetentionUpdated || before.RetentionUpdated
+	for _, name := range before.AttributesAdded {
+		if !slices.Contains(after.AttributesAdded, name) {
+			after.AttributesAdded = append(after.AttributesAdded, name)
+		}
+	}
+	for _, id := range before.SchedulesCreated {
+		if !slices.Contains(after.SchedulesCreated, id) {
+			after.SchedulesCreated = append(after.SchedulesCreated, id)
+		}
+	}
+	after.SchedulesUpToDate = slices.DeleteFunc(after.SchedulesUpToDate, func(id string) bool { return slices.Contains(after.SchedulesCreated, id) })
+	return after
 }

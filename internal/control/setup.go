@@ -8,6 +8,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	namespacepb "go.temporal.io/api/namespace/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
@@ -16,35 +17,54 @@ import (
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
+// ArchivalSlack is how much longer than the archival's retention the
+// namespace must keep histories: the archival runs once a day, so a
+// lifecycle is archived up to a day after its retention has passed.
+const ArchivalSlack = 24 * time.Hour
+
+// DefaultNamespaceRetention leaves one more day than ArchivalSlack, so that
+// one missed or failed archival run loses nothing.
+const DefaultNamespaceRetention = workflows.DefaultRetention + ArchivalSlack + 24*time.Hour
+
+// ErrNoNamespace is returned by Setup for a missing namespace it was not
+// asked to create.
+var ErrNoNamespace = errors.New("namespace does not exist")
+
+// ErrRetentionTooShort is returned by Setup for an existing namespace whose
+// retention would delete histories before the archival reads them, when it
+// was not asked to raise it.
+var ErrRetentionTooShort = errors.New("namespace retention too short for the archival")
+
 // SetupConfig is what a new server needs before the first lifecycle: the
 // namespace, the search attributes the lifecycles upsert, and the schedules.
 type SetupConfig struct {
 	Namespace string
 	// CreateNamespace registers Namespace with Retention when it is missing
-	// (a dev server or an auto-setup image has "default" already).
+	// (a dev server has "default" already).
 	CreateNamespace bool
-	// Retention is the namespace's history retention for a namespace this
-	// setup creates. It must outlive the archival's retention, or the
-	// archival finds the histories it reads already deleted.
+	// UpdateRetention raises an existing namespace's retention to Retention
+	// when it is shorter than the archival needs.
+	UpdateRetention bool
+	// Retention is the history retention of a namespace this setup creates
+	// or updates.
 	Retention time.Duration
 	Schedules ScheduleConfig
 }
 
-// ArchivalSlack is how much longer than the archival's retention the
-// namespace keeps histories: one day between archival runs.
-const ArchivalSlack = 24 * time.Hour
-
-// DefaultNamespaceRetention leaves a day more than ArchivalSlack, so that
-// one missed or failed archival run loses nothing.
-const DefaultNamespaceRetention = workflows.DefaultRetention + ArchivalSlack + 24*time.Hour
-
-// SetupReport says what the setup changed; an empty report means the server
-// was set up already.
+// SetupReport says what the setup changed; a report with nothing created,
+// updated or added means the server was set up already.
 type SetupReport struct {
 	NamespaceCreated  bool     `json:"namespace_created"`
+	RetentionUpdated  bool     `json:"retention_updated"`
+	Retention         string   `json:"retention"`
 	AttributesAdded   []string `json:"search_attributes_added"`
 	SchedulesCreated  []string `json:"schedules_created"`
-	SchedulesUpToDate []string `json:"schedules_updated"`
+	SchedulesUpToDate []string `json:"schedules_up_to_date"`
+}
+
+// minRetention is the shortest namespace retention the archival allows.
+func (c SetupConfig) minRetention() time.Duration {
+	return c.Schedules.Retention + ArchivalSlack
 }
 
 // Validate checks the configuration without a server.
@@ -55,10 +75,7 @@ func (c SetupConfig) Validate() error {
 	if err := c.Schedules.Validate(); err != nil {
 		return err
 	}
-	// The archival runs once a day (by default) and takes what closed longer
-	// ago than its retention: a lifecycle is archived up to a day after
-	// that, and its history must still be there then.
-	if min := c.Schedules.Retention + ArchivalSlack; c.CreateNamespace && c.Retention < min {
+	if floor := c.minRetention(); (c.CreateNamespace || c.UpdateRetention) && c.Retention < floor {
 		return fmt.Errorf("%w: the namespace retention %s must be at least the archival retention %s plus %s, or the archival finds the histories it reads deleted",
 			ErrInvalid, c.Retention, c.Schedules.Retention, ArchivalSlack)
 	}
@@ -66,17 +83,18 @@ func (c SetupConfig) Validate() error {
 }
 
 // Setup brings a server to what this system needs; each step is skipped when
-// it is done already, so it is safe to run at every deployment.
+// it is done already, so it is safe to run at every deployment. The
+// namespace is checked first: a refusal there changes nothing. On an error
+// the report says what was done before it.
 func (f *Fleet) Setup(ctx context.Context, cfg SetupConfig) (SetupReport, error) {
 	var report SetupReport
 	if err := cfg.Validate(); err != nil {
 		return report, err
 	}
-	created, err := f.ensureNamespace(ctx, cfg)
-	if err != nil {
+	if err := f.ensureNamespace(ctx, cfg, &report); err != nil {
 		return report, err
 	}
-	report.NamespaceCreated = created
+	var err error
 	if report.AttributesAdded, err = f.ensureSearchAttributes(ctx, cfg.Namespace); err != nil {
 		return report, err
 	}
@@ -91,17 +109,17 @@ func (f *Fleet) Setup(ctx context.Context, cfg SetupConfig) (SetupReport, error)
 	return report, nil
 }
 
-func (f *Fleet) ensureNamespace(ctx context.Context, cfg SetupConfig) (bool, error) {
+func (f *Fleet) ensureNamespace(ctx context.Context, cfg SetupConfig, report *SetupReport) error {
 	ns := f.Client.WorkflowService()
-	_, err := ns.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: cfg.Namespace})
+	desc, err := ns.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: cfg.Namespace})
 	var notFound *serviceerror.NamespaceNotFound
 	switch {
 	case err == nil:
-		return false, nil
+		return f.checkRetention(ctx, cfg, desc, report)
 	case !errors.As(err, &notFound):
-		return false, fmt.Errorf("describing namespace %s: %w", cfg.Namespace, err)
+		return fmt.Errorf("describing namespace %s: %w", cfg.Namespace, err)
 	case !cfg.CreateNamespace:
-		return false, fmt.Errorf("namespace %s does not exist; give --create-namespace to register it", cfg.Namespace)
+		return fmt.Errorf("%w: %s", ErrNoNamespace, cfg.Namespace)
 	}
 	_, err = ns.RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
 		Namespace:                        cfg.Namespace,
@@ -110,13 +128,49 @@ func (f *Fleet) ensureNamespace(ctx context.Context, cfg SetupConfig) (bool, err
 	})
 	var exists *serviceerror.NamespaceAlreadyExists
 	if err != nil && !errors.As(err, &exists) {
-		return false, fmt.Errorf("registering namespace %s: %w", cfg.Namespace, err)
+		return fmt.Errorf("registering namespace %s: %w", cfg.Namespace, err)
 	}
-	return err == nil, nil
+	report.NamespaceCreated = err == nil
+	report.Retention = cfg.Retention.String()
+	return nil
 }
+
+// checkRetention refuses, or with UpdateRetention raises, the retention of
+// an existing namespace that would delete histories before the archival
+// reads them.
+func (f *Fleet) checkRetention(ctx context.Context, cfg SetupConfig, desc *workflowservice.DescribeNamespaceResponse, report *SetupReport) error {
+	have := desc.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration()
+	report.Retention = have.String()
+	if have >= cfg.minRetention() {
+		return nil
+	}
+	if !cfg.UpdateRetention {
+		return fmt.Errorf("%w: namespace %s keeps closed histories %s, but the archival (retention %s, daily) reads them up to %s after they close",
+			ErrRetentionTooShort, cfg.Namespace, have, cfg.Schedules.Retention, cfg.minRetention())
+	}
+	_, err := f.Client.WorkflowService().UpdateNamespace(ctx, &workflowservice.UpdateNamespaceRequest{
+		Namespace: cfg.Namespace,
+		Config:    &namespacepb.NamespaceConfig{WorkflowExecutionRetentionTtl: durationpb.New(cfg.Retention)},
+	})
+	if err != nil {
+		return fmt.Errorf("raising the retention of namespace %s to %s: %w", cfg.Namespace, cfg.Retention, err)
+	}
+	report.RetentionUpdated = true
+	report.Retention = cfg.Retention.String()
+	return nil
+}
+
+// namespaceVisibleWithin bounds the wait for a namespace registered a moment
+// ago to reach the operator service, when the caller set no deadline.
+const namespaceVisibleWithin = 30 * time.Second
 
 func (f *Fleet) ensureSearchAttributes(ctx context.Context, namespace string) ([]string, error) {
 	op := f.Client.OperatorService()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, namespaceVisibleWithin)
+		defer cancel()
+	}
 	// A namespace registered a moment ago may not be in every frontend's
 	// cache yet; the operator service then answers NotFound for a while.
 	var have map[string]enumspb.IndexedValueType
@@ -150,6 +204,14 @@ func (f *Fleet) ensureSearchAttributes(ctx context.Context, namespace string) ([
 		return nil, nil
 	}
 	if _, err := op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: missing}); err != nil {
+		var denied *serviceerror.PermissionDenied
+		var unimplemented *serviceerror.Unimplemented
+		if errors.As(err, &denied) || errors.As(err, &unimplemented) {
+			// Temporal Cloud manages search attributes outside the
+			// operator service.
+			return nil, fmt.Errorf("adding search attributes %v to %s was refused (%w); add them as Keyword with your server's administration tool (on Temporal Cloud: its UI or tcld), then run setup again",
+				added, namespace, err)
+		}
 		return nil, fmt.Errorf("adding search attributes %v to %s: %w", added, namespace, err)
 	}
 	return added, nil

@@ -35,7 +35,10 @@ func TestSetupConfigValidate(t *testing.T) {
 			require.True(t, errors.Is(err, ErrInvalid))
 		})
 	}
-	// Retention only matters for a namespace this creates.
+	raise := ok
+	raise.CreateNamespace, raise.UpdateRetention, raise.Retention = false, true, 2*day
+	require.ErrorContains(t, raise.Validate(), "the namespace retention 48h0m0s must be at least", "nor raised too little")
+	// Retention only matters for a namespace this creates or raises.
 	existing := ok
 	existing.CreateNamespace, existing.Retention = false, 0
 	require.NoError(t, existing.Validate())

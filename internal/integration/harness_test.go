@@ -49,7 +49,10 @@ type harness struct {
 }
 
 // ServerEnv names a running, set-up Temporal server to test against instead
-// of a dev server of the test's own (host:port, namespace default).
+// of a dev server of the test's own (host:port, namespace default). It must
+// be a server for the tests alone, as scripts/test-cluster.sh makes: no
+// worker program of its own (it would take the tests' spawns), and the
+// harness deletes its archival and sweep schedules.
 const ServerEnv = "LIFECYCLE_TEST_SERVER"
 
 // testTypes are real commands, run without a shell unless the type itself
@@ -233,6 +236,8 @@ func (h *harness) startWorkerWith(host, binary string, env ...string) error {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// A test binary that dies (a panic, a timeout) takes its worker programs
 	// along, or they would go on taking tasks from the next run's server.
+	// Linux sends it when the starting thread ends; Go ends a thread only
+	// after a goroutine that locked it returns locked, which tests do not.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the worker program for %s: %w", host, err)

@@ -12,13 +12,13 @@ import (
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
-// TestLosingOneHostOfTwo is the several-hosts case of a cluster deployment:
+// TestLosingOneHostOfThree is the several-hosts case of a cluster deployment:
 // two more worker programs with their own host names join host a, lifecycles
 // spread over the hosts as the shared queue hands them out, and one host's
 // worker program is killed for good. Its lifecycles are cleaned up within the
 // host-loss bound; every other lifecycle keeps its process and its
 // heartbeats, and ends normally later.
-func TestLosingOneHostOfTwo(t *testing.T) {
+func TestLosingOneHostOfThree(t *testing.T) {
 	before := h.budget(t)
 	for _, host := range []string{"it-host-b", "it-host-c"} {
 		require.NoError(t, h.startWorker(host))

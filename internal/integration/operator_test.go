@@ -315,33 +315,47 @@ func TestSetupPreparesABareServer(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bare.Stop() })
 	at := []string{"--address", bare.FrontendHostPort()}
+	unchanged := func() {
+		t.Helper()
+		out, _, _ := h.starter(t, append(at, "doctor")...)
+		require.Regexp(t, `FAIL\s+search attributes\s+missing \(Keyword\): WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
+		require.Regexp(t, `ok\s+schedules\s+none`, out)
+	}
 
-	// Refusals change nothing: the first real run below still adds all.
+	// Refusals change nothing.
 	_, errOut, code := h.starter(t, append(at, "setup", "--create-namespace", "--namespace-retention", "48h")...)
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "the namespace retention 48h0m0s must be at least the archival retention 168h0m0s plus 24h0m0s")
 	_, errOut, code = h.starter(t, append(at, "setup", "--namespace", "fleet-b")...)
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "namespace fleet-b does not exist; give --create-namespace to register it")
+	require.Contains(t, errOut, "namespace does not exist: fleet-b; give --create-namespace to register it")
+	// The dev server's namespace keeps histories a day: the archival, a
+	// week later, would find nothing.
+	_, errOut, code = h.starter(t, append(at, "setup")...)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "namespace default keeps closed histories 24h0m0s, but the archival (retention 168h0m0s, daily) reads them up to 192h0m0s after they close; give --update-retention")
+	unchanged()
 
 	type report struct {
 		NamespaceCreated bool     `json:"namespace_created"`
+		RetentionUpdated bool     `json:"retention_updated"`
+		Retention        string   `json:"retention"`
 		Added            []string `json:"search_attributes_added"`
 		Created          []string `json:"schedules_created"`
-		Updated          []string `json:"schedules_updated"`
+		UpToDate         []string `json:"schedules_up_to_date"`
 	}
-	first := starterJSON[report](t, append(at, "setup")...)
-	require.Equal(t, report{Added: workflows.SearchAttributeNames, Created: []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID}}, first)
+	schedules := []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID}
+	first := starterJSON[report](t, append(at, "setup", "--update-retention")...)
+	require.Equal(t, report{RetentionUpdated: true, Retention: "216h0m0s", Added: workflows.SearchAttributeNames, Created: schedules}, first)
 	again := starterJSON[report](t, append(at, "setup")...)
-	require.Equal(t, report{Updated: []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID}}, again, "a second run adds nothing")
+	require.Equal(t, report{Retention: "216h0m0s", UpToDate: schedules}, again, "a second run changes nothing")
 	out, _, _ := h.starter(t, append(at, "doctor")...)
 	require.Regexp(t, `ok\s+search attributes\s+WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
 	require.Regexp(t, `ok\s+schedules\s+worker-archival, zombie-sweep`, out)
 
 	// A namespace of its own, as a second fleet on the same cluster would.
 	other := starterJSON[report](t, append(at, "setup", "--namespace", "fleet-b", "--create-namespace")...)
-	require.True(t, other.NamespaceCreated)
-	require.Equal(t, workflows.SearchAttributeNames, other.Added)
+	require.Equal(t, report{NamespaceCreated: true, Retention: "216h0m0s", Added: workflows.SearchAttributeNames, Created: schedules}, other)
 	out, _, _ = h.starter(t, append(at, "doctor", "--namespace", "fleet-b")...)
 	require.Regexp(t, `ok\s+namespace\s+fleet-b`, out)
 	require.Regexp(t, `ok\s+search attributes`, out)
