@@ -102,17 +102,37 @@ setup_schema() {
     die "setting up the schemas failed; see $LOGS/schema.log"
 }
 
+# listening tells whether something accepts connections on a loopback port.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_service() {
+  local svc=$1
+  running "$PIDS/$svc.pid" && return
+  say "starting the $svc service (log in $LOGS/$svc.log)"
+  nohup "$SERVER" --root "$ROOT" --config deploy/cluster --env cluster --allow-no-auth \
+    start --service "$svc" >>"$LOGS/$svc.log" 2>&1 &
+  echo $! >"$PIDS/$svc.pid"
+}
+
 start_server() {
-  for svc in "${SERVICES[@]}"; do
-    if running "$PIDS/$svc.pid"; then continue; fi
-    say "starting the $svc service (log in $LOGS/$svc.log)"
-    nohup "$SERVER" --root "$ROOT" --config deploy/cluster --env cluster --allow-no-auth \
-      start --service "$svc" >>"$LOGS/$svc.log" 2>&1 &
-    echo $! >"$PIDS/$svc.pid"
+  # History first, alone: on a new database the first service to start
+  # writes the cluster's metadata, and a second one racing it fails its
+  # start ("SaveClusterMetadata encountered version mismatch").
+  start_service history
+  local port=$((CLUSTER_PORT_BASE + 34))
+  for _ in $(seq 1 120); do
+    listening "$port" && break
+    running "$PIDS/history.pid" || die "the history service stopped; see $LOGS/history.log"
+    sleep 0.5
   done
+  listening "$port" || die "the history service did not listen on $port within a minute; see $LOGS/history.log"
+  for svc in matching frontend worker; do start_service "$svc"; done
   say "waiting for the frontend on $ADDRESS, then setting up the namespace"
   "$ROOT/bin/starter" --address "$ADDRESS" setup --create-namespace --wait 3m ||
     die "the server did not become ready; see $LOGS/*.log"
+  for svc in "${SERVICES[@]}"; do
+    running "$PIDS/$svc.pid" || die "the $svc service stopped; see $LOGS/$svc.log"
+  done
 }
 
 start_workers() {

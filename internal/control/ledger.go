@@ -104,20 +104,32 @@ func (l *LedgerClient) startOptions() client.StartWorkflowOptions {
 	}
 }
 
-// update sends an update, starting the ledger first if it is not running.
-// The update ID makes a retried reserve or release a no-op on the server
-// as well as in the ledger.
+// update sends an update to the running ledger, starting the ledger first
+// when there is none. The update ID makes a retried reserve or release a
+// no-op on the server as well as in the ledger.
+//
+// A plain update, not update-with-start, is the common path: on Temporal
+// server 1.29 with PostgreSQL, tens of concurrent update-with-start calls
+// on one running workflow make the server abort the updates in flight
+// ("workflow update was aborted"), the callers retry at once and the ledger
+// stalls; plain updates queue behind the in-flight limit instead
+// (docs/DEPLOYMENT.md, section 7).
 func (l *LedgerClient) update(ctx context.Context, name, updateID string, arg, result any) error {
-	op := l.Client.NewWithStartWorkflowOperation(l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
-	h, err := l.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: op,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateName:   name,
-			UpdateID:     updateID,
-			Args:         []any{arg},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
+	opts := client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.LedgerWorkflowID,
+		UpdateName:   name,
+		UpdateID:     updateID,
+		Args:         []any{arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	}
+	h, err := l.Client.UpdateWorkflow(ctx, opts)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		// No ledger yet, or the last run ended (cancelled, terminated):
+		// start one, or join whoever started it a moment ago.
+		op := l.Client.NewWithStartWorkflowOperation(l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
+		h, err = l.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op, UpdateOptions: opts})
+	}
 	if err != nil {
 		return err
 	}
