@@ -138,11 +138,8 @@ start_server() {
 start_workers() {
   local n=$1
   mkdir -p "$CLUSTER_DIR/worker-logs"
-  cat >"$CLUSTER_DIR/worker-types.json" <<JSON
-{"types": {"implementation-worker": {"command": ["$ROOT/bin/demo-agent"]},
-           "scan-worker": {"command": ["$ROOT/bin/demo-agent"]},
-           "test-worker": {"command": ["$ROOT/bin/demo-agent"]}}}
-JSON
+  # The demo types of the image (docker-compose.yml), with this checkout's binary.
+  sed "s#/usr/local/bin/demo-agent#$ROOT/bin/demo-agent#" deploy/worker-types.demo.json >"$CLUSTER_DIR/worker-types.json"
   for i in $(seq 1 "$n"); do
     local host="cluster-host-$i"
     if running "$PIDS/worker-$host.pid"; then continue; fi

@@ -30,11 +30,8 @@ done
 
 # The demo runs every built-in type as demo-agent, a stand-in for a coding
 # agent that heartbeats, works for a minute and then reports idle.
-cat >"$VAR/demo-worker-types.json" <<JSON
-{"types": {"implementation-worker": {"command": ["$PWD/bin/demo-agent"]},
-           "scan-worker": {"command": ["$PWD/bin/demo-agent"]},
-           "test-worker": {"command": ["$PWD/bin/demo-agent"]}}}
-JSON
+# (deploy/worker-types.demo.json, the image's, with this checkout's binary)
+sed "s#/usr/local/bin/demo-agent#$PWD/bin/demo-agent#" deploy/worker-types.demo.json >"$VAR/demo-worker-types.json"
 export WORKER_TYPES_FILE="$VAR/demo-worker-types.json"
 
 if running "$VAR/worker.pid"; then

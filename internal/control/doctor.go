@@ -72,12 +72,10 @@ func (f *Fleet) checkSearchAttributes(ctx context.Context, namespace string) Che
 	if err != nil {
 		return Check{Name: "search attributes", Detail: err.Error()}
 	}
-	var missing, fixes []string
-	for _, name := range workflows.SearchAttributeNames {
-		if resp.GetCustomAttributes()[name] != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
-			missing = append(missing, name)
-			fixes = append(fixes, fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, name))
-		}
+	missing := notKeyword(resp.GetCustomAttributes())
+	var fixes []string
+	for _, name := range missing {
+		fixes = append(fixes, fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, name))
 	}
 	if len(missing) > 0 {
 		return Check{Name: "search attributes", Detail: "missing (Keyword): " + strings.Join(missing, ", "),

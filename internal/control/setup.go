@@ -180,28 +180,28 @@ func (f *Fleet) ensureSearchAttributes(ctx context.Context, namespace string) ([
 			have = resp.GetCustomAttributes()
 			break
 		}
-		if !isNotFound(err) {
+		var notFound *serviceerror.NotFound
+		var nsNotFound *serviceerror.NamespaceNotFound
+		if !errors.As(err, &notFound) && !errors.As(err, &nsNotFound) {
 			return nil, fmt.Errorf("listing the search attributes of %s: %w", namespace, err)
 		}
-		if err := sleepCtx(ctx, time.Second); err != nil {
-			return nil, fmt.Errorf("namespace %s is not visible to the operator service yet: %w", namespace, err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("namespace %s is not visible to the operator service yet: %w", namespace, ctx.Err())
+		case <-time.After(time.Second):
 		}
 	}
+	added := notKeyword(have)
+	if len(added) == 0 {
+		return nil, nil
+	}
 	missing := map[string]enumspb.IndexedValueType{}
-	var added []string
-	for _, name := range workflows.SearchAttributeNames {
-		t, ok := have[name]
-		switch {
-		case !ok:
-			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-			added = append(added, name)
-		case t != enumspb.INDEXED_VALUE_TYPE_KEYWORD:
+	for _, name := range added {
+		if t, ok := have[name]; ok {
 			return nil, fmt.Errorf("search attribute %s exists in namespace %s as %s; the lifecycles need it as Keyword (another system uses this name: use another namespace)",
 				name, namespace, t)
 		}
-	}
-	if len(missing) == 0 {
-		return nil, nil
+		missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	}
 	if _, err := op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: missing}); err != nil {
 		var denied *serviceerror.PermissionDenied
@@ -217,19 +217,15 @@ func (f *Fleet) ensureSearchAttributes(ctx context.Context, namespace string) ([
 	return added, nil
 }
 
-func isNotFound(err error) bool {
-	var nf *serviceerror.NotFound
-	var nsnf *serviceerror.NamespaceNotFound
-	return errors.As(err, &nf) || errors.As(err, &nsnf)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// notKeyword lists, in workflows.SearchAttributeNames order, the search
+// attributes the lifecycles need that have is missing or holds as another
+// type.
+func notKeyword(have map[string]enumspb.IndexedValueType) []string {
+	var names []string
+	for _, name := range workflows.SearchAttributeNames {
+		if have[name] != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
+			names = append(names, name)
+		}
 	}
+	return names
 }

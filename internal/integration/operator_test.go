@@ -336,26 +336,18 @@ func TestSetupPreparesABareServer(t *testing.T) {
 	require.Contains(t, errOut, "namespace default keeps closed histories 24h0m0s, but the archival (retention 168h0m0s, daily) reads them up to 192h0m0s after they close; give --update-retention")
 	unchanged()
 
-	type report struct {
-		NamespaceCreated bool     `json:"namespace_created"`
-		RetentionUpdated bool     `json:"retention_updated"`
-		Retention        string   `json:"retention"`
-		Added            []string `json:"search_attributes_added"`
-		Created          []string `json:"schedules_created"`
-		UpToDate         []string `json:"schedules_up_to_date"`
-	}
 	schedules := []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID}
-	first := starterJSON[report](t, append(at, "setup", "--update-retention")...)
-	require.Equal(t, report{RetentionUpdated: true, Retention: "216h0m0s", Added: workflows.SearchAttributeNames, Created: schedules}, first)
-	again := starterJSON[report](t, append(at, "setup")...)
-	require.Equal(t, report{Retention: "216h0m0s", UpToDate: schedules}, again, "a second run changes nothing")
+	first := starterJSON[control.SetupReport](t, append(at, "setup", "--update-retention")...)
+	require.Equal(t, control.SetupReport{RetentionUpdated: true, Retention: "216h0m0s", AttributesAdded: workflows.SearchAttributeNames, SchedulesCreated: schedules}, first)
+	again := starterJSON[control.SetupReport](t, append(at, "setup")...)
+	require.Equal(t, control.SetupReport{Retention: "216h0m0s", SchedulesUpToDate: schedules}, again, "a second run changes nothing")
 	out, _, _ := h.starter(t, append(at, "doctor")...)
 	require.Regexp(t, `ok\s+search attributes\s+WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
 	require.Regexp(t, `ok\s+schedules\s+worker-archival, zombie-sweep`, out)
 
 	// A namespace of its own, as a second fleet on the same cluster would.
-	other := starterJSON[report](t, append(at, "setup", "--namespace", "fleet-b", "--create-namespace")...)
-	require.Equal(t, report{NamespaceCreated: true, Retention: "216h0m0s", Added: workflows.SearchAttributeNames, Created: schedules}, other)
+	other := starterJSON[control.SetupReport](t, append(at, "setup", "--namespace", "fleet-b", "--create-namespace")...)
+	require.Equal(t, control.SetupReport{NamespaceCreated: true, Retention: "216h0m0s", AttributesAdded: workflows.SearchAttributeNames, SchedulesCreated: schedules}, other)
 	out, _, _ = h.starter(t, append(at, "doctor", "--namespace", "fleet-b")...)
 	require.Regexp(t, `ok\s+namespace\s+fleet-b`, out)
 	require.Regexp(t, `ok\s+search attributes`, out)
