@@ -214,7 +214,25 @@ func (f *Fleet) ensureSearchAttributes(ctx context.Context, namespace string) ([
 		}
 		return nil, fmt.Errorf("adding search attributes %v to %s: %w", added, namespace, err)
 	}
-	return added, nil
+	// The frontends learn new attributes when they next refresh their
+	// namespace cache (seconds on a cluster); until then a spawn that sets
+	// them is refused ("no mapping defined for search attribute"). Setup is
+	// done when a query on every one of them is accepted.
+	query := fmt.Sprintf(`%s = ""`, added[0])
+	for _, name := range added[1:] {
+		query += fmt.Sprintf(` AND %s = ""`, name)
+	}
+	for {
+		_, err := f.Client.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: query})
+		if err == nil {
+			return added, nil
+		}
+		select {
+		case <-ctx.Done():
+			return added, fmt.Errorf("search attributes %v were added to %s but the server does not accept them yet: %w", added, namespace, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // notKeyword lists, in workflows.SearchAttributeNames order, the search
