@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	sdkworker "go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
@@ -129,14 +128,9 @@ func command() *cobra.Command {
 			// The identity names the host, so `starter doctor` can find
 			// every host's queue from the shared one.
 			hostname, _ := os.Hostname()
-			opts := sdkworker.Options{Identity: fmt.Sprintf("%d@%s@host=%s", os.Getpid(), hostname, host)}
+			opts := sdkworker.Options{Identity: workflows.HostIdentity(os.Getpid(), hostname, host)}
 			shared := sdkworker.New(c, workflows.TaskQueue, opts)
-			shared.RegisterWorkflowWithOptions(workflows.WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
-			shared.RegisterWorkflowWithOptions(workflows.BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
-			shared.RegisterWorkflowWithOptions(workflows.RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
-			shared.RegisterWorkflowWithOptions(workflows.ReadLog, workflow.RegisterOptions{Name: "ReadLog"})
-			shared.RegisterWorkflowWithOptions(workflows.ArchiveCompleted, workflow.RegisterOptions{Name: "ArchiveCompleted"})
-			shared.RegisterWorkflowWithOptions(workflows.SweepFleet, workflow.RegisterOptions{Name: "SweepFleet"})
+			workflows.Register(shared)
 			shared.RegisterActivity(acts)
 			// Every live process holds one of its host queue's activity
 			// slots for its whole life (its watch), and stopping it takes

@@ -5,9 +5,23 @@
 package workflows
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+)
+
+// Workflow type names. Workers register the workflows under these names
+// (Register) and visibility queries select by them (ListQuery), so a rename
+// here reaches both; a rename also breaks every running workflow of the type.
+const (
+	WorkflowTypeLifecycle = "WorkerLifecycle"
+	WorkflowTypeLedger    = "BudgetLedger"
+	WorkflowTypeBreaker   = "RestartBreaker"
+	WorkflowTypeReadLog   = "ReadLog"
+	WorkflowTypeArchive   = "ArchiveCompleted"
+	WorkflowTypeSweep     = "SweepFleet"
 )
 
 // TaskQueue is the shared queue polled by every worker program.
@@ -50,7 +64,7 @@ const (
 )
 
 // Search attributes upserted on every state change, so the Web UI and
-// `temporal workflow list --query` can filter lifecycles.
+// `temporal workflow list --query` can filter lifecycles. All are Keyword.
 var (
 	SearchAttrStatus   = temporal.NewSearchAttributeKeyKeyword("WorkerStatus")
 	SearchAttrType     = temporal.NewSearchAttributeKeyKeyword("WorkerType")
@@ -60,11 +74,63 @@ var (
 )
 
 // SearchAttributeNames lists the custom search attributes the server must
-// have registered (all Keyword).
-var SearchAttributeNames = []string{"WorkerStatus", "WorkerType", "Master", "TaskId", "Priority"}
+// have registered, in the order of SearchAttributes.
+var SearchAttributeNames = []string{
+	SearchAttrStatus.GetName(), SearchAttrType.GetName(), SearchAttrMaster.GetName(),
+	SearchAttrTaskID.GetName(), SearchAttrPriority.GetName(),
+}
+
+// SearchAttributes are the values a lifecycle in this state shows to
+// visibility queries: the client sets them at start, the workflow upserts
+// them on each transition. The order is part of recorded histories.
+func SearchAttributes(spec WorkerSpec) []temporal.SearchAttributeUpdate {
+	updates := []temporal.SearchAttributeUpdate{
+		SearchAttrStatus.ValueSet(string(spec.Status)),
+		SearchAttrType.ValueSet(spec.WorkerType),
+		SearchAttrMaster.ValueSet(spec.Master),
+		SearchAttrPriority.ValueSet(spec.Priority),
+	}
+	if spec.TaskID != "" {
+		updates = append(updates, SearchAttrTaskID.ValueSet(spec.TaskID))
+	}
+	return updates
+}
+
+// ListQuery is the visibility query of the lifecycle workflows, narrowed by
+// the conditions given (joined with AND).
+func ListQuery(conditions ...string) string {
+	return strings.Join(append([]string{fmt.Sprintf("WorkflowType = %q", WorkflowTypeLifecycle)}, conditions...), " AND ")
+}
+
+// lifecyclePrefix starts every lifecycle workflow ID.
+const lifecyclePrefix = "worker-lifecycle/"
 
 // WorkflowID is the lifecycle workflow ID of a worker.
-func WorkflowID(workerID string) string { return "worker-lifecycle/" + workerID }
+func WorkflowID(workerID string) string { return lifecyclePrefix + workerID }
+
+// WorkerIDFromWorkflowID is the inverse of WorkflowID; ok is false for the
+// ID of another workflow.
+func WorkerIDFromWorkflowID(workflowID string) (workerID string, ok bool) {
+	workerID, ok = strings.CutPrefix(workflowID, lifecyclePrefix)
+	return workerID, ok && workerID != ""
+}
+
+// hostIdentityMark separates a worker program's identity from the host it
+// serves, so the hosts can be read off the pollers of the shared queue.
+const hostIdentityMark = "@host="
+
+// HostIdentity is the Temporal worker identity of a worker program: the
+// SDK's usual pid@hostname, then the host whose queue it polls.
+func HostIdentity(pid int, hostname, host string) string {
+	return fmt.Sprintf("%d@%s%s%s", pid, hostname, hostIdentityMark, host)
+}
+
+// HostOfIdentity reads the host back from a HostIdentity; ok is false for a
+// poller that is not one of our worker programs.
+func HostOfIdentity(identity string) (host string, ok bool) {
+	_, host, ok = strings.Cut(identity, hostIdentityMark)
+	return host, ok && host != ""
+}
 
 // Status is a lifecycle state, as the runbook names them.
 type Status string

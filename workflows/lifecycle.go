@@ -753,16 +753,7 @@ func (w *lifecycle) transition(ctx workflow.Context, s Status, reason string) {
 	if n := len(spec.Transitions); n > maxTransitions {
 		spec.Transitions = append([]Transition(nil), spec.Transitions[n-maxTransitions:]...)
 	}
-	updates := []temporal.SearchAttributeUpdate{
-		SearchAttrStatus.ValueSet(string(s)),
-		SearchAttrType.ValueSet(spec.WorkerType),
-		SearchAttrMaster.ValueSet(spec.Master),
-		SearchAttrPriority.ValueSet(spec.Priority),
-	}
-	if spec.TaskID != "" {
-		updates = append(updates, SearchAttrTaskID.ValueSet(spec.TaskID))
-	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttributes(*spec)...); err != nil {
 		workflow.GetLogger(ctx).Warn("Upserting search attributes failed", "error", err)
 	}
 	w.showDetails(ctx)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 )
 
 // TestReplayRecordedHistories replays every history recorded from the real
@@ -26,11 +25,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
 			replayer := worker.NewWorkflowReplayer()
-			replayer.RegisterWorkflowWithOptions(WorkerLifecycle, workflow.RegisterOptions{Name: "WorkerLifecycle"})
-			replayer.RegisterWorkflowWithOptions(BudgetLedger, workflow.RegisterOptions{Name: "BudgetLedger"})
-			replayer.RegisterWorkflowWithOptions(RestartBreaker, workflow.RegisterOptions{Name: "RestartBreaker"})
-			replayer.RegisterWorkflowWithOptions(ArchiveCompleted, workflow.RegisterOptions{Name: "ArchiveCompleted"})
-			replayer.RegisterWorkflowWithOptions(SweepFleet, workflow.RegisterOptions{Name: "SweepFleet"})
+			Register(replayer)
 			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
 		})
 	}

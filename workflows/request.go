@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
 // Patterns of the old system's worker-spec schema. A worker id that matches
@@ -25,8 +27,8 @@ var Priorities = []string{"low", "medium", "high", "critical"}
 
 // Bounds of inputs.
 const (
-	MinBudget                 int64 = 1
-	MaxBudget                 int64 = 200000
+	MinBudget                 int64 = workertypes.MinBudget
+	MaxBudget                 int64 = workertypes.MaxBudget
 	MaxIDLength                     = 128
 	MaxMessageBytes                 = 4096
 	DefaultMaxSignals               = 1000
@@ -48,18 +50,18 @@ const (
 	DefaultRestartDelay             = 30 * time.Second
 	DefaultRestartMaxDelay          = 300 * time.Second
 	DefaultHealthyRun               = 10 * time.Minute
-	MaxRestartsLimit                = 10
+	MaxRestartsLimit                = workertypes.MaxRestartsLimit
 	defaultCompensationWindow       = 10 * time.Minute
 	retryCleanupEvery               = 10 * time.Minute
 )
 
-// Heartbeat modes of a worker type.
+// Heartbeat modes of a worker type, as the registry defines them.
 const (
 	// HeartbeatModeSignal: the worker process sends its own heartbeats.
-	HeartbeatModeSignal = "signal"
+	HeartbeatModeSignal = workertypes.HeartbeatSignal
 	// HeartbeatModeOutput: the watcher heartbeats for the worker whenever
 	// its log grew, for commands that cannot send heartbeats.
-	HeartbeatModeOutput = "output"
+	HeartbeatModeOutput = workertypes.HeartbeatOutput
 )
 
 // SpawnRequest is what a master asks for. Zero limits take the defaults.

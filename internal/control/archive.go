@@ -29,11 +29,12 @@ var _ activities.Archive = (*Archive)(nil)
 // Ended lists lifecycle runs that ended completed or cleaned up before
 // closedBefore.
 func (a *Archive) Ended(ctx context.Context, closedBefore time.Time) ([]activities.EndedLifecycle, error) {
-	query := fmt.Sprintf(`WorkflowType = "WorkerLifecycle" AND ExecutionStatus != "Running" AND WorkerStatus IN ("completed", "cleaned_up") AND CloseTime < %q`,
-		closedBefore.UTC().Format(time.RFC3339Nano))
+	query := workflows.ListQuery(`ExecutionStatus != "Running"`,
+		fmt.Sprintf("%s IN (%q, %q)", workflows.SearchAttrStatus.GetName(), workflows.StatusCompleted, workflows.StatusCleanedUp),
+		fmt.Sprintf("CloseTime < %q", closedBefore.UTC().Format(time.RFC3339Nano)))
 	var out []activities.EndedLifecycle
 	err := (&Fleet{Client: a.Client}).listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
-		id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID(""))
+		id, ok := workflows.WorkerIDFromWorkflowID(e.Execution.WorkflowId)
 		if ok && e.Status != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
 			out = append(out, activities.EndedLifecycle{WorkerID: id, WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, ClosedAt: e.CloseTime.AsTime()})
 		}

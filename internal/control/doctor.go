@@ -135,13 +135,13 @@ func (f *Fleet) pollers(ctx context.Context, queue string, kind enumspb.TaskQueu
 	return out
 }
 
-// hostsOf reads the host names from worker program identities, which end in
-// "@host=<name>".
+// hostsOf reads the host names from worker program identities
+// (workflows.HostIdentity).
 func hostsOf(identities []string) []string {
 	seen := map[string]bool{}
 	var hosts []string
 	for _, id := range identities {
-		if _, host, ok := strings.Cut(id, "@host="); ok && !seen[host] {
+		if host, ok := workflows.HostOfIdentity(id); ok && !seen[host] {
 			seen[host] = true
 			hosts = append(hosts, host)
 		}

@@ -121,16 +121,8 @@ func (f *Fleet) Start(ctx context.Context, req workflows.SpawnRequest) (workflow
 // initialSearchAttributes make a pending lifecycle visible to list queries
 // before its first workflow task runs.
 func initialSearchAttributes(req workflows.SpawnRequest) []temporal.SearchAttributeUpdate {
-	sa := []temporal.SearchAttributeUpdate{
-		workflows.SearchAttrStatus.ValueSet(string(workflows.StatusPending)),
-		workflows.SearchAttrType.ValueSet(req.WorkerType),
-		workflows.SearchAttrMaster.ValueSet(req.Master),
-		workflows.SearchAttrPriority.ValueSet(req.Priority),
-	}
-	if req.TaskID != "" {
-		sa = append(sa, workflows.SearchAttrTaskID.ValueSet(req.TaskID))
-	}
-	return sa
+	return workflows.SearchAttributes(workflows.WorkerSpec{Status: workflows.StatusPending,
+		WorkerType: req.WorkerType, Master: req.Master, Priority: req.Priority, TaskID: req.TaskID})
 }
 
 // WaitStarted waits until the worker has left pending and returns its spec,

@@ -59,13 +59,13 @@ func ParseStatuses(s string) ([]workflows.Status, error) {
 
 // visibilityQuery turns the filter into a Temporal list query.
 func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
-	parts := []string{`WorkflowType = "WorkerLifecycle"`}
+	var parts []string
 	if len(flt.Statuses) > 0 {
 		quoted := make([]string, len(flt.Statuses))
 		for i, s := range flt.Statuses {
 			quoted[i] = fmt.Sprintf("%q", s)
 		}
-		parts = append(parts, fmt.Sprintf("WorkerStatus IN (%s)", strings.Join(quoted, ", ")))
+		parts = append(parts, fmt.Sprintf("%s IN (%s)", workflows.SearchAttrStatus.GetName(), strings.Join(quoted, ", ")))
 	} else if !flt.Ended {
 		parts = append(parts, `ExecutionStatus = "Running"`)
 	}
@@ -74,18 +74,18 @@ func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		parts = append(parts, fmt.Sprintf("WorkerType = %q", t.Name))
+		parts = append(parts, fmt.Sprintf("%s = %q", workflows.SearchAttrType.GetName(), t.Name))
 	}
 	if flt.Master != "" {
 		if !workflows.MasterPattern.MatchString(flt.Master) {
 			return "", fmt.Errorf("%w: master %s must match %s", ErrInvalid, workflows.Quote(flt.Master), workflows.MasterPattern)
 		}
-		parts = append(parts, fmt.Sprintf("Master = %q", flt.Master))
+		parts = append(parts, fmt.Sprintf("%s = %q", workflows.SearchAttrMaster.GetName(), flt.Master))
 	}
 	if flt.Query != "" {
 		parts = append(parts, "("+flt.Query+")")
 	}
-	return strings.Join(parts, " AND "), nil
+	return workflows.ListQuery(parts...), nil
 }
 
 // List returns the specs of the lifecycles the filter selects, healthiest
@@ -121,7 +121,7 @@ func (f *Fleet) ListIDs(ctx context.Context, flt Filter) ([]string, error) {
 	}
 	var ids []string
 	err = f.listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
-		if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
+		if id, ok := workflows.WorkerIDFromWorkflowID(e.Execution.WorkflowId); ok {
 			ids = append(ids, id)
 		}
 	})

@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	workflowpb "go.temporal.io/api/workflow/v1"
@@ -19,11 +18,11 @@ type MirrorSource struct {
 // Lifecycles returns the specs of the open lifecycles and of those that
 // ended since endedSince.
 func (m *MirrorSource) Lifecycles(ctx context.Context, endedSince time.Time) ([]workflows.WorkerSpec, error) {
-	query := fmt.Sprintf(`WorkflowType = "WorkerLifecycle" AND (ExecutionStatus = "Running" OR CloseTime > %q)`,
-		endedSince.UTC().Format(time.RFC3339Nano))
+	query := workflows.ListQuery(fmt.Sprintf(`(ExecutionStatus = "Running" OR CloseTime > %q)`,
+		endedSince.UTC().Format(time.RFC3339Nano)))
 	var ids []string
 	err := m.Fleet.listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
-		if id, ok := strings.CutPrefix(e.Execution.WorkflowId, workflows.WorkflowID("")); ok {
+		if id, ok := workflows.WorkerIDFromWorkflowID(e.Execution.WorkflowId); ok {
 			ids = append(ids, id)
 		}
 	})

@@ -1,0 +1,44 @@
+package workflows
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+)
+
+func TestWorkerIDFromWorkflowIDInvertsWorkflowID(t *testing.T) {
+	id, ok := WorkerIDFromWorkflowID(WorkflowID("worker-impl-1"))
+	require.True(t, ok)
+	require.Equal(t, "worker-impl-1", id)
+	for _, other := range []string{LedgerWorkflowID, BreakerWorkflowID("impl"), "worker-lifecycle/", ArchivalWorkflowIDStart} {
+		_, ok := WorkerIDFromWorkflowID(other)
+		require.False(t, ok, other)
+	}
+}
+
+func TestHostOfIdentityInvertsHostIdentity(t *testing.T) {
+	host, ok := HostOfIdentity(HostIdentity(42, "box.example", "host-a"))
+	require.True(t, ok)
+	require.Equal(t, "host-a", host)
+	for _, other := range []string{"42@box", "42@box@host=", "temporal-cli"} {
+		_, ok := HostOfIdentity(other)
+		require.False(t, ok, other)
+	}
+}
+
+// The names the server must register are exactly those the lifecycle sets.
+func TestSearchAttributesUseTheRegisteredNames(t *testing.T) {
+	spec := WorkerSpec{Status: StatusIdle, WorkerType: "impl", Master: "m", Priority: "high", TaskID: "task-1"}
+	var names []string
+	for key := range temporal.NewSearchAttributes(SearchAttributes(spec)...).GetUntypedValues() {
+		names = append(names, key.GetName())
+	}
+	require.ElementsMatch(t, SearchAttributeNames, names)
+	require.Len(t, SearchAttributes(WorkerSpec{Status: StatusPending}), len(SearchAttributeNames)-1, "no task id, no TaskId attribute")
+}
+
+func TestListQuerySelectsLifecycles(t *testing.T) {
+	require.Equal(t, `WorkflowType = "WorkerLifecycle"`, ListQuery())
+	require.Equal(t, `WorkflowType = "WorkerLifecycle" AND WorkerStatus = "idle" AND (x)`, ListQuery(`WorkerStatus = "idle"`, "(x)"))
+}
