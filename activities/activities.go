@@ -35,11 +35,12 @@ type Ledger interface {
 	Release(ctx context.Context, workerID, lease string) (int64, error)
 }
 
-// Activities carries the dependencies of every activity. It is registered
-// once with the Temporal worker; workflows refer to its methods through a nil
-// *Activities.
-type Activities struct {
-	Ledger   Ledger
+// HostActivities run on one host's own task queue
+// (workflows.HostTaskQueue): starting, watching and stopping the processes
+// of that host, stopping its orphans and reading its logs. They carry what
+// only the host has: its registry of commands, its folders and its process
+// table. Workflows refer to the methods through a nil *HostActivities.
+type HostActivities struct {
 	Registry *workertypes.Registry
 	// LogDir is the root of the per-worker log folders:
 	// LogDir/<worker_id>/worker.log.
@@ -58,6 +59,28 @@ type Activities struct {
 	// Reporter sends the watcher's samples and output heartbeats to the
 	// lifecycles; nil disables both.
 	Reporter Reporter
+	// Owners says whether a lifecycle still holds a process, for the
+	// orphan sweep; nil makes this host refuse to sweep.
+	Owners ProcessOwners
+	// Event records what the sweep did in the operators' events file;
+	// nil records nothing.
+	Event EventRecorder
+	// WatchPoll is how often WatchProcess checks a process it did not start
+	// and heartbeats to Temporal; zero means one second.
+	WatchPoll time.Duration
+}
+
+// SharedActivities run on the shared task queue, on any worker program:
+// the ledger, choosing a host, the circuit breakers, the archival and the
+// fleet-wide part of the sweep. Workflows refer to the methods through a nil
+// *SharedActivities.
+type SharedActivities struct {
+	Ledger Ledger
+	// Registry refuses a reservation for a type this program does not know.
+	Registry *workertypes.Registry
+	// Host is what PickHost answers: the worker program that takes the
+	// task becomes the new worker's host.
+	Host string
 	// Breakers records crashes per worker type and says whether a restart
 	// is allowed; nil allows every restart.
 	Breakers Breakers
@@ -65,22 +88,22 @@ type Activities struct {
 	// where the archival writes them.
 	Archive    Archive
 	ArchiveDir string
-	// Sweeper lets the sweep find zombies, hosts, owners and drift.
+	// Sweeper lets the sweep find zombies, hosts and ledger drift.
 	Sweeper Sweeper
 	// Event records what the archival and the sweep did in the operators'
 	// events file, when this worker program keeps one; nil records nothing.
-	Event func(eventType string, data map[string]any)
+	Event EventRecorder
 	// Archived moves an archived worker's spec file to archived/, when this
 	// worker program keeps the coordination files.
 	Archived func(workerID string) error
-	// WatchPoll is how often WatchProcess checks a process it did not start
-	// and heartbeats to Temporal; zero means one second.
-	WatchPoll time.Duration
 }
 
-func (a *Activities) event(eventType string, data map[string]any) {
-	if a.Event != nil {
-		a.Event(eventType, data)
+// EventRecorder writes one entry of the operators' events file.
+type EventRecorder func(eventType string, data map[string]any)
+
+func (r EventRecorder) record(eventType string, data map[string]any) {
+	if r != nil {
+		r(eventType, data)
 	}
 }
 

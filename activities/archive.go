@@ -43,7 +43,7 @@ type ArchiveResult struct {
 }
 
 // ListEnded lists the lifecycles that ended before closedBefore.
-func (a *Activities) ListEnded(ctx context.Context, closedBefore time.Time) ([]EndedLifecycle, error) {
+func (a *SharedActivities) ListEnded(ctx context.Context, closedBefore time.Time) ([]EndedLifecycle, error) {
 	if a.Archive == nil {
 		return nil, errors.New("this worker program has no archive configured")
 	}
@@ -53,7 +53,7 @@ func (a *Activities) ListEnded(ctx context.Context, closedBefore time.Time) ([]E
 // ArchiveSpecs writes each lifecycle's final spec to ArchiveDir as
 // <worker_id>_<run_id>.json. A file that exists already means the run was
 // archived before: it is counted, not written again.
-func (a *Activities) ArchiveSpecs(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
+func (a *SharedActivities) ArchiveSpecs(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
 	res := ArchiveResult{Archived: []string{}}
 	if a.Archive == nil || a.ArchiveDir == "" {
 		return res, errors.New("this worker program has no archive configured")
@@ -88,7 +88,7 @@ func (a *Activities) ArchiveSpecs(ctx context.Context, in ArchiveInput) (Archive
 				activity.GetLogger(ctx).Warn("Moving the spec file to archived/ failed", "worker_id", l.WorkerID, "error", err)
 			}
 		}
-		a.event("worker_archived", map[string]any{"worker_id": l.WorkerID, "run_id": l.RunID, "archive": path})
+		a.Event.record("worker_archived", map[string]any{"worker_id": l.WorkerID, "run_id": l.RunID, "archive": path})
 	}
 	return res, nil
 }

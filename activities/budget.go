@@ -10,7 +10,7 @@ import (
 // ReserveBudget allocates the worker's budget in the ledger. It refuses a
 // worker type this host does not know before anything is reserved, so that a
 // spawn of an unknown type changes nothing.
-func (a *Activities) ReserveBudget(ctx context.Context, in ReserveInput) error {
+func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) error {
 	if _, err := a.Registry.Lookup(in.WorkerType); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
 	}
@@ -23,7 +23,7 @@ func (a *Activities) ReserveBudget(ctx context.Context, in ReserveInput) error {
 
 // ReleaseBudget gives the lease's allocation back; releasing twice gives
 // back nothing the second time.
-func (a *Activities) ReleaseBudget(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {
+func (a *SharedActivities) ReleaseBudget(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {
 	released, err := a.Ledger.Release(ctx, in.WorkerID, in.Lease)
 	return ReleaseResult{Released: released}, err
 }

@@ -35,7 +35,7 @@ type LogChunk struct {
 // ReadLog reads the worker's log. The path is derived from the worker id
 // and this host's log folder, never taken from the request, so no request
 // can read another file.
-func (a *Activities) ReadLog(_ context.Context, in LogRequest) (LogChunk, error) {
+func (a *HostActivities) ReadLog(_ context.Context, in LogRequest) (LogChunk, error) {
 	if !workerIDPattern.MatchString(in.WorkerID) {
 		return LogChunk{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("invalid worker id %q", in.WorkerID), "InvalidRequest", nil)
 	}

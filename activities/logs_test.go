@@ -17,7 +17,7 @@ func TestLastLines(t *testing.T) {
 }
 
 func TestReadLogTailAndFollow(t *testing.T) {
-	a := &Activities{LogDir: t.TempDir(), Host: "h"}
+	a := &HostActivities{LogDir: t.TempDir(), Host: "h"}
 	dir := filepath.Join(a.LogDir, "worker-log-1")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	path := filepath.Join(dir, "worker.log")

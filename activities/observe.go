@@ -22,7 +22,7 @@ const reportEvery = 5 * time.Minute
 // what the lifecycle needs to hear of it. Signals to the lifecycle cost
 // history events, so only what can change the health score is sent.
 type observer struct {
-	a  *Activities
+	a  *HostActivities
 	in WatchInput
 
 	// CPU is a rate: each sample is measured against the previous one.
@@ -45,7 +45,7 @@ type procKey struct {
 // interval then yields a true CPU rate, and output the log held before (a
 // previous run of the worker appends to the same file) is not taken for a
 // sign of life.
-func newObserver(ctx context.Context, a *Activities, in WatchInput) *observer {
+func newObserver(ctx context.Context, a *HostActivities, in WatchInput) *observer {
 	o := &observer{a: a, in: in}
 	if _, err := o.sampleTree(); err != nil {
 		activity.GetLogger(ctx).Warn("Sampling the process tree failed", "error", err)

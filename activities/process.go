@@ -46,7 +46,7 @@ const (
 // Neither may a restart of this program: the record in StateDir of a process
 // that is provably still the one started (PID, start ticks, token) is
 // returned instead of spawning again.
-func (a *Activities) StartProcess(ctx context.Context, in StartInput) (ProcessInfo, error) {
+func (a *HostActivities) StartProcess(ctx context.Context, in StartInput) (ProcessInfo, error) {
 	if !workerIDPattern.MatchString(in.WorkerID) {
 		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("invalid worker id %q: must match %s", in.WorkerID, workerIDPattern),
@@ -99,7 +99,7 @@ func sameLease(stored, incoming string) bool { return incoming == "" || stored =
 
 // stopLeftover stops the process an ended lifecycle left behind under the
 // same worker id, before a new one is started for it.
-func (a *Activities) stopLeftover(ctx context.Context, workerID string, p ProcessInfo) error {
+func (a *HostActivities) stopLeftover(ctx context.Context, workerID string, p ProcessInfo) error {
 	activity.GetLogger(ctx).Warn("Stopping a process left by an earlier lifecycle", "worker_id", workerID, "pid", p.PID, "lease", p.Lease)
 	if _, err := a.StopProcess(ctx, StopInput{WorkerID: workerID, Process: p, Grace: leftoverGrace}); err != nil {
 		return fmt.Errorf("stop the process pid %d left by an earlier lifecycle of %s: %w", p.PID, workerID, err)
@@ -107,7 +107,7 @@ func (a *Activities) stopLeftover(ctx context.Context, workerID string, p Proces
 	return nil
 }
 
-func (a *Activities) spawn(in StartInput, typeName string, argv []string) (*exec.Cmd, ProcessInfo, error) {
+func (a *HostActivities) spawn(in StartInput, typeName string, argv []string) (*exec.Cmd, ProcessInfo, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, ProcessInfo{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("worker type %q has an empty command", typeName), ErrTypeSpawnFailed, nil)
@@ -203,7 +203,7 @@ func spawnError(command string, err error) error {
 // is exact. A process started before a restart of this program is not our
 // child any more: it is polled through /proc, and its end is reported as
 // Lost with exit code -1 because its status went to another parent.
-func (a *Activities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatus, error) {
+func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatus, error) {
 	p := in.Process
 	tick := time.NewTicker(a.watchPoll())
 	defer tick.Stop()
@@ -244,7 +244,7 @@ func (a *Activities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatu
 	}
 }
 
-func (a *Activities) watchPoll() time.Duration {
+func (a *HostActivities) watchPoll() time.Duration {
 	if a.WatchPoll > 0 {
 		return a.WatchPoll
 	}
@@ -256,7 +256,7 @@ func (a *Activities) watchPoll() time.Duration {
 // only processes it can prove are the worker's (its group while the group is
 // provably ours, its token, their descendants), because a PID or PGID can be
 // reused by an unrelated process once ours is gone.
-func (a *Activities) StopProcess(ctx context.Context, in StopInput) (StopResult, error) {
+func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopResult, error) {
 	p := in.Process
 	// A zero ProcessInfo means nothing was started. PGID 1 or our own group
 	// would make kill(2) hit init or this program's group, never a worker.
@@ -306,7 +306,7 @@ func (a *Activities) StopProcess(ctx context.Context, in StopInput) (StopResult,
 
 // ownsGroup reports whether process group p.PGID is the one StartProcess
 // created for workerID.
-func (a *Activities) ownsGroup(workerID string, p ProcessInfo) (bool, error) {
+func (a *HostActivities) ownsGroup(workerID string, p ProcessInfo) (bool, error) {
 	st, err := readProcStat(p.PID)
 	switch {
 	case err == nil && st.StartTicks == p.StartTicks:

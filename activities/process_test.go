@@ -33,9 +33,9 @@ const (
 	testNamespace = "lifecycle-test"
 )
 
-// newProcActivities returns Activities whose registry holds the given types
+// newProcActivities returns HostActivities whose registry holds the given types
 // (name → command), logging under a fresh temporary folder.
-func newProcActivities(t *testing.T, types map[string][]string) *Activities {
+func newProcActivities(t *testing.T, types map[string][]string) *HostActivities {
 	t.Helper()
 	file := map[string]map[string]any{}
 	for name, command := range types {
@@ -47,7 +47,7 @@ func newProcActivities(t *testing.T, types map[string][]string) *Activities {
 	require.NoError(t, os.WriteFile(path, data, 0o644))
 	reg, err := workertypes.Load(path)
 	require.NoError(t, err)
-	return &Activities{
+	return &HostActivities{
 		Registry:          reg,
 		LogDir:            filepath.Join(t.TempDir(), "logs"),
 		Host:              "test-host",
@@ -58,14 +58,14 @@ func newProcActivities(t *testing.T, types map[string][]string) *Activities {
 	}
 }
 
-func newActivityEnv(a *Activities) *testsuite.TestActivityEnvironment {
+func newActivityEnv(a any) *testsuite.TestActivityEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(a)
 	return env
 }
 
-func startProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activities, in StartInput) (ProcessInfo, error) {
+func startProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *HostActivities, in StartInput) (ProcessInfo, error) {
 	t.Helper()
 	val, err := env.ExecuteActivity(a.StartProcess, in)
 	if err != nil {
@@ -80,14 +80,14 @@ func startProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activiti
 	return info, nil
 }
 
-func mustStart(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activities, in StartInput) ProcessInfo {
+func mustStart(t *testing.T, env *testsuite.TestActivityEnvironment, a *HostActivities, in StartInput) ProcessInfo {
 	t.Helper()
 	info, err := startProc(t, env, a, in)
 	require.NoError(t, err)
 	return info
 }
 
-func watchProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activities, p ProcessInfo) ExitStatus {
+func watchProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *HostActivities, p ProcessInfo) ExitStatus {
 	t.Helper()
 	val, err := env.ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: "worker-watch-1", Process: p})
 	require.NoError(t, err)
@@ -96,7 +96,7 @@ func watchProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activiti
 	return st
 }
 
-func stopProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activities, in StopInput) StopResult {
+func stopProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *HostActivities, in StopInput) StopResult {
 	t.Helper()
 	val, err := env.ExecuteActivity(a.StopProcess, in)
 	require.NoError(t, err)

@@ -18,7 +18,7 @@ import (
 // when it dies between starting the process and recording its PID.
 // ownGroup false makes a process that is not the group leader, as a child
 // left by a leader that died would be.
-func startedUnrecorded(t *testing.T, a *Activities, workerID, lease, token string, ownGroup bool) *exec.Cmd {
+func startedUnrecorded(t *testing.T, a *HostActivities, workerID, lease, token string, ownGroup bool) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("sleep", "30")
 	cmd.Env = append(os.Environ(), tokenEnv+"="+token, "WORKER_ID="+workerID)
@@ -32,7 +32,7 @@ func startedUnrecorded(t *testing.T, a *Activities, workerID, lease, token strin
 	return cmd
 }
 
-func recordOf(t *testing.T, a *Activities, workerID string) ProcessInfo {
+func recordOf(t *testing.T, a *HostActivities, workerID string) ProcessInfo {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(a.StateDir, workerID+".json"))
 	require.NoError(t, err)

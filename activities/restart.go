@@ -31,7 +31,7 @@ type RecordFailureInput struct {
 
 // RecordFailure counts a crash against the worker's type and says whether
 // it may be restarted.
-func (a *Activities) RecordFailure(ctx context.Context, in RecordFailureInput) (BreakerDecision, error) {
+func (a *SharedActivities) RecordFailure(ctx context.Context, in RecordFailureInput) (BreakerDecision, error) {
 	if a.Breakers == nil {
 		return BreakerDecision{Allowed: true}, nil
 	}
@@ -44,6 +44,6 @@ func (a *Activities) RecordFailure(ctx context.Context, in RecordFailureInput) (
 
 // PickHost runs on the shared task queue: the worker program that takes it
 // becomes the host of a new worker, and its own queue gets the process work.
-func (a *Activities) PickHost(context.Context) (string, error) {
+func (a *SharedActivities) PickHost(context.Context) (string, error) {
 	return a.Host, nil
 }

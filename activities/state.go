@@ -21,13 +21,13 @@ import (
 // process, which a restart would then spawn a second time.
 var stateMu sync.Mutex
 
-func (a *Activities) statePath(workerID string) string {
+func (a *HostActivities) statePath(workerID string) string {
 	return filepath.Join(a.StateDir, workerID+".json")
 }
 
 // saveState records a started process; the write is atomic so a crash never
 // leaves half a record.
-func (a *Activities) saveState(workerID string, p ProcessInfo) error {
+func (a *HostActivities) saveState(workerID string, p ProcessInfo) error {
 	if a.StateDir == "" {
 		return nil
 	}
@@ -53,7 +53,7 @@ func (a *Activities) saveState(workerID string, p ProcessInfo) error {
 // else carrying the token is a fragment nobody supervises and is killed.
 // An error means it could not be told whether such a process runs: the
 // caller must not start another.
-func (a *Activities) readopt(workerID string) (ProcessInfo, bool, error) {
+func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 	if a.StateDir == "" {
 		return ProcessInfo{}, false, nil
 	}
@@ -112,7 +112,7 @@ func startedByToken(token string) (*procStat, []procStat, error) {
 
 // forgetState removes the record of p once its tree is gone; a record of a
 // newer process of the same worker is kept.
-func (a *Activities) forgetState(workerID string, p ProcessInfo) {
+func (a *HostActivities) forgetState(workerID string, p ProcessInfo) {
 	if a.StateDir == "" {
 		return
 	}

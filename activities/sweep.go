@@ -19,10 +19,15 @@ type Sweeper interface {
 	Zombies(ctx context.Context) ([]string, error)
 	CleanupZombie(ctx context.Context, workerID string) (status string, err error)
 	Hosts(ctx context.Context) ([]string, error)
+	Recalc(ctx context.Context) ([]Released, error)
+}
+
+// ProcessOwners tells a host's orphan sweep which of its processes a
+// lifecycle still holds.
+type ProcessOwners interface {
 	// OwnsProcess says whether a lifecycle that is not over still holds
 	// this process.
 	OwnsProcess(ctx context.Context, workerID, host string, pid int) (bool, error)
-	Recalc(ctx context.Context) ([]Released, error)
 }
 
 // ZombieResult is one zombie the sweep tried to clean up.
@@ -49,7 +54,7 @@ type Released struct {
 }
 
 // SweepZombies finishes the cleanup of every lifecycle stuck in zombie.
-func (a *Activities) SweepZombies(ctx context.Context) ([]ZombieResult, error) {
+func (a *SharedActivities) SweepZombies(ctx context.Context) ([]ZombieResult, error) {
 	if a.Sweeper == nil {
 		return nil, errors.New("this worker program cannot sweep")
 	}
@@ -64,14 +69,14 @@ func (a *Activities) SweepZombies(ctx context.Context) ([]ZombieResult, error) {
 		if r.Status, err = a.Sweeper.CleanupZombie(ctx, id); err != nil {
 			r.Error = err.Error()
 		}
-		a.event("zombie_swept", map[string]any{"worker_id": id, "status": r.Status, "error": r.Error})
+		a.Event.record("zombie_swept", map[string]any{"worker_id": id, "status": r.Status, "error": r.Error})
 		results = append(results, r)
 	}
 	return results, nil
 }
 
 // ListHosts names the hosts whose worker programs are polling.
-func (a *Activities) ListHosts(ctx context.Context) ([]string, error) {
+func (a *SharedActivities) ListHosts(ctx context.Context) ([]string, error) {
 	if a.Sweeper == nil {
 		return nil, errors.New("this worker program cannot sweep")
 	}
@@ -81,8 +86,8 @@ func (a *Activities) ListHosts(ctx context.Context) ([]string, error) {
 // StopOrphans runs on a host: every process this host recorded that is
 // still running but that no lifecycle owns is stopped. Records of processes
 // that are gone are removed.
-func (a *Activities) StopOrphans(ctx context.Context) ([]Orphan, error) {
-	if a.Sweeper == nil || a.StateDir == "" {
+func (a *HostActivities) StopOrphans(ctx context.Context) ([]Orphan, error) {
+	if a.Owners == nil || a.StateDir == "" {
 		return nil, errors.New("this worker program cannot sweep")
 	}
 	files, err := filepath.Glob(filepath.Join(a.StateDir, "worker-*.json"))
@@ -113,7 +118,7 @@ func (a *Activities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 				continue
 			}
 		}
-		owned, err := a.Sweeper.OwnsProcess(ctx, workerID, a.Host, p.PID)
+		owned, err := a.Owners.OwnsProcess(ctx, workerID, a.Host, p.PID)
 		if err != nil || owned {
 			continue
 		}
@@ -127,20 +132,20 @@ func (a *Activities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 		if err != nil {
 			o.Error = err.Error()
 		}
-		a.event("orphan_process_stopped", map[string]any{"worker_id": workerID, "host": a.Host, "pid": p.PID, "stopped": o.Stopped, "error": o.Error})
+		a.Event.record("orphan_process_stopped", map[string]any{"worker_id": workerID, "host": a.Host, "pid": p.PID, "stopped": o.Stopped, "error": o.Error})
 		orphans = append(orphans, o)
 	}
 	return orphans, nil
 }
 
 // RecalcLedger releases what the ledger holds for no live lifecycle.
-func (a *Activities) RecalcLedger(ctx context.Context) ([]Released, error) {
+func (a *SharedActivities) RecalcLedger(ctx context.Context) ([]Released, error) {
 	if a.Sweeper == nil {
 		return nil, errors.New("this worker program cannot sweep")
 	}
 	released, err := a.Sweeper.Recalc(ctx)
 	for _, r := range released {
-		a.event("budget_released", map[string]any{"worker_id": r.WorkerID, "amount": r.Amount, "reason": r.Reason})
+		a.Event.record("budget_released", map[string]any{"worker_id": r.WorkerID, "amount": r.Amount, "reason": r.Reason})
 	}
 	return released, err
 }

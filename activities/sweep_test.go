@@ -26,9 +26,11 @@ func (f *fakeSweeper) Recalc(context.Context) ([]Released, error) {
 func TestSweepStopsOnlyOrphansAndRecordsIt(t *testing.T) {
 	a := newProcActivities(t, map[string][]string{"sleep": {"sleep", "30"}})
 	a.StateDir = t.TempDir()
-	a.Sweeper = &fakeSweeper{owned: map[string]bool{"worker-sleep-own1": true}}
+	sweeper := &fakeSweeper{owned: map[string]bool{"worker-sleep-own1": true}}
+	a.Owners = sweeper
 	var events []string
 	a.Event = func(typ string, data map[string]any) { events = append(events, typ+" "+data["worker_id"].(string)) }
+	shared := &SharedActivities{Sweeper: sweeper, Event: a.Event}
 	env := newActivityEnv(a)
 	owned := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-own1", WorkerType: "sleep", TaskID: "task-1"})
 	orphan := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-orph1", WorkerType: "sleep", TaskID: "task-1"})
@@ -46,7 +48,7 @@ func TestSweepStopsOnlyOrphansAndRecordsIt(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, running, "a process its lifecycle owns is left alone")
 
-	_, err = env.ExecuteActivity(a.RecalcLedger)
+	_, err = newActivityEnv(shared).ExecuteActivity(shared.RecalcLedger)
 	require.NoError(t, err)
 	require.Equal(t, []string{"orphan_process_stopped worker-sleep-orph1", "budget_released worker-ghost-1"}, events)
 }

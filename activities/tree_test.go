@@ -137,7 +137,7 @@ func TestRestartedWorkerProgramReadopts(t *testing.T) {
 	types := map[string][]string{"tree": {"sh", "-c", "setsid sleep 30 & sleep 30; true"}}
 	id := uniqueWorkerID("tree")
 	in := StartInput{WorkerID: id, WorkerType: "tree", TaskID: "task-1"}
-	stateFile := func(a *Activities) string { return filepath.Join(a.StateDir, id+".json") }
+	stateFile := func(a *HostActivities) string { return filepath.Join(a.StateDir, id+".json") }
 
 	first := newProcActivities(t, types)
 	first.StateDir = filepath.Join(t.TempDir(), "state")

@@ -100,28 +100,39 @@ func command() *cobra.Command {
 			}
 			defer c.Close()
 
-			acts := &activities.Activities{
-				Ledger:            &control.LedgerClient{Client: c},
-				Reporter:          &control.Reporter{Client: c},
-				Breakers:          &control.BreakerClient{Client: c},
-				Archive:           &control.Archive{Client: c},
-				Sweeper:           &control.Sweeper{Fleet: &control.Fleet{Client: c, Registry: registry}},
-				ArchiveDir:        archiveDir,
-				Registry:          registry,
-				LogDir:            logDir,
-				StateDir:          stateDir,
-				Host:              host,
-				TemporalAddress:   conn.Address,
-				TemporalNamespace: conn.Namespace,
-				Procs:             activities.NewProcessTable(),
-			}
+			var record activities.EventRecorder
 			if store != nil {
-				acts.Event = func(eventType string, data map[string]any) {
+				record = func(eventType string, data map[string]any) {
 					if err := store.Record(eventType, "worker-lifecycle/"+host, data); err != nil {
 						slog.Warn("Recording an event failed", "type", eventType, "error", err)
 					}
 				}
-				acts.Archived = store.MoveArchived
+			}
+			sweeper := &control.Sweeper{Fleet: &control.Fleet{Client: c, Registry: registry}}
+			sharedActs := &activities.SharedActivities{
+				Ledger:     &control.LedgerClient{Client: c},
+				Registry:   registry,
+				Host:       host,
+				Breakers:   &control.BreakerClient{Client: c},
+				Archive:    &control.Archive{Client: c},
+				ArchiveDir: archiveDir,
+				Sweeper:    sweeper,
+				Event:      record,
+			}
+			if store != nil {
+				sharedActs.Archived = store.MoveArchived
+			}
+			hostActs := &activities.HostActivities{
+				Registry:          registry,
+				LogDir:            logDir,
+				Host:              host,
+				TemporalAddress:   conn.Address,
+				TemporalNamespace: conn.Namespace,
+				Procs:             activities.NewProcessTable(),
+				StateDir:          stateDir,
+				Reporter:          &control.Reporter{Client: c},
+				Owners:            sweeper,
+				Event:             record,
 			}
 			// The shared queue runs the workflows and the work any host can
 			// do; the host's own queue runs the work on its processes.
@@ -130,8 +141,7 @@ func command() *cobra.Command {
 			hostname, _ := os.Hostname()
 			opts := sdkworker.Options{Identity: workflows.HostIdentity(os.Getpid(), hostname, host)}
 			shared := sdkworker.New(c, workflows.TaskQueue, opts)
-			workflows.Register(shared)
-			shared.RegisterActivity(acts)
+			workflows.RegisterShared(shared, sharedActs)
 			// Every live process holds one of its host queue's activity
 			// slots for its whole life (its watch), and stopping it takes
 			// another: with the SDK's default of 1000 slots, a host with
@@ -139,7 +149,7 @@ func command() *cobra.Command {
 			hostOpts := opts
 			hostOpts.MaxConcurrentActivityExecutionSize = maxHostActivities
 			own := sdkworker.New(c, workflows.HostTaskQueue(host), hostOpts)
-			own.RegisterActivity(acts)
+			workflows.RegisterHost(own, hostActs)
 
 			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host_queue", workflows.HostTaskQueue(host),
 				"types", registry.Names(), "log_dir", logDir, "state_dir", stateDir, "address", conn.Address, "namespace", conn.Namespace)

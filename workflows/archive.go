@@ -58,7 +58,7 @@ func ArchiveCompleted(ctx workflow.Context, req ArchiveRequest) (ArchiveReport, 
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
 	var ended []activities.EndedLifecycle
-	if err := workflow.ExecuteActivity(ctx, a.ListEnded, cutoff).Get(ctx, &ended); err != nil {
+	if err := workflow.ExecuteActivity(ctx, sharedActs.ListEnded, cutoff).Get(ctx, &ended); err != nil {
 		return report, err
 	}
 	// The store lists by close time already; checking here again keeps the
@@ -70,7 +70,7 @@ func ArchiveCompleted(ctx workflow.Context, req ArchiveRequest) (ArchiveReport, 
 		}
 	}
 	var res activities.ArchiveResult
-	if err := workflow.ExecuteActivity(ctx, a.ArchiveSpecs, activities.ArchiveInput{Lifecycles: due, DryRun: req.DryRun}).Get(ctx, &res); err != nil {
+	if err := workflow.ExecuteActivity(ctx, sharedActs.ArchiveSpecs, activities.ArchiveInput{Lifecycles: due, DryRun: req.DryRun}).Get(ctx, &res); err != nil {
 		return report, err
 	}
 	report.Archived, report.AlreadyArchived = res.Archived, res.AlreadyArchived

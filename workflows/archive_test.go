@@ -37,7 +37,7 @@ func TestArchivalSkipsDaysOnTheTestClock(t *testing.T) {
 		env := s.NewTestWorkflowEnvironment()
 		env.SetStartTime(ended.Add(after))
 		env.RegisterWorkflow(ArchiveCompleted)
-		env.RegisterActivity(&activities.Activities{Archive: store, ArchiveDir: dir})
+		env.RegisterActivity(&activities.SharedActivities{Archive: store, ArchiveDir: dir})
 		env.ExecuteWorkflow(ArchiveCompleted, ArchiveRequest{OlderThan: DefaultRetention})
 		require.NoError(t, env.GetWorkflowError())
 		var r ArchiveReport

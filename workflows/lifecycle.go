@@ -13,8 +13,13 @@ import (
 	"github.com/commit-relay/worker-lifecycle/activities"
 )
 
-// a refers to the activities by method; it is never dereferenced.
-var a *activities.Activities
+// hostActs and sharedActs refer to the activities by method; they are
+// never dereferenced. Host activities must be scheduled on the host's queue
+// (hostOptions), shared ones on the shared queue.
+var (
+	hostActs   *activities.HostActivities
+	sharedActs *activities.SharedActivities
+)
 
 // LifecycleState is a lifecycle run's whole state. It is also the input of
 // the first run and of every continue-as-new, so nothing is lost across runs.
@@ -248,7 +253,7 @@ func Lease(workflowID, firstRunID string) string { return workflowID + "/" + fir
 // when the lifecycle cannot go on.
 func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 	r := w.st.Request
-	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), a.ReserveBudget, activities.ReserveInput{
+	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
 	}).Get(ctx, nil)
 	if err != nil {
@@ -278,7 +283,7 @@ func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 	if w.st.Spec.Host == "" {
 		host := r.Host
 		if host == "" {
-			if err := workflow.ExecuteActivity(sharedOptions(ctx), a.PickHost).Get(ctx, &host); err != nil {
+			if err := workflow.ExecuteActivity(sharedOptions(ctx), sharedActs.PickHost).Get(ctx, &host); err != nil {
 				return &outcome{kind: outcomeFailed, reason: "no host to run on: " + failureMessage(err)}
 			}
 		}
@@ -289,7 +294,7 @@ func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 	// lifecycle is cancelled meanwhile, so a process it started is known
 	// and stopped, never leaked.
 	startCtx, _ := workflow.NewDisconnectedContext(ctx)
-	err := workflow.ExecuteActivity(w.startOptions(startCtx), a.StartProcess, activities.StartInput{
+	err := workflow.ExecuteActivity(w.startOptions(startCtx), hostActs.StartProcess, activities.StartInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, TaskID: r.TaskID, Lease: lease,
 	}).Get(startCtx, &info)
 	if err == nil && ctx.Err() != nil {
@@ -334,7 +339,7 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 	sampleCh := workflow.GetSignalChannel(ctx, SignalSample)
 	outputCh := workflow.GetSignalChannel(ctx, SignalOutputHeartbeat)
 	watchCtx, cancelWatch := workflow.WithCancel(ctx)
-	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), a.WatchProcess, activities.WatchInput{
+	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), hostActs.WatchProcess, activities.WatchInput{
 		WorkerID:        w.st.Spec.WorkerID,
 		Process:         *w.st.Process,
 		SampleEvery:     w.limits.SampleEvery,
@@ -473,7 +478,7 @@ func (w *lifecycle) stopAndCollect(ctx workflow.Context, grace time.Duration, wa
 // escalates it.
 func (w *lifecycle) stopGroup(ctx workflow.Context, grace time.Duration) {
 	in := activities.StopInput{WorkerID: w.st.Spec.WorkerID, Process: *w.st.Process, Grace: grace}
-	pending := []workflow.Future{workflow.ExecuteActivity(w.stopOptions(ctx, grace), a.StopProcess, in)}
+	pending := []workflow.Future{workflow.ExecuteActivity(w.stopOptions(ctx, grace), hostActs.StopProcess, in)}
 	escalated := grace == 0
 	stopped := false
 	for len(pending) > 0 {
@@ -496,7 +501,7 @@ func (w *lifecycle) stopGroup(ctx workflow.Context, grace time.Duration) {
 				if req.grace == 0 && !escalated {
 					escalated = true
 					in.Grace = 0
-					pending = append(pending, workflow.ExecuteActivity(w.stopOptions(ctx, 0), a.StopProcess, in))
+					pending = append(pending, workflow.ExecuteActivity(w.stopOptions(ctx, 0), hostActs.StopProcess, in))
 				}
 			}
 		})
@@ -591,7 +596,7 @@ func (w *lifecycle) markFailed(ctx workflow.Context, reason string) {
 func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
 	return func(ctx workflow.Context) error {
 		var res activities.ReleaseResult
-		err := workflow.ExecuteActivity(budgetOptions(ctx, 0), a.ReleaseBudget, activities.ReleaseInput{
+		err := workflow.ExecuteActivity(budgetOptions(ctx, 0), sharedActs.ReleaseBudget, activities.ReleaseInput{
 			WorkerID: w.st.Spec.WorkerID, Lease: lease,
 		}).Get(ctx, &res)
 		w.refunded += res.Released
@@ -605,7 +610,7 @@ func (w *lifecycle) stopProcessCompensation() func(workflow.Context) error {
 		// reaps whatever it left behind in its process group.
 		in := activities.StopInput{WorkerID: w.st.Spec.WorkerID, Process: *w.st.Process, Grace: w.limits.ShutdownGrace}
 		var res activities.StopResult
-		if err := workflow.ExecuteActivity(w.stopOptions(ctx, in.Grace), a.StopProcess, in).Get(ctx, &res); err != nil {
+		if err := workflow.ExecuteActivity(w.stopOptions(ctx, in.Grace), hostActs.StopProcess, in).Get(ctx, &res); err != nil {
 			return err
 		}
 		w.recordStop(res)

@@ -29,8 +29,9 @@ func TestLifecycle(t *testing.T) { suite.Run(t, new(lifecycleSuite)) }
 func (s *lifecycleSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterWorkflow(WorkerLifecycle)
-	s.env.RegisterActivity(&activities.Activities{})
-	s.env.OnActivity(a.PickHost, mock.Anything).Return("host-a", nil).Maybe()
+	s.env.RegisterActivity(&activities.HostActivities{})
+	s.env.RegisterActivity(&activities.SharedActivities{})
+	s.env.OnActivity(sharedActs.PickHost, mock.Anything).Return("host-a", nil).Maybe()
 }
 
 func (s *lifecycleSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
@@ -53,13 +54,13 @@ var testProcess = activities.ProcessInfo{PID: 4242, PGID: 4242, StartTicks: 99, 
 // expectStart mocks a successful reservation and spawn, and a process that
 // runs until `runFor` has passed and then exits with `exit`.
 func (s *lifecycleSuite) expectStart(runFor time.Duration, exit activities.ExitStatus) {
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).Return(exit, nil).After(runFor)
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(exit, nil).After(runFor)
 }
 
 func (s *lifecycleSuite) expectRelease(times int) {
-	s.env.OnActivity(a.ReleaseBudget, mock.Anything, mock.Anything).
+	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).
 		Return(activities.ReleaseResult{Released: 10000}, nil).Times(times)
 }
 
@@ -111,7 +112,7 @@ func intp(v int) *int { return &v }
 
 func (s *lifecycleSuite) TestHeartbeatsThenGracefulShutdown() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM"})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
 		return in.Grace == DefaultShutdownGrace && in.Process.PID == testProcess.PID
 	})).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
@@ -138,7 +139,7 @@ func (s *lifecycleSuite) TestHeartbeatsThenGracefulShutdown() {
 }
 
 func (s *lifecycleSuite) TestBudgetRefusedStartsNothing() {
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(
 		temporal.NewNonRetryableApplicationError("insufficient budget: available 10 < required 10000", activities.ErrTypeBudgetRefused, nil)).Once()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -152,8 +153,8 @@ func (s *lifecycleSuite) TestBudgetRefusedStartsNothing() {
 }
 
 func (s *lifecycleSuite) TestSpawnFailureRefunds() {
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(activities.ProcessInfo{},
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(activities.ProcessInfo{},
 		temporal.NewNonRetryableApplicationError(`starting "claude": executable file not found`, activities.ErrTypeSpawnFailed, nil)).Once()
 	s.expectRelease(1)
 
@@ -167,7 +168,7 @@ func (s *lifecycleSuite) TestSpawnFailureRefunds() {
 
 func (s *lifecycleSuite) TestProcessCrashCompensates() {
 	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 3})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
 	s.expectRelease(1)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -182,7 +183,7 @@ func (s *lifecycleSuite) TestProcessCrashCompensates() {
 func (s *lifecycleSuite) TestCleanExitCompletesAndRefunds() {
 	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
 	// The stop reaps whatever the process left in its group.
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
 	s.expectRelease(1)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -196,7 +197,7 @@ func (s *lifecycleSuite) TestZombieAfterHeartbeatsStop() {
 	req := testRequest()
 	req.Limits = Limits{HeartbeatWarning: 10 * time.Second, HeartbeatCritical: 20 * time.Second, ZombieAfter: 30 * time.Second}
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 
 	// The last heartbeat at 20s moves the zombie deadline to 50s.
@@ -223,10 +224,10 @@ func (s *lifecycleSuite) TestPendingWorkerIsNeverFlagged() {
 	req := testRequest()
 	req.Limits = Limits{ZombieAfter: 30 * time.Second}
 	// The reservation takes far longer than the zombie limit.
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(10 * time.Minute).Once()
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 0}, nil).After(5 * time.Second)
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(10 * time.Minute).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 0}, nil).After(5 * time.Second)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
 	s.expectRelease(1)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
@@ -238,7 +239,7 @@ func (s *lifecycleSuite) TestIdleWorkerShutsDownAfterIdleLimit() {
 	req := testRequest()
 	req.Limits.IdleAfter = time.Minute
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM"})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
 
 	s.heartbeatAt(10*time.Second, Heartbeat{Status: HeartbeatIdle})
@@ -262,7 +263,7 @@ func (s *lifecycleSuite) TestWorkerWithoutTaskStartsIdle() {
 	req.TaskID = ""
 	req.Limits.IdleAfter = 2 * time.Minute
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
 	s.heartbeatAt(time.Minute, Heartbeat{})
 
@@ -273,7 +274,7 @@ func (s *lifecycleSuite) TestWorkerWithoutTaskStartsIdle() {
 
 func (s *lifecycleSuite) TestKillUsesNoGrace() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
 		return in.Grace == 0
 	})).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
@@ -288,9 +289,9 @@ func (s *lifecycleSuite) TestKillUsesNoGrace() {
 func (s *lifecycleSuite) TestKillDuringGracefulShutdownEscalates() {
 	req := testRequest()
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == time.Minute })).
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == time.Minute })).
 		Return(activities.StopResult{}, nil).After(time.Minute).Once()
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == 0 })).
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == 0 })).
 		Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 	s.updateAt(10*time.Second, UpdateShutdown, ShutdownRequest{Grace: time.Minute}, nil)
@@ -305,7 +306,7 @@ func (s *lifecycleSuite) TestKillDuringGracefulShutdownEscalates() {
 
 func (s *lifecycleSuite) TestHeartbeatWhileStoppingChangesNothing() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).After(3 * time.Second).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).After(3 * time.Second).Once()
 	s.expectRelease(1)
 	s.updateAt(10*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
 	s.heartbeatAt(11*time.Second, Heartbeat{Status: HeartbeatBusy, TokensUsed: 999})
@@ -318,7 +319,7 @@ func (s *lifecycleSuite) TestHeartbeatWhileStoppingChangesNothing() {
 
 func (s *lifecycleSuite) TestInvalidHeartbeatIsCountedAndIgnored() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
 	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: -5})
 	s.heartbeatAt(6*time.Second, Heartbeat{HealthScore: intp(101)})
@@ -341,7 +342,7 @@ func (s *lifecycleSuite) TestUndecodablePayloadsDoNotStallTheLifecycle() {
 	req := testRequest()
 	req.Limits = Limits{ZombieAfter: 30 * time.Second}
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 	raw := func(encoding, data string) converter.RawValue {
 		return converter.NewRawValue(&commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte(encoding)}, Data: []byte(data)})
@@ -378,7 +379,7 @@ func (s *lifecycleSuite) TestUndecodablePayloadsDoNotStallTheLifecycle() {
 
 func (s *lifecycleSuite) TestInvalidStopRequestsAreRejected() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
 	var rejected []string
 	reject := func(err error) { rejected = append(rejected, err.Error()) }
@@ -395,7 +396,7 @@ func (s *lifecycleSuite) TestInvalidStopRequestsAreRejected() {
 
 func (s *lifecycleSuite) TestCancelCompensatesOnDisconnectedContext() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
 	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 10*time.Second)
 
@@ -410,7 +411,7 @@ func (s *lifecycleSuite) TestTimeLimit() {
 	req := testRequest()
 	req.Timeout = 10 * time.Minute
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
 	for i := 1; i <= 12; i++ {
 		s.heartbeatAt(time.Duration(i)*time.Minute, Heartbeat{TokensUsed: int64(i)})
@@ -437,10 +438,10 @@ func (s *lifecycleSuite) TestContinueAsNewKeepsEveryHeartbeat() {
 	req.Limits.MaxSignalsPerRun = 5
 	// The heartbeats arrive while the reservation runs, so all twelve are
 	// buffered when supervision starts.
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	// The run may continue as new before its watch even starts.
-	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Hour).Maybe()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Hour).Maybe()
 	s.env.RegisterDelayedCallback(func() {
 		for i := 1; i <= 12; i++ {
 			s.env.SignalWorkflow(SignalHeartbeat, Heartbeat{TokensUsed: int64(i * 10)})
@@ -474,8 +475,8 @@ func (s *lifecycleSuite) TestResumedRunDoesNotSpawnAgain() {
 	st.Runs = 1
 	st.Spec = WorkerSpec{WorkerID: req.WorkerID, WorkerType: req.WorkerType, Status: StatusRunning, StartedAt: &started, Host: "host-a",
 		TokenBudget: TokenBudget{Allocated: req.Budget}, Heartbeat: HeartbeatInfo{HealthScore: 100, Count: 1000}}
-	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return in.Process == testProcess })).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return in.Process == testProcess })).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, st)

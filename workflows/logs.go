@@ -22,6 +22,6 @@ func ReadLog(ctx workflow.Context, req activities.LogRequest) (activities.LogChu
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
 	var chunk activities.LogChunk
-	err := workflow.ExecuteActivity(ctx, a.ReadLog, req).Get(ctx, &chunk)
+	err := workflow.ExecuteActivity(ctx, hostActs.ReadLog, req).Get(ctx, &chunk)
 	return chunk, err
 }

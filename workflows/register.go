@@ -1,6 +1,10 @@
 package workflows
 
-import "go.temporal.io/sdk/workflow"
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
 
 // WorkflowRegistry is what registers workflows: a Temporal worker, the
 // replayer, or a test environment.
@@ -25,4 +29,23 @@ func Register(r WorkflowRegistry) {
 	} {
 		r.RegisterWorkflowWithOptions(w.fn, workflow.RegisterOptions{Name: w.name})
 	}
+}
+
+// Registry is a Temporal worker as far as registering goes.
+type Registry interface {
+	WorkflowRegistry
+	RegisterActivity(a interface{})
+}
+
+// RegisterShared sets up a worker of the shared queue (TaskQueue): every
+// workflow and the activities any worker program can run.
+func RegisterShared(w Registry, acts *activities.SharedActivities) {
+	Register(w)
+	w.RegisterActivity(acts)
+}
+
+// RegisterHost sets up a worker of one host's queue (HostTaskQueue): the
+// activities on that host's processes, and nothing else.
+func RegisterHost(w Registry, acts *activities.HostActivities) {
+	w.RegisterActivity(acts)
 }

@@ -35,7 +35,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		return false
 	}
 	var decision activities.BreakerDecision
-	if err := workflow.ExecuteActivity(sharedOptions(ctx), a.RecordFailure, activities.RecordFailureInput{
+	if err := workflow.ExecuteActivity(sharedOptions(ctx), sharedActs.RecordFailure, activities.RecordFailureInput{
 		WorkerType: r.WorkerType, WorkerID: r.WorkerID,
 	}).Get(ctx, &decision); err != nil {
 		o.reason = fmt.Sprintf("%s; not restarted: the circuit breaker did not answer: %s", o.reason, failureMessage(err))
@@ -48,7 +48,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 	}
 	// The reservation is held across restarts; this checks the ledger still
 	// has it (reserving the same lease again is a no-op).
-	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), a.ReserveBudget, activities.ReserveInput{
+	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
 	}).Get(ctx, nil); err != nil {
 		o.reason = fmt.Sprintf("%s; not restarted: %s", o.reason, failureMessage(err))

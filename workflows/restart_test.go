@@ -17,12 +17,12 @@ import (
 // crashingProcess makes the n-th watched process (1-based) exit with
 // codes[n-1] after 10 s.
 func (s *lifecycleSuite) crashingProcess(codes ...int) {
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil)
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Times(len(codes))
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil)
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Times(len(codes))
 	for _, code := range codes {
-		s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: code}, nil).After(10 * time.Second).Once()
+		s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: code}, nil).After(10 * time.Second).Once()
 	}
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil)
 	s.expectRelease(1)
 }
 
@@ -34,7 +34,7 @@ func restartRequest(maxRestarts int) SpawnRequest {
 
 func (s *lifecycleSuite) TestCrashTwiceThenSucceedRestartsWithGrowingDelays() {
 	s.crashingProcess(3, 3, 0)
-	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(2)))
 	spec := s.result()
@@ -52,7 +52,7 @@ func (s *lifecycleSuite) TestCrashTwiceThenSucceedRestartsWithGrowingDelays() {
 
 func (s *lifecycleSuite) TestAlwaysCrashingGivesUpAfterItsLimit() {
 	s.crashingProcess(1, 1, 1)
-	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(2)))
 	spec := s.result()
@@ -67,7 +67,7 @@ func (s *lifecycleSuite) TestAlwaysCrashingGivesUpAfterItsLimit() {
 func (s *lifecycleSuite) TestOpenCircuitBreakerStopsRestarts() {
 	s.crashingProcess(2)
 	until := time.Date(2026, 1, 1, 12, 30, 0, 0, time.UTC)
-	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{OpenUntil: &until, RecentFailures: 5}, nil).Once()
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{OpenUntil: &until, RecentFailures: 5}, nil).Once()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(3)))
 	spec := s.result()
@@ -78,7 +78,7 @@ func (s *lifecycleSuite) TestOpenCircuitBreakerStopsRestarts() {
 
 func (s *lifecycleSuite) TestShutdownDuringBackoffEndsCleanly() {
 	s.crashingProcess(3)
-	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Once()
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Once()
 	s.updateAt(20*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(2)))
@@ -91,7 +91,7 @@ func (s *lifecycleSuite) TestHealthyRunResetsTheRestartCount() {
 	req := restartRequest(1)
 	req.Limits.HealthyRun = 5 * time.Second
 	s.crashingProcess(4, 4, 4, 0)
-	s.env.OnActivity(a.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Times(3)
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Times(3)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
 	spec := s.result()
@@ -107,9 +107,9 @@ func (s *lifecycleSuite) TestHealthyRunResetsTheRestartCount() {
 func (s *lifecycleSuite) TestLostHostRefundsWithoutStopping() {
 	req := testRequest()
 	req.Limits.HostLossAfter = time.Minute
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).
 		Return(activities.ExitStatus{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).After(2 * time.Minute).Once()
 	s.expectRelease(1)
 	// No StopProcess mock: the host is gone, nobody can stop the process.
@@ -124,7 +124,7 @@ func (s *lifecycleSuite) TestLostHostRefundsWithoutStopping() {
 
 func (s *lifecycleSuite) TestSamplesDriveTheHealthScore() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)
 	s.env.RegisterDelayedCallback(func() {
 		s.env.SignalWorkflow(SignalSample, activities.ResourceSample{CPUPercent: 70, RSSBytes: 600 << 20, Processes: 3})
@@ -155,7 +155,7 @@ func (s *lifecycleSuite) TestOutputHeartbeatsKeepAWorkerAlive() {
 	req.HeartbeatMode = HeartbeatModeOutput
 	req.Limits = Limits{ZombieAfter: 30 * time.Second}
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137})
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 	for i := 1; i <= 6; i++ {
 		s.env.RegisterDelayedCallback(func() {
@@ -202,7 +202,7 @@ func TestBreakerOpensAfterFiveCrashesInFifteenMinutes(t *testing.T) {
 // worker's host is away.
 func (s *lifecycleSuite) stopFailsFirst(n int) *int {
 	calls := 0
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.Anything).Return(
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.StopInput) (activities.StopResult, error) {
 			calls++
 			if calls <= n {

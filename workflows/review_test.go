@@ -12,10 +12,10 @@ import (
 // A kill queued behind a shutdown, both sent before the loop reads them,
 // must not be lost: it wins.
 func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(a.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == 0 })).
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == 0 })).
 		Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 	// Both arrive while the worker is still pending.
@@ -31,7 +31,7 @@ func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
 // A reservation that failed for an unknown reason may have gone through:
 // it is released, so no budget leaks.
 func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(errors.New("context deadline exceeded"))
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(errors.New("context deadline exceeded"))
 	s.expectRelease(1)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -42,9 +42,9 @@ func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
 
 // A cancel while the process is being started still stops that process.
 func (s *lifecycleSuite) TestCancelDuringStartStopsTheProcess() {
-	s.env.OnActivity(a.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
-	s.env.OnActivity(a.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).After(5 * time.Second).Once()
-	s.env.OnActivity(a.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).After(5 * time.Second).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
 		return in.Process.PID == testProcess.PID
 	})).Return(activities.StopResult{}, nil).Once()
 	s.expectRelease(1)

@@ -36,11 +36,11 @@ func SweepFleet(ctx workflow.Context) (SweepReport, error) {
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	if err := workflow.ExecuteActivity(shared, a.SweepZombies).Get(ctx, &report.Zombies); err != nil {
+	if err := workflow.ExecuteActivity(shared, sharedActs.SweepZombies).Get(ctx, &report.Zombies); err != nil {
 		return report, err
 	}
 	var hosts []string
-	if err := workflow.ExecuteActivity(shared, a.ListHosts).Get(ctx, &hosts); err != nil {
+	if err := workflow.ExecuteActivity(shared, sharedActs.ListHosts).Get(ctx, &hosts); err != nil {
 		return report, err
 	}
 	// Every host at once: a host that is gone costs one schedule-to-start
@@ -54,7 +54,7 @@ func SweepFleet(ctx workflow.Context) (SweepReport, error) {
 			HeartbeatTimeout:       time.Minute,
 			RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 		})
-		futures[i] = workflow.ExecuteActivity(hctx, a.StopOrphans)
+		futures[i] = workflow.ExecuteActivity(hctx, hostActs.StopOrphans)
 	}
 	for i, f := range futures {
 		var orphans []activities.Orphan
@@ -65,7 +65,7 @@ func SweepFleet(ctx workflow.Context) (SweepReport, error) {
 		}
 		report.Orphans = append(report.Orphans, orphans...)
 	}
-	if err := workflow.ExecuteActivity(shared, a.RecalcLedger).Get(ctx, &report.Released); err != nil {
+	if err := workflow.ExecuteActivity(shared, sharedActs.RecalcLedger).Get(ctx, &report.Released); err != nil {
 		return report, fmt.Errorf("reconciling the ledger: %w", err)
 	}
 	return report, nil
