@@ -1,0 +1,251 @@
+package workflows
+
+import (
+	"cmp"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// supervise watches the running worker until something ends it or the run
+// must continue as new.
+func (w *lifecycle) supervise(ctx workflow.Context) outcome {
+	hbCh := workflow.GetSignalChannel(ctx, SignalHeartbeat)
+	sampleCh := workflow.GetSignalChannel(ctx, SignalSample)
+	outputCh := workflow.GetSignalChannel(ctx, SignalOutputHeartbeat)
+	watchCtx, cancelWatch := workflow.WithCancel(ctx)
+	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), hostActs.WatchProcess, activities.WatchInput{
+		WorkerID:        w.st.Spec.WorkerID,
+		Process:         *w.st.Process,
+		SampleEvery:     w.limits.SampleEvery,
+		OutputHeartbeat: w.st.Request.HeartbeatMode == HeartbeatModeOutput,
+	})
+
+	var (
+		timer   workflow.Future
+		timerAt time.Time
+		cancelT workflow.CancelFunc
+		result  *outcome
+	)
+	for result == nil {
+		// A cancel must not be carried off by continue-as-new: the new run
+		// would not inherit it.
+		if len(w.stops) == 0 && ctx.Err() == nil && w.shouldContinueAsNew(ctx) && w.drainForContinueAsNew(ctx, hbCh, sampleCh, outputCh) {
+			cancelWatch()
+			return outcome{kind: outcomeContinueAsNew}
+		}
+
+		now := workflow.Now(ctx)
+		if next := w.nextDeadline(); timer == nil || next.Before(timerAt) {
+			if cancelT != nil {
+				cancelT()
+			}
+			var tctx workflow.Context
+			tctx, cancelT = workflow.WithCancel(ctx)
+			timerAt = next
+			timer = workflow.NewTimer(tctx, max(next.Sub(now), time.Millisecond))
+		}
+
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(hbCh, func(c workflow.ReceiveChannel, _ bool) {
+			var hb Heartbeat
+			w.applyHeartbeat(ctx, hb, receiveSignal(ctx, c, &hb))
+		})
+		sel.AddReceive(sampleCh, func(c workflow.ReceiveChannel, _ bool) {
+			var sample activities.ResourceSample
+			w.applySample(ctx, sample, receiveSignal(ctx, c, &sample))
+		})
+		sel.AddReceive(outputCh, func(c workflow.ReceiveChannel, _ bool) {
+			var sample activities.ResourceSample
+			w.applyOutputHeartbeat(ctx, sample, receiveSignal(ctx, c, &sample))
+		})
+		sel.AddReceive(w.wake, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			if req, ok := w.nextStop(); ok {
+				result = &outcome{kind: outcomeStop, reason: req.reason, grace: req.grace, operator: true}
+			}
+		})
+		sel.AddFuture(watch, func(f workflow.Future) {
+			var exit activities.ExitStatus
+			switch err := f.Get(ctx, &exit); {
+			case err == nil:
+			case isScheduleToStartTimeout(err):
+				result = &outcome{kind: outcomeFailed, hostLost: true,
+					reason: fmt.Sprintf("host %s lost: its worker program did not come back within %s; process recorded as lost", w.st.Spec.Host, w.limits.HostLossAfter)}
+				return
+			default:
+				result = &outcome{kind: outcomeFailed, reason: "lost track of the process: " + failureMessage(err)}
+				return
+			}
+			result = exitOutcome(exit)
+		})
+		sel.AddFuture(timer, func(workflow.Future) {
+			timer, cancelT = nil, nil
+			result = w.checkDeadlines(ctx)
+		})
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {
+			result = &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled"}
+		})
+		sel.Select(ctx)
+	}
+	if cancelT != nil {
+		cancelT()
+	}
+	switch result.kind {
+	case outcomeStop:
+		w.transition(ctx, StatusShuttingDown, result.reason)
+		result.exit = w.stopAndCollect(ctx, result.grace, watch, cancelWatch)
+	case outcomeFailed:
+		w.transition(ctx, StatusFailed, result.reason)
+		if result.hostLost {
+			cancelWatch()
+			break
+		}
+		result.exit = w.stopAndCollect(ctx, 0, watch, cancelWatch)
+	case outcomeCancelled:
+		// The workflow context is cancelled: the saga stops the process
+		// on a disconnected context.
+		cancelWatch()
+	}
+	return *result
+}
+
+func exitOutcome(exit activities.ExitStatus) *outcome {
+	switch {
+	case exit.Lost:
+		return &outcome{kind: outcomeFailed, restartable: true, reason: "process died while its worker program was down; exit status unknown", exit: &exit}
+	case exit.ExitCode == 0:
+		return &outcome{kind: outcomeExited, reason: "process exited with code 0", exit: &exit}
+	case exit.Signal != "":
+		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("process killed by %s", exit.Signal), exit: &exit}
+	default:
+		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("process exited with code %d", exit.ExitCode), exit: &exit}
+	}
+}
+
+// applyHeartbeat records a heartbeat by the workflow's own clock, unless its
+// payload could not be decoded (decodeErr) or is invalid.
+func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr error) {
+	w.st.SignalsThisRun++
+	spec := &w.st.Spec
+	if err := cmp.Or(decodeErr, hb.Validate()); err != nil {
+		w.reject(ctx, SignalHeartbeat, err)
+		return
+	}
+	now := workflow.Now(ctx).UTC()
+	spec.Heartbeat.LastSeen = &now
+	spec.Heartbeat.Count++
+	spec.Heartbeat.Alert = ""
+	spec.Heartbeat.Message = hb.Message
+	spec.Heartbeat.ReportedHealthScore = hb.HealthScore
+	spec.TokenBudget.Used = w.st.PriorTokens + hb.TokensUsed
+	w.updateHealth()
+	w.showDetails(ctx)
+	switch {
+	case hb.Status == HeartbeatIdle && spec.Status == StatusRunning:
+		w.st.IdleSince = &now
+		w.transition(ctx, StatusIdle, "worker reported idle")
+	case hb.Status == HeartbeatBusy && spec.Status == StatusIdle:
+		w.st.IdleSince = nil
+		w.transition(ctx, StatusRunning, "worker reported busy")
+	}
+}
+
+// heartbeatBase is the time staleness is measured from: the last heartbeat,
+// or the start of the process for a worker that has not sent one yet. A
+// pending worker has no base and is never flagged.
+func (w *lifecycle) heartbeatBase() time.Time {
+	base := *w.st.Spec.StartedAt
+	if hb := w.st.Spec.Heartbeat.LastSeen; hb != nil && hb.After(base) {
+		return *hb
+	}
+	return base
+}
+
+// nextDeadline is the earliest moment something is due: a heartbeat alert,
+// the zombie limit, the idle limit or the time limit.
+func (w *lifecycle) nextDeadline() time.Time {
+	base := w.heartbeatBase()
+	next := base.Add(w.limits.ZombieAfter)
+	switch w.st.Spec.Heartbeat.Alert {
+	case "":
+		next = earliest(next, base.Add(w.limits.HeartbeatWarning))
+	case AlertWarning:
+		next = earliest(next, base.Add(w.limits.HeartbeatCritical))
+	}
+	if w.st.IdleSince != nil {
+		next = earliest(next, w.st.IdleSince.Add(w.limits.IdleAfter))
+	}
+	if t := w.st.Request.Timeout; t > 0 {
+		next = earliest(next, w.st.Spec.StartedAt.Add(t))
+	}
+	return next
+}
+
+// checkDeadlines runs when the deadline timer fires.
+func (w *lifecycle) checkDeadlines(ctx workflow.Context) *outcome {
+	now := workflow.Now(ctx)
+	age := now.Sub(w.heartbeatBase())
+	hb := &w.st.Spec.Heartbeat
+	switch {
+	case age >= w.limits.ZombieAfter:
+		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("no heartbeat for %s (zombie limit %s)", age.Round(time.Second), w.limits.ZombieAfter)}
+	case age >= w.limits.HeartbeatCritical && hb.Alert != AlertCritical:
+		hb.Alert = AlertCritical
+		workflow.GetLogger(ctx).Warn("Heartbeat critical", "age", age)
+		w.showDetails(ctx)
+	case age >= w.limits.HeartbeatWarning && hb.Alert == "":
+		hb.Alert = AlertWarning
+		workflow.GetLogger(ctx).Warn("Heartbeat late", "age", age)
+		w.showDetails(ctx)
+	}
+	if t := w.st.Request.Timeout; t > 0 && now.Sub(*w.st.Spec.StartedAt) >= t {
+		return &outcome{kind: outcomeFailed, reason: fmt.Sprintf("exceeded its time limit of %s", t)}
+	}
+	if w.st.IdleSince != nil && now.Sub(*w.st.IdleSince) >= w.limits.IdleAfter {
+		return &outcome{kind: outcomeStop, reason: fmt.Sprintf("idle for %s", w.limits.IdleAfter), grace: w.limits.ShutdownGrace}
+	}
+	return nil
+}
+
+func (w *lifecycle) shouldContinueAsNew(ctx workflow.Context) bool {
+	return w.st.SignalsThisRun >= w.limits.MaxSignalsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// drainForContinueAsNew applies every buffered heartbeat and waits for the
+// update handlers, so that nothing sent to this run is lost. It returns false
+// when a stop request turned up meanwhile: the stop goes first.
+func (w *lifecycle) drainForContinueAsNew(ctx workflow.Context, hbCh, sampleCh, outputCh workflow.ReceiveChannel) bool {
+	for {
+		drainSignals(hbCh, func(hb Heartbeat, err error) { w.applyHeartbeat(ctx, hb, err) })
+		drainSignals(sampleCh, func(s activities.ResourceSample, err error) { w.applySample(ctx, s, err) })
+		drainSignals(outputCh, func(s activities.ResourceSample, err error) { w.applyOutputHeartbeat(ctx, s, err) })
+		if len(w.stops) > 0 || ctx.Err() != nil {
+			return false
+		}
+		if workflow.AllHandlersFinished(ctx) {
+			return true
+		}
+		_ = workflow.Await(ctx, func() bool {
+			return workflow.AllHandlersFinished(ctx) || len(w.stops) > 0 || hbCh.Len()+sampleCh.Len()+outputCh.Len() > 0
+		})
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// reject counts a signal that was ignored and keeps why, for status.
+func (w *lifecycle) reject(ctx workflow.Context, signal string, err error) {
+	hb := &w.st.Spec.Heartbeat
+	hb.Rejected++
+	hb.LastRejected = truncate(signal+": "+err.Error(), maxReasonBytes)
+	workflow.GetLogger(ctx).Warn("Ignoring an invalid signal", "signal", signal, "error", err)
+}
