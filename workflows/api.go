@@ -132,30 +132,6 @@ func HostOfIdentity(identity string) (host string, ok bool) {
 	return host, ok && host != ""
 }
 
-// Status is a lifecycle state, as the runbook names them.
-type Status string
-
-const (
-	StatusPending      Status = "pending"
-	StatusRunning      Status = "running"
-	StatusIdle         Status = "idle"
-	StatusShuttingDown Status = "shutting_down"
-	StatusCompleted    Status = "completed"
-	StatusFailed       Status = "failed"
-	StatusZombie       Status = "zombie"
-	StatusCleanedUp    Status = "cleaned_up"
-)
-
-// Live reports whether a worker in this state may still hold a process or
-// budget.
-func (s Status) Live() bool {
-	switch s {
-	case StatusPending, StatusRunning, StatusIdle, StatusShuttingDown:
-		return true
-	}
-	return false
-}
-
 // Heartbeat is what a worker process sends, every 30 s by default.
 type Heartbeat struct {
 	TokensUsed  int64  `json:"tokens_used"`

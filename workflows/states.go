@@ -1,5 +1,47 @@
 package workflows
 
+// The lifecycle's states and the legal moves between them. The diagram (the
+// README shows the same) and the table below say the same; transition checks
+// every move against the table: a move it lacks is logged, and fails tests.
+//
+//                    (start)
+//                       │
+//                       ▼
+//  ┌── restart ───► [pending] ── shutdown or kill during a restart's back-off ──┐
+//  │                  │   │                                                     │
+//  │                  │   │ process started                                     │
+//  │                  │   ▼                                                     │
+//  │                  │ ┌─────────────────────────────────────────┐             │
+//  │                  │ │ [running] ◄── worker reported busy ──┐  │             │
+//  │                  │ │    │ no task / worker reported idle  │  │             │
+//  │                  │ │    ▼                                 │  │             │
+//  │                  │ │  [idle] ─────────────────────────────┘  │             │
+//  │                  │ └─────────────────────────────────────────┘             │
+//  │                  │       │         │                       │               │
+//  │  budget refused, │       │ failure │ shutdown, kill,       │ exit 0        │
+//  │    spawn failed, │       │         │ idle limit            │               │
+//  │         no host, │       │         │                       │               │
+//  │        cancelled │       │         ▼                       │               │
+//  │                  │       │  [shutting_down]                │               │
+//  │                  │       │     │        │ stopped,         │               │
+//  │                  │       │     │        │ budget           │               │
+//  │                  ▼       │     │        │ refunded         ▼               │
+//  └───────────── [failed] ◄──┘     │        └───────────► [completed] ◄────────┘
+//                    │ budget or a  │
+//                    │ process      │ the stop or the refund failed
+//                    │ still held   │ (retried every 10 min or on
+//                    ▼              │  `starter cleanup`)
+//                 [zombie] ◄────────┘
+//                    │
+//                    │ cleanup succeeded
+//                    ▼
+//               [cleaned_up]
+//
+// A normal end (exit 0, or a stop during a restart's back-off) whose refund
+// or stop fails goes to zombie too, and ends completed once the retry
+// succeeds. completed and cleaned_up are terminal, and so is failed when
+// nothing is held (the budget was refused).
+
 import (
 	"fmt"
 	"strings"
@@ -7,10 +49,85 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// Status is a lifecycle state, as the runbook names them.
+type Status string
+
+const (
+	StatusPending      Status = "pending"
+	StatusRunning      Status = "running"
+	StatusIdle         Status = "idle"
+	StatusShuttingDown Status = "shutting_down"
+	StatusCompleted    Status = "completed"
+	StatusFailed       Status = "failed"
+	StatusZombie       Status = "zombie"
+	StatusCleanedUp    Status = "cleaned_up"
+)
+
+// Live reports whether a worker in this state may still hold a process or
+// budget.
+func (s Status) Live() bool {
+	switch s {
+	case StatusPending, StatusRunning, StatusIdle, StatusShuttingDown:
+		return true
+	}
+	return false
+}
+
+// move is one legal change of status and when it happens.
+type move struct {
+	from, to Status
+	when     string
+}
+
+// moves is the table of the diagram above.
+var moves = []move{
+	{"", StatusPending, "the lifecycle starts"},
+	{StatusPending, StatusRunning, "the process started"},
+	{StatusPending, StatusFailed, "budget refused, spawn failed, no host, cancelled"},
+	{StatusPending, StatusCompleted, "shutdown or kill during a restart's back-off"},
+	{StatusPending, StatusZombie, "shutdown or kill during a back-off whose refund failed"},
+	{StatusRunning, StatusIdle, "no task, or the worker reported idle"},
+	{StatusIdle, StatusRunning, "the worker reported busy"},
+	{StatusRunning, StatusShuttingDown, "shutdown, kill"},
+	{StatusIdle, StatusShuttingDown, "shutdown, kill, idle limit"},
+	{StatusRunning, StatusCompleted, "the process exited 0"},
+	{StatusIdle, StatusCompleted, "the process exited 0"},
+	{StatusRunning, StatusFailed, "crash, zombie, time limit, lost process or host, cancel"},
+	{StatusIdle, StatusFailed, "crash, zombie, time limit, lost process or host, cancel"},
+	{StatusRunning, StatusZombie, "the process exited 0 and the refund failed"},
+	{StatusIdle, StatusZombie, "the process exited 0 and the refund failed"},
+	{StatusShuttingDown, StatusCompleted, "stopped, budget refunded"},
+	{StatusShuttingDown, StatusZombie, "the stop or the refund failed"},
+	{StatusFailed, StatusPending, "restart after the back-off"},
+	{StatusFailed, StatusZombie, "budget or a process still held"},
+	{StatusZombie, StatusCleanedUp, "the cleanup of a failure succeeded"},
+	{StatusZombie, StatusCompleted, "the cleanup of a normal end succeeded"},
+}
+
+// CanMove reports whether the table has the move from -> to.
+func CanMove(from, to Status) bool {
+	for _, m := range moves {
+		if m.from == from && m.to == to {
+			return true
+		}
+	}
+	return false
+}
+
+// illegalMove is called for a move the table lacks. A workflow must not
+// panic on a running lifecycle (its task would fail forever), so it logs;
+// the tests replace it with a failure.
+var illegalMove = func(ctx workflow.Context, from, to Status, reason string) {
+	workflow.GetLogger(ctx).Error("Illegal lifecycle move", "from", from, "to", to, "reason", reason)
+}
+
 // transition changes the status, records it and upserts the search
 // attributes.
 func (w *lifecycle) transition(ctx workflow.Context, s Status, reason string) {
 	spec := &w.st.Spec
+	if !CanMove(spec.Status, s) {
+		illegalMove(ctx, spec.Status, s, reason)
+	}
 	spec.Status = s
 	spec.Transitions = append(spec.Transitions, Transition{Status: s, At: workflow.Now(ctx).UTC(), Reason: truncate(reason, maxReasonBytes)})
 	if n := len(spec.Transitions); n > maxTransitions {
