@@ -13,25 +13,65 @@ import (
 // multiple of its budget: the old system's cap on restarts.
 const restartTokenCap = 3
 
+// restartCheck is what the restart decision reads of a crashed worker.
+type restartCheck struct {
+	// Restarts is the count since the last healthy run, before this crash.
+	Restarts    int
+	MaxRestarts int
+	// RanFor is how long the crashed process ran; negative when it never
+	// started.
+	RanFor     time.Duration
+	HealthyRun time.Duration
+	TokensUsed int64
+	Budget     int64
+	// Reason is why the process ended.
+	Reason string
+}
+
+// restartVerdict is the decision: restart or not, the restart count it
+// leaves, and the lifecycle's reason when it does not restart.
+type restartVerdict struct {
+	Restart  bool
+	Restarts int
+	Reason   string
+}
+
+// decideRestart is the restart policy before the circuit breaker and the
+// ledger are asked: a run of HealthyRun forgives earlier crashes, a worker
+// without restarts or past its count ends, and so does one whose next
+// process could take it past restartTokenCap budgets.
+func decideRestart(c restartCheck) restartVerdict {
+	v := restartVerdict{Restarts: c.Restarts, Reason: c.Reason}
+	if c.RanFor >= 0 && c.RanFor >= c.HealthyRun {
+		v.Restarts = 0
+	}
+	switch {
+	case c.MaxRestarts == 0:
+	case v.Restarts >= c.MaxRestarts:
+		v.Reason = fmt.Sprintf("gave up after %d restarts: %s", v.Restarts, c.Reason)
+	case c.TokensUsed+c.Budget > restartTokenCap*c.Budget:
+		// The next process may use a whole budget again.
+		v.Reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap)
+	default:
+		v.Restart = true
+	}
+	return v
+}
+
 // restart decides whether a crashed worker is started again and, if so,
 // waits its back-off and starts a new process on the same host. It returns
 // false with o rewritten to the reason when the lifecycle must end instead.
 func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool {
 	r := w.st.Request
 	now := workflow.Now(ctx).UTC()
-	if w.st.Spec.StartedAt != nil && now.Sub(*w.st.Spec.StartedAt) >= w.limits.HealthyRun {
-		w.st.RestartCount = 0
+	ranFor := time.Duration(-1)
+	if w.st.Spec.StartedAt != nil {
+		ranFor = now.Sub(*w.st.Spec.StartedAt)
 	}
-	if r.MaxRestarts == 0 {
-		return false
-	}
-	if w.st.RestartCount >= r.MaxRestarts {
-		o.reason = fmt.Sprintf("gave up after %d restarts: %s", w.st.RestartCount, o.reason)
-		return false
-	}
-	// The next process may use a whole budget again.
-	if used := w.st.Spec.TokenBudget.Used; used+r.Budget > restartTokenCap*r.Budget {
-		o.reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", o.reason, used, restartTokenCap)
+	v := decideRestart(restartCheck{Restarts: w.st.RestartCount, MaxRestarts: r.MaxRestarts, RanFor: ranFor,
+		HealthyRun: w.limits.HealthyRun, TokensUsed: w.st.Spec.TokenBudget.Used, Budget: r.Budget, Reason: o.reason})
+	w.st.RestartCount, o.reason = v.Restarts, v.Reason
+	if !v.Restart {
 		return false
 	}
 	var decision activities.BreakerDecision

@@ -272,3 +272,40 @@ func (s *lifecycleSuite) TestZombieRetriesByItself() {
 	s.Equal(3, *calls)
 	s.InDelta(retryCleanupEvery.Seconds()+10, spec.CompletedAt.Sub(spec.CreatedAt).Seconds(), 2)
 }
+
+func TestDecideRestart(t *testing.T) {
+	base := restartCheck{Restarts: 1, MaxRestarts: 3, RanFor: time.Minute, HealthyRun: 10 * time.Minute,
+		TokensUsed: 100, Budget: 1000, Reason: "process exited with code 3"}
+	with := func(f func(*restartCheck)) restartCheck { c := base; f(&c); return c }
+	for _, c := range []struct {
+		name string
+		in   restartCheck
+		want restartVerdict
+	}{
+		{"a crash within the count restarts", base,
+			restartVerdict{Restart: true, Restarts: 1, Reason: base.Reason}},
+		{"no restarts configured ends as it is", with(func(c *restartCheck) { c.MaxRestarts = 0 }),
+			restartVerdict{Restarts: 1, Reason: base.Reason}},
+		{"the count used up gives up", with(func(c *restartCheck) { c.Restarts = 3 }),
+			restartVerdict{Restarts: 3, Reason: "gave up after 3 restarts: process exited with code 3"}},
+		{"a healthy run forgives earlier crashes", with(func(c *restartCheck) { c.Restarts = 3; c.RanFor = 10 * time.Minute }),
+			restartVerdict{Restart: true, Restarts: 0, Reason: base.Reason}},
+		{"a process that never started is not a healthy run", with(func(c *restartCheck) { c.Restarts = 3; c.RanFor = -1; c.HealthyRun = 0 }),
+			restartVerdict{Restarts: 3, Reason: "gave up after 3 restarts: process exited with code 3"}},
+		{"a restart that could pass 3 budgets is refused", with(func(c *restartCheck) { c.TokensUsed = 2001 }),
+			restartVerdict{Restarts: 1, Reason: "process exited with code 3; not restarted: 2001 tokens used, a restart could exceed 3× the budget"}},
+		{"exactly 3 budgets is still allowed", with(func(c *restartCheck) { c.TokensUsed = 2000 }),
+			restartVerdict{Restart: true, Restarts: 1, Reason: base.Reason}},
+	} {
+		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.want, decideRestart(c.in)) })
+	}
+}
+
+func TestBackoffDoublesUpToTheCap(t *testing.T) {
+	l := Limits{RestartDelay: 30 * time.Second, RestartMaxDelay: 300 * time.Second}
+	var got []time.Duration
+	for n := 1; n <= 6; n++ {
+		got = append(got, backoff(l, n))
+	}
+	require.Equal(t, []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute}, got)
+}
