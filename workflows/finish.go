@@ -75,9 +75,7 @@ func (w *lifecycle) compensate(ctx workflow.Context) []error {
 	if w.saga.empty() {
 		return nil
 	}
-	errs := w.saga.compensate(ctx)
-	w.st.Reserved = w.saga.has(stepRefund)
-	return errs
+	return w.saga.compensate(ctx)
 }
 
 // markFailed records a failure and, when something is held, that the worker

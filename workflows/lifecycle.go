@@ -24,6 +24,8 @@ type LifecycleState struct {
 	Request SpawnRequest `json:"request"`
 	Spec    WorkerSpec   `json:"spec"`
 	// Reserved is true while the ledger holds this lifecycle's allocation.
+	// The saga is the truth within a run; this is written from it only when
+	// the state is handed to the next run, which rebuilds its saga from it.
 	Reserved bool `json:"reserved"`
 	// Process is set once the worker's process was started.
 	Process *activities.ProcessInfo `json:"process,omitempty"`
@@ -225,6 +227,7 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 		if o.kind == outcomeContinueAsNew {
 			w.st.Runs++
 			w.st.SignalsThisRun = 0
+			w.st.Reserved = w.saga.has(stepRefund)
 			logger.Info("Continuing as new", "runs", w.st.Runs, "heartbeats", w.st.Spec.Heartbeat.Count)
 			return w.st.Spec, workflow.NewContinueAsNewError(ctx, WorkerLifecycle, w.st)
 		}

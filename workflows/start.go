@@ -30,7 +30,6 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 		w.st.Spec.TokenBudget.Allocated = 0
 		return &outcome{kind: outcomeFailed, reason: failureMessage(err)}
 	}
-	w.st.Reserved = true
 	w.saga.add(stepRefund, w.releaseBudget(lease))
 	return w.launch(ctx, lease)
 }

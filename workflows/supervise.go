@@ -11,11 +11,8 @@ import (
 )
 
 // supervise watches the running worker until something ends it or the run
-// must continue as new.
+// must continue as new, and then does what that outcome needs.
 func (w *lifecycle) supervise(ctx workflow.Context) outcome {
-	hbCh := workflow.GetSignalChannel(ctx, SignalHeartbeat)
-	sampleCh := workflow.GetSignalChannel(ctx, SignalSample)
-	outputCh := workflow.GetSignalChannel(ctx, SignalOutputHeartbeat)
 	watchCtx, cancelWatch := workflow.WithCancel(ctx)
 	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), hostActs.WatchProcess, activities.WatchInput{
 		WorkerID:        w.st.Spec.WorkerID,
@@ -23,7 +20,22 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		SampleEvery:     w.limits.SampleEvery,
 		OutputHeartbeat: w.st.Request.HeartbeatMode == HeartbeatModeOutput,
 	})
+	o := w.awaitOutcome(ctx, watch)
+	if o.kind == outcomeContinueAsNew {
+		cancelWatch()
+		return o
+	}
+	w.endSupervision(ctx, &o, watch, cancelWatch)
+	return o
+}
 
+// awaitOutcome is the event loop of a running worker: heartbeats, samples,
+// stop requests, the watch, the deadline timer and a cancel, until one of
+// them ends supervision or the run should continue as new.
+func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) outcome {
+	hbCh := workflow.GetSignalChannel(ctx, SignalHeartbeat)
+	sampleCh := workflow.GetSignalChannel(ctx, SignalSample)
+	outputCh := workflow.GetSignalChannel(ctx, SignalOutputHeartbeat)
 	var (
 		timer   workflow.Future
 		timerAt time.Time
@@ -34,7 +46,8 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		// A cancel must not be carried off by continue-as-new: the new run
 		// would not inherit it.
 		if len(w.stops) == 0 && ctx.Err() == nil && w.shouldContinueAsNew(ctx) && w.drainForContinueAsNew(ctx, hbCh, sampleCh, outputCh) {
-			cancelWatch()
+			// The deadline timer is left to the run's end: cancelling it
+			// here would add a command the recorded runs do not have.
 			return outcome{kind: outcomeContinueAsNew}
 		}
 
@@ -94,6 +107,13 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 	if cancelT != nil {
 		cancelT()
 	}
+	return *result
+}
+
+// endSupervision does what the outcome needs before the lifecycle decides
+// on a restart or its end: a stop is graceful, a failure stops at once, a
+// lost host or a cancel leaves the stop to the saga.
+func (w *lifecycle) endSupervision(ctx workflow.Context, result *outcome, watch workflow.Future, cancelWatch workflow.CancelFunc) {
 	switch result.kind {
 	case outcomeStop:
 		w.transition(ctx, StatusShuttingDown, result.reason)
@@ -110,7 +130,6 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		// on a disconnected context.
 		cancelWatch()
 	}
-	return *result
 }
 
 func exitOutcome(exit activities.ExitStatus) *outcome {
