@@ -36,6 +36,9 @@ type LifecycleState struct {
 	// PriorTokens is what the worker's earlier processes used; a new
 	// process reports its own count from zero.
 	PriorTokens int64 `json:"prior_tokens"`
+	// Limits are the limits in force, resolved at the first run
+	// (resolveLimits); nil in the input of a first run.
+	Limits *Limits `json:"limits,omitempty"`
 	// Runs counts continue-as-new; SignalsThisRun bounds one run.
 	Runs           int `json:"runs"`
 	SignalsThisRun int `json:"signals_this_run"`
@@ -100,7 +103,7 @@ type lifecycle struct {
 
 // WorkerLifecycle supervises one worker from budget reservation to cleanup.
 func WorkerLifecycle(ctx workflow.Context, st LifecycleState) (WorkerSpec, error) {
-	w := &lifecycle{st: st, limits: st.Request.Limits.WithDefaults()}
+	w := &lifecycle{st: st}
 	w.wake = workflow.NewBufferedChannel(ctx, 1)
 	if err := w.registerHandlers(ctx); err != nil {
 		return w.st.Spec, err
@@ -109,6 +112,9 @@ func WorkerLifecycle(ctx workflow.Context, st LifecycleState) (WorkerSpec, error
 		if err := st.Request.Validate(); err != nil {
 			return w.st.Spec, temporal.NewNonRetryableApplicationError("invalid spawn request: "+err.Error(), "InvalidRequest", nil)
 		}
+	}
+	w.resolveLimits(ctx)
+	if w.st.Spec.Status == "" {
 		w.initSpec(ctx)
 	}
 	return w.run(ctx)

@@ -461,6 +461,34 @@ func (s *lifecycleSuite) TestContinueAsNewKeepsEveryHeartbeat() {
 	s.True(next.Reserved)
 	s.Equal(StatusRunning, next.Spec.Status)
 	s.Equal(testProcess, *next.Process)
+	// The limits resolved at the first run go on with the lifecycle.
+	s.Require().NotNil(next.Limits)
+	s.Equal(req.Limits.WithDefaults(), *next.Limits)
+}
+
+// TestResolveLimitsOfLaterRuns: a run that continued as new with limits
+// uses them, not today's defaults; one handed over by the first release
+// (no limits in its state) uses that release's defaults.
+func TestResolveLimitsOfLaterRuns(t *testing.T) {
+	saved := defaultLimits
+	t.Cleanup(func() { defaultLimits = saved })
+	defaultLimits.ZombieAfter = time.Second
+	handed := Limits{ZombieAfter: time.Hour}.withDefaults(limitsV1)
+	for _, c := range []struct {
+		name string
+		st   LifecycleState
+		want Limits
+	}{
+		{"handed over", LifecycleState{Spec: WorkerSpec{Status: StatusRunning}, Limits: &handed}, handed},
+		{"from the first release", LifecycleState{Spec: WorkerSpec{Status: StatusRunning}}, limitsV1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := &lifecycle{st: c.st}
+			w.resolveLimits(nil) // no workflow call on these paths
+			require.Equal(t, c.want, w.limits)
+			require.Equal(t, c.want, *w.st.Limits)
+		})
+	}
 }
 
 // TestResumedRunDoesNotSpawnAgain runs the state a continue-as-new hands

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
@@ -22,6 +23,27 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"budget-ledger", "restart-breaker", "archival", "sweep"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
+			replayer := worker.NewWorkflowReplayer()
+			Register(replayer)
+			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
+		})
+	}
+}
+
+// TestReplayWithChangedDefaults replays every history after the defaults
+// changed in every way that could alter a decision: a lifecycle keeps the
+// limits it started with, so none may notice.
+func TestReplayWithChangedDefaults(t *testing.T) {
+	saved := defaultLimits
+	t.Cleanup(func() { defaultLimits = saved })
+	defaultLimits = Limits{HeartbeatWarning: time.Millisecond, HeartbeatCritical: 2 * time.Millisecond,
+		ZombieAfter: 3 * time.Millisecond, IdleAfter: time.Millisecond, ShutdownGrace: time.Millisecond,
+		MaxSignalsPerRun: 1, WatchHeartbeat: time.Millisecond, HostLossAfter: time.Millisecond,
+		SampleEvery: time.Millisecond, RestartDelay: time.Hour, RestartMaxDelay: time.Hour, HealthyRun: time.Millisecond}
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "histories", "*.json"))
+	require.NoError(t, err)
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
 			replayer := worker.NewWorkflowReplayer()
