@@ -15,6 +15,7 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/adapters"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/internal/control"
 	"github.com/commit-relay/worker-lifecycle/internal/coordination"
@@ -108,13 +109,14 @@ func command() *cobra.Command {
 					}
 				}
 			}
-			sweeper := &control.Sweeper{Fleet: &control.Fleet{Client: c, Registry: registry}}
+			fleet := &control.Fleet{Client: c, Registry: registry}
+			sweeper := &adapters.Sweeper{Fleet: fleet}
 			sharedActs := &activities.SharedActivities{
-				Ledger:     &control.LedgerClient{Client: c},
+				Ledger:     &adapters.Ledger{Budget: fleet.Budget()},
 				Registry:   registry,
 				Host:       host,
-				Breakers:   &control.BreakerClient{Client: c},
-				Archive:    &control.Archive{Client: c},
+				Breakers:   &adapters.Breakers{Client: c},
+				Archive:    &adapters.Archive{Fleet: fleet},
 				ArchiveDir: archiveDir,
 				Sweeper:    sweeper,
 				Event:      record,
@@ -130,7 +132,7 @@ func command() *cobra.Command {
 				TemporalNamespace: conn.Namespace,
 				Procs:             activities.NewProcessTable(),
 				StateDir:          stateDir,
-				Reporter:          &control.Reporter{Client: c},
+				Reporter:          &adapters.Reporter{Client: c},
 				Owners:            sweeper,
 				Event:             record,
 			}
@@ -161,7 +163,7 @@ func command() *cobra.Command {
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
 				mirror := &coordination.Mirror{Store: store, Every: 2 * time.Second, Log: slog.Default(),
-					Source: &control.MirrorSource{Fleet: &control.Fleet{Client: c, Registry: registry}}}
+					Source: &adapters.MirrorSource{Fleet: fleet}}
 				go func() { _ = mirror.Run(ctx) }()
 				slog.Info("Mirroring the coordination files", "dir", store.Dir)
 			}

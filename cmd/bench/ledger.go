@@ -40,7 +40,7 @@ type Ledger struct {
 // the ledger holds exactly what was granted, and releases them again.
 func measureLedger(ctx context.Context, f *control.Fleet, masters, n int, signalCeiling float64) (Ledger, error) {
 	res := Ledger{Masters: masters, Reservations: n}
-	lc := f.Ledger()
+	lc := f.Budget()
 	before, err := lc.Show(ctx)
 	if err != nil {
 		return res, err

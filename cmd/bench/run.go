@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 	// A fresh context: an interrupted run must still check and clean up.
 	cleanCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if view, err := f.Ledger().Show(cleanCtx); err != nil {
+	if view, err := f.Budget().Show(cleanCtx); err != nil {
 		fail("final ledger", err)
 	} else {
 		res.BudgetExact = view.Used == 0

@@ -384,7 +384,7 @@ func (a *app) budgetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			v, err := fleet.Ledger().Show(cmd.Context())
+			v, err := fleet.Budget().Show(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -405,7 +405,7 @@ func (a *app) budgetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			v, err := fleet.Ledger().SetTotal(cmd.Context(), total)
+			v, err := fleet.Budget().SetTotal(cmd.Context(), total)
 			if err != nil {
 				return err
 			}

@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,41 +13,32 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
-// Archive finds ended lifecycles through visibility and reads their final
-// specs from their results. It implements activities.Archive.
-type Archive struct {
-	Client client.Client
+// EndedRun is one run of a lifecycle that has ended.
+type EndedRun struct {
+	WorkerID   string    `json:"worker_id"`
+	WorkflowID string    `json:"workflow_id"`
+	RunID      string    `json:"run_id"`
+	ClosedAt   time.Time `json:"closed_at"`
 }
 
-var _ activities.Archive = (*Archive)(nil)
-
-// Ended lists lifecycle runs that ended completed or cleaned up before
-// closedBefore.
-func (a *Archive) Ended(ctx context.Context, closedBefore time.Time) ([]activities.EndedLifecycle, error) {
+// EndedRuns lists the lifecycle runs that ended completed or cleaned up
+// before closedBefore, as visibility knows them: what the archival
+// archives. A run that continued as new is not an end.
+func (f *Fleet) EndedRuns(ctx context.Context, closedBefore time.Time) ([]EndedRun, error) {
 	query := workflows.ListQuery(`ExecutionStatus != "Running"`,
 		fmt.Sprintf("%s IN (%q, %q)", workflows.SearchAttrStatus.GetName(), workflows.StatusCompleted, workflows.StatusCleanedUp),
 		fmt.Sprintf("CloseTime < %q", closedBefore.UTC().Format(time.RFC3339Nano)))
-	var out []activities.EndedLifecycle
-	err := (&Fleet{Client: a.Client}).listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
+	var out []EndedRun
+	err := f.listExecutions(ctx, query, func(e *workflowpb.WorkflowExecutionInfo) {
 		id, ok := workflows.WorkerIDFromWorkflowID(e.Execution.WorkflowId)
 		if ok && e.Status != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
-			out = append(out, activities.EndedLifecycle{WorkerID: id, WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, ClosedAt: e.CloseTime.AsTime()})
+			out = append(out, EndedRun{WorkerID: id, WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, ClosedAt: e.CloseTime.AsTime()})
 		}
 	})
 	return out, err
-}
-
-// FinalSpec is the lifecycle's result.
-func (a *Archive) FinalSpec(ctx context.Context, workflowID, runID string) ([]byte, error) {
-	var spec workflows.WorkerSpec
-	if err := a.Client.GetWorkflow(ctx, workflowID, runID).Get(ctx, &spec); err != nil {
-		return nil, err
-	}
-	return json.MarshalIndent(spec, "", "  ")
 }
 
 // RunArchival runs the archival workflow now and returns its report.

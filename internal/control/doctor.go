@@ -54,7 +54,7 @@ func (f *Fleet) Doctor(ctx context.Context, namespace string) []Check {
 	} else {
 		add(Check{Name: "worker program", OK: true, Detail: fmt.Sprintf("%d polling %s", len(shared), workflows.TaskQueue)})
 	}
-	for _, host := range hostsOf(f.pollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) {
+	for _, host := range f.Hosts(ctx) {
 		queue := workflows.HostTaskQueue(host)
 		if len(f.pollers(ctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) == 0 {
 			add(Check{Name: "host " + host, Detail: "nobody polls " + queue, Fix: "restart the worker program of host " + host})
@@ -133,6 +133,12 @@ func (f *Fleet) pollers(ctx context.Context, queue string, kind enumspb.TaskQueu
 		}
 	}
 	return out
+}
+
+// Hosts names the hosts whose worker programs poll the shared queue
+// (recently, and as far as the server says: an error names none).
+func (f *Fleet) Hosts(ctx context.Context) []string {
+	return hostsOf(f.pollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY))
 }
 
 // hostsOf reads the host names from worker program identities

@@ -1,7 +1,16 @@
-// Package control is the client side of the lifecycle manager: what the
-// starter CLI (and the tests) do to spawn, inspect, heartbeat and stop
-// workers. It validates every request before it reaches Temporal, so bad
-// input changes nothing.
+// Package control is the operators' client of the lifecycle manager: what
+// the starter CLI (and the tests and the benchmark) call to spawn, inspect,
+// heartbeat and stop workers, read their logs, show and reconcile the
+// budget, and set up, check and sweep the server. The public client for
+// masters grows from it. It validates every request before it reaches
+// Temporal, so bad input changes nothing.
+//
+// It is not the worker program's side: the implementations of the
+// activities' interfaces over Temporal (the ledger's reserve and release,
+// the watcher's reports, the breakers, the archive, the sweep's view of the
+// fleet) and the coordination mirror's source live in internal/adapters,
+// which builds on this package; this package never imports it, and uses the
+// activities package only for the data types an operator call returns.
 package control
 
 import (
@@ -161,8 +170,8 @@ func (f *Fleet) WaitStarted(ctx context.Context, workerID string) (workflows.Wor
 	}
 }
 
-// Ledger is the budget ledger on the same connection.
-func (f *Fleet) Ledger() *LedgerClient { return &LedgerClient{Client: f.Client} }
+// Budget is the budget ledger on the same connection.
+func (f *Fleet) Budget() *Budget { return &Budget{Client: f.Client} }
 
 // Status returns a worker's spec, live or ended.
 func (f *Fleet) Status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {

@@ -11,32 +11,36 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
-// LedgerClient talks to the budget ledger workflow, starting it with the
-// default total the first time anyone needs it. It implements
-// activities.Ledger for the worker program.
-type LedgerClient struct {
+// ErrBudgetRefused is wrapped by Budget.Reserve when the reservation does
+// not fit; the message goes on as the ledger said it (": available X <
+// required Y").
+var ErrBudgetRefused = errors.New("insufficient budget")
+
+// Budget talks to the budget ledger workflow, starting it with the default
+// total the first time anyone needs it. Operators show it, set its total
+// and reconcile it (Fleet.RecalcBudget, which reserves and releases here
+// too); the worker program's lifecycles reserve and release through
+// adapters.Ledger, which wraps this.
+type Budget struct {
 	Client client.Client
 }
 
-var _ activities.Ledger = (*LedgerClient)(nil)
-
-// Reserve allocates amount to the lease; a refusal wraps
-// activities.ErrBudgetRefused.
-func (l *LedgerClient) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
+// Reserve allocates amount to the lease; a refusal wraps ErrBudgetRefused.
+// A reservation repeated with the same lease is a no-op.
+func (l *Budget) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
 	err := l.update(ctx, workflows.UpdateReserve, "reserve/"+lease,
 		workflows.ReserveRequest{WorkerID: workerID, Lease: lease, Amount: amount}, nil)
 	if workflows.IsBudgetRefused(err) {
-		return fmt.Errorf("%w%s", activities.ErrBudgetRefused, trimPrefix(err, activities.ErrBudgetRefused.Error()))
+		return fmt.Errorf("%w%s", ErrBudgetRefused, trimPrefix(err, ErrBudgetRefused.Error()))
 	}
 	return err
 }
 
 // Release gives the lease's allocation back and says how much it was.
-func (l *LedgerClient) Release(ctx context.Context, workerID, lease string) (int64, error) {
+func (l *Budget) Release(ctx context.Context, workerID, lease string) (int64, error) {
 	var released int64
 	err := l.update(ctx, workflows.UpdateRelease, "release/"+lease,
 		workflows.ReleaseRequest{WorkerID: workerID, Lease: lease}, &released)
@@ -44,7 +48,7 @@ func (l *LedgerClient) Release(ctx context.Context, workerID, lease string) (int
 }
 
 // SetTotal changes the ledger's total.
-func (l *LedgerClient) SetTotal(ctx context.Context, total int64) (workflows.BudgetView, error) {
+func (l *Budget) SetTotal(ctx context.Context, total int64) (workflows.BudgetView, error) {
 	var v workflows.BudgetView
 	err := l.update(ctx, workflows.UpdateSetTotal, "", workflows.SetTotalRequest{Total: total}, &v)
 	if msg := applicationMessage(err); msg != "" {
@@ -54,7 +58,7 @@ func (l *LedgerClient) SetTotal(ctx context.Context, total int64) (workflows.Bud
 }
 
 // Show returns the ledger's state, starting the ledger if there is none yet.
-func (l *LedgerClient) Show(ctx context.Context) (workflows.BudgetView, error) {
+func (l *Budget) Show(ctx context.Context) (workflows.BudgetView, error) {
 	var v workflows.BudgetView
 	resp, err := l.query(ctx)
 	var notFound *serviceerror.NotFound
@@ -81,7 +85,7 @@ func (l *LedgerClient) Show(ctx context.Context) (workflows.BudgetView, error) {
 }
 
 // query asks the open ledger; a closed one counts as not found.
-func (l *LedgerClient) query(ctx context.Context) (converter.EncodedValue, error) {
+func (l *Budget) query(ctx context.Context) (converter.EncodedValue, error) {
 	resp, err := l.Client.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
 		WorkflowID:           workflows.LedgerWorkflowID,
 		QueryType:            workflows.QueryBudget,
@@ -96,7 +100,7 @@ func (l *LedgerClient) query(ctx context.Context) (converter.EncodedValue, error
 	return resp.QueryResult, nil
 }
 
-func (l *LedgerClient) startOptions() client.StartWorkflowOptions {
+func (l *Budget) startOptions() client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID:                       workflows.LedgerWorkflowID,
 		TaskQueue:                workflows.TaskQueue,
@@ -114,7 +118,7 @@ func (l *LedgerClient) startOptions() client.StartWorkflowOptions {
 // ("workflow update was aborted"), the callers retry at once and the ledger
 // stalls; plain updates queue behind the in-flight limit instead
 // (docs/DEPLOYMENT.md, section 7).
-func (l *LedgerClient) update(ctx context.Context, name, updateID string, arg, result any) error {
+func (l *Budget) update(ctx context.Context, name, updateID string, arg, result any) error {
 	opts := client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.LedgerWorkflowID,
 		UpdateName:   name,

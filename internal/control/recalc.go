@@ -42,7 +42,7 @@ type Recalc struct {
 // by describing its workflow, which is consistent at once, unlike a list
 // that could miss a lifecycle started a moment ago.
 func (f *Fleet) RecalcBudget(ctx context.Context, dryRun bool) (Recalc, error) {
-	ledger := f.Ledger()
+	ledger := f.Budget()
 	before, err := ledger.Show(ctx)
 	if err != nil {
 		return Recalc{}, err
@@ -108,7 +108,7 @@ func (f *Fleet) restoreMissing(ctx context.Context, view workflows.BudgetView, d
 		d := Drift{WorkerID: spec.WorkerID, Amount: spec.TokenBudget.Allocated, Lease: lease,
 			Reason: "held by a running lifecycle but missing from the ledger"}
 		if !dryRun {
-			if err := f.Ledger().Reserve(ctx, spec.WorkerID, lease, spec.TokenBudget.Allocated); err != nil {
+			if err := f.Budget().Reserve(ctx, spec.WorkerID, lease, spec.TokenBudget.Allocated); err != nil {
 				d.Reason += "; not restored: " + err.Error()
 			} else {
 				d.Restored = true

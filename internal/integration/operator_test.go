@@ -195,7 +195,7 @@ func TestRecalcFixesADriftedLedger(t *testing.T) {
 
 	// Drift, as the old system's lost updates made it: tokens held for a
 	// worker that has no lifecycle, and for one whose lifecycle ended.
-	ledger := h.fleet.Ledger()
+	ledger := h.fleet.Budget()
 	require.NoError(t, ledger.Reserve(ctx, "worker-ghost-1", workflows.Lease(workflows.WorkflowID("worker-ghost-1"), "no-run"), 777))
 	ended := newID("finisher")
 	h.starterOK(t, "spawn", "--type", "finisher-worker", "--task-id", "task-drift", "--master", "recalc-master", "--worker-id", ended, "--wait=false")

@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/adapters"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -306,7 +306,7 @@ func TestWorkerProgramRefusesABadTypesFile(t *testing.T) {
 // activity (same request id) counts the crash once; another crash counts.
 func TestBreakerCountsARetriedCrashOnce(t *testing.T) {
 	ctx := context.Background()
-	breakers := &control.BreakerClient{Client: h.client}
+	breakers := &adapters.Breakers{Client: h.client}
 	typ := "dedupe-" + strings.TrimPrefix(newID("x"), "worker-x-")
 	first, err := breakers.RecordFailure(ctx, typ, "worker-x-1", "run-1/7")
 	require.NoError(t, err)

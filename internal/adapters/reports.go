@@ -1,4 +1,4 @@
-package control
+package adapters
 
 import (
 	"context"
@@ -10,8 +10,7 @@ import (
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
-// Reporter signals the watcher's observations to the lifecycles. It
-// implements activities.Reporter for the worker program.
+// Reporter signals the watcher's observations to the lifecycles.
 type Reporter struct {
 	Client client.Client
 }
@@ -28,16 +27,16 @@ func (r *Reporter) OutputHeartbeat(ctx context.Context, workerID string, s activ
 	return r.Client.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalOutputHeartbeat, s)
 }
 
-// BreakerClient talks to the per-type restart circuit breakers, starting
-// one the first time its type crashes. It implements activities.Breakers.
-type BreakerClient struct {
+// Breakers talks to the per-type restart circuit breakers, starting one the
+// first time its type crashes.
+type Breakers struct {
 	Client client.Client
 }
 
-var _ activities.Breakers = (*BreakerClient)(nil)
+var _ activities.Breakers = (*Breakers)(nil)
 
 // RecordFailure counts a crash of the type and returns the decision.
-func (b *BreakerClient) RecordFailure(ctx context.Context, workerType, workerID, requestID string) (activities.BreakerDecision, error) {
+func (b *Breakers) RecordFailure(ctx context.Context, workerType, workerID, requestID string) (activities.BreakerDecision, error) {
 	var d activities.BreakerDecision
 	op := b.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.BreakerWorkflowID(workerType),

@@ -1,0 +1,55 @@
+// Package adapters implements the activities' interfaces over a Temporal
+// client, for the worker program: the ledger's reserve and release
+// (activities.Ledger), the watcher's reports to the lifecycles
+// (activities.Reporter), the restart breakers (activities.Breakers), the
+// archive's view of ended lifecycles (activities.Archive), the sweep's view
+// of the fleet and of who owns a process (activities.Sweeper,
+// activities.ProcessOwners), and the coordination mirror's source
+// (coordination.Source).
+//
+// It builds on internal/control, the operators' client: what an operator
+// can call too (listing, cleanup, the budget ledger's calls, recalc) is
+// called there, not written again here. The layering is activities →
+// workflows → control → adapters → the worker program; control never
+// imports this package.
+package adapters
+
+import (
+	"context"
+	"errors"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/control"
+)
+
+// Ledger reserves and releases through the budget ledger for the
+// lifecycles' budget activities.
+type Ledger struct {
+	Budget *control.Budget
+}
+
+var _ activities.Ledger = (*Ledger)(nil)
+
+// Reserve allocates amount to the lease; a refusal wraps
+// activities.ErrBudgetRefused, with the ledger's message.
+func (l *Ledger) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
+	err := l.Budget.Reserve(ctx, workerID, lease, amount)
+	if errors.Is(err, control.ErrBudgetRefused) {
+		return budgetRefused{err}
+	}
+	return err
+}
+
+// Release gives the lease's allocation back and says how much it was.
+func (l *Ledger) Release(ctx context.Context, workerID, lease string) (int64, error) {
+	return l.Budget.Release(ctx, workerID, lease)
+}
+
+// budgetRefused is the ledger's refusal as the activities know it:
+// errors.Is finds activities.ErrBudgetRefused (and control's), and the
+// message is the ledger's own.
+type budgetRefused struct{ err error }
+
+func (r budgetRefused) Error() string        { return r.err.Error() }
+func (r budgetRefused) Unwrap() error        { return r.err }
+func (r budgetRefused) Is(target error) bool { return target == activities.ErrBudgetRefused }
