@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -41,4 +44,13 @@ func TestSearchAttributesUseTheRegisteredNames(t *testing.T) {
 func TestListQuerySelectsLifecycles(t *testing.T) {
 	require.Equal(t, `WorkflowType = "WorkerLifecycle"`, ListQuery())
 	require.Equal(t, `WorkflowType = "WorkerLifecycle" AND WorkerStatus = "idle" AND (x)`, ListQuery(`WorkerStatus = "idle"`, "(x)"))
+}
+
+// A client that passes a workflow function names it by the function's name:
+// that must be the registered type name.
+func TestRegisteredNames(t *testing.T) {
+	for _, w := range registered {
+		full := runtime.FuncForPC(reflect.ValueOf(w.fn).Pointer()).Name()
+		require.Equal(t, w.name, full[strings.LastIndex(full, ".")+1:])
+	}
 }

@@ -16,19 +16,24 @@ type WorkflowRegistry interface {
 // program, the replay test and the test harnesses all use it, so a workflow
 // cannot be known to one and missing from another.
 func Register(r WorkflowRegistry) {
-	for _, w := range []struct {
-		fn   any
-		name string
-	}{
-		{WorkerLifecycle, WorkflowTypeLifecycle},
-		{BudgetLedger, WorkflowTypeLedger},
-		{RestartBreaker, WorkflowTypeBreaker},
-		{ReadLog, WorkflowTypeReadLog},
-		{ArchiveCompleted, WorkflowTypeArchive},
-		{SweepFleet, WorkflowTypeSweep},
-	} {
+	for _, w := range registered {
 		r.RegisterWorkflowWithOptions(w.fn, workflow.RegisterOptions{Name: w.name})
 	}
+}
+
+// registered pairs each workflow with its type name. Each name is also the
+// function's own, so that a client passing the function (ExecuteWorkflow,
+// continue-as-new, schedules) names the same type (TestRegisteredNames).
+var registered = []struct {
+	fn   any
+	name string
+}{
+	{WorkerLifecycle, WorkflowTypeLifecycle},
+	{BudgetLedger, WorkflowTypeLedger},
+	{RestartBreaker, WorkflowTypeBreaker},
+	{ReadLog, WorkflowTypeReadLog},
+	{ArchiveCompleted, WorkflowTypeArchive},
+	{SweepFleet, WorkflowTypeSweep},
 }
 
 // Registry is a Temporal worker as far as registering goes.
