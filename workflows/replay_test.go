@@ -1,12 +1,17 @@
 package workflows
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 )
 
@@ -20,7 +25,12 @@ func TestReplayRecordedHistories(t *testing.T) {
 	// The paths a lifecycle can take, and the ledger, must all be covered.
 	for _, want := range []string{"lifecycle-shutdown", "lifecycle-zombie", "lifecycle-budget-refused",
 		"lifecycle-crash", "lifecycle-spawn-failed", "lifecycle-kill", "lifecycle-restarts", "lifecycle-host-lost",
-		"budget-ledger", "restart-breaker", "archival", "sweep"} {
+		"budget-ledger", "restart-breaker", "archival", "sweep",
+		// Issue 13, item 7 (TestRecordedHistoryEvidence).
+		"lifecycle-continue-as-new", "lifecycle-continue-as-new-last-run", "ledger-continue-as-new",
+		"lifecycle-cancelled-cleanup-v1", "lifecycle-cancelled-cleanup-v0", "ledger-cancel-v1", "ledger-cancel-v0",
+		"lifecycle-cancel", "lifecycle-zombie-retries", "lifecycle-output-heartbeats", "lifecycle-escalated-stop",
+		"lifecycle-custom-limits"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -51,4 +61,94 @@ func TestReplayWithChangedDefaults(t *testing.T) {
 			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
 		})
 	}
+}
+
+// TestRecordedHistoryEvidence checks that the histories recorded for issue
+// 13 (internal/integration/histories*_test.go) hold the path they are named
+// after: how the run ended, whether it was cancelled, and which GetVersion
+// branch it took. A -v1 file carries the version marker; a -v0 file, recorded
+// from the code before the GetVersion call, must not.
+func TestRecordedHistoryEvidence(t *testing.T) {
+	const (
+		completed = enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+		continued = enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+		canceled  = enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED
+	)
+	for _, tc := range []struct {
+		file      string
+		last      enumspb.EventType
+		cancelled bool
+		versions  map[string]int
+		// started is "first" for a lifecycle's first run, "continued" for
+		// a run started by a continue-as-new, "" for either.
+		started string
+		signal  string // a signal the run must have received
+	}{
+		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
+		{file: "lifecycle-continue-as-new-last-run", last: completed, started: "continued"},
+		{file: "ledger-continue-as-new", last: continued},
+		{file: "lifecycle-cancelled-cleanup-v1", last: completed, cancelled: true, versions: map[string]int{"cancelled-cleanup-retries": 1}},
+		{file: "lifecycle-cancelled-cleanup-v0", last: completed, cancelled: true},
+		{file: "ledger-cancel-v1", last: continued, cancelled: true, versions: map[string]int{"ledger-survives-cancel": 1}},
+		{file: "ledger-cancel-v0", last: canceled, cancelled: true},
+		{file: "lifecycle-cancel", last: completed, cancelled: true},
+		{file: "lifecycle-zombie-retries", last: completed},
+		{file: "lifecycle-output-heartbeats", last: completed, signal: SignalOutputHeartbeat},
+		{file: "lifecycle-escalated-stop", last: completed},
+		{file: "lifecycle-custom-limits", last: completed},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
+			require.NoError(t, err)
+			defer f.Close()
+			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			events := hist.Events
+			require.Equal(t, tc.last, events[len(events)-1].EventType, "how the run ended")
+			started := events[0].GetWorkflowExecutionStartedEventAttributes()
+			require.NotNil(t, started)
+			switch tc.started {
+			case "first":
+				require.Empty(t, started.ContinuedExecutionRunId, "a first run")
+			case "continued":
+				require.NotEmpty(t, started.ContinuedExecutionRunId, "a run started by a continue-as-new")
+			}
+			cancelRequested, signals := false, 0
+			for _, ev := range events {
+				cancelRequested = cancelRequested || ev.EventType == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+				if s := ev.GetWorkflowExecutionSignaledEventAttributes(); s != nil && s.SignalName == tc.signal {
+					signals++
+				}
+			}
+			require.Equal(t, tc.cancelled, cancelRequested, "cancel requested")
+			if tc.signal != "" {
+				require.NotZero(t, signals, "signals %s", tc.signal)
+			}
+			want := tc.versions
+			if want == nil {
+				want = map[string]int{}
+			}
+			require.Equal(t, want, versionMarkers(t, events), "GetVersion markers")
+		})
+	}
+}
+
+// versionMarkers maps the change ids of a history's GetVersion markers to
+// their versions.
+func versionMarkers(t *testing.T, events []*historypb.HistoryEvent) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	dc := converter.GetDefaultDataConverter()
+	for _, ev := range events {
+		m := ev.GetMarkerRecordedEventAttributes()
+		if m == nil || m.MarkerName != "Version" {
+			continue
+		}
+		var changeID string
+		var version int
+		require.NoError(t, dc.FromPayloads(m.Details["change-id"], &changeID))
+		require.NoError(t, dc.FromPayloads(m.Details["version"], &version))
+		out[changeID] = version
+	}
+	return out
 }

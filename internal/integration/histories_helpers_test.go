@@ -1,0 +1,184 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+)
+
+// Helpers of the append-only recorded histories (issue 13): the tests of
+// histories_test.go and histories_versions_test.go assert on the history of
+// one run and, with RECORD_HISTORIES=1, save it as a new file under
+// testdata/histories. A file that exists already is never written again:
+// the histories recorded from released code are what the replay test
+// guards, so a re-recording must pick a new name.
+
+// appendOnlyRecording is set once a test of this package has recorded (or
+// tried to record) an append-only history. The harness then leaves the
+// committed budget-ledger.json alone at the end of the run instead of
+// re-recording it over the committed file.
+var appendOnlyRecording bool
+
+// runHistory is the history of one run, fetched from the server.
+type runHistory struct {
+	workflowID, runID string
+	events            []*historypb.HistoryEvent
+}
+
+// fetchHistory reads the whole history of a run (runID "" is the latest).
+func fetchHistory(t *testing.T, workflowID, runID string) runHistory {
+	t.Helper()
+	it := h.client.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	rh := runHistory{workflowID: workflowID, runID: runID}
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		rh.events = append(rh.events, ev)
+	}
+	require.NotEmpty(t, rh.events, "history of %s run %s", workflowID, runID)
+	return rh
+}
+
+// count is how many events of the type the history holds.
+func (rh runHistory) count(et enumspb.EventType) int {
+	n := 0
+	for _, ev := range rh.events {
+		if ev.EventType == et {
+			n++
+		}
+	}
+	return n
+}
+
+// last is the type of the history's last event: how the run closed.
+func (rh runHistory) last() enumspb.EventType { return rh.events[len(rh.events)-1].EventType }
+
+// signals counts the signals of the given name.
+func (rh runHistory) signals(name string) int {
+	n := 0
+	for _, ev := range rh.events {
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.SignalName == name {
+			n++
+		}
+	}
+	return n
+}
+
+// activities lists the scheduled activities of the given type.
+func (rh runHistory) activities(activityType string) []*historypb.ActivityTaskScheduledEventAttributes {
+	var out []*historypb.ActivityTaskScheduledEventAttributes
+	for _, ev := range rh.events {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.ActivityType.GetName() == activityType {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// versions returns the GetVersion markers of the history: change id to
+// version.
+func (rh runHistory) versions(t *testing.T) map[string]int {
+	t.Helper()
+	return versionMarkers(t, rh.events)
+}
+
+func versionMarkers(t *testing.T, events []*historypb.HistoryEvent) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	dc := converter.GetDefaultDataConverter()
+	for _, ev := range events {
+		m := ev.GetMarkerRecordedEventAttributes()
+		if m == nil || m.MarkerName != "Version" {
+			continue
+		}
+		var changeID string
+		var version int
+		require.NoError(t, dc.FromPayloads(m.Details["change-id"], &changeID))
+		require.NoError(t, dc.FromPayloads(m.Details["version"], &version))
+		out[changeID] = version
+	}
+	return out
+}
+
+// runChain returns the histories of every run of a workflow, the first run
+// first, following each continue-as-new to the run it started.
+func runChain(t *testing.T, workflowID string) []runHistory {
+	t.Helper()
+	desc, err := h.client.DescribeWorkflowExecution(context.Background(), workflowID, "")
+	require.NoError(t, err)
+	var chain []runHistory
+	for runID := desc.WorkflowExecutionInfo.FirstRunId; runID != ""; {
+		require.Less(t, len(chain), 1000, "runs of %s", workflowID)
+		rh := fetchHistory(t, workflowID, runID)
+		chain = append(chain, rh)
+		runID = ""
+		if a := rh.events[len(rh.events)-1].GetWorkflowExecutionContinuedAsNewEventAttributes(); a != nil {
+			runID = a.NewExecutionRunId
+		}
+	}
+	return chain
+}
+
+// currentRunID is the ID of the workflow's latest run.
+func currentRunID(t *testing.T, workflowID string) string {
+	t.Helper()
+	desc, err := h.client.DescribeWorkflowExecution(context.Background(), workflowID, "")
+	require.NoError(t, err)
+	return desc.WorkflowExecutionInfo.Execution.RunId
+}
+
+// recordRun saves the history of one run as testdata/histories/NAME.json
+// when RECORD_HISTORIES=1, and refuses to replace a file that exists. The
+// file written is read back and must hold the same events as the run.
+func recordRun(t *testing.T, name string, rh runHistory) {
+	t.Helper()
+	appendOnlyRecording = true
+	if os.Getenv("RECORD_HISTORIES") != "1" {
+		return
+	}
+	dir := filepath.Join(h.root, "testdata", "histories")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	path := filepath.Join(dir, name+".json")
+	if _, err := os.Stat(path); err == nil {
+		t.Fatalf("%s exists: recorded histories are append-only, record under a new name", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(h.temporal, "workflow", "show", "--address", h.address, "--namespace", "default",
+		"--workflow-id", rh.workflowID, "--run-id", rh.runID, "--output", "json").Output()
+	require.NoError(t, err, "fetching the history of %s run %s", rh.workflowID, rh.runID)
+	hist, err := client.HistoryFromJSON(bytes.NewReader(out), client.HistoryJSONOptions{})
+	require.NoError(t, err)
+	require.Len(t, hist.Events, len(rh.events), "the recorded file holds the run's whole history")
+	require.Equal(t, rh.last(), hist.Events[len(hist.Events)-1].EventType)
+	// O_EXCL: never replace a file, even one that appeared meanwhile.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	require.NoError(t, err)
+	_, err = f.Write(out)
+	require.NoError(t, errors.Join(err, f.Close()))
+	t.Logf("recorded %s (%d events, run %s)", path, len(hist.Events), rh.runID)
+}
+
+// decodeInput decodes the first payload of a continue-as-new or start input.
+func decodeInput[T any](t *testing.T, rh runHistory) T {
+	t.Helper()
+	var v T
+	for _, ev := range rh.events {
+		if a := ev.GetWorkflowExecutionContinuedAsNewEventAttributes(); a != nil {
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(a.Input, &v))
+			return v
+		}
+	}
+	t.Fatalf("run %s did not continue as new", rh.runID)
+	return v
+}
