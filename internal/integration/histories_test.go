@@ -122,7 +122,7 @@ func TestHistoryLedgerContinueAsNew(t *testing.T) {
 
 	// set_total to the same total is an accepted update that changes
 	// nothing but the run's count. A few at once, as masters would.
-	ledger := h.fleet.Ledger()
+	ledger := h.fleet.Budget()
 	sent := 0
 	for currentRunID(t, wid) == run {
 		require.Less(t, sent, 700, "the ledger did not continue as new after 500 updates")
