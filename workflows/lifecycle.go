@@ -49,6 +49,10 @@ func NewLifecycleState(req SpawnRequest) LifecycleState {
 	return LifecycleState{Request: req}
 }
 
+// versionCancelledCleanupAnswer: the cleanup update of a cancelled lifecycle
+// answers with the cleanup's result; before it, it answered "canceled".
+const versionCancelledCleanupAnswer = "cancelled-cleanup-answer"
+
 // Names of the saga's steps.
 const (
 	stepRefund      = "refund budget"
@@ -163,7 +167,13 @@ func (w *lifecycle) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCleanup,
 		func(ctx workflow.Context) (WorkerSpec, error) {
 			w.cleanupRequested = true
-			err := workflow.Await(ctx, func() bool { return w.st.Spec.Status != StatusZombie || !w.cleanupRequested })
+			waitCtx := ctx
+			if ctx.Err() != nil && workflow.GetVersion(ctx, versionCancelledCleanupAnswer, workflow.DefaultVersion, 1) == 1 {
+				// A cancelled lifecycle still retries its cleanup (finish):
+				// the caller waits for that retry, not for the cancel.
+				waitCtx, _ = workflow.NewDisconnectedContext(ctx)
+			}
+			err := workflow.Await(waitCtx, func() bool { return w.st.Spec.Status != StatusZombie || !w.cleanupRequested })
 			return w.st.Spec, err
 		},
 		workflow.UpdateHandlerOptions{Validator: func() error {

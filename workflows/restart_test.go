@@ -309,3 +309,36 @@ func TestBackoffDoublesUpToTheCap(t *testing.T) {
 	}
 	require.Equal(t, []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute}, got)
 }
+
+// TestCleanupOfCancelledLifecycleAnswersWithItsResult: `starter cleanup` of
+// a cancelled lifecycle in zombie gets the cleaned-up spec, not the cancel.
+func (s *lifecycleSuite) TestCleanupOfCancelledLifecycleAnswersWithItsResult() {
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137})
+	calls := s.stopFailsFirst(1)
+	s.expectRelease(1)
+	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 10*time.Second)
+	var answer WorkerSpec
+	var answerErr error
+	answered := false
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(UpdateCleanup, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { s.Fail("rejected", err.Error()) },
+			OnComplete: func(v any, err error) {
+				answered, answerErr = true, err
+				if err == nil {
+					answer = v.(WorkerSpec)
+				}
+			},
+		})
+	}, time.Minute)
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(2, *calls)
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.InDelta(60, spec.CompletedAt.Sub(start).Seconds(), 2, "cleaned up when asked")
+	s.Require().True(answered)
+	s.Require().NoError(answerErr)
+	s.Equal(StatusCleanedUp, answer.Status)
+}
