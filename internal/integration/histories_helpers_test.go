@@ -137,7 +137,23 @@ func currentRunID(t *testing.T, workflowID string) string {
 	return desc.WorkflowExecutionInfo.Execution.RunId
 }
 
-// recordRun saves the history of one run as testdata/histories/NAME.json
+// recordingRelease ends the name of each file this code records: the
+// histories of the first release have no suffix, this one's end in -r2.
+// Bump it with each release whose workflows changed, so that a new
+// recording never meets an old file.
+const recordingRelease = "-r2"
+
+// lifecycleVersions are the version markers every lifecycle run of this
+// code records at its start, with those of the scenario.
+func lifecycleVersions(scenario map[string]int) map[string]int {
+	v := map[string]int{"frozen-limits": 1}
+	for id, n := range scenario {
+		v[id] = n
+	}
+	return v
+}
+
+// recordRun saves the history of one run as testdata/histories/NAME-r2.json
 // when RECORD_HISTORIES=1, and refuses to replace a file that exists. The
 // file written is read back and must hold the same events as the run.
 func recordRun(t *testing.T, name string, rh runHistory) {
@@ -148,7 +164,7 @@ func recordRun(t *testing.T, name string, rh runHistory) {
 	}
 	dir := filepath.Join(h.root, "testdata", "histories")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
-	path := filepath.Join(dir, name+".json")
+	path := filepath.Join(dir, name+recordingRelease+".json")
 	if _, err := os.Stat(path); err == nil {
 		t.Fatalf("%s exists: recorded histories are append-only, record under a new name", path)
 	} else if !errors.Is(err, os.ErrNotExist) {

@@ -89,12 +89,11 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.WorkflowExecutionInfo.Status, "the cancelled lifecycle keeps retrying")
 	require.NoError(t, h.startWorker(host))
-	// The cleanup update's own wait ends with the cancelled workflow
-	// context, so the caller may hear "canceled"; the retry it asked for
-	// runs regardless.
-	if _, _, err := h.fleet.Cleanup(ctx, id); err != nil {
-		t.Logf("cleanup of a cancelled lifecycle answered: %v", err)
-	}
+	// The caller hears how the retry it asked for ended (version
+	// cancelled-cleanup-answer; before it, "canceled").
+	answer, _, err := h.fleet.Cleanup(ctx, id)
+	require.NoError(t, err, "cleanup of a cancelled lifecycle")
+	require.Equal(t, workflows.StatusCleanedUp, answer.Status)
 	final, err := h.fleet.Wait(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, workflows.StatusCleanedUp, final.Status)
@@ -108,7 +107,7 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 	rh := fetchHistory(t, wid, "")
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, rh.last())
 	require.Equal(t, 1, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED))
-	require.Equal(t, map[string]int{"cancelled-cleanup-retries": 1}, rh.versions(t))
+	require.Equal(t, lifecycleVersions(map[string]int{"cancelled-cleanup-retries": 1, "cancelled-cleanup-answer": 1}), rh.versions(t))
 	require.Len(t, rh.activities("StopProcess"), 2, "the failed stop and its retry")
 	require.Len(t, rh.activities("ReleaseBudget"), 1)
 	recordRun(t, branch("lifecycle-cancelled-cleanup"), rh)
