@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +22,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/devserver"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -84,11 +84,11 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) (int, error) {
 	ctx := context.Background()
-	temporalCLI, err := findTemporalCLI()
+	temporalCLI, err := devserver.FindTemporalCLI()
 	if err != nil {
-		return 1, err
+		return 1, fmt.Errorf("the integration tests need the Temporal CLI: %w", err)
 	}
-	root, err := moduleRoot()
+	root, err := devserver.ModuleRoot()
 	if err != nil {
 		return 1, err
 	}
@@ -174,36 +174,16 @@ func run(m *testing.M) (int, error) {
 // startDevServer starts the harness's own dev server, with the Web UI and
 // the search attributes, and returns how to stop it.
 func (h *harness) startDevServer(ctx context.Context) (stop func(), err error) {
-	serverLog, err := os.Create(filepath.Join(h.dir, "temporal.log"))
-	if err != nil {
-		return nil, err
-	}
-	var saArgs []string
-	for _, name := range workflows.SearchAttributeNames {
-		saArgs = append(saArgs, "--search-attribute", name+"=Keyword")
-	}
-	uiPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	h.uiAddress = "127.0.0.1:" + uiPort
-	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  h.temporal,
-		ClientOptions: &client.Options{Namespace: "default"},
-		LogLevel:      "warn",
-		EnableUI:      true,
-		UIPort:        uiPort,
-		ExtraArgs:     saArgs,
-		Stdout:        serverLog,
-		Stderr:        serverLog,
+	server, err := devserver.Start(ctx, devserver.Options{
+		CLI:     h.temporal,
+		UI:      true,
+		LogFile: filepath.Join(h.dir, "temporal.log"),
 	})
 	if err != nil {
-		serverLog.Close()
-		return nil, fmt.Errorf("starting the dev server: %w", err)
+		return nil, err
 	}
-	h.address = server.FrontendHostPort()
-	h.client = server.Client()
-	return func() { _ = server.Stop(); serverLog.Close() }, nil
+	h.address, h.uiAddress, h.client = server.Address, server.UIAddress, server.Client
+	return func() { _ = server.Stop() }, nil
 }
 
 // needsDevServer fails a test that only makes sense on the harness's own dev
@@ -377,30 +357,14 @@ func (h *harness) waitStatus(t *testing.T, id string, want workflows.Status, wit
 	return spec
 }
 
-// processAlive reports whether pid runs and is not a zombie.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
-}
-
-func processCmdline(pid int) string {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.TrimRight(strings.ReplaceAll(string(data), "\x00", " "), " ")
-}
-
 // requireGone waits briefly for pid to disappear.
 func requireGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for processAlive(pid) && time.Now().Before(deadline) {
+	for procfs.Alive(pid) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	require.False(t, processAlive(pid), "process %d (%s) is still alive", pid, processCmdline(pid))
+	require.False(t, procfs.Alive(pid), "process %d (%s) is still alive", pid, procfs.Cmdline(pid))
 }
 
 var idSeq = time.Now().UnixNano() % 1_000_000
@@ -409,42 +373,6 @@ var idSeq = time.Now().UnixNano() % 1_000_000
 func newID(short string) string {
 	idSeq++
 	return "worker-" + short + "-it" + strconv.FormatInt(idSeq, 36)
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
-}
-
-func findTemporalCLI() (string, error) {
-	if p := os.Getenv("TEMPORAL_CLI"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("TEMPORAL_CLI=%s: %w (run `make tools`)", p, err)
-		}
-		return p, nil
-	}
-	if root, err := moduleRoot(); err == nil {
-		p := filepath.Join(root, ".tools", "bin", "temporal")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("temporal"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("the Temporal CLI is needed for the integration tests: run `make tools` (or set TEMPORAL_CLI)")
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 func tail(path string, n int) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -34,8 +35,8 @@ func TestLifecycleEndToEnd(t *testing.T) {
 
 	spec := h.status(t, id)
 	require.Equal(t, workflows.StatusRunning, spec.Status)
-	require.True(t, processAlive(spec.PID), "the worker's process must run")
-	require.Equal(t, "sleep 300", processCmdline(spec.PID))
+	require.True(t, procfs.Alive(spec.PID), "the worker's process must run")
+	require.Equal(t, "sleep 300", procfs.Cmdline(spec.PID))
 	require.Equal(t, "it-host-a", spec.Host)
 	require.Equal(t, filepath.Join(h.logDir, id, "worker.log"), spec.LogPath)
 	require.FileExists(t, spec.LogPath)
@@ -90,7 +91,7 @@ func TestZombieIsCleanedUp(t *testing.T) {
 	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-zombie", "--master", "development-master",
 		"--worker-id", id, "--zombie-after", "4s")
 	spec := h.status(t, id)
-	require.True(t, processAlive(spec.PID))
+	require.True(t, procfs.Alive(spec.PID))
 	h.starterOK(t, "heartbeat", id, "--tokens-used", "10")
 
 	// Heartbeats stop: warning, critical, then zombie and cleanup.
