@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -74,6 +75,17 @@ func testTypes(agent, dir string) string {
 }
 
 func TestMain(m *testing.M) {
+	// `make test-short` promises no dev server: every test here needs one
+	// (and the programs built), so in -short mode none runs.
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("integration: skipped in -short mode (the tests need a dev server)")
+		os.Exit(0)
+	}
+	// `go test -list` only lists: no server, no builds.
+	if list := flag.Lookup("test.list"); list != nil && list.Value.String() != "" {
+		os.Exit(m.Run())
+	}
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration harness:", err)
