@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -321,6 +322,88 @@ func (h *harness) starterWith(t *testing.T, env []string, args ...string) (stdou
 		t.Fatalf("running starter %v: %v", args, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// releaseWait bounds how long the end of a test waits for a spawned
+// worker's lifecycle to end and its lease to leave the ledger.
+const releaseWait = 60 * time.Second
+
+// spawn runs `starter spawn --worker-id id args...` and, when the test ends
+// (after the cleanups the test registers later, such as a kill), checks that
+// the worker's lifecycle has ended and that the ledger holds no lease of
+// it: the budget is back. For tests whose worker ends within the test; not
+// for those that leave a zombie or a lost host behind on purpose.
+func (h *harness) spawn(t *testing.T, id string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	t.Cleanup(func() { h.requireReleased(t, id) })
+	return h.starter(t, append([]string{"spawn", "--worker-id", id}, args...)...)
+}
+
+// spawnOK is spawn that requires the spawn to succeed.
+func (h *harness) spawnOK(t *testing.T, id string, args ...string) string {
+	t.Helper()
+	out, errOut, code := h.spawn(t, id, args...)
+	require.Zero(t, code, "starter spawn %s %v failed: %s", id, args, errOut)
+	return out
+}
+
+// requireReleased waits up to releaseWait until the lifecycle of id has
+// ended and the ledger holds no allocation for it, and fails the test
+// otherwise. A test that failed already is not held up: its own failure
+// says more.
+func (h *harness) requireReleased(t *testing.T, id string) {
+	t.Helper()
+	if t.Failed() {
+		return
+	}
+	deadline := time.Now().Add(releaseWait)
+	for {
+		held := h.stillHeld(t, id)
+		if held == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s is not released %s after the test: %s", id, releaseWait, held)
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// stillHeld says what of worker id is not released yet: its lifecycle
+// still runs, or the ledger still holds its lease; "" when neither.
+func (h *harness) stillHeld(t *testing.T, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	desc, err := h.client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		// Refused before its lifecycle started: nothing to release.
+	case err != nil:
+		return "describing its lifecycle: " + err.Error()
+	case desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		status := "unknown"
+		if spec, err := h.fleet.Status(ctx, id); err == nil {
+			status = string(spec.Status)
+		}
+		return "its lifecycle still runs (status " + status + ")"
+	}
+	out, errOut, code := h.starter(t, "budget", "show", "-o", "json")
+	if code != 0 {
+		return "budget show: " + errOut
+	}
+	var view workflows.BudgetView
+	if err := json.Unmarshal([]byte(out), &view); err != nil {
+		return fmt.Sprintf("budget show: %v: %s", err, out)
+	}
+	for _, al := range view.Allocations {
+		if al.WorkerID == id {
+			return fmt.Sprintf("the ledger still holds %d tokens for it (lease %s)", al.Amount, al.Lease)
+		}
+	}
+	return ""
 }
 
 // starterOK runs the starter and requires it to succeed.
