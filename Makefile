@@ -71,6 +71,9 @@ test-short:
 bench: tools
 	go run ./cmd/bench $(BENCH_FLAGS)
 
-## replay-record: re-record the workflow histories in testdata/histories.
+## replay-record: record the workflow histories of the integration tests
+## into testdata/histories. The files there are append-only: an existing one
+## is never overwritten, so after a change of a workflow record new ones
+## next to the old with `make replay-record HISTORY_TAG=v2` (<name>-v2.json).
 replay-record: tools
-	RECORD_HISTORIES=1 go test -count=1 -run TestLifecycleEndToEnd ./internal/integration/
+	RECORD_HISTORIES=$(or $(HISTORY_TAG),1) go test -count=1 -run TestLifecycleEndToEnd ./internal/integration/

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -503,18 +504,52 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 	h.recordHistory(t, name, resp.Executions[0].Execution.WorkflowId)
 }
 
+// saveHistory writes the history of workflowID to
+// testdata/histories/<name>.json when RECORD_HISTORIES is set. The files
+// there are append-only (the replay tests hold every change of the
+// workflows to them): an existing file is never overwritten. With
+// RECORD_HISTORIES=1 the file gets the plain name; any other value
+// (letters, digits, '.', '-') is a tag added to it, name-<tag>.json, to
+// record new histories next to the old ones.
 func (h *harness) saveHistory(name, workflowID string) error {
-	if os.Getenv("RECORD_HISTORIES") == "" {
+	tag := os.Getenv("RECORD_HISTORIES")
+	if tag == "" {
 		return nil
+	}
+	if tag != "1" {
+		if !historyTag.MatchString(tag) {
+			return fmt.Errorf("RECORD_HISTORIES=%q: give 1, or a tag of letters, digits, '.' and '-' to add to the file names", tag)
+		}
+		name += "-" + tag
+	}
+	path := filepath.Join(h.root, "testdata", "histories", name+".json")
+	if _, err := os.Stat(path); err == nil {
+		return existingHistory(path)
 	}
 	out, err := exec.Command(h.temporal, "workflow", "show", "--address", h.address, "--namespace", "default",
 		"--workflow-id", workflowID, "--output", "json").Output()
 	if err != nil {
 		return fmt.Errorf("fetching the history of %s: %w", workflowID, err)
 	}
-	dir := filepath.Join(h.root, "testdata", "histories")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, name+".json"), out, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return existingHistory(path)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(out); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+var historyTag = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)
+
+func existingHistory(path string) error {
+	return fmt.Errorf("%s exists and recorded histories are append-only: record under a new name (RECORD_HISTORIES=<tag> writes <name>-<tag>.json)", path)
 }
