@@ -71,6 +71,9 @@ test-short:
 bench: tools
 	go run ./cmd/bench $(BENCH_FLAGS)
 
-## replay-record: re-record the workflow histories in testdata/histories.
+## replay-record: record the workflow histories of the integration tests
+## into testdata/histories as <name>-<release>.json (the release tag is in
+## internal/integration/harness_test.go; HISTORY_TAG=x overrides it). The
+## files there are append-only: an existing one is never overwritten.
 replay-record: tools
-	RECORD_HISTORIES=1 go test -count=1 -run TestLifecycleEndToEnd ./internal/integration/
+	RECORD_HISTORIES=$(or $(HISTORY_TAG),1) go test -count=1 -timeout 30m ./internal/integration/

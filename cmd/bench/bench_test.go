@@ -16,6 +16,9 @@ import (
 // real processes, so that the bench keeps working, and checks that its
 // figures are sane: what the bench reports as done was really done.
 func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode: the smoke run needs a dev server of its own")
+	}
 	cfg := smokeConfig()
 	cfg.Out = filepath.Join(t.TempDir(), "bench-results.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

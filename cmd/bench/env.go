@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,9 +15,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/devserver"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -38,7 +38,7 @@ const (
 type env struct {
 	dir       string
 	address   string
-	server    *testsuite.DevServer
+	server    *devserver.Server
 	client    client.Client
 	fleet     *control.Fleet
 	worker    *exec.Cmd
@@ -60,7 +60,7 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 			e.close()
 		}
 	}()
-	root, err := moduleRoot()
+	root, err := devserver.ModuleRoot()
 	if err != nil {
 		return e, err
 	}
@@ -85,7 +85,7 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 		if e.client, err = client.Dial(client.Options{HostPort: addr, Namespace: "default", Logger: quietLogger()}); err != nil {
 			return e, fmt.Errorf("connecting to TEMPORAL_ADDRESS=%s: %w", addr, err)
 		}
-	} else if err := e.startServer(ctx, root); err != nil {
+	} else if err := e.startServer(ctx); err != nil {
 		return e, err
 	}
 	e.fleet = &control.Fleet{Client: e.client, Registry: registry, StartWait: 2 * time.Minute}
@@ -94,33 +94,22 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 
 // startServer starts a dev server that keeps its state in a SQLite file, as
 // `make run` does, so that every event is written durably.
-func (e *env) startServer(ctx context.Context, root string) error {
-	cli, err := temporalCLI(root)
+func (e *env) startServer(ctx context.Context) error {
+	cli, err := devserver.FindTemporalCLI()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; or point TEMPORAL_ADDRESS at a server", err)
 	}
-	logFile, err := os.Create(filepath.Join(e.dir, "temporal.log"))
-	if err != nil {
-		return err
-	}
-	var args []string
-	for _, name := range workflows.SearchAttributeNames {
-		args = append(args, "--search-attribute", name+"=Keyword")
-	}
-	e.server, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  cli,
-		ClientOptions: &client.Options{Namespace: "default", Logger: quietLogger()},
-		DBFilename:    filepath.Join(e.dir, "temporal.db"),
-		LogLevel:      "warn",
-		ExtraArgs:     args,
-		Stdout:        logFile,
-		Stderr:        logFile,
+	e.server, err = devserver.Start(ctx, devserver.Options{
+		CLI:        cli,
+		DBFilename: filepath.Join(e.dir, "temporal.db"),
+		LogFile:    filepath.Join(e.dir, "temporal.log"),
+		Logger:     quietLogger(),
 	})
 	if err != nil {
-		return fmt.Errorf("starting the dev server: %w", err)
+		return err
 	}
-	e.address = e.server.FrontendHostPort()
-	e.client = e.server.Client()
+	e.address = e.server.Address
+	e.client = e.server.Client
 	return nil
 }
 
@@ -171,11 +160,10 @@ func (e *env) close() {
 			<-done
 		}
 	}
-	if e.client != nil && e.server == nil {
-		e.client.Close()
-	}
 	if e.server != nil {
 		_ = e.server.Stop()
+	} else if e.client != nil {
+		e.client.Close()
 	}
 }
 
@@ -185,97 +173,27 @@ func quietLogger() log.Logger {
 	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
-// temporalCLI finds the pinned Temporal CLI: TEMPORAL_CLI, then the one
-// `make tools` builds, then PATH.
-func temporalCLI(root string) (string, error) {
-	if p := os.Getenv("TEMPORAL_CLI"); p != "" {
-		_, err := os.Stat(p)
-		return p, err
-	}
-	candidates := []string{filepath.Join(root, ".tools", "bin", "temporal")}
-	if p, err := exec.LookPath("temporal"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, p := range candidates {
-		if info, err := os.Stat(p); err == nil && !info.IsDir() {
-			return p, nil
-		}
-	}
-	return "", errors.New("no Temporal CLI: run `make tools`, set TEMPORAL_CLI, or point TEMPORAL_ADDRESS at a server")
-}
-
-// moduleRoot is the folder of go.mod, found from the working directory up:
-// the bench builds ./worker and runs bench/old-ledger.sh from there.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the bench inside the worker-lifecycle module (no go.mod above the working directory)")
-		}
-		dir = parent
-	}
-}
-
 // procUsage is a process's resident memory and the CPU time it has used.
 type procUsage struct {
 	rssBytes int64
 	cpu      time.Duration
 }
 
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
-// Linux this runs on.
-const clockTicks = 100
-
-// readUsage reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat (utime
-// and stime).
+// readUsage reads the resident memory (VmRSS) and the CPU time (utime and
+// stime) of pid.
 func readUsage(pid int) (procUsage, error) {
 	var u procUsage
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := procfs.RSS(pid)
 	if err != nil {
 		return u, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			u.rssBytes = kb * 1024
-		}
-	}
-	fields, err := statFields(pid)
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return u, err
 	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	u.cpu = time.Duration(utime+stime) * time.Second / clockTicks
+	u.rssBytes = rss
+	u.cpu = time.Duration(st.CPUTicks) * time.Second / procfs.ClockTicks
 	return u, nil
-}
-
-// statFields are the fields of /proc/<pid>/stat after the command name
-// (which may hold spaces): [0] is the state, [11] and [12] utime and stime.
-func statFields(pid int) ([]string, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	s := string(stat)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return nil, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	return fields, nil
-}
-
-// processAlive reports whether pid runs and is not a zombie.
-func processAlive(pid int) bool {
-	fields, err := statFields(pid)
-	return err == nil && fields[0] != "Z" && fields[0] != "X"
 }
 
 // rssSampler records the peak resident memory of a process until stopped.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -40,7 +41,7 @@ func checkEnded(spec workflows.WorkerSpec, want workflows.Status) error {
 		return fmt.Errorf("%s ended %s, want %s (%s)", spec.WorkerID, spec.Status, want, reason)
 	case spec.Cleanup == nil || spec.Cleanup.Refunded != spec.TokenBudget.Allocated || spec.TokenBudget.Allocated != benchBudget:
 		return fmt.Errorf("%s: refund %+v of allocation %d is not exact", spec.WorkerID, spec.Cleanup, spec.TokenBudget.Allocated)
-	case spec.PID != 0 && processAlive(spec.PID):
+	case spec.PID != 0 && procfs.Alive(spec.PID):
 		return fmt.Errorf("%s: process %d still alive after cleanup", spec.WorkerID, spec.PID)
 	}
 	return nil

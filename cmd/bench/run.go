@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/commit-relay/worker-lifecycle/internal/devserver"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 )
 
 // Results is everything one run measured, as written to the JSON file.
@@ -85,7 +88,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 	if e.server != nil {
 		res.Machine.Server = "dev server (pinned Temporal CLI, SQLite file) at " + e.address
 	}
-	root, _ := moduleRoot()
+	root, _ := devserver.ModuleRoot()
 	f := e.fleet
 
 	// Each level of concurrency gets its own ceiling, measured right
@@ -196,31 +199,21 @@ func machine(now time.Time) Machine {
 // were. The worker program leaves its processes running on purpose, so a
 // failed phase could otherwise leave `sleep`s behind.
 func killLeftovers() int {
-	entries, _ := os.ReadDir("/proc")
-	marker := []byte("WORKER_ID=worker-bench-" + runTag + "x")
+	pids, _ := procfs.PIDs()
+	marker := "WORKER_ID=worker-bench-" + runTag + "x"
 	n := 0
-	for _, ent := range entries {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil || pid == os.Getpid() {
+	for _, pid := range pids {
+		if pid == os.Getpid() {
 			continue
 		}
-		env, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
-		if err != nil || !containsVar(env, marker) || !processAlive(pid) {
+		env, err := procfs.Environ(pid)
+		if err != nil || !slices.ContainsFunc(env, func(v string) bool { return strings.HasPrefix(v, marker) }) || !procfs.Alive(pid) {
 			continue
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		n++
 	}
 	return n
-}
-
-func containsVar(environ, prefix []byte) bool {
-	for _, v := range strings.Split(string(environ), "\x00") {
-		if strings.HasPrefix(v, string(prefix)) {
-			return true
-		}
-	}
-	return false
 }
 
 // targets compares the run with the issue's targets.

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -137,7 +138,7 @@ func TestSweepFindsAZombieAndAnOrphan(t *testing.T) {
 	h.waitStatus(t, zombie, workflows.StatusZombie, 30*time.Second)
 	lost := h.waitStatus(t, orphan, workflows.StatusCleanedUp, 30*time.Second)
 	require.Equal(t, workflows.ProcessLost, lost.Cleanup.Process)
-	require.True(t, processAlive(orphanPID) && processAlive(zombiePID), "nobody could stop either")
+	require.True(t, procfs.Alive(orphanPID) && procfs.Alive(zombiePID), "nobody could stop either")
 
 	require.NoError(t, h.startWorker("it-host-d"))
 	report := starterJSON[workflows.SweepReport](t, "sweep")

@@ -15,10 +15,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/devserver"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -123,17 +123,12 @@ func TestSenderClockIsIgnored(t *testing.T) {
 // lifecycle takes heartbeats and stops cleanly, its budget refunded.
 func TestServerRestartKeepsLifecyclesGoing(t *testing.T) {
 	ctx := context.Background()
-	port, err := freePort()
+	port, err := devserver.FreePort()
 	require.NoError(t, err)
 	address := "127.0.0.1:" + port
 	db := filepath.Join(t.TempDir(), "temporal.db")
-	var saArgs []string
-	for _, name := range workflows.SearchAttributeNames {
-		saArgs = append(saArgs, "--search-attribute", name+"="+"Keyword")
-	}
-	start := func() *testsuite.DevServer {
-		s, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{ExistingPath: h.temporal, DBFilename: db, LogLevel: "error",
-			ClientOptions: &client.Options{HostPort: address, Namespace: "default"}, ExtraArgs: saArgs})
+	start := func() *devserver.Server {
+		s, err := devserver.Start(ctx, devserver.Options{CLI: h.temporal, Address: address, DBFilename: db, LogLevel: "error"})
 		require.NoError(t, err)
 		return s
 	}
@@ -209,7 +204,7 @@ func TestWorkerProgramKilledDuringSpawn(t *testing.T) {
 	require.Len(t, started, 1, "the process is started")
 
 	h.crashWorker(t, host)
-	require.True(t, processAlive(started[0]), "the process outlives its worker program")
+	require.True(t, procfs.Alive(started[0]), "the process outlives its worker program")
 	restarted := time.Now()
 	require.NoError(t, h.startWorker(host))
 	spec := h.waitStatus(t, id, workflows.StatusRunning, 90*time.Second)

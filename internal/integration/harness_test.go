@@ -8,11 +8,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,11 +22,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/devserver"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -74,6 +77,17 @@ func testTypes(agent, dir string) string {
 }
 
 func TestMain(m *testing.M) {
+	// `make test-short` promises no dev server: every test here needs one
+	// (and the programs built), so in -short mode none runs.
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("integration: skipped in -short mode (the tests need a dev server)")
+		os.Exit(0)
+	}
+	// `go test -list` only lists: no server, no builds.
+	if list := flag.Lookup("test.list"); list != nil && list.Value.String() != "" {
+		os.Exit(m.Run())
+	}
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration harness:", err)
@@ -84,11 +98,11 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) (int, error) {
 	ctx := context.Background()
-	temporalCLI, err := findTemporalCLI()
+	temporalCLI, err := devserver.FindTemporalCLI()
 	if err != nil {
-		return 1, err
+		return 1, fmt.Errorf("the integration tests need the Temporal CLI: %w", err)
 	}
-	root, err := moduleRoot()
+	root, err := devserver.ModuleRoot()
 	if err != nil {
 		return 1, err
 	}
@@ -161,7 +175,7 @@ func run(m *testing.M) (int, error) {
 	code := m.Run()
 	// A run of the append-only histories (histories_helpers_test.go) leaves
 	// the committed ledger history as it is.
-	if code == 0 && !appendOnlyRecording {
+	if code == 0 {
 		if err := h.saveHistory("budget-ledger", workflows.LedgerWorkflowID); err != nil {
 			return 1, err
 		}
@@ -176,36 +190,16 @@ func run(m *testing.M) (int, error) {
 // startDevServer starts the harness's own dev server, with the Web UI and
 // the search attributes, and returns how to stop it.
 func (h *harness) startDevServer(ctx context.Context) (stop func(), err error) {
-	serverLog, err := os.Create(filepath.Join(h.dir, "temporal.log"))
-	if err != nil {
-		return nil, err
-	}
-	var saArgs []string
-	for _, name := range workflows.SearchAttributeNames {
-		saArgs = append(saArgs, "--search-attribute", name+"=Keyword")
-	}
-	uiPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	h.uiAddress = "127.0.0.1:" + uiPort
-	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  h.temporal,
-		ClientOptions: &client.Options{Namespace: "default"},
-		LogLevel:      "warn",
-		EnableUI:      true,
-		UIPort:        uiPort,
-		ExtraArgs:     saArgs,
-		Stdout:        serverLog,
-		Stderr:        serverLog,
+	server, err := devserver.Start(ctx, devserver.Options{
+		CLI:     h.temporal,
+		UI:      true,
+		LogFile: filepath.Join(h.dir, "temporal.log"),
 	})
 	if err != nil {
-		serverLog.Close()
-		return nil, fmt.Errorf("starting the dev server: %w", err)
+		return nil, err
 	}
-	h.address = server.FrontendHostPort()
-	h.client = server.Client()
-	return func() { _ = server.Stop(); serverLog.Close() }, nil
+	h.address, h.uiAddress, h.client = server.Address, server.UIAddress, server.Client
+	return func() { _ = server.Stop() }, nil
 }
 
 // needsDevServer fails a test that only makes sense on the harness's own dev
@@ -333,6 +327,88 @@ func (h *harness) starterWith(t *testing.T, env []string, args ...string) (stdou
 	return out.String(), errb.String(), code
 }
 
+// releaseWait bounds how long the end of a test waits for a spawned
+// worker's lifecycle to end and its lease to leave the ledger.
+const releaseWait = 60 * time.Second
+
+// spawn runs `starter spawn --worker-id id args...` and, when the test ends
+// (after the cleanups the test registers later, such as a kill), checks that
+// the worker's lifecycle has ended and that the ledger holds no lease of
+// it: the budget is back. For tests whose worker ends within the test; not
+// for those that leave a zombie or a lost host behind on purpose.
+func (h *harness) spawn(t *testing.T, id string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	t.Cleanup(func() { h.requireReleased(t, id) })
+	return h.starter(t, append([]string{"spawn", "--worker-id", id}, args...)...)
+}
+
+// spawnOK is spawn that requires the spawn to succeed.
+func (h *harness) spawnOK(t *testing.T, id string, args ...string) string {
+	t.Helper()
+	out, errOut, code := h.spawn(t, id, args...)
+	require.Zero(t, code, "starter spawn %s %v failed: %s", id, args, errOut)
+	return out
+}
+
+// requireReleased waits up to releaseWait until the lifecycle of id has
+// ended and the ledger holds no allocation for it, and fails the test
+// otherwise. A test that failed already is not held up: its own failure
+// says more.
+func (h *harness) requireReleased(t *testing.T, id string) {
+	t.Helper()
+	if t.Failed() {
+		return
+	}
+	deadline := time.Now().Add(releaseWait)
+	for {
+		held := h.stillHeld(t, id)
+		if held == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s is not released %s after the test: %s", id, releaseWait, held)
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// stillHeld says what of worker id is not released yet: its lifecycle
+// still runs, or the ledger still holds its lease; "" when neither.
+func (h *harness) stillHeld(t *testing.T, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	desc, err := h.client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		// Refused before its lifecycle started: nothing to release.
+	case err != nil:
+		return "describing its lifecycle: " + err.Error()
+	case desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		status := "unknown"
+		if spec, err := h.fleet.Status(ctx, id); err == nil {
+			status = string(spec.Status)
+		}
+		return "its lifecycle still runs (status " + status + ")"
+	}
+	out, errOut, code := h.starter(t, "budget", "show", "-o", "json")
+	if code != 0 {
+		return "budget show: " + errOut
+	}
+	var view workflows.BudgetView
+	if err := json.Unmarshal([]byte(out), &view); err != nil {
+		return fmt.Sprintf("budget show: %v: %s", err, out)
+	}
+	for _, al := range view.Allocations {
+		if al.WorkerID == id {
+			return fmt.Sprintf("the ledger still holds %d tokens for it (lease %s)", al.Amount, al.Lease)
+		}
+	}
+	return ""
+}
+
 // starterOK runs the starter and requires it to succeed.
 func (h *harness) starterOK(t *testing.T, args ...string) string {
 	t.Helper()
@@ -379,30 +455,14 @@ func (h *harness) waitStatus(t *testing.T, id string, want workflows.Status, wit
 	return spec
 }
 
-// processAlive reports whether pid runs and is not a zombie.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
-}
-
-func processCmdline(pid int) string {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.TrimRight(strings.ReplaceAll(string(data), "\x00", " "), " ")
-}
-
 // requireGone waits briefly for pid to disappear.
 func requireGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for processAlive(pid) && time.Now().Before(deadline) {
+	for procfs.Alive(pid) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	require.False(t, processAlive(pid), "process %d (%s) is still alive", pid, processCmdline(pid))
+	require.False(t, procfs.Alive(pid), "process %d (%s) is still alive", pid, procfs.Cmdline(pid))
 }
 
 var idSeq = time.Now().UnixNano() % 1_000_000
@@ -411,42 +471,6 @@ var idSeq = time.Now().UnixNano() % 1_000_000
 func newID(short string) string {
 	idSeq++
 	return "worker-" + short + "-it" + strconv.FormatInt(idSeq, 36)
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
-}
-
-func findTemporalCLI() (string, error) {
-	if p := os.Getenv("TEMPORAL_CLI"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("TEMPORAL_CLI=%s: %w (run `make tools`)", p, err)
-		}
-		return p, nil
-	}
-	if root, err := moduleRoot(); err == nil {
-		p := filepath.Join(root, ".tools", "bin", "temporal")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("temporal"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("the Temporal CLI is needed for the integration tests: run `make tools` (or set TEMPORAL_CLI)")
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 func tail(path string, n int) string {
@@ -482,18 +506,66 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 	h.recordHistory(t, name, resp.Executions[0].Execution.WorkflowId)
 }
 
+// recordingRelease is the tag RECORD_HISTORIES=1 adds to the files this
+// code records: the first release's have none, this one's end in -r2. Bump
+// it with each release whose workflows changed, so that a new recording
+// never meets an old file.
+const recordingRelease = "r2"
+
+// saveHistory writes the history of workflowID's latest run to
+// testdata/histories when RECORD_HISTORIES is set.
 func (h *harness) saveHistory(name, workflowID string) error {
-	if os.Getenv("RECORD_HISTORIES") == "" {
-		return nil
+	_, err := h.saveRun(name, workflowID, "")
+	return err
+}
+
+// saveRun writes the history of one run (the latest when runID is empty)
+// to testdata/histories/<name>-<tag>.json when RECORD_HISTORIES is set, and
+// returns it. The tag is recordingRelease for RECORD_HISTORIES=1, else the
+// variable's value (letters, digits, '.', '-'). The files there are
+// append-only (the replay tests hold every change of the workflows to
+// them): an existing file is never overwritten.
+func (h *harness) saveRun(name, workflowID, runID string) ([]byte, error) {
+	tag := os.Getenv("RECORD_HISTORIES")
+	switch {
+	case tag == "":
+		return nil, nil
+	case tag == "1":
+		tag = recordingRelease
+	case !historyTag.MatchString(tag):
+		return nil, fmt.Errorf("RECORD_HISTORIES=%q: give 1, or a tag of letters, digits, '.' and '-' to add to the file names", tag)
 	}
-	out, err := exec.Command(h.temporal, "workflow", "show", "--address", h.address, "--namespace", "default",
-		"--workflow-id", workflowID, "--output", "json").Output()
+	path := filepath.Join(h.root, "testdata", "histories", name+"-"+tag+".json")
+	if _, err := os.Stat(path); err == nil {
+		return nil, existingHistory(path)
+	}
+	args := []string{"workflow", "show", "--address", h.address, "--namespace", "default", "--workflow-id", workflowID, "--output", "json"}
+	if runID != "" {
+		args = append(args, "--run-id", runID)
+	}
+	out, err := exec.Command(h.temporal, args...).Output()
 	if err != nil {
-		return fmt.Errorf("fetching the history of %s: %w", workflowID, err)
+		return nil, fmt.Errorf("fetching the history of %s: %w", workflowID, err)
 	}
-	dir := filepath.Join(h.root, "testdata", "histories")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
 	}
-	return os.WriteFile(filepath.Join(dir, name+".json"), out, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil, existingHistory(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(out); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return out, f.Close()
+}
+
+var historyTag = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)
+
+func existingHistory(path string) error {
+	return fmt.Errorf("%s exists and recorded histories are append-only: record under a new name (RECORD_HISTORIES=<tag> writes <name>-<tag>.json)", path)
 }

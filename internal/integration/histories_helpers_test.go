@@ -3,10 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,12 +18,6 @@ import (
 // testdata/histories. A file that exists already is never written again:
 // the histories recorded from released code are what the replay test
 // guards, so a re-recording must pick a new name.
-
-// appendOnlyRecording is set once a test of this package has recorded (or
-// tried to record) an append-only history. The harness then leaves the
-// committed budget-ledger.json alone at the end of the run instead of
-// re-recording it over the committed file.
-var appendOnlyRecording bool
 
 // runHistory is the history of one run, fetched from the server.
 type runHistory struct {
@@ -137,12 +127,6 @@ func currentRunID(t *testing.T, workflowID string) string {
 	return desc.WorkflowExecutionInfo.Execution.RunId
 }
 
-// recordingRelease ends the name of each file this code records: the
-// histories of the first release have no suffix, this one's end in -r2.
-// Bump it with each release whose workflows changed, so that a new
-// recording never meets an old file.
-const recordingRelease = "-r2"
-
 // lifecycleVersions are the version markers every lifecycle run of this
 // code records at its start, with those of the scenario.
 func lifecycleVersions(scenario map[string]int) map[string]int {
@@ -153,36 +137,19 @@ func lifecycleVersions(scenario map[string]int) map[string]int {
 	return v
 }
 
-// recordRun saves the history of one run as testdata/histories/NAME-r2.json
-// when RECORD_HISTORIES=1, and refuses to replace a file that exists. The
-// file written is read back and must hold the same events as the run.
+// recordRun saves the history of one run (saveRun) when RECORD_HISTORIES
+// is set, and checks the file holds the same events as the run.
 func recordRun(t *testing.T, name string, rh runHistory) {
 	t.Helper()
-	appendOnlyRecording = true
-	if os.Getenv("RECORD_HISTORIES") != "1" {
+	out, err := h.saveRun(name, rh.workflowID, rh.runID)
+	require.NoError(t, err)
+	if out == nil {
 		return
 	}
-	dir := filepath.Join(h.root, "testdata", "histories")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	path := filepath.Join(dir, name+recordingRelease+".json")
-	if _, err := os.Stat(path); err == nil {
-		t.Fatalf("%s exists: recorded histories are append-only, record under a new name", path)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(h.temporal, "workflow", "show", "--address", h.address, "--namespace", "default",
-		"--workflow-id", rh.workflowID, "--run-id", rh.runID, "--output", "json").Output()
-	require.NoError(t, err, "fetching the history of %s run %s", rh.workflowID, rh.runID)
 	hist, err := client.HistoryFromJSON(bytes.NewReader(out), client.HistoryJSONOptions{})
 	require.NoError(t, err)
 	require.Len(t, hist.Events, len(rh.events), "the recorded file holds the run's whole history")
 	require.Equal(t, rh.last(), hist.Events[len(hist.Events)-1].EventType)
-	// O_EXCL: never replace a file, even one that appeared meanwhile.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	require.NoError(t, err)
-	_, err = f.Write(out)
-	require.NoError(t, errors.Join(err, f.Close()))
-	t.Logf("recorded %s (%d events, run %s)", path, len(hist.Events), rh.runID)
 }
 
 // decodeInput decodes the first payload of a continue-as-new or start input.

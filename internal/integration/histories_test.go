@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -29,7 +30,6 @@ import (
 // continues as new. Its first run (ending in continue-as-new) and its last
 // run (ending in a shutdown) are recorded.
 func TestHistoryContinueAsNewWithBufferedSignals(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	id := newID("sleeper")
@@ -111,7 +111,6 @@ func TestHistoryContinueAsNewWithBufferedSignals(t *testing.T) {
 // ledgerUpdatesPerRun (500) accepted updates, with its total and
 // allocations; the run that ended so is recorded.
 func TestHistoryLedgerContinueAsNew(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	id := newID("sleeper")
 	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-hist-ledger", "--master", "development-master", "--worker-id", id)
@@ -166,7 +165,6 @@ func TestHistoryLedgerContinueAsNew(t *testing.T) {
 // `temporal workflow cancel`) of a running lifecycle fails it and runs its
 // compensations: process stopped, budget back, cleaned up.
 func TestHistoryCancelRunningLifecycle(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	id := newID("sleeper")
@@ -202,7 +200,6 @@ func TestHistoryCancelRunningLifecycle(t *testing.T) {
 // succeeds once the host is back: cleaned up, process gone, budget back
 // once.
 func TestHistoryZombieRetriesCleanup(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	const host = "it-host-hist-zombie"
@@ -224,7 +221,7 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 	}, 60*time.Second, 200*time.Millisecond, "the compensation runs and fails")
 	require.Contains(t, spec.Cleanup.Reason, "no heartbeat for")
 	require.Contains(t, spec.Cleanup.Reason, "cleanup incomplete: stop process")
-	require.True(t, processAlive(pid), "nobody could stop it")
+	require.True(t, procfs.Alive(pid), "nobody could stop it")
 	require.Equal(t, before, h.budget(t), "the refund went through; only the stop is owed")
 
 	for range 2 {
@@ -233,7 +230,7 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 		require.Contains(t, errOut, "cleanup of "+id+" failed again")
 		require.Equal(t, workflows.StatusZombie, h.status(t, id).Status)
 	}
-	require.True(t, processAlive(pid))
+	require.True(t, procfs.Alive(pid))
 
 	require.NoError(t, h.startWorker(host))
 	final := starterJSON[workflows.WorkerSpec](t, "cleanup", id)
@@ -260,7 +257,6 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 // TestHistoryOutputHeartbeats: a worker type with heartbeat mode "output"
 // lives on the watcher's output heartbeats alone, then shuts down.
 func TestHistoryOutputHeartbeats(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	id := newID("printer")
@@ -303,7 +299,6 @@ func TestHistoryOutputHeartbeats(t *testing.T) {
 // ignores SIGTERM, then a kill during the stop: the kill escalates at once
 // (a second StopProcess without grace) instead of waiting out the grace.
 func TestHistoryEscalatedStop(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	id := newID("tree")
@@ -376,7 +371,6 @@ func TestHistoryEscalatedStop(t *testing.T) {
 // is cleaned up. A history with default limits only would not notice a
 // change of the defaults that alters running lifecycles.
 func TestHistoryCustomLimits(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	limits := workflows.Limits{

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -43,7 +44,6 @@ func branch(name string) string {
 // is back. Before the version, the cancelled lifecycle gave up at once and
 // ended in zombie with its process still running.
 func TestHistoryCancelledCleanupRetries(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	const host = "it-host-hist-cancel"
@@ -64,7 +64,7 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 		return spec.Status == workflows.StatusZombie && spec.Cleanup != nil && spec.Cleanup.Refunded == 1000
 	}, 60*time.Second, 200*time.Millisecond, "the compensation runs and its stop fails")
 	require.Contains(t, spec.Cleanup.Reason, "lifecycle cancelled; cleanup incomplete: stop process")
-	require.True(t, processAlive(pid), "nobody could stop it")
+	require.True(t, procfs.Alive(pid), "nobody could stop it")
 	require.Equal(t, before, h.budget(t), "the refund went through")
 
 	if preVersion() {
@@ -74,7 +74,7 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, workflows.StatusZombie, final.Status)
 		require.Nil(t, final.Cleanup.CleanedAt)
-		require.True(t, processAlive(pid), "the process is left running (the defect the version fixed)")
+		require.True(t, procfs.Alive(pid), "the process is left running (the defect the version fixed)")
 		rh := fetchHistory(t, wid, "")
 		require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, rh.last())
 		require.Equal(t, 1, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED))
@@ -117,7 +117,6 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 // an allocation. Version 1 of "ledger-survives-cancel" continues as new with
 // its allocations; before the version the ledger run ended cancelled.
 func TestHistoryLedgerCancel(t *testing.T) {
-	appendOnlyRecording = true
 	ctx := context.Background()
 	before := h.budget(t)
 	id := newID("sleeper")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -83,7 +84,7 @@ func TestLosingOneHostOfThree(t *testing.T) {
 		spec := h.status(t, id)
 		require.Equal(t, workflows.StatusRunning, spec.Status, id)
 		require.Equal(t, was.pid, spec.PID, "%s kept its process", id)
-		require.True(t, processAlive(spec.PID), id)
+		require.True(t, procfs.Alive(spec.PID), id)
 		require.Empty(t, spec.Restarts, id)
 		require.Greater(t, spec.Heartbeat.Count, was.heartbeats, "%s still heartbeats", id)
 		require.WithinDuration(t, time.Now(), *spec.Heartbeat.LastSeen, 5*time.Second, id)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -28,14 +29,14 @@ func TestLifecycleEndToEnd(t *testing.T) {
 	before := h.budget(t)
 	id := newID("sleeper")
 
-	out := h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-e2e-1", "--master", "development-master",
-		"--priority", "high", "--repo", "owner/repo", "--budget", "1234", "--worker-id", id)
+	out := h.spawnOK(t, id, "--type", "sleeper-worker", "--task-id", "task-e2e-1", "--master", "development-master",
+		"--priority", "high", "--repo", "owner/repo", "--budget", "1234")
 	require.Equal(t, id, strings.TrimSpace(out))
 
 	spec := h.status(t, id)
 	require.Equal(t, workflows.StatusRunning, spec.Status)
-	require.True(t, processAlive(spec.PID), "the worker's process must run")
-	require.Equal(t, "sleep 300", processCmdline(spec.PID))
+	require.True(t, procfs.Alive(spec.PID), "the worker's process must run")
+	require.Equal(t, "sleep 300", procfs.Cmdline(spec.PID))
 	require.Equal(t, "it-host-a", spec.Host)
 	require.Equal(t, filepath.Join(h.logDir, id, "worker.log"), spec.LogPath)
 	require.FileExists(t, spec.LogPath)
@@ -87,10 +88,10 @@ func TestLifecycleEndToEnd(t *testing.T) {
 func TestZombieIsCleanedUp(t *testing.T) {
 	before := h.budget(t)
 	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-zombie", "--master", "development-master",
-		"--worker-id", id, "--zombie-after", "4s")
+	h.spawnOK(t, id, "--type", "sleeper-worker", "--task-id", "task-zombie", "--master", "development-master",
+		"--zombie-after", "4s")
 	spec := h.status(t, id)
-	require.True(t, processAlive(spec.PID))
+	require.True(t, procfs.Alive(spec.PID))
 	h.starterOK(t, "heartbeat", id, "--tokens-used", "10")
 
 	// Heartbeats stop: warning, critical, then zombie and cleanup.
@@ -115,8 +116,8 @@ func TestBudgetRefusedStartsNothing(t *testing.T) {
 	t.Cleanup(func() { h.starterOK(t, "budget", "set", "--total", fmt.Sprint(before.Total)) })
 
 	id := newID("sleeper")
-	_, errOut, code := h.starter(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-poor", "--master", "development-master",
-		"--worker-id", id, "--budget", "500")
+	_, errOut, code := h.spawn(t, id, "--type", "sleeper-worker", "--task-id", "task-poor", "--master", "development-master",
+		"--budget", "500")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "insufficient budget: available 100 < required 500")
 
@@ -133,7 +134,7 @@ func TestBudgetRefusedStartsNothing(t *testing.T) {
 func TestCrashIsCompensated(t *testing.T) {
 	before := h.budget(t)
 	id := newID("crasher")
-	h.starterOK(t, "spawn", "--type", "crasher-worker", "--task-id", "task-crash", "--master", "cicd-master", "--worker-id", id)
+	h.spawnOK(t, id, "--type", "crasher-worker", "--task-id", "task-crash", "--master", "cicd-master")
 	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
 	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final))
 	require.Equal(t, "process exited with code 3", final.Cleanup.Reason)
@@ -146,7 +147,7 @@ func TestCrashIsCompensated(t *testing.T) {
 func TestCleanExitCompletes(t *testing.T) {
 	before := h.budget(t)
 	id := newID("finisher")
-	h.starterOK(t, "spawn", "--type", "finisher-worker", "--task-id", "task-quick", "--master", "cicd-master", "--worker-id", id, "--wait=false")
+	h.spawnOK(t, id, "--type", "finisher-worker", "--task-id", "task-quick", "--master", "cicd-master", "--wait=false")
 	final := h.waitStatus(t, id, workflows.StatusCompleted, 30*time.Second)
 	require.Equal(t, 0, *final.ExitCode)
 	require.Equal(t, "process exited with code 0", final.Cleanup.Reason)
@@ -159,7 +160,7 @@ func TestCleanExitCompletes(t *testing.T) {
 func TestSpawnFailureIsCompensated(t *testing.T) {
 	before := h.budget(t)
 	id := newID("missing")
-	_, errOut, code := h.starter(t, "spawn", "--type", "missing-worker", "--task-id", "task-x", "--master", "cicd-master", "--worker-id", id)
+	_, errOut, code := h.spawn(t, id, "--type", "missing-worker", "--task-id", "task-x", "--master", "cicd-master")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "spawn failed")
 	require.Contains(t, errOut, "/nonexistent/agent")
@@ -173,7 +174,7 @@ func TestSpawnFailureIsCompensated(t *testing.T) {
 func TestKillStopsAtOnce(t *testing.T) {
 	before := h.budget(t)
 	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-kill", "--master", "security-master", "--worker-id", id)
+	h.spawnOK(t, id, "--type", "sleeper-worker", "--task-id", "task-kill", "--master", "security-master")
 	pid := h.status(t, id).PID
 	out := h.starterOK(t, "kill", id, "--reason", "runaway")
 	require.Contains(t, out, id+" completed (runaway; refunded 1000 tokens)")
@@ -188,7 +189,7 @@ func TestKillStopsAtOnce(t *testing.T) {
 func TestIdleWorkerIsShutDown(t *testing.T) {
 	before := h.budget(t)
 	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--master", "inventory-master", "--worker-id", id, "--idle-after", "2s")
+	h.spawnOK(t, id, "--type", "sleeper-worker", "--master", "inventory-master", "--idle-after", "2s")
 	final := h.waitStatus(t, id, workflows.StatusCompleted, 30*time.Second)
 	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusIdle, workflows.StatusShuttingDown, workflows.StatusCompleted}, statuses(final))
 	require.Equal(t, "idle for 2s", final.Cleanup.Reason)
@@ -198,7 +199,7 @@ func TestIdleWorkerIsShutDown(t *testing.T) {
 func TestBadInputChangesNothing(t *testing.T) {
 	before := h.budget(t)
 	live := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-live", "--master", "development-master", "--worker-id", live)
+	h.spawnOK(t, live, "--type", "sleeper-worker", "--task-id", "task-live", "--master", "development-master")
 	t.Cleanup(func() { h.starterOK(t, "kill", live) })
 	withLive := h.budget(t)
 	require.Equal(t, before.Available-1000, withLive.Available)
@@ -216,7 +217,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	unknown := newID("ghost")
 	ended := newID("finisher")
-	h.starterOK(t, "spawn", "--type", "finisher-worker", "--task-id", "task-ended", "--master", "development-master", "--worker-id", ended)
+	h.spawnOK(t, ended, "--type", "finisher-worker", "--task-id", "task-ended", "--master", "development-master")
 	h.waitStatus(t, ended, workflows.StatusCompleted, 30*time.Second)
 	bigSpec := filepath.Join(t.TempDir(), "big.json")
 	require.NoError(t, os.WriteFile(bigSpec, []byte(`{"worker_id": "worker-x-1", "worker_type": "sleeper-worker", "master": "m", "task_id": "task-1", "repo": "`+strings.Repeat("r", 70<<10)+`"}`), 0o644))

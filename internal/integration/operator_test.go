@@ -15,10 +15,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/internal/devserver"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -288,11 +288,10 @@ func TestDoctor(t *testing.T) {
 	}
 
 	// A server with nothing of ours: no search attributes, no worker.
-	bare, err := testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
-		ExistingPath: h.temporal, ClientOptions: &client.Options{Namespace: "default"}, LogLevel: "error"})
+	bare, err := devserver.Start(context.Background(), devserver.Options{CLI: h.temporal, Bare: true, LogLevel: "error"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bare.Stop() })
-	out, _, code := h.starter(t, "doctor", "--address", bare.FrontendHostPort())
+	out, _, code := h.starter(t, "doctor", "--address", bare.Address)
 	require.Equal(t, 1, code)
 	require.Regexp(t, `FAIL\s+search attributes\s+missing \(Keyword\): WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
 	require.Contains(t, out, "fix: starter setup --namespace default (or: temporal operator search-attribute create --namespace default --name WorkerStatus --type Keyword")
@@ -310,11 +309,10 @@ func TestDoctor(t *testing.T) {
 // nothing of ours it adds what the lifecycles need, and a second run changes
 // nothing.
 func TestSetupPreparesABareServer(t *testing.T) {
-	bare, err := testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
-		ExistingPath: h.temporal, ClientOptions: &client.Options{Namespace: "default"}, LogLevel: "error"})
+	bare, err := devserver.Start(context.Background(), devserver.Options{CLI: h.temporal, Bare: true, LogLevel: "error"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bare.Stop() })
-	at := []string{"--address", bare.FrontendHostPort()}
+	at := []string{"--address", bare.Address}
 	unchanged := func() {
 		t.Helper()
 		out, _, _ := h.starter(t, append(at, "doctor")...)
@@ -421,7 +419,7 @@ func TestCleanupOfAZombieIsIdempotent(t *testing.T) {
 	require.Contains(t, errOut, "`starter cleanup "+id+"`")
 	zombie := h.waitStatus(t, id, workflows.StatusZombie, 30*time.Second)
 	require.Contains(t, zombie.Cleanup.Reason, "cleanup incomplete")
-	require.True(t, processAlive(pid), "nobody could stop it")
+	require.True(t, procfs.Alive(pid), "nobody could stop it")
 	require.Equal(t, before, h.budget(t), "the budget is refunded though the process is not stopped yet")
 	requireListed(t, fmt.Sprintf(`WorkflowId = %q AND WorkerStatus = "zombie"`, workflows.WorkflowID(id)))
 

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -16,37 +15,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/commit-relay/worker-lifecycle/internal/adapters"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // workerProcesses lists the live processes that belong to a worker: those
 // whose environment names it. Every descendant inherits that environment.
 func workerProcesses(workerID string) []int {
-	entries, _ := os.ReadDir("/proc")
+	all, _ := procfs.PIDs()
 	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !processAlive(pid) {
-			continue
-		}
-		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00WORKER_ID="+workerID+"\x00")) {
+	for _, pid := range all {
+		if procfs.Alive(pid) && procfs.HasEnv(pid, "WORKER_ID="+workerID) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
-}
-
-// procField returns field n (1-based, as in proc(5)) of /proc/pid/stat.
-func procField(t *testing.T, pid, n int) int {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	require.NoError(t, err)
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	v, err := strconv.Atoi(fields[n-3])
-	require.NoError(t, err)
-	return v
 }
 
 func killAll(pids []int) {
@@ -66,7 +49,9 @@ func TestShutdownLeavesNoDescendant(t *testing.T) {
 	leader := h.status(t, id).PID
 	sessions := map[int]bool{}
 	for _, pid := range tree {
-		sessions[procField(t, pid, 6)] = true
+		st, err := procfs.ReadStat(pid)
+		require.NoError(t, err)
+		sessions[st.Session] = true
 	}
 	require.Len(t, sessions, 2, "the grandchild left the worker's session (and so its process group)")
 
@@ -88,7 +73,7 @@ func TestWorkerProgramCrashReadoptsItsProcess(t *testing.T) {
 	pid := h.status(t, id).PID
 
 	h.crashWorker(t, "it-host-a")
-	require.True(t, processAlive(pid), "the process outlives its worker program")
+	require.True(t, procfs.Alive(pid), "the process outlives its worker program")
 	time.Sleep(3 * time.Second) // the watch's heartbeat timeout passes while nobody runs it
 	require.NoError(t, h.startWorker("it-host-a"))
 
@@ -140,8 +125,8 @@ func TestRecycledPIDIsNeverSignalled(t *testing.T) {
 
 	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
 	require.Equal(t, workflows.ProcessAlreadyGone, final.Cleanup.Process)
-	require.True(t, processAlive(pid), "the process that reused the PID was signalled")
-	require.Equal(t, "sleep 301", processCmdline(pid))
+	require.True(t, procfs.Alive(pid), "the process that reused the PID was signalled")
+	require.Equal(t, "sleep 301", procfs.Cmdline(pid))
 }
 
 // startWithPID starts `sleep 301` with the given PID, by setting the

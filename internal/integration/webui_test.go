@@ -32,7 +32,7 @@ func chromium(t *testing.T, args ...string) ([]byte, error) {
 func TestWebUIShowsARunningLifecycle(t *testing.T) {
 	h.needsDevServer(t)
 	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-webui", "--master", "development-master", "--worker-id", id)
+	h.spawnOK(t, id, "--type", "sleeper-worker", "--task-id", "task-webui", "--master", "development-master")
 	t.Cleanup(func() { h.starterOK(t, "kill", id) })
 	page := "http://" + h.uiAddress + "/namespaces/default/workflows"
 
