@@ -47,9 +47,12 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 			// the way to abandon it.
 			waitCtx, _ = workflow.NewDisconnectedContext(ctx)
 		}
-		if _, err := workflow.AwaitWithTimeout(waitCtx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil {
-			break // cancelled before this version: it ends as it is, in zombie
+		if _, err := workflow.AwaitWithTimeout(waitCtx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil &&
+			workflow.GetVersion(ctx, versionCancelDuringCleanupWait, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			break // cancelled before these versions: it ends as it is, in zombie
 		}
+		// A cancel during the wait retries at once, and the next wait is
+		// on a disconnected context (above).
 		errs = w.compensate(ctx)
 	}
 	cleanup.Refunded = w.refunded

@@ -53,6 +53,11 @@ func NewLifecycleState(req SpawnRequest) LifecycleState {
 // answers with the cleanup's result; before it, it answered "canceled".
 const versionCancelledCleanupAnswer = "cancelled-cleanup-answer"
 
+// versionCancelDuringCleanupWait: a lifecycle cancelled while it waits in
+// zombie to retry its cleanup retries at once and goes on retrying; before
+// it, such a lifecycle ended in zombie with its process left running.
+const versionCancelDuringCleanupWait = "cancel-during-cleanup-wait"
+
 // Names of the saga's steps.
 const (
 	stepRefund      = "refund budget"
@@ -112,16 +117,26 @@ func WorkerLifecycle(ctx workflow.Context, st LifecycleState) (WorkerSpec, error
 	if err := w.registerHandlers(ctx); err != nil {
 		return w.st.Spec, err
 	}
-	if w.st.Spec.Status == "" {
-		if err := st.Request.Validate(); err != nil {
-			return w.st.Spec, temporal.NewNonRetryableApplicationError("invalid spawn request: "+err.Error(), "InvalidRequest", nil)
+	first := w.st.Spec.Status == ""
+	if first {
+		if err := st.Request.validateFields(); err != nil {
+			return w.st.Spec, invalidRequest(err)
 		}
 	}
 	w.resolveLimits(ctx)
-	if w.st.Spec.Status == "" {
+	if first {
+		// Checked against the limits this lifecycle resolved, not today's
+		// defaults: a replay must decide as the first run did.
+		if err := w.limits.checkOrder(); err != nil {
+			return w.st.Spec, invalidRequest(err)
+		}
 		w.initSpec(ctx)
 	}
 	return w.run(ctx)
+}
+
+func invalidRequest(err error) error {
+	return temporal.NewNonRetryableApplicationError("invalid spawn request: "+err.Error(), "InvalidRequest", nil)
 }
 
 func (w *lifecycle) initSpec(ctx workflow.Context) {

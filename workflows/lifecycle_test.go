@@ -1,7 +1,9 @@
 package workflows
 
 import (
+	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
 	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -32,6 +35,15 @@ func (s *lifecycleSuite) SetupTest() {
 	s.env.RegisterActivity(&activities.HostActivities{})
 	s.env.RegisterActivity(&activities.SharedActivities{})
 	s.env.OnActivity(sharedActs.PickHost, mock.Anything).Return("host-a", nil).Maybe()
+	// Each activity runs where its worker registers it: host activities
+	// on a host's queue, shared ones on the shared queue.
+	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		onHost := strings.HasPrefix(info.TaskQueue, HostTaskQueue(""))
+		_, hostActivity := reflect.TypeOf(hostActs).MethodByName(info.ActivityType.Name)
+		_, sharedActivity := reflect.TypeOf(sharedActs).MethodByName(info.ActivityType.Name)
+		s.True(hostActivity != sharedActivity, "%s is a method of exactly one activities struct", info.ActivityType.Name)
+		s.Equal(hostActivity, onHost, "%s scheduled on %s", info.ActivityType.Name, info.TaskQueue)
+	})
 }
 
 func (s *lifecycleSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }

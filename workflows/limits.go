@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -142,7 +143,9 @@ func (w *lifecycle) resolveLimits(ctx workflow.Context) {
 		if err := workflow.SideEffect(ctx, func(workflow.Context) any {
 			return w.st.Request.Limits.WithDefaults()
 		}).Get(&l); err != nil {
-			l = w.st.Request.Limits.WithDefaults()
+			// Today's defaults would bring back what this guards against:
+			// fail the task until a worker can read what was recorded.
+			panic(fmt.Sprintf("reading the limits recorded at the start: %v", err))
 		}
 		w.st.Limits = &l
 	}

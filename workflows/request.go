@@ -84,9 +84,19 @@ type SpawnRequest struct {
 	Limits        Limits `json:"limits"`
 }
 
-// Validate names every field of the request that is wrong. It does not
-// check the worker type against a registry: the caller and the host do.
+// Validate names every field of the request that is wrong, with the zero
+// limits taken from today's defaults. It does not check the worker type
+// against a registry: the caller and the host do.
 func (r SpawnRequest) Validate() error {
+	if err := r.validateFields(); err != nil {
+		return err
+	}
+	return r.Limits.WithDefaults().checkOrder()
+}
+
+// validateFields checks each field alone: nothing here depends on the
+// defaults, so a replay decides as the first run did.
+func (r SpawnRequest) validateFields() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if !WorkerIDPattern.MatchString(r.WorkerID) || len(r.WorkerID) > MaxIDLength {
@@ -146,13 +156,15 @@ func (r SpawnRequest) Validate() error {
 	if l.MaxSignalsPerRun < 0 || l.MaxSignalsPerRun > 5000 {
 		bad("max signals per run %d is not in 0..5000", l.MaxSignalsPerRun)
 	}
-	if len(errs) == 0 {
-		d := l.WithDefaults()
-		if d.HeartbeatWarning > d.HeartbeatCritical || d.HeartbeatCritical > d.ZombieAfter {
-			bad("heartbeat limits must grow: warning %s <= critical %s <= zombie %s", d.HeartbeatWarning, d.HeartbeatCritical, d.ZombieAfter)
-		}
-	}
 	return errors.Join(errs...)
+}
+
+// checkOrder refuses resolved limits whose alerts do not come in order.
+func (l Limits) checkOrder() error {
+	if l.HeartbeatWarning > l.HeartbeatCritical || l.HeartbeatCritical > l.ZombieAfter {
+		return fmt.Errorf("heartbeat limits must grow: warning %s <= critical %s <= zombie %s", l.HeartbeatWarning, l.HeartbeatCritical, l.ZombieAfter)
+	}
+	return nil
 }
 
 // ValidPriority reports whether p is one of Priorities.

@@ -342,3 +342,20 @@ func (s *lifecycleSuite) TestCleanupOfCancelledLifecycleAnswersWithItsResult() {
 	s.Require().NoError(answerErr)
 	s.Equal(StatusCleanedUp, answer.Status)
 }
+
+// TestCancelWhileWaitingInZombieStillCleansUp: a cancel that arrives while a
+// zombie waits to retry its cleanup must not end the lifecycle with its
+// process running.
+func (s *lifecycleSuite) TestCancelWhileWaitingInZombieStillCleansUp() {
+	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 5})
+	calls := s.stopFailsFirst(2) // after the crash, and the compensation
+	s.expectRelease(1)
+	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 2*time.Minute)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Equal(3, *calls, "the stop is tried again after the cancel")
+	s.Equal(ProcessStopped, spec.Cleanup.Process)
+	s.InDelta(120, spec.CompletedAt.Sub(spec.CreatedAt).Seconds(), 2, "at once, not after the 10 minute retry")
+}
