@@ -30,7 +30,12 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-continue-as-new", "lifecycle-continue-as-new-last-run", "ledger-continue-as-new",
 		"lifecycle-cancelled-cleanup-v1", "lifecycle-cancelled-cleanup-v0", "ledger-cancel-v1", "ledger-cancel-v0",
 		"lifecycle-cancel", "lifecycle-zombie-retries", "lifecycle-output-heartbeats", "lifecycle-escalated-stop",
-		"lifecycle-custom-limits"} {
+		"lifecycle-custom-limits",
+		// The second release: limits frozen at the first run, and the
+		// branches of its versions (TestRecordedHistoryEvidence).
+		"lifecycle-shutdown-r2", "lifecycle-continue-as-new-r2", "lifecycle-continue-as-new-last-run-r2",
+		"lifecycle-cancelled-cleanup-v1-r2", "lifecycle-partial-limits", "lifecycle-partial-limits-r2",
+		"lifecycle-cancel-during-cleanup-wait-v0", "lifecycle-cancel-during-cleanup-wait-v1-r2"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -96,6 +101,21 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "lifecycle-output-heartbeats", last: completed, signal: SignalOutputHeartbeat},
 		{file: "lifecycle-escalated-stop", last: completed},
 		{file: "lifecycle-custom-limits", last: completed},
+		// Every first run of the second release resolves its limits once
+		// (frozen-limits); a run it handed them to records no marker.
+		{file: "lifecycle-shutdown-r2", last: completed, started: "first", versions: map[string]int{"frozen-limits": 1}},
+		{file: "lifecycle-continue-as-new-r2", last: continued, started: "first", signal: SignalHeartbeat, versions: map[string]int{"frozen-limits": 1}},
+		{file: "lifecycle-continue-as-new-last-run-r2", last: completed, started: "continued"},
+		// Alerts set, the zombie limit from the defaults: a replay must not
+		// validate it against today's.
+		{file: "lifecycle-partial-limits", last: completed, started: "first"},
+		{file: "lifecycle-partial-limits-r2", last: completed, started: "first", versions: map[string]int{"frozen-limits": 1}},
+		// cancelled-cleanup-answer: v0 is lifecycle-cancelled-cleanup-v1.
+		{file: "lifecycle-cancelled-cleanup-v1-r2", last: completed, cancelled: true,
+			versions: map[string]int{"frozen-limits": 1, "cancelled-cleanup-retries": 1, "cancelled-cleanup-answer": 1}},
+		{file: "lifecycle-cancel-during-cleanup-wait-v0", last: completed, cancelled: true},
+		{file: "lifecycle-cancel-during-cleanup-wait-v1-r2", last: completed, cancelled: true,
+			versions: map[string]int{"frozen-limits": 1, "cancel-during-cleanup-wait": 1, "cancelled-cleanup-retries": 1, "cancelled-cleanup-answer": 1}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
