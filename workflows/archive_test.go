@@ -36,7 +36,7 @@ func TestArchivalSkipsDaysOnTheTestClock(t *testing.T) {
 		var s testsuite.WorkflowTestSuite
 		env := s.NewTestWorkflowEnvironment()
 		env.SetStartTime(ended.Add(after))
-		env.RegisterWorkflow(ArchiveCompleted)
+		Register(env)
 		env.RegisterActivity(&activities.SharedActivities{Archive: store, ArchiveDir: dir})
 		env.ExecuteWorkflow(ArchiveCompleted, ArchiveRequest{OlderThan: DefaultRetention})
 		require.NoError(t, env.GetWorkflowError())
@@ -63,7 +63,7 @@ func TestArchivalSkipsDaysOnTheTestClock(t *testing.T) {
 func TestArchivalRefusesANonPositiveRetention(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflow(ArchiveCompleted)
+	Register(env)
 	env.ExecuteWorkflow(ArchiveCompleted, ArchiveRequest{OlderThan: 0})
 	require.ErrorContains(t, env.GetWorkflowError(), "retention 0s must be positive")
 }

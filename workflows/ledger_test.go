@@ -30,7 +30,7 @@ type ledgerHarness struct {
 func newLedgerHarness(t *testing.T) *ledgerHarness {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflow(BudgetLedger)
+	Register(env)
 	return &ledgerHarness{t: t, env: env}
 }
 

@@ -31,7 +31,7 @@ func TestLifecycle(t *testing.T) { suite.Run(t, new(lifecycleSuite)) }
 
 func (s *lifecycleSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
-	s.env.RegisterWorkflow(WorkerLifecycle)
+	Register(s.env)
 	s.env.RegisterActivity(&activities.HostActivities{})
 	s.env.RegisterActivity(&activities.SharedActivities{})
 	s.env.OnActivity(sharedActs.PickHost, mock.Anything).Return("host-a", nil).Maybe()
