@@ -23,8 +23,10 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
@@ -183,7 +185,59 @@ func (f *Fleet) Status(ctx context.Context, workerID string) (workflows.WorkerSp
 	if err != nil {
 		return spec, f.explain(ctx, workerID, err)
 	}
-	return spec, resp.Get(&spec)
+	if err := resp.Get(&spec); err != nil {
+		return spec, err
+	}
+	if spec.Status == "" {
+		// Only a lifecycle that never began answers with no status.
+		return f.failedStart(ctx, workerID)
+	}
+	return spec, nil
+}
+
+// failedStart is the spec of a lifecycle that failed before it began: a
+// start that skipped validation (a raw start from another client) fails at
+// once and its query has nothing to tell. The spec is read from its start
+// input and its failure instead, so it says why.
+func (f *Fleet) failedStart(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+	spec := workflows.WorkerSpec{WorkerID: workerID}
+	iter := f.Client.GetWorkflowHistory(ctx, workflows.WorkflowID(workerID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var reason string
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return spec, fmt.Errorf("reading the history of %s: %w", workerID, err)
+		}
+		if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+			spec.CreatedAt = ev.GetEventTime().AsTime().UTC()
+			var st workflows.LifecycleState
+			if a.GetInput() != nil && converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &st) == nil {
+				r := st.Request
+				spec.WorkerType, spec.TaskID, spec.Priority, spec.Master, spec.Repo = r.WorkerType, r.TaskID, r.Priority, r.Master, r.Repo
+			}
+		}
+		if a := ev.GetWorkflowExecutionFailedEventAttributes(); a != nil {
+			reason = innermostMessage(a.GetFailure())
+			at := ev.GetEventTime().AsTime().UTC()
+			spec.CompletedAt = &at
+		}
+	}
+	if reason == "" {
+		return spec, fmt.Errorf("lifecycle of %s has no status and no failure: it has not begun yet", workerID)
+	}
+	spec.Status = workflows.StatusFailed
+	spec.Cleanup = &workflows.CleanupInfo{Reason: reason, Automated: true}
+	spec.Transitions = []workflows.Transition{{Status: workflows.StatusFailed, At: *spec.CompletedAt, Reason: reason}}
+	return spec, nil
+}
+
+// innermostMessage is the message of the failure's root cause, what the
+// workflow said ("invalid spawn request: ...").
+func innermostMessage(f *failurepb.Failure) string {
+	for f.GetCause() != nil {
+		f = f.GetCause()
+	}
+	return f.GetMessage()
 }
 
 // Heartbeat sends a heartbeat to a live worker's lifecycle.

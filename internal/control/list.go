@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -65,7 +66,13 @@ func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
 		for i, s := range flt.Statuses {
 			quoted[i] = fmt.Sprintf("%q", s)
 		}
-		parts = append(parts, fmt.Sprintf("%s IN (%s)", workflows.SearchAttrStatus.GetName(), strings.Join(quoted, ", ")))
+		byStatus := fmt.Sprintf("%s IN (%s)", workflows.SearchAttrStatus.GetName(), strings.Join(quoted, ", "))
+		if slices.Contains(flt.Statuses, workflows.StatusFailed) {
+			// A lifecycle whose workflow failed never began (its start
+			// skipped validation) and may carry no status of its own.
+			byStatus = fmt.Sprintf(`(%s OR ExecutionStatus = "Failed")`, byStatus)
+		}
+		parts = append(parts, byStatus)
 	} else if !flt.Ended {
 		parts = append(parts, `ExecutionStatus = "Running"`)
 	}
