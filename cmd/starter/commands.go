@@ -475,9 +475,12 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 		fmt.Fprintf(w, " [%s]", s.Heartbeat.Alert)
 	}
 	fmt.Fprintln(w)
-	if s.Health.SampledAt == nil {
+	switch {
+	case s.Health.Band == "":
+		fmt.Fprintln(w, "  health -, never started")
+	case s.Health.SampledAt == nil:
 		fmt.Fprintf(w, "  health %d (%s), process tree not sampled yet\n", s.Health.Score, s.Health.Band)
-	} else {
+	default:
 		fmt.Fprintf(w, "  health %d (%s): cpu %.0f%%, rss %d MiB, %d processes, reported %s ago\n", s.Health.Score, s.Health.Band,
 			s.Health.CPUPercent, s.Health.RSSBytes>>20, s.Health.Processes, now.Sub(*s.Health.SampledAt).Round(time.Second))
 	}

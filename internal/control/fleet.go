@@ -217,7 +217,7 @@ func (f *Fleet) failedStart(ctx context.Context, workerID string) (workflows.Wor
 			}
 		}
 		if a := ev.GetWorkflowExecutionFailedEventAttributes(); a != nil {
-			reason = innermostMessage(a.GetFailure())
+			reason = strings.ReplaceAll(innermostMessage(a.GetFailure()), "\n", "; ")
 			at := ev.GetEventTime().AsTime().UTC()
 			spec.CompletedAt = &at
 		}

@@ -35,9 +35,12 @@ func TestRawStartWithBadFieldsFailsAndSaysWhy(t *testing.T) {
 	require.Empty(t, workerProcesses(id), "nothing started")
 
 	out := h.starterOK(t, "status", id)
+	t.Logf("status:\n%s", out)
 	require.Contains(t, out, "FAILED")
 	require.Contains(t, out, `priority "urgent" must be one of`)
 	require.NotContains(t, out, "0001-01-01", "no spec of zero values")
+	require.Contains(t, out, `one of low, medium, high, critical; budget -5 is not in 1..200000`, "the reasons on one line")
+	require.Contains(t, out, "health -, never started")
 	spec := starterJSON[workflows.WorkerSpec](t, "status", id)
 	require.Equal(t, workflows.StatusFailed, spec.Status)
 	require.Equal(t, "sleeper-worker", spec.WorkerType)
