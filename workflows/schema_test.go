@@ -339,3 +339,61 @@ func regexpRefs(s string) []string {
 	}
 	return refs
 }
+
+// TestAPIExample checks the examples of docs/API.md against the code: the
+// start input decodes with no unknown field and validates, the CLI example
+// sends the same input, and the error shown is what a bad start gets.
+func TestAPIExample(t *testing.T) {
+	raw, err := os.ReadFile("../docs/API.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	_, after, ok := strings.Cut(doc, "<!-- example: start input")
+	if !ok {
+		t.Fatal("docs/API.md lost its start input example marker")
+	}
+	_, after, _ = strings.Cut(after, "```json\n")
+	example, _, _ := strings.Cut(after, "```")
+	st := decodeStrict(t, "the start input", example)
+	if st.Spec.Status != "" || st.Limits != nil {
+		t.Error("the start input sets more than the request")
+	}
+	if err := st.Request.Validate(); err != nil {
+		t.Errorf("the start input does not validate: %v", err)
+	}
+
+	_, after, ok = strings.Cut(doc, "--input '{\"request\"")
+	if !ok {
+		t.Fatal("docs/API.md lost its CLI start example")
+	}
+	cli, _, _ := strings.Cut(`{"request"`+after, "'")
+	if got := decodeStrict(t, "the CLI example's input", cli); !reflect.DeepEqual(got, st) {
+		t.Errorf("the CLI example starts %+v, the JSON example %+v", got, st)
+	}
+	if !strings.Contains(doc, "--workflow-id "+WorkflowID(st.Request.WorkerID)) {
+		t.Errorf("the CLI example does not use the workflow ID %s", WorkflowID(st.Request.WorkerID))
+	}
+
+	bad := st.Request
+	bad.WorkerID, bad.Priority, bad.Budget = "w1", "urgent", -5
+	msg := "invalid spawn request: " + bad.Validate().Error()
+	var flat []string
+	for _, line := range strings.Split(doc, "\n") {
+		flat = append(flat, strings.TrimSpace(line))
+	}
+	if !strings.Contains(strings.Join(flat, "\n"), msg) {
+		t.Errorf("docs/API.md does not show the error a bad start gets:\n%s", msg)
+	}
+}
+
+func decodeStrict(t *testing.T, what, s string) LifecycleState {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	var st LifecycleState
+	if err := dec.Decode(&st); err != nil {
+		t.Fatalf("%s does not decode: %v\n%s", what, err, s)
+	}
+	return st
+}
