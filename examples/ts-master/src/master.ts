@@ -4,10 +4,11 @@
 // and workflows/request.go).
 //
 // It spawns a worker by starting its lifecycle workflow, waits until the
-// worker runs, sends heartbeats as the worker would, reads the status and
-// shuts the worker down. Each step prints one JSON line on stdout
-// ({"step": ..., ...}); progress and errors go to stderr. Any failure exits
-// with status 1 and a message saying what failed.
+// worker runs, sends heartbeats as the worker would, reads the status, shuts
+// the worker down and waits for the lifecycle's result, the final spec. Each
+// step prints one JSON line on stdout ({"step": ..., ...}); progress and
+// errors go to stderr. Any failure exits with status 1 and a message saying
+// what failed.
 
 import {
   Client,
@@ -182,15 +183,21 @@ async function main(): Promise<void> {
       (spec) => spec.heartbeat.count >= wanted);
     print('status', { spec: status });
 
-    // Shutdown: the update's result is the final spec.
-    const final = await handle
+    // Shutdown: the update returns once the lifecycle has taken the stop
+    // (status shutting_down); the workflow's result is the final spec, after
+    // the process was stopped and the budget refunded.
+    const stopping = await handle
       .executeUpdate<WorkerSpec, [{ reason: string }]>(UPDATE_SHUTDOWN, { args: [{ reason: 'ts-master is done' }] })
       .catch((err) => {
         throw new Error(`shutting down ${request.worker_id}: ${err.message ?? err}`);
       });
-    print('shutdown', { spec: final });
+    print('shutdown', { spec: stopping });
+    const final = await handle.result().catch((err) => {
+      throw new Error(`waiting for ${request.worker_id} to end: ${err.message ?? err}`);
+    }) as WorkerSpec;
+    print('final', { spec: final });
     if (final.status !== 'completed') {
-      throw new Error(`${request.worker_id} ended ${final.status}, not completed`);
+      throw new Error(`${request.worker_id} ended ${final.status}, not completed: ${final.cleanup?.reason ?? 'unknown reason'}`);
     }
     process.stderr.write(`ts-master: ${request.worker_id} completed; refunded ${final.cleanup?.refunded ?? 0} tokens\n`);
   } finally {
