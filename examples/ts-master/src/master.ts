@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   const namespace = setting('TEMPORAL_NAMESPACE', 'default');
   const request: SpawnRequest = {
     worker_id: argID ?? setting('WORKER_ID', `worker-ts-${Date.now().toString(36)}`),
-    worker_type: argType ?? setting('WORKER_TYPE', 'sleeper-worker'),
+    worker_type: argType ?? setting('WORKER_TYPE', 'scan-worker'),
     task_id: argTask ?? process.env.TASK_ID ?? 'task-ts-master',
     priority: setting('PRIORITY', 'medium'),
     master: argMaster ?? setting('MASTER', 'ts-master'),
