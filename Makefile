@@ -13,12 +13,14 @@ export TEMPORAL_CLI := $(TEMPORAL)
 ## module proxy (it stays out of this module's dependency graph), and
 ## install what the tests use from Debian if it is missing (root): Chromium
 ## for the Web UI test, jq for the old system's script, docker-compose to
-## check docker-compose.yml. scripts/cluster.sh installs PostgreSQL and
-## builds the Temporal server itself.
+## check docker-compose.yml, Node.js and npm for the TypeScript master
+## (examples/ts-master, whose npm packages it installs too).
+## scripts/cluster.sh installs PostgreSQL and builds the Temporal server itself.
 tools: $(TEMPORAL)
-	@command -v chromium >/dev/null && command -v jq >/dev/null && command -v docker-compose >/dev/null || { \
-		echo "Installing Debian's chromium, jq and docker-compose for the tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium jq docker-compose >/dev/null; }
+	@command -v chromium >/dev/null && command -v jq >/dev/null && command -v docker-compose >/dev/null && command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "Installing Debian's chromium, jq, docker-compose, nodejs and npm for the tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium jq docker-compose nodejs npm >/dev/null; }
+	@test -d examples/ts-master/node_modules || { echo "Installing the TypeScript master's npm packages..."; cd examples/ts-master && npm ci --no-audit --no-fund; }
 
 $(TEMPORAL):
 	@echo "Building the Temporal CLI $(TEMPORAL_CLI_VERSION) (3-4 minutes the first time)..."
