@@ -41,14 +41,14 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 		}
 		w.cleanupRequested = false
 		waitCtx := ctx
-		if ctx.Err() != nil && workflow.GetVersion(ctx, "cancelled-cleanup-retries", workflow.DefaultVersion, 1) == 1 {
+		if ctx.Err() != nil && workflow.GetVersion(ctx, VersionCancelledCleanupRetries, workflow.DefaultVersion, 1) == 1 {
 			// Cancelled, the lifecycle still owes its process a stop:
 			// giving up here would leak it. Terminating the workflow is
 			// the way to abandon it.
 			waitCtx, _ = workflow.NewDisconnectedContext(ctx)
 		}
 		if _, err := workflow.AwaitWithTimeout(waitCtx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil &&
-			workflow.GetVersion(ctx, versionCancelDuringCleanupWait, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			workflow.GetVersion(ctx, VersionCancelDuringCleanupWait, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			break // cancelled before these versions: it ends as it is, in zombie
 		}
 		// A cancel during the wait retries at once, and the next wait is

@@ -101,7 +101,7 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 		return l.st.UpdatesThisRun >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 	})
 	if err != nil {
-		if !temporal.IsCanceledError(err) || workflow.GetVersion(ctx, "ledger-survives-cancel", workflow.DefaultVersion, 1) != 1 {
+		if !temporal.IsCanceledError(err) || workflow.GetVersion(ctx, VersionLedgerSurvivesCancel, workflow.DefaultVersion, 1) != 1 {
 			return err
 		}
 		// A cancel (a click in the Web UI) must not end the one ledger:

@@ -49,15 +49,6 @@ func NewLifecycleState(req SpawnRequest) LifecycleState {
 	return LifecycleState{Request: req}
 }
 
-// versionCancelledCleanupAnswer: the cleanup update of a cancelled lifecycle
-// answers with the cleanup's result; before it, it answered "canceled".
-const versionCancelledCleanupAnswer = "cancelled-cleanup-answer"
-
-// versionCancelDuringCleanupWait: a lifecycle cancelled while it waits in
-// zombie to retry its cleanup retries at once and goes on retrying; before
-// it, such a lifecycle ended in zombie with its process left running.
-const versionCancelDuringCleanupWait = "cancel-during-cleanup-wait"
-
 // Names of the saga's steps.
 const (
 	stepRefund      = "refund budget"
@@ -183,7 +174,7 @@ func (w *lifecycle) registerHandlers(ctx workflow.Context) error {
 		func(ctx workflow.Context) (WorkerSpec, error) {
 			w.cleanupRequested = true
 			waitCtx := ctx
-			if ctx.Err() != nil && workflow.GetVersion(ctx, versionCancelledCleanupAnswer, workflow.DefaultVersion, 1) == 1 {
+			if ctx.Err() != nil && workflow.GetVersion(ctx, VersionCancelledCleanupAnswer, workflow.DefaultVersion, 1) == 1 {
 				// A cancelled lifecycle still retries its cleanup (finish):
 				// the caller waits for that retry, not for the cancel.
 				waitCtx, _ = workflow.NewDisconnectedContext(ctx)

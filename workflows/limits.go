@@ -117,9 +117,6 @@ func (l Limits) withDefaults(d Limits) Limits {
 	return l
 }
 
-// versionFrozenLimits marks the lifecycles that resolve their limits once.
-const versionFrozenLimits = "frozen-limits"
-
 // resolveLimits sets the limits this lifecycle runs with: resolved once, at
 // its first run, and handed from run to run in the state, so that a later
 // change of the defaults never changes a lifecycle already started (a
@@ -133,7 +130,7 @@ func (w *lifecycle) resolveLimits(ctx workflow.Context) {
 		// A later run of a lifecycle the first release started, which
 		// handed over no limits.
 		w.st.Limits = ptr(w.st.Request.Limits.withDefaults(limitsV1))
-	case workflow.GetVersion(ctx, versionFrozenLimits, workflow.DefaultVersion, 1) == workflow.DefaultVersion:
+	case workflow.GetVersion(ctx, VersionFrozenLimits, workflow.DefaultVersion, 1) == workflow.DefaultVersion:
 		// The first run of a lifecycle the first release started.
 		w.st.Limits = ptr(w.st.Request.Limits.withDefaults(limitsV1))
 	default:

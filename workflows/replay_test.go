@@ -11,7 +11,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 )
 
@@ -92,9 +91,9 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
 		{file: "lifecycle-continue-as-new-last-run", last: completed, started: "continued"},
 		{file: "ledger-continue-as-new", last: continued},
-		{file: "lifecycle-cancelled-cleanup-v1", last: completed, cancelled: true, versions: map[string]int{"cancelled-cleanup-retries": 1}},
+		{file: "lifecycle-cancelled-cleanup-v1", last: completed, cancelled: true, versions: map[string]int{VersionCancelledCleanupRetries: 1}},
 		{file: "lifecycle-cancelled-cleanup-v0", last: completed, cancelled: true},
-		{file: "ledger-cancel-v1", last: continued, cancelled: true, versions: map[string]int{"ledger-survives-cancel": 1}},
+		{file: "ledger-cancel-v1", last: continued, cancelled: true, versions: map[string]int{VersionLedgerSurvivesCancel: 1}},
 		{file: "ledger-cancel-v0", last: canceled, cancelled: true},
 		{file: "lifecycle-cancel", last: completed, cancelled: true},
 		{file: "lifecycle-zombie-retries", last: completed},
@@ -103,19 +102,19 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "lifecycle-custom-limits", last: completed},
 		// Every first run of the second release resolves its limits once
 		// (frozen-limits); a run it handed them to records no marker.
-		{file: "lifecycle-shutdown-r2", last: completed, started: "first", versions: map[string]int{"frozen-limits": 1}},
-		{file: "lifecycle-continue-as-new-r2", last: continued, started: "first", signal: SignalHeartbeat, versions: map[string]int{"frozen-limits": 1}},
+		{file: "lifecycle-shutdown-r2", last: completed, started: "first", versions: map[string]int{VersionFrozenLimits: 1}},
+		{file: "lifecycle-continue-as-new-r2", last: continued, started: "first", signal: SignalHeartbeat, versions: map[string]int{VersionFrozenLimits: 1}},
 		{file: "lifecycle-continue-as-new-last-run-r2", last: completed, started: "continued"},
 		// Alerts set, the zombie limit from the defaults: a replay must not
 		// validate it against today's.
 		{file: "lifecycle-partial-limits", last: completed, started: "first"},
-		{file: "lifecycle-partial-limits-r2", last: completed, started: "first", versions: map[string]int{"frozen-limits": 1}},
+		{file: "lifecycle-partial-limits-r2", last: completed, started: "first", versions: map[string]int{VersionFrozenLimits: 1}},
 		// cancelled-cleanup-answer: v0 is lifecycle-cancelled-cleanup-v1.
 		{file: "lifecycle-cancelled-cleanup-v1-r2", last: completed, cancelled: true,
-			versions: map[string]int{"frozen-limits": 1, "cancelled-cleanup-retries": 1, "cancelled-cleanup-answer": 1}},
+			versions: map[string]int{VersionFrozenLimits: 1, VersionCancelledCleanupRetries: 1, VersionCancelledCleanupAnswer: 1}},
 		{file: "lifecycle-cancel-during-cleanup-wait-v0", last: completed, cancelled: true},
 		{file: "lifecycle-cancel-during-cleanup-wait-v1-r2", last: completed, cancelled: true,
-			versions: map[string]int{"frozen-limits": 1, "cancel-during-cleanup-wait": 1, "cancelled-cleanup-retries": 1, "cancelled-cleanup-answer": 1}},
+			versions: map[string]int{VersionFrozenLimits: 1, VersionCancelDuringCleanupWait: 1, VersionCancelledCleanupRetries: 1, VersionCancelledCleanupAnswer: 1}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
@@ -153,22 +152,10 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 	}
 }
 
-// versionMarkers maps the change ids of a history's GetVersion markers to
-// their versions.
+// versionMarkers is VersionMarkers for a test.
 func versionMarkers(t *testing.T, events []*historypb.HistoryEvent) map[string]int {
 	t.Helper()
-	out := map[string]int{}
-	dc := converter.GetDefaultDataConverter()
-	for _, ev := range events {
-		m := ev.GetMarkerRecordedEventAttributes()
-		if m == nil || m.MarkerName != "Version" {
-			continue
-		}
-		var changeID string
-		var version int
-		require.NoError(t, dc.FromPayloads(m.Details["change-id"], &changeID))
-		require.NoError(t, dc.FromPayloads(m.Details["version"], &version))
-		out[changeID] = version
-	}
-	return out
+	m, err := VersionMarkers(events)
+	require.NoError(t, err)
+	return m
 }

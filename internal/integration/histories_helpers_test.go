@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/commit-relay/worker-lifecycle/workflows"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -84,20 +85,9 @@ func (rh runHistory) versions(t *testing.T) map[string]int {
 
 func versionMarkers(t *testing.T, events []*historypb.HistoryEvent) map[string]int {
 	t.Helper()
-	out := map[string]int{}
-	dc := converter.GetDefaultDataConverter()
-	for _, ev := range events {
-		m := ev.GetMarkerRecordedEventAttributes()
-		if m == nil || m.MarkerName != "Version" {
-			continue
-		}
-		var changeID string
-		var version int
-		require.NoError(t, dc.FromPayloads(m.Details["change-id"], &changeID))
-		require.NoError(t, dc.FromPayloads(m.Details["version"], &version))
-		out[changeID] = version
-	}
-	return out
+	m, err := workflows.VersionMarkers(events)
+	require.NoError(t, err)
+	return m
 }
 
 // runChain returns the histories of every run of a workflow, the first run
@@ -130,7 +120,7 @@ func currentRunID(t *testing.T, workflowID string) string {
 // lifecycleVersions are the version markers every lifecycle run of this
 // code records at its start, with those of the scenario.
 func lifecycleVersions(scenario map[string]int) map[string]int {
-	v := map[string]int{"frozen-limits": 1}
+	v := map[string]int{workflows.VersionFrozenLimits: 1}
 	for id, n := range scenario {
 		v[id] = n
 	}

@@ -107,7 +107,7 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 	rh := fetchHistory(t, wid, "")
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, rh.last())
 	require.Equal(t, 1, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED))
-	require.Equal(t, lifecycleVersions(map[string]int{"cancelled-cleanup-retries": 1, "cancelled-cleanup-answer": 1}), rh.versions(t))
+	require.Equal(t, lifecycleVersions(map[string]int{workflows.VersionCancelledCleanupRetries: 1, workflows.VersionCancelledCleanupAnswer: 1}), rh.versions(t))
 	require.Len(t, rh.activities("StopProcess"), 2, "the failed stop and its retry")
 	require.Len(t, rh.activities("ReleaseBudget"), 1)
 	recordRun(t, branch("lifecycle-cancelled-cleanup"), rh)
@@ -154,7 +154,7 @@ func TestHistoryLedgerCancel(t *testing.T) {
 
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW, closed)
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, rh.last())
-	require.Equal(t, map[string]int{"ledger-survives-cancel": 1}, rh.versions(t))
+	require.Equal(t, map[string]int{workflows.VersionLedgerSurvivesCancel: 1}, rh.versions(t))
 	next := decodeInput[workflows.LedgerState](t, rh)
 	require.Contains(t, next.Allocations, id, "the allocation survives the cancel")
 	require.Equal(t, withLive, h.budget(t), "a cancel loses nothing")

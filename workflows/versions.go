@@ -1,0 +1,52 @@
+package workflows
+
+import (
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
+)
+
+// The change IDs of the workflows' GetVersion calls. Each guards a fix so
+// that runs recorded before it replay as they ran; testdata/histories holds
+// both branches of each (docs/TESTING.md). Never rename one.
+const (
+	// VersionCancelledCleanupRetries: a cancelled lifecycle whose cleanup
+	// fails keeps retrying on a disconnected context; before it, it ended in
+	// zombie with its process running.
+	VersionCancelledCleanupRetries = "cancelled-cleanup-retries"
+	// VersionLedgerSurvivesCancel: a cancelled ledger continues as new with
+	// its allocations; before it, the ledger run ended cancelled.
+	VersionLedgerSurvivesCancel = "ledger-survives-cancel"
+	// VersionFrozenLimits: a lifecycle resolves its limits once, at its
+	// first run (resolveLimits).
+	VersionFrozenLimits = "frozen-limits"
+	// VersionCancelledCleanupAnswer: the cleanup update of a cancelled
+	// lifecycle answers with the cleanup's result; before it, "canceled".
+	VersionCancelledCleanupAnswer = "cancelled-cleanup-answer"
+	// VersionCancelDuringCleanupWait: a lifecycle cancelled while it waits
+	// in zombie to retry its cleanup retries at once and goes on retrying;
+	// before it, it ended in zombie with its process left running.
+	VersionCancelDuringCleanupWait = "cancel-during-cleanup-wait"
+)
+
+// VersionMarkers maps the change IDs of a history's GetVersion markers to
+// the versions recorded.
+func VersionMarkers(events []*historypb.HistoryEvent) (map[string]int, error) {
+	out := map[string]int{}
+	dc := converter.GetDefaultDataConverter()
+	for _, ev := range events {
+		m := ev.GetMarkerRecordedEventAttributes()
+		if m == nil || m.MarkerName != "Version" {
+			continue
+		}
+		var changeID string
+		var version int
+		if err := dc.FromPayloads(m.Details["change-id"], &changeID); err != nil {
+			return nil, err
+		}
+		if err := dc.FromPayloads(m.Details["version"], &version); err != nil {
+			return nil, err
+		}
+		out[changeID] = version
+	}
+	return out, nil
+}
