@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"syscall"
 	"testing"
 
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -154,4 +155,20 @@ func decodeInput[T any](t *testing.T, rh runHistory) T {
 	}
 	t.Fatalf("run %s did not continue as new", rh.runID)
 	return v
+}
+
+// spawnOnOwnHost starts a worker program for host and a sleeper pinned to
+// it, for a test that takes the host away: the host counts as lost 3s after
+// its queue goes unpolled, while the watch's own heartbeat timeout (2m)
+// stays out of the way. Both the program and the worker's processes are
+// gone after the test.
+func spawnOnOwnHost(t *testing.T, host, taskID string, extra ...string) (id string, pid int) {
+	t.Helper()
+	require.NoError(t, h.startWorker(host))
+	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
+	id = newID("sleeper")
+	h.starterOK(t, append([]string{"spawn", "--type", "sleeper-worker", "--task-id", taskID, "--master", "cleanup-master",
+		"--worker-id", id, "--host", host, "--host-loss-after", "3s", "--watch-heartbeat", "2m"}, extra...)...)
+	t.Cleanup(func() { killAll(workerProcesses(id)) })
+	return id, h.status(t, id).PID
 }

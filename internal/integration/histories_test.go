@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"reflect"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -203,14 +202,8 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 	ctx := context.Background()
 	before := h.budget(t)
 	const host = "it-host-hist-zombie"
-	require.NoError(t, h.startWorker(host))
-	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
-	id := newID("sleeper")
+	id, pid := spawnOnOwnHost(t, host, "task-hist-zombie", "--zombie-after", "8s")
 	wid := workflows.WorkflowID(id)
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-hist-zombie", "--master", "cleanup-master",
-		"--worker-id", id, "--host", host, "--zombie-after", "8s", "--host-loss-after", "3s", "--watch-heartbeat", "2m")
-	pid := h.status(t, id).PID
-	t.Cleanup(func() { killAll(workerProcesses(id)) })
 
 	h.crashWorker(t, host)
 	// No heartbeat: a zombie after 8s, whose stop cannot reach the host.

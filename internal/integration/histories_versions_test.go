@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,14 +46,8 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 	ctx := context.Background()
 	before := h.budget(t)
 	const host = "it-host-hist-cancel"
-	require.NoError(t, h.startWorker(host))
-	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
-	id := newID("sleeper")
+	id, pid := spawnOnOwnHost(t, host, "task-hist-cancel-cleanup")
 	wid := workflows.WorkflowID(id)
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-hist-cancel-cleanup", "--master", "cleanup-master",
-		"--worker-id", id, "--host", host, "--host-loss-after", "3s", "--watch-heartbeat", "2m")
-	pid := h.status(t, id).PID
-	t.Cleanup(func() { killAll(workerProcesses(id)) })
 
 	h.crashWorker(t, host)
 	require.NoError(t, h.client.CancelWorkflow(ctx, wid, ""))
