@@ -17,7 +17,7 @@ import (
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/adapters"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/coordination"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -109,14 +109,14 @@ func command() *cobra.Command {
 					}
 				}
 			}
-			fleet := &control.Fleet{Client: c, Registry: registry}
-			sweeper := &adapters.Sweeper{Fleet: fleet}
+			fc := &fleet.Fleet{Client: c, Registry: registry}
+			sweeper := &adapters.Sweeper{Fleet: fc}
 			sharedActs := &activities.SharedActivities{
-				Ledger:     &adapters.Ledger{Budget: fleet.Budget()},
+				Ledger:     &adapters.Ledger{Budget: fc.Budget()},
 				Registry:   registry,
 				Host:       host,
 				Breakers:   &adapters.Breakers{Client: c},
-				Archive:    &adapters.Archive{Fleet: fleet},
+				Archive:    &adapters.Archive{Fleet: fc},
 				ArchiveDir: archiveDir,
 				Sweeper:    sweeper,
 				Event:      record,
@@ -163,7 +163,7 @@ func command() *cobra.Command {
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
 				mirror := &coordination.Mirror{Store: store, Every: 2 * time.Second, Log: slog.Default(),
-					Source: &adapters.MirrorSource{Fleet: fleet}}
+					Source: &adapters.MirrorSource{Fleet: fc}}
 				go func() { _ = mirror.Run(ctx) }()
 				slog.Info("Mirroring the coordination files", "dir", store.Dir)
 			}

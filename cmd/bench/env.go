@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/devserver"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
@@ -40,7 +40,7 @@ type env struct {
 	address   string
 	server    *devserver.Server
 	client    client.Client
-	fleet     *control.Fleet
+	fleet     *fleet.Fleet
 	worker    *exec.Cmd
 	workerLog string
 }
@@ -88,7 +88,7 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 	} else if err := e.startServer(ctx); err != nil {
 		return e, err
 	}
-	e.fleet = &control.Fleet{Client: e.client, Registry: registry, StartWait: 2 * time.Minute}
+	e.fleet = &fleet.Fleet{Client: e.client, Registry: registry, StartWait: 2 * time.Minute}
 	return e, e.startWorker(ctx, types)
 }
 

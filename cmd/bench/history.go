@@ -10,7 +10,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -60,7 +60,7 @@ func runHistory(ctx context.Context, c client.Client, workflowID, runID string, 
 }
 
 // measureHistory measures the three costs on real lifecycles.
-func measureHistory(ctx context.Context, f *control.Fleet, amortised, burst, senders, runSignals int) (History, error) {
+func measureHistory(ctx context.Context, f *fleet.Fleet, amortised, burst, senders, runSignals int) (History, error) {
 	res := History{AmortisedHeartbeats: amortised, Heartbeats: burst, MaxSignalsPerRun: workflows.DefaultMaxSignals,
 		LifecycleEventTypes: map[string]int{}}
 	if runSignals > 0 {
@@ -172,7 +172,7 @@ func total(runs []runCount) (events, tasks int) {
 }
 
 // waitHeartbeats waits until the lifecycle has recorded count heartbeats.
-func waitHeartbeats(ctx context.Context, f *control.Fleet, workerID string, count int64) error {
+func waitHeartbeats(ctx context.Context, f *fleet.Fleet, workerID string, count int64) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		spec, err := f.Status(ctx, workerID)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -33,17 +33,17 @@ idempotent: on a worker that has ended cleanly it changes nothing and says so.`,
 			case !zombies && len(argv) != 1:
 				return usageError{fmt.Errorf("expected WORKER_ID (or --zombies), got %d argument(s)", len(argv))}
 			case !zombies:
-				return control.CheckID(argv[0])
+				return fleet.CheckID(argv[0])
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
 			if !zombies {
-				spec, changed, err := fleet.Cleanup(cmd.Context(), argv[0])
+				spec, changed, err := fc.Cleanup(cmd.Context(), argv[0])
 				if err != nil {
 					return err
 				}
@@ -60,7 +60,7 @@ idempotent: on a worker that has ended cleanly it changes nothing and says so.`,
 				return err
 			}
 			flt.Statuses = []workflows.Status{workflows.StatusZombie}
-			ids, err := fleet.ListIDs(cmd.Context(), flt)
+			ids, err := fc.ListIDs(cmd.Context(), flt)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ idempotent: on a worker that has ended cleanly it changes nothing and says so.`,
 				return a.print([]bulkResult{}, func(w io.Writer) { fmt.Fprintln(w, "no zombie to clean up") })
 			}
 			return a.forMany(cmd, ids, concurrency, "cleaned up", func(ctx context.Context, id string) (workflows.WorkerSpec, error) {
-				spec, _, err := fleet.Cleanup(ctx, id)
+				spec, _, err := fc.Cleanup(ctx, id)
 				return spec, err
 			})
 		},

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -59,10 +59,10 @@ func (a *app) spawnCommand() *cobra.Command {
 			// -1 means "the type's default" inside; given on the command
 			// line, any negative count is a mistake.
 			if cmd.Flags().Changed("max-restarts") && req.MaxRestarts < 0 {
-				return fmt.Errorf("%w: max restarts %d is not in 0..%d", control.ErrInvalid, req.MaxRestarts, workflows.MaxRestartsLimit)
+				return fmt.Errorf("%w: max restarts %d is not in 0..%d", fleet.ErrInvalid, req.MaxRestarts, workflows.MaxRestartsLimit)
 			}
 			if cmd.Flags().Changed("budget") && req.Budget < workflows.MinBudget {
-				return fmt.Errorf("%w: budget %d is not in %d..%d", control.ErrInvalid, req.Budget, workflows.MinBudget, workflows.MaxBudget)
+				return fmt.Errorf("%w: budget %d is not in %d..%d", fleet.ErrInvalid, req.Budget, workflows.MinBudget, workflows.MaxBudget)
 			}
 			// The request is complete and valid before anything connects.
 			offline, err := a.offline()
@@ -77,18 +77,18 @@ func (a *app) spawnCommand() *cobra.Command {
 			if req, err = offline.Resolve(req); err != nil {
 				return err
 			}
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			resolved, err := fleet.Start(cmd.Context(), req)
+			resolved, err := fc.Start(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
 			if !wait {
 				return a.print(resolved, func(w io.Writer) { fmt.Fprintln(w, resolved.WorkerID) })
 			}
-			spec, err := fleet.WaitStarted(cmd.Context(), resolved.WorkerID)
+			spec, err := fc.WaitStarted(cmd.Context(), resolved.WorkerID)
 			if err != nil {
 				return err
 			}
@@ -131,11 +131,11 @@ func (a *app) validateCommand() *cobra.Command {
   starter validate worker-implementation-001.json && starter spawn --from-spec worker-implementation-001.json`,
 		Args: args(1, "FILE"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			fleet, err := a.offline()
+			fc, err := a.offline()
 			if err != nil {
 				return err
 			}
-			req, err := fleet.ReadSpec(argv[0])
+			req, err := fc.ReadSpec(argv[0])
 			if err != nil {
 				return err
 			}
@@ -156,11 +156,11 @@ func (a *app) statusCommand() *cobra.Command {
   starter status worker-implementation-001 -o json | jq .heartbeat`,
 		Args: workerIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			spec, err := fleet.Status(cmd.Context(), argv[0])
+			spec, err := fc.Status(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
@@ -187,13 +187,13 @@ func (a *app) heartbeatCommand() *cobra.Command {
 			if err := hb.Validate(); err != nil {
 				return invalid(fmt.Errorf("heartbeat: %w", err))
 			}
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
 			now := time.Now().UTC()
 			hb.SentAt = &now
-			if err := fleet.Heartbeat(cmd.Context(), argv[0], hb); err != nil {
+			if err := fc.Heartbeat(cmd.Context(), argv[0], hb); err != nil {
 				return err
 			}
 			return a.print(map[string]any{"worker_id": argv[0], "heartbeat": hb}, func(w io.Writer) {
@@ -218,8 +218,8 @@ func (a *app) shutdownCommand() *cobra.Command {
   starter shutdown worker-implementation-001
   starter shutdown worker-implementation-001 --grace 30s`,
 		PreRunE: func(*cobra.Command, []string) error { return invalid(req.Validate()) },
-	}, &req.Reason, func(ctx context.Context, fleet *control.Fleet, id string) (workflows.WorkerSpec, error) {
-		return fleet.Shutdown(ctx, id, req)
+	}, &req.Reason, func(ctx context.Context, fc *fleet.Fleet, id string) (workflows.WorkerSpec, error) {
+		return fc.Shutdown(ctx, id, req)
 	})
 	cmd.Flags().DurationVar(&req.Grace, "grace", 0, "time between SIGTERM and SIGKILL (default: the worker's, 5s)")
 	return cmd
@@ -233,14 +233,14 @@ func (a *app) killCommand() *cobra.Command {
 		Example: `  # The runbook's "Emergency Kill", for one worker
   starter kill worker-implementation-001 --reason "runaway token use"`,
 		PreRunE: func(*cobra.Command, []string) error { return invalid(req.Validate()) },
-	}, &req.Reason, func(ctx context.Context, fleet *control.Fleet, id string) (workflows.WorkerSpec, error) {
-		return fleet.Kill(ctx, id, req)
+	}, &req.Reason, func(ctx context.Context, fc *fleet.Fleet, id string) (workflows.WorkerSpec, error) {
+		return fc.Kill(ctx, id, req)
 	})
 }
 
 // stopCommand completes shutdown and kill, which differ only in the request
 // they send: one worker by id, or every worker a filter selects with --all.
-func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.Context, *control.Fleet, string) (workflows.WorkerSpec, error)) *cobra.Command {
+func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.Context, *fleet.Fleet, string) (workflows.WorkerSpec, error)) *cobra.Command {
 	var (
 		wait, all, yes bool
 		ff             filterFlags
@@ -254,17 +254,17 @@ func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.
 		case !all && len(argv) != 1:
 			return usageError{fmt.Errorf("expected WORKER_ID (or --all), got %d argument(s)", len(argv))}
 		case !all:
-			return control.CheckID(argv[0])
+			return fleet.CheckID(argv[0])
 		}
 		return nil
 	}
 	cmd.RunE = func(cmd *cobra.Command, argv []string) error {
 		if !all {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			spec, err := stop(cmd.Context(), fleet, argv[0])
+			spec, err := stop(cmd.Context(), fc, argv[0])
 			if err != nil {
 				return err
 			}
@@ -277,11 +277,11 @@ func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.
 		if concurrency < 1 || concurrency > 100 {
 			return usageError{fmt.Errorf("--concurrency %d is not in 1..100", concurrency)}
 		}
-		fleet, err := a.connect()
+		fc, err := a.connect()
 		if err != nil {
 			return err
 		}
-		ids, err := fleet.ListIDs(cmd.Context(), flt)
+		ids, err := fc.ListIDs(cmd.Context(), flt)
 		if err != nil {
 			return err
 		}
@@ -294,7 +294,7 @@ func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.
 			}
 		}
 		return a.forMany(cmd, ids, concurrency, "stopped", func(ctx context.Context, id string) (workflows.WorkerSpec, error) {
-			if _, err := stop(ctx, fleet, id); err != nil {
+			if _, err := stop(ctx, fc, id); err != nil {
 				return workflows.WorkerSpec{}, err
 			}
 			return a.waitStopped(ctx, id)
@@ -380,11 +380,11 @@ func (a *app) budgetCommand() *cobra.Command {
   starter budget show -o json | jq .available`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			v, err := fleet.Budget().Show(cmd.Context())
+			v, err := fc.Budget().Show(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -401,11 +401,11 @@ func (a *app) budgetCommand() *cobra.Command {
 			if total < 0 {
 				return usageError{fmt.Errorf("--total %d must not be negative", total)}
 			}
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			v, err := fleet.Budget().SetTotal(cmd.Context(), total)
+			v, err := fc.Budget().SetTotal(cmd.Context(), total)
 			if err != nil {
 				return err
 			}
@@ -423,11 +423,11 @@ func (a *app) budgetCommand() *cobra.Command {
   starter budget recalc --dry-run -o json | jq '.drift'`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			r, err := fleet.RecalcBudget(cmd.Context(), dryRun)
+			r, err := fc.RecalcBudget(cmd.Context(), dryRun)
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 )
 
 func (a *app) doctorCommand() *cobra.Command {
@@ -18,13 +18,13 @@ func (a *app) doctorCommand() *cobra.Command {
   starter doctor --address temporal.internal:7233 -o json`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var checks []control.Check
-			fleet, err := a.connect()
+			var checks []fleet.Check
+			fc, err := a.connect()
 			if err != nil {
-				checks = []control.Check{{Name: "server", Detail: err.Error(),
+				checks = []fleet.Check{{Name: "server", Detail: err.Error(),
 					Fix: "start the server (make run starts a dev server) or set --address / TEMPORAL_ADDRESS"}}
 			} else {
-				checks = fleet.Doctor(cmd.Context(), a.conn.Namespace)
+				checks = fc.Doctor(cmd.Context(), a.conn.Namespace)
 			}
 			failed := 0
 			for _, c := range checks {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -28,12 +28,12 @@ func (ff *filterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&ff.query, "query", "", `raw visibility query, ANDed with the rest, e.g. 'Priority = "high"'`)
 }
 
-func (ff *filterFlags) filter() (control.Filter, error) {
-	statuses, err := control.ParseStatuses(ff.status)
+func (ff *filterFlags) filter() (fleet.Filter, error) {
+	statuses, err := fleet.ParseStatuses(ff.status)
 	if err != nil {
-		return control.Filter{}, err
+		return fleet.Filter{}, err
 	}
-	return control.Filter{Statuses: statuses, Type: ff.typ, Master: ff.master, Query: ff.query}, nil
+	return fleet.Filter{Statuses: statuses, Type: ff.typ, Master: ff.master, Query: ff.query}, nil
 }
 
 func (a *app) listCommand() *cobra.Command {
@@ -64,12 +64,12 @@ it, so a dead worker never looks alive.`,
 			if watch && a.output == "json" {
 				return usageError{fmt.Errorf("--watch shows a table; it does not combine with -o json")}
 			}
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
 			for {
-				specs, err := fleet.List(cmd.Context(), flt)
+				specs, err := fc.List(cmd.Context(), flt)
 				if err != nil {
 					if watch && cmd.Context().Err() != nil {
 						return nil // interrupted mid-refresh: the dashboard just ends

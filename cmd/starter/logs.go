@@ -24,15 +24,15 @@ func (a *app) logsCommand() *cobra.Command {
 			if lines < 1 || lines > 10000 {
 				return usageError{fmt.Errorf("-n %d is not in 1..10000", lines)}
 			}
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			spec, err := fleet.Status(cmd.Context(), argv[0])
+			spec, err := fc.Status(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
-			chunk, err := fleet.ReadLog(cmd.Context(), spec, lines, -1)
+			chunk, err := fc.ReadLog(cmd.Context(), spec, lines, -1)
 			if err != nil {
 				return err
 			}
@@ -43,11 +43,11 @@ func (a *app) logsCommand() *cobra.Command {
 					return nil
 				case <-time.After(time.Second):
 				}
-				if spec, err = fleet.Status(cmd.Context(), argv[0]); err != nil {
+				if spec, err = fc.Status(cmd.Context(), argv[0]); err != nil {
 					return err
 				}
 				// One last read after the end catches the final lines.
-				if chunk, err = fleet.ReadLog(cmd.Context(), spec, 0, chunk.NextOffset); err != nil {
+				if chunk, err = fc.ReadLog(cmd.Context(), spec, 0, chunk.NextOffset); err != nil {
 					return err
 				}
 				fmt.Fprint(a.stdout, chunk.Text)

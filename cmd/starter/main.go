@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // errors, recognised here by their wording.
 func isUsage(err error) bool {
 	var usage usageError
-	if errors.As(err, &usage) || errors.Is(err, control.ErrInvalid) {
+	if errors.As(err, &usage) || errors.Is(err, fleet.ErrInvalid) {
 		return true
 	}
 	msg := err.Error()
@@ -84,7 +84,7 @@ type app struct {
 	typesFile string
 
 	client client.Client
-	fleet  *control.Fleet
+	fleet  *fleet.Fleet
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -117,7 +117,7 @@ func (a *app) validateGlobal(*cobra.Command, []string) error {
 
 // connect dials Temporal once per invocation, after the arguments were
 // checked, so a usage error never waits on the network.
-func (a *app) connect() (*control.Fleet, error) {
+func (a *app) connect() (*fleet.Fleet, error) {
 	if a.fleet != nil {
 		return a.fleet, nil
 	}
@@ -130,18 +130,18 @@ func (a *app) connect() (*control.Fleet, error) {
 		return nil, err
 	}
 	a.client = c
-	a.fleet = &control.Fleet{Client: c, Registry: registry}
+	a.fleet = &fleet.Fleet{Client: c, Registry: registry}
 	return a.fleet, nil
 }
 
 // offline is the fleet without a connection, for commands that only check
 // input.
-func (a *app) offline() (*control.Fleet, error) {
+func (a *app) offline() (*fleet.Fleet, error) {
 	registry, err := workertypes.Load(a.typesFile)
 	if err != nil {
 		return nil, err
 	}
-	return &control.Fleet{Registry: registry}, nil
+	return &fleet.Fleet{Registry: registry}, nil
 }
 
 // print writes v as JSON, or text() when the output is text.
@@ -171,7 +171,7 @@ func invalid(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %s", control.ErrInvalid, strings.ReplaceAll(err.Error(), "\n", "; "))
+	return fmt.Errorf("%w: %s", fleet.ErrInvalid, strings.ReplaceAll(err.Error(), "\n", "; "))
 }
 
 // workerIDArg takes one argument, a well-formed worker id. Checked here,
@@ -181,5 +181,5 @@ func workerIDArg(cmd *cobra.Command, got []string) error {
 	if err := args(1, "WORKER_ID")(cmd, got); err != nil {
 		return err
 	}
-	return control.CheckID(got[0])
+	return fleet.CheckID(got[0])
 }

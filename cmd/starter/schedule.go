@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -23,11 +23,11 @@ func (a *app) archiveCommand() *cobra.Command {
   starter archive --older-than 24h --dry-run`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			report, err := fleet.RunArchival(cmd.Context(), req)
+			report, err := fc.RunArchival(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -60,7 +60,7 @@ func (a *app) scheduleCommand() *cobra.Command {
 			return usageError{fmt.Errorf("schedule needs a subcommand: install, describe, trigger, pause, unpause or delete")}
 		},
 	}
-	cfg := control.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention, SweepCron: workflows.DefaultSweepCron}
+	cfg := fleet.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention, SweepCron: workflows.DefaultSweepCron}
 	which := "archival"
 	install := &cobra.Command{
 		Use:   "install",
@@ -70,11 +70,11 @@ func (a *app) scheduleCommand() *cobra.Command {
   starter schedule install --archive-at "30 3 * * *" --retention 240h`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			created, err := fleet.InstallSchedules(cmd.Context(), cfg)
+			created, err := fc.InstallSchedules(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -173,11 +173,11 @@ func (a *app) scheduleHandle(cmd *cobra.Command, which string) (string, client.S
 	if !ok {
 		return "", nil, usageError{fmt.Errorf("--schedule %q must be archival or sweep", which)}
 	}
-	fleet, err := a.connect()
+	fc, err := a.connect()
 	if err != nil {
 		return "", nil, err
 	}
-	return id, fleet.Client.ScheduleClient().GetHandle(cmd.Context(), id), nil
+	return id, fc.Client.ScheduleClient().GetHandle(cmd.Context(), id), nil
 }
 
 func (a *app) sweepCommand() *cobra.Command {
@@ -189,11 +189,11 @@ func (a *app) sweepCommand() *cobra.Command {
   starter sweep -o json | jq '.orphans'`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fleet, err := a.connect()
+			fc, err := a.connect()
 			if err != nil {
 				return err
 			}
-			r, err := fleet.RunSweep(cmd.Context())
+			r, err := fc.RunSweep(cmd.Context())
 			if err != nil {
 				return err
 			}

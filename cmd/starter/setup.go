@@ -12,14 +12,14 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 func (a *app) setupCommand() *cobra.Command {
-	cfg := control.SetupConfig{
-		Retention: control.DefaultNamespaceRetention,
-		Schedules: control.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention, SweepCron: workflows.DefaultSweepCron},
+	cfg := fleet.SetupConfig{
+		Retention: fleet.DefaultNamespaceRetention,
+		Schedules: fleet.ScheduleConfig{ArchiveCron: workflows.DefaultArchiveCron, Retention: workflows.DefaultRetention, SweepCron: workflows.DefaultSweepCron},
 	}
 	var wait time.Duration
 	cmd := &cobra.Command{
@@ -33,7 +33,7 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 		Example: `  # A new cluster (scripts/cluster.sh and docker-compose.yml run this)
   starter setup --create-namespace --wait 2m
   # An existing namespace, e.g. on Temporal Cloud
-  TEMPORAL_API_KEY=... starter setup --namespace fleet.a1b2c --address fleet.a1b2c.tmprl.cloud:7233`,
+  TEMPORAL_API_KEY=... starter setup --namespace fc.a1b2c --address fc.a1b2c.tmprl.cloud:7233`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Namespace = a.conn.Namespace
@@ -48,21 +48,21 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 			}
 			// Every step is idempotent, so a retry repeats the setup whole;
 			// what an earlier attempt did is kept for the report.
-			var report control.SetupReport
+			var report fleet.SetupReport
 			for {
-				fleet, err := a.connect()
+				fc, err := a.connect()
 				if err == nil {
-					var got control.SetupReport
-					got, err = fleet.Setup(ctx, cfg)
+					var got fleet.SetupReport
+					got, err = fc.Setup(ctx, cfg)
 					report = mergeSetup(report, got)
 				}
 				if err == nil {
 					break
 				}
 				switch {
-				case errors.Is(err, control.ErrNoNamespace):
+				case errors.Is(err, fleet.ErrNoNamespace):
 					return fmt.Errorf("%w; give --create-namespace to register it", err)
-				case errors.Is(err, control.ErrRetentionTooShort):
+				case errors.Is(err, fleet.ErrRetentionTooShort):
 					return fmt.Errorf("%w; give --update-retention to raise it to %s (--namespace-retention), or archive sooner with --retention", err, cfg.Retention)
 				case wait == 0 || !serverStarting(err):
 					return err
@@ -109,7 +109,7 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 // serverStarting tells the errors of a server that is not up yet, worth
 // another try, from a refusal that another try would repeat.
 func serverStarting(err error) bool {
-	if errors.Is(err, control.ErrInvalid) {
+	if errors.Is(err, fleet.ErrInvalid) {
 		return false
 	}
 	var unavailable *serviceerror.Unavailable
@@ -119,7 +119,7 @@ func serverStarting(err error) bool {
 }
 
 // mergeSetup keeps what an earlier, failed attempt did.
-func mergeSetup(before, after control.SetupReport) control.SetupReport {
+func mergeSetup(before, after fleet.SetupReport) fleet.SetupReport {
 	after.NamespaceCreated = after.NamespaceCreated || before.NamespaceCreated
 	after.RetentionUpdated = after.RetentionUpdated || before.RetentionUpdated
 	for _, name := range before.AttributesAdded {

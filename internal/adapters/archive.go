@@ -6,14 +6,14 @@ import (
 	"time"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // Archive finds ended lifecycles through visibility and reads their final
 // specs from their results.
 type Archive struct {
-	Fleet *control.Fleet
+	Fleet *fleet.Fleet
 }
 
 var _ activities.Archive = (*Archive)(nil)

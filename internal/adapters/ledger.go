@@ -19,13 +19,13 @@ import (
 	"errors"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 )
 
 // Ledger reserves and releases through the budget ledger for the
 // lifecycles' budget activities.
 type Ledger struct {
-	Budget *control.Budget
+	Budget *fleet.Budget
 }
 
 var _ activities.Ledger = (*Ledger)(nil)
@@ -34,7 +34,7 @@ var _ activities.Ledger = (*Ledger)(nil)
 // activities.ErrBudgetRefused, with the ledger's message.
 func (l *Ledger) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
 	err := l.Budget.Reserve(ctx, workerID, lease, amount)
-	if errors.Is(err, control.ErrBudgetRefused) {
+	if errors.Is(err, fleet.ErrBudgetRefused) {
 		return budgetRefused{err}
 	}
 	return err

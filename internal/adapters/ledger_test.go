@@ -11,14 +11,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 )
 
 // TestRefusalsAgree: the ledger words its refusal with the activities'
 // error; control trims that word off to wrap its own, so both must read
 // the same.
 func TestRefusalsAgree(t *testing.T) {
-	require.Equal(t, activities.ErrBudgetRefused.Error(), control.ErrBudgetRefused.Error())
+	require.Equal(t, activities.ErrBudgetRefused.Error(), fleet.ErrBudgetRefused.Error())
 }
 
 // TestLedgerRefusalIsTheActivitiesRefusal: the budget activity recognises
@@ -30,11 +30,11 @@ func TestLedgerRefusalIsTheActivitiesRefusal(t *testing.T) {
 	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(h, nil)
 	h.On("Get", mock.Anything, nil).Return(temporal.NewNonRetryableApplicationError(
 		"insufficient budget: available 5 < required 10", activities.ErrTypeBudgetRefused, nil)).Once()
-	ledger := &Ledger{Budget: &control.Budget{Client: c}}
+	ledger := &Ledger{Budget: &fleet.Budget{Client: c}}
 
 	err := ledger.Reserve(context.Background(), "worker-a-1", "lease-1", 10)
 	require.ErrorIs(t, err, activities.ErrBudgetRefused)
-	require.ErrorIs(t, err, control.ErrBudgetRefused)
+	require.ErrorIs(t, err, fleet.ErrBudgetRefused)
 	require.EqualError(t, err, "insufficient budget: available 5 < required 10")
 
 	other := errors.New("workflow update was aborted")

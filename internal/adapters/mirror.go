@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/coordination"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // MirrorSource feeds the coordination mirror from Temporal.
 type MirrorSource struct {
-	Fleet *control.Fleet
+	Fleet *fleet.Fleet
 }
 
 var _ coordination.Source = (*MirrorSource)(nil)
@@ -20,7 +20,7 @@ var _ coordination.Source = (*MirrorSource)(nil)
 // Lifecycles returns the specs of the open lifecycles and of those that
 // ended since endedSince, one per worker id (its latest lifecycle).
 func (m *MirrorSource) Lifecycles(ctx context.Context, endedSince time.Time) ([]workflows.WorkerSpec, error) {
-	return m.Fleet.List(ctx, control.Filter{Ended: true,
+	return m.Fleet.List(ctx, fleet.Filter{Ended: true,
 		Query: fmt.Sprintf(`ExecutionStatus = "Running" OR CloseTime > %q`, endedSince.UTC().Format(time.RFC3339Nano))})
 }
 

@@ -5,14 +5,14 @@ import (
 	"errors"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // Sweeper gives the sweep its view of the fleet, and the host activities
 // theirs of who owns a process.
 type Sweeper struct {
-	Fleet *control.Fleet
+	Fleet *fleet.Fleet
 }
 
 var (
@@ -22,7 +22,7 @@ var (
 
 // Zombies lists the lifecycles waiting in zombie.
 func (s *Sweeper) Zombies(ctx context.Context) ([]string, error) {
-	return s.Fleet.ListIDs(ctx, control.Filter{Statuses: []workflows.Status{workflows.StatusZombie}})
+	return s.Fleet.ListIDs(ctx, fleet.Filter{Statuses: []workflows.Status{workflows.StatusZombie}})
 }
 
 // CleanupZombie retries a zombie's compensation and returns its status.
@@ -66,7 +66,7 @@ func (s *Sweeper) Recalc(ctx context.Context) ([]activities.Released, error) {
 // ignoreUnknown: a process whose worker has no lifecycle at all is owned by
 // nobody; that is an answer, not an error.
 func ignoreUnknown(err error) error {
-	if errors.Is(err, control.ErrUnknownWorker) {
+	if errors.Is(err, fleet.ErrUnknownWorker) {
 		return nil
 	}
 	return err

@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/mocks"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -44,7 +44,7 @@ func TestOwnsProcess(t *testing.T) {
 				v.On("Get", mock.Anything).Run(func(args mock.Arguments) { *args.Get(0).(*workflows.WorkerSpec) = c.spec }).Return(nil)
 				client.On("QueryWorkflow", mock.Anything, workflows.WorkflowID(id), "", workflows.QueryStatus).Return(v, nil)
 			}
-			owns, err := (&Sweeper{Fleet: &control.Fleet{Client: client}}).OwnsProcess(context.Background(), id, host, pid)
+			owns, err := (&Sweeper{Fleet: &fleet.Fleet{Client: client}}).OwnsProcess(context.Background(), id, host, pid)
 			if c.wantErr {
 				require.Error(t, err)
 				return

@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/devserver"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -68,7 +68,7 @@ func TestHundredSpawnsOverABudgetForTen(t *testing.T) {
 	after := h.budget(t)
 	require.Equal(t, after.Total, after.Available+after.Used)
 	require.Equal(t, before.Used, after.Used, "every allocation came back, once")
-	ids, err := h.fleet.ListIDs(ctx, control.Filter{Master: "crowd-master"})
+	ids, err := h.fleet.ListIDs(ctx, fleet.Filter{Master: "crowd-master"})
 	require.NoError(t, err)
 	require.Empty(t, ids)
 }
@@ -369,11 +369,11 @@ func TestLedgerCancelledOrTerminated(t *testing.T) {
 	require.Zero(t, fresh.Used, "a terminated ledger is replaced by an empty one")
 	h.starterOK(t, "budget", "set", "--total", fmt.Sprint(withLive.Total))
 
-	dry := starterJSON[control.Recalc](t, "budget", "recalc", "--dry-run")
+	dry := starterJSON[fleet.Recalc](t, "budget", "recalc", "--dry-run")
 	require.Len(t, dry.Missing, 1)
 	require.False(t, dry.Missing[0].Restored)
 	require.Zero(t, h.budget(t).Used, "a dry run changes nothing")
-	r := starterJSON[control.Recalc](t, "budget", "recalc")
+	r := starterJSON[fleet.Recalc](t, "budget", "recalc")
 	require.Len(t, r.Missing, 1)
 	require.Equal(t, id, r.Missing[0].WorkerID)
 	require.True(t, r.Missing[0].Restored)
@@ -381,7 +381,7 @@ func TestLedgerCancelledOrTerminated(t *testing.T) {
 	rebuilt := h.budget(t)
 	require.Equal(t, withLive.Used, rebuilt.Used)
 	require.Equal(t, withLive.Available, rebuilt.Available)
-	again := starterJSON[control.Recalc](t, "budget", "recalc")
+	again := starterJSON[fleet.Recalc](t, "budget", "recalc")
 	require.Empty(t, again.Missing, "restored once")
 
 	final := starterJSON[workflows.WorkerSpec](t, "shutdown", id)

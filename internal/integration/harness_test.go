@@ -26,7 +26,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/devserver"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
@@ -46,7 +46,7 @@ type harness struct {
 	typesFile string
 	logDir    string
 	client    client.Client
-	fleet     *control.Fleet
+	fleet     *fleet.Fleet
 	workers   map[string]*exec.Cmd // worker programs by host
 	external  bool                 // the server is not the harness's own
 }
@@ -164,7 +164,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	h.fleet = &control.Fleet{Client: h.client, Registry: registry}
+	h.fleet = &fleet.Fleet{Client: h.client, Registry: registry}
 
 	h.workers = map[string]*exec.Cmd{}
 	defer h.stopWorkers()

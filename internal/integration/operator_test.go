@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/commit-relay/worker-lifecycle/internal/control"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/devserver"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -48,7 +48,7 @@ func spawnMany(t *testing.T, n int, master string, extra func(i int, r *workflow
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool {
-		got, err := h.fleet.ListIDs(context.Background(), control.Filter{Master: master})
+		got, err := h.fleet.ListIDs(context.Background(), fleet.Filter{Master: master})
 		return err == nil && len(got) == n
 	}, 15*time.Second, 200*time.Millisecond, "visibility must list the %d workers", n)
 	return ids
@@ -148,7 +148,7 @@ func TestShutdownAllOverTwentyWorkers(t *testing.T) {
 		requireGone(t, pid)
 	}
 	require.Eventually(t, func() bool {
-		got, err := h.fleet.ListIDs(context.Background(), control.Filter{Master: "bulk-master"})
+		got, err := h.fleet.ListIDs(context.Background(), fleet.Filter{Master: "bulk-master"})
 		return err == nil && len(got) == 0
 	}, 10*time.Second, 200*time.Millisecond, "no worker of the master is left running")
 	require.Equal(t, before, h.budget(t), "the budget is exact")
@@ -207,7 +207,7 @@ func TestRecalcFixesADriftedLedger(t *testing.T) {
 	drifted := h.budget(t)
 	require.Equal(t, before.Available-1000-777-123, drifted.Available)
 
-	dry := starterJSON[control.Recalc](t, "budget", "recalc", "--dry-run")
+	dry := starterJSON[fleet.Recalc](t, "budget", "recalc", "--dry-run")
 	require.Len(t, dry.Drift, 2)
 	require.Equal(t, drifted, h.budget(t), "a dry run changes nothing")
 
@@ -218,7 +218,7 @@ func TestRecalcFixesADriftedLedger(t *testing.T) {
 	require.Equal(t, before.Available-1000, after.Available, "only the live worker's allocation is left")
 	require.Equal(t, before.Used+1000, after.Used)
 
-	again := starterJSON[control.Recalc](t, "budget", "recalc")
+	again := starterJSON[fleet.Recalc](t, "budget", "recalc")
 	require.Empty(t, again.Drift, "a second run finds nothing")
 }
 
@@ -298,7 +298,7 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `FAIL\s+worker program\s+nobody polls task queue worker-lifecycle`, out)
 	require.Contains(t, out, "fix: start a worker program: go run ./worker")
 
-	checks := starterJSONCode[[]control.Check](t, 1, "doctor", "--address", "127.0.0.1:1")
+	checks := starterJSONCode[[]fleet.Check](t, 1, "doctor", "--address", "127.0.0.1:1")
 	require.Len(t, checks, 1)
 	require.False(t, checks[0].OK)
 	require.Contains(t, checks[0].Fix, "start the server")
@@ -335,17 +335,17 @@ func TestSetupPreparesABareServer(t *testing.T) {
 	unchanged()
 
 	schedules := []string{workflows.ArchivalScheduleID, workflows.SweepScheduleID}
-	first := starterJSON[control.SetupReport](t, append(at, "setup", "--update-retention")...)
-	require.Equal(t, control.SetupReport{RetentionUpdated: true, Retention: "216h0m0s", AttributesAdded: workflows.SearchAttributeNames, SchedulesCreated: schedules}, first)
-	again := starterJSON[control.SetupReport](t, append(at, "setup")...)
-	require.Equal(t, control.SetupReport{Retention: "216h0m0s", SchedulesUpToDate: schedules}, again, "a second run changes nothing")
+	first := starterJSON[fleet.SetupReport](t, append(at, "setup", "--update-retention")...)
+	require.Equal(t, fleet.SetupReport{RetentionUpdated: true, Retention: "216h0m0s", AttributesAdded: workflows.SearchAttributeNames, SchedulesCreated: schedules}, first)
+	again := starterJSON[fleet.SetupReport](t, append(at, "setup")...)
+	require.Equal(t, fleet.SetupReport{Retention: "216h0m0s", SchedulesUpToDate: schedules}, again, "a second run changes nothing")
 	out, _, _ := h.starter(t, append(at, "doctor")...)
 	require.Regexp(t, `ok\s+search attributes\s+WorkerStatus, WorkerType, Master, TaskId, Priority`, out)
 	require.Regexp(t, `ok\s+schedules\s+worker-archival, zombie-sweep`, out)
 
 	// A namespace of its own, as a second fleet on the same cluster would.
-	other := starterJSON[control.SetupReport](t, append(at, "setup", "--namespace", "fleet-b", "--create-namespace")...)
-	require.Equal(t, control.SetupReport{NamespaceCreated: true, Retention: "216h0m0s", AttributesAdded: workflows.SearchAttributeNames, SchedulesCreated: schedules}, other)
+	other := starterJSON[fleet.SetupReport](t, append(at, "setup", "--namespace", "fleet-b", "--create-namespace")...)
+	require.Equal(t, fleet.SetupReport{NamespaceCreated: true, Retention: "216h0m0s", AttributesAdded: workflows.SearchAttributeNames, SchedulesCreated: schedules}, other)
 	out, _, _ = h.starter(t, append(at, "doctor", "--namespace", "fleet-b")...)
 	require.Regexp(t, `ok\s+namespace\s+fleet-b`, out)
 	require.Regexp(t, `ok\s+search attributes`, out)

@@ -32,21 +32,21 @@ var layerTable = [][]string{
 	// The durable state machines and the declaration of the Temporal surface.
 	{"workflows"},
 	// What builds on the workflows' declarations without being a program:
-	// the operators' client, the coordination files, and the dev server
+	// the public client of masters and operators (fleet), the coordination files, and the dev server
 	// starter of the benchmark and the integration tests (it registers the
 	// lifecycles' search attributes from workflows, so it cannot be a leaf).
-	{"internal/control", "internal/coordination", "internal/devserver"},
+	{"fleet", "internal/coordination", "internal/devserver"},
 	// The worker program's implementations of the activities' interfaces
-	// over Temporal, built on the operators' client.
+	// over Temporal, built on the public client (fleet).
 	{"internal/adapters"},
 	// Programs and tests: nothing imports them.
 	{"worker", "cmd/starter", "cmd/bench", "cmd/demo-agent", "internal/integration", "internal/integration/testagent", "deploy", "internal/layers"},
 }
 
 // sameLayerOK lists the imports allowed within a layer, importer -> imported.
-// None is needed: the leaves are independent of each other, and control and
+// None is needed: the leaves are independent of each other, and fleet and
 // coordination stay apart (the mirror reads through coordination.Source,
-// which internal/adapters implements with control). The programs of the top
+// which internal/adapters implements with fleet). The programs of the top
 // layer are main packages or tests, which nothing can import.
 var sameLayerOK = map[[2]string]bool{}
 
@@ -74,9 +74,9 @@ func TestLayers(t *testing.T) {
 // TestControlUsesActivitiesDataTypesOnly: the operators' client may name
 // the activities' data types an operator call returns or sends, nothing
 // else; the activities' interfaces are implemented in internal/adapters.
-func TestControlUsesActivitiesDataTypesOnly(t *testing.T) {
+func TestFleetUsesActivitiesDataTypesOnly(t *testing.T) {
 	allowed := map[string]bool{"LogChunk": true, "LogRequest": true}
-	dir := filepath.Join(moduleRoot(t), "internal", "control")
+	dir := filepath.Join(moduleRoot(t), "fleet")
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no Go files in %s (%v)", dir, err)
@@ -92,7 +92,7 @@ func TestControlUsesActivitiesDataTypesOnly(t *testing.T) {
 		}
 		for _, name := range selectorsOf(f, module+"/activities") {
 			if !allowed[name.Sel.Name] {
-				t.Errorf("%s: internal/control uses activities.%s; it may use only the data types %v of the activities package (adapters belong in internal/adapters)",
+				t.Errorf("%s: fleet uses activities.%s; it may use only the data types %v of the activities package (adapters belong in internal/adapters)",
 					fset.Position(name.Pos()), name.Sel.Name, keys(allowed))
 			}
 		}

@@ -11,7 +11,7 @@
 // fleet) and the coordination mirror's source live in internal/adapters,
 // which builds on this package; this package never imports it, and uses the
 // activities package only for the data types an operator call returns.
-package control
+package fleet
 
 import (
 	"context"
