@@ -27,7 +27,7 @@ type EndedRun struct {
 // EndedRuns lists the lifecycle runs that ended completed or cleaned up
 // before closedBefore, as visibility knows them: what the archival
 // archives. A run that continued as new is not an end.
-func (f *Fleet) EndedRuns(ctx context.Context, closedBefore time.Time) ([]EndedRun, error) {
+func (f *Client) EndedRuns(ctx context.Context, closedBefore time.Time) ([]EndedRun, error) {
 	query := workflows.ListQuery(`ExecutionStatus != "Running"`,
 		fmt.Sprintf("%s IN (%q, %q)", workflows.SearchAttrStatus.GetName(), workflows.StatusCompleted, workflows.StatusCleanedUp),
 		fmt.Sprintf("CloseTime < %q", closedBefore.UTC().Format(time.RFC3339Nano)))
@@ -42,12 +42,12 @@ func (f *Fleet) EndedRuns(ctx context.Context, closedBefore time.Time) ([]EndedR
 }
 
 // RunArchival runs the archival workflow now and returns its report.
-func (f *Fleet) RunArchival(ctx context.Context, req workflows.ArchiveRequest) (workflows.ArchiveReport, error) {
+func (f *Client) RunArchival(ctx context.Context, req workflows.ArchiveRequest) (workflows.ArchiveReport, error) {
 	var report workflows.ArchiveReport
 	if err := req.Validate(); err != nil {
 		return report, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	run, err := f.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflows.ArchivalWorkflowIDStart + "-manual-" + newNonce(),
 		TaskQueue: workflows.TaskQueue,
 	}, workflows.ArchiveCompleted, req)
@@ -86,7 +86,7 @@ func (cfg ScheduleConfig) Validate() error {
 // InstallSchedules creates the archival and sweep schedules, or updates them
 // to the config when they exist, so that installing twice is harmless. It
 // reports which it created.
-func (f *Fleet) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (created []string, err error) {
+func (f *Client) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (created []string, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -111,9 +111,9 @@ func (f *Fleet) InstallSchedules(ctx context.Context, cfg ScheduleConfig) (creat
 	return created, nil
 }
 
-func (f *Fleet) installSchedule(ctx context.Context, id, cron, note string, action *client.ScheduleWorkflowAction) (bool, error) {
+func (f *Client) installSchedule(ctx context.Context, id, cron, note string, action *client.ScheduleWorkflowAction) (bool, error) {
 	spec := client.ScheduleSpec{CronExpressions: []string{cron}}
-	sc := f.Client.ScheduleClient()
+	sc := f.temporal.ScheduleClient()
 	_, err := sc.Create(ctx, client.ScheduleOptions{
 		ID: id, Spec: spec, Action: action, Note: note,
 		// A run still going when the next is due means the last one is

@@ -12,7 +12,7 @@ import (
 // Cleanup finishes the compensation of a zombie at once. It reports whether
 // it changed anything: a worker that has ended cleanly needs nothing, which
 // makes a second cleanup harmless.
-func (f *Fleet) Cleanup(ctx context.Context, workerID string) (workflows.WorkerSpec, bool, error) {
+func (f *Client) Cleanup(ctx context.Context, workerID string) (workflows.WorkerSpec, bool, error) {
 	spec, err := f.Status(ctx, workerID)
 	if err != nil {
 		return spec, false, err
@@ -24,7 +24,7 @@ func (f *Fleet) Cleanup(ctx context.Context, workerID string) (workflows.WorkerS
 	default:
 		return spec, false, nil
 	}
-	h, err := f.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	h, err := f.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.WorkflowID(workerID),
 		UpdateName:   workflows.UpdateCleanup,
 		WaitForStage: client.WorkflowUpdateStageCompleted,

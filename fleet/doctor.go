@@ -29,17 +29,17 @@ type Check struct {
 const pollerFresh = 2 * time.Minute
 
 // Doctor checks what the lifecycles need, each failure with its fix.
-func (f *Fleet) Doctor(ctx context.Context, namespace string) []Check {
+func (f *Client) Doctor(ctx context.Context, namespace string) []Check {
 	var checks []Check
 	add := func(c Check) { checks = append(checks, c) }
 
-	if _, err := f.Client.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+	if _, err := f.temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 		add(Check{Name: "server", Detail: err.Error(), Fix: "start the server (make run starts a dev server) or set --address / TEMPORAL_ADDRESS"})
 		return checks
 	}
 	add(Check{Name: "server", OK: true, Detail: "reachable"})
 
-	if _, err := f.Client.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace}); err != nil {
+	if _, err := f.temporal.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace}); err != nil {
 		add(Check{Name: "namespace", Detail: fmt.Sprintf("%s: %v", namespace, err),
 			Fix: fmt.Sprintf("temporal operator namespace create --namespace %s", namespace)})
 		return checks
@@ -67,8 +67,8 @@ func (f *Fleet) Doctor(ctx context.Context, namespace string) []Check {
 	return checks
 }
 
-func (f *Fleet) checkSearchAttributes(ctx context.Context, namespace string) Check {
-	resp, err := f.Client.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+func (f *Client) checkSearchAttributes(ctx context.Context, namespace string) Check {
+	resp, err := f.temporal.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {
 		return Check{Name: "search attributes", Detail: err.Error()}
 	}
@@ -84,8 +84,8 @@ func (f *Fleet) checkSearchAttributes(ctx context.Context, namespace string) Che
 	return Check{Name: "search attributes", OK: true, Detail: strings.Join(workflows.SearchAttributeNames, ", ")}
 }
 
-func (f *Fleet) checkLedger(ctx context.Context) Check {
-	desc, err := f.Client.DescribeWorkflowExecution(ctx, workflows.LedgerWorkflowID, "")
+func (f *Client) checkLedger(ctx context.Context) Check {
+	desc, err := f.temporal.DescribeWorkflowExecution(ctx, workflows.LedgerWorkflowID, "")
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &notFound):
@@ -100,8 +100,8 @@ func (f *Fleet) checkLedger(ctx context.Context) Check {
 	return Check{Name: "budget ledger", OK: true, Detail: "running (" + workflows.LedgerWorkflowID + ")"}
 }
 
-func (f *Fleet) checkSchedules(ctx context.Context) Check {
-	iter, err := f.Client.ScheduleClient().List(ctx, client.ScheduleListOptions{})
+func (f *Client) checkSchedules(ctx context.Context) Check {
+	iter, err := f.temporal.ScheduleClient().List(ctx, client.ScheduleListOptions{})
 	if err != nil {
 		return Check{Name: "schedules", Detail: err.Error()}
 	}
@@ -121,8 +121,8 @@ func (f *Fleet) checkSchedules(ctx context.Context) Check {
 }
 
 // pollers returns the identities that polled queue recently.
-func (f *Fleet) pollers(ctx context.Context, queue string, kind enumspb.TaskQueueType) []string {
-	resp, err := f.Client.DescribeTaskQueue(ctx, queue, kind)
+func (f *Client) pollers(ctx context.Context, queue string, kind enumspb.TaskQueueType) []string {
+	resp, err := f.temporal.DescribeTaskQueue(ctx, queue, kind)
 	if err != nil {
 		return nil
 	}
@@ -137,7 +137,7 @@ func (f *Fleet) pollers(ctx context.Context, queue string, kind enumspb.TaskQueu
 
 // Hosts names the hosts whose worker programs poll the shared queue
 // (recently, and as far as the server says: an error names none).
-func (f *Fleet) Hosts(ctx context.Context) []string {
+func (f *Client) Hosts(ctx context.Context) []string {
 	return hostsOf(f.pollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY))
 }
 

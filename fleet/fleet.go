@@ -1,16 +1,27 @@
-// Package control is the operators' client of the lifecycle manager: what
-// the starter CLI (and the tests and the benchmark) call to spawn, inspect,
-// heartbeat and stop workers, read their logs, show and reconcile the
-// budget, and set up, check and sweep the server. The public client for
-// masters grows from it. It validates every request before it reaches
-// Temporal, so bad input changes nothing.
+// Package fleet is the client of the worker lifecycle manager, for masters,
+// agents and operators alike: the starter CLI is built on it, so a program
+// that imports it does what the CLI does, by the same path. It spawns
+// workers (Client.Spawn), reads them (Status, List, Wait), heartbeats them
+// (Heartbeat, and Heartbeater for an agent's loop), stops them (Shutdown,
+// Kill, Cleanup), shows and sets the budget (Client.Budget), and sets up,
+// checks, sweeps and archives the server for operators.
+//
+// Every request is validated before it reaches Temporal, with the messages
+// the lifecycle itself would fail with, so bad input changes nothing. Errors
+// are typed so that a caller can branch on them: errors.Is with
+// ErrUnknownWorker, ErrEnded, ErrAlreadyLive, ErrBudgetRefused, ErrSpawnFailed
+// and ErrInvalid, and errors.As with *InvalidError for the bad fields.
+//
+// The payloads (workflows.SpawnRequest, workflows.Heartbeat,
+// workflows.WorkerSpec...) are the wire contract of docs/API.md, declared
+// once in package workflows.
 //
 // It is not the worker program's side: the implementations of the
 // activities' interfaces over Temporal (the ledger's reserve and release,
 // the watcher's reports, the breakers, the archive, the sweep's view of the
-// fleet) and the coordination mirror's source live in internal/adapters,
-// which builds on this package; this package never imports it, and uses the
-// activities package only for the data types an operator call returns.
+// fleet) live in internal/adapters, which builds on this package; this
+// package never imports it, and uses the activities package only for the
+// data types an operator call returns.
 package fleet
 
 import (
@@ -42,23 +53,55 @@ var (
 	ErrSpawnFailed   = errors.New("spawn failed")
 )
 
-// Fleet spawns and steers lifecycles.
-type Fleet struct {
-	Client   client.Client
-	Registry *workertypes.Registry
-	// StartWait bounds how long Spawn waits for the lifecycle to leave
+// Client spawns and steers lifecycles. It is safe for concurrent use.
+type Client struct {
+	temporal client.Client
+	// types fill a request's defaults: the worker types the worker
+	// programs run, so that a spawn asks for what the host will start.
+	types     *workertypes.Registry
+	startWait time.Duration
+}
+
+// Options configure a Client.
+type Options struct {
+	// WorkerTypesFile is the worker types file the worker programs run with
+	// (their --worker-types); empty means the built-in types. Spawn fills a
+	// request's budget, time limit, restarts and heartbeat mode from it.
+	WorkerTypesFile string
+	// StartWait bounds how long Spawn waits for a lifecycle to leave
 	// pending; zero means 30 seconds.
 	StartWait time.Duration
 }
 
+// New returns a client on a Temporal connection that the caller owns and
+// closes. A nil connection gives an offline client, which can only check
+// requests (Resolve, ReadSpec).
+func New(c client.Client, o Options) (*Client, error) {
+	types, err := workertypes.Load(o.WorkerTypesFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if o.StartWait < 0 {
+		return nil, fmt.Errorf("%w: start wait %s is negative", ErrInvalid, o.StartWait)
+	}
+	if o.StartWait == 0 {
+		o.StartWait = 30 * time.Second
+	}
+	return &Client{temporal: c, types: types, startWait: o.StartWait}, nil
+}
+
+// Temporal is the connection the client was made with, for what this
+// package does not cover (the Temporal SDK's own calls).
+func (f *Client) Temporal() client.Client { return f.temporal }
+
 // Resolve fills a spawn request's defaults from the worker type (budget,
 // time limit, restarts when MaxRestarts < 0, heartbeat mode, priority,
 // worker id) and validates it, naming every bad field.
-func (f *Fleet) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
+func (f *Client) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
 	if len(req.WorkerType) > workflows.MaxIDLength {
 		return req, fmt.Errorf("%w: unknown worker type %s", ErrInvalid, workflows.Quote(req.WorkerType))
 	}
-	t, err := f.Registry.Lookup(req.WorkerType)
+	t, err := f.types.Lookup(req.WorkerType)
 	if err != nil {
 		return req, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -90,7 +133,7 @@ func (f *Fleet) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, err
 // Spawn starts a lifecycle and waits until it has left pending: it returns
 // the running worker's spec, or an error saying why it could not start
 // (insufficient budget, a spawn failure) with nothing left reserved.
-func (f *Fleet) Spawn(ctx context.Context, req workflows.SpawnRequest) (workflows.WorkerSpec, error) {
+func (f *Client) Spawn(ctx context.Context, req workflows.SpawnRequest) (workflows.WorkerSpec, error) {
 	req, err := f.Start(ctx, req)
 	if err != nil {
 		return workflows.WorkerSpec{}, err
@@ -100,7 +143,7 @@ func (f *Fleet) Spawn(ctx context.Context, req workflows.SpawnRequest) (workflow
 
 // Start validates the request and starts its lifecycle without waiting; it
 // returns the request with its defaults filled in.
-func (f *Fleet) Start(ctx context.Context, req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
+func (f *Client) Start(ctx context.Context, req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
 	req, err := f.Resolve(req)
 	if err != nil {
 		return req, err
@@ -115,7 +158,7 @@ func (f *Fleet) Start(ctx context.Context, req workflows.SpawnRequest) (workflow
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		TypedSearchAttributes:                    temporal.NewSearchAttributes(initialSearchAttributes(req)...),
 	}
-	if _, err := f.Client.ExecuteWorkflow(ctx, opts, workflows.WorkerLifecycle, workflows.NewLifecycleState(req)); err != nil {
+	if _, err := f.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkerLifecycle, workflows.NewLifecycleState(req)); err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
 			status := "live"
@@ -138,11 +181,8 @@ func initialSearchAttributes(req workflows.SpawnRequest) []temporal.SearchAttrib
 
 // WaitStarted waits until the worker has left pending and returns its spec,
 // or an error saying why it could not start.
-func (f *Fleet) WaitStarted(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
-	wait := f.StartWait
-	if wait == 0 {
-		wait = 30 * time.Second
-	}
+func (f *Client) WaitStarted(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+	wait := f.startWait
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var lastErr error
@@ -173,15 +213,15 @@ func (f *Fleet) WaitStarted(ctx context.Context, workerID string) (workflows.Wor
 }
 
 // Budget is the budget ledger on the same connection.
-func (f *Fleet) Budget() *Budget { return &Budget{Client: f.Client} }
+func (f *Client) Budget() *Budget { return &Budget{temporal: f.temporal} }
 
 // Status returns a worker's spec, live or ended.
-func (f *Fleet) Status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+func (f *Client) Status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
 	var spec workflows.WorkerSpec
 	if err := CheckID(workerID); err != nil {
 		return spec, err
 	}
-	resp, err := f.Client.QueryWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.QueryStatus)
+	resp, err := f.temporal.QueryWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.QueryStatus)
 	if err != nil {
 		return spec, f.explain(ctx, workerID, err)
 	}
@@ -199,9 +239,9 @@ func (f *Fleet) Status(ctx context.Context, workerID string) (workflows.WorkerSp
 // start that skipped validation (a raw start from another client) fails at
 // once and its query has nothing to tell. The spec is read from its start
 // input and its failure instead, so it says why.
-func (f *Fleet) failedStart(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+func (f *Client) failedStart(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
 	spec := workflows.WorkerSpec{WorkerID: workerID}
-	iter := f.Client.GetWorkflowHistory(ctx, workflows.WorkflowID(workerID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	iter := f.temporal.GetWorkflowHistory(ctx, workflows.WorkflowID(workerID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var reason string
 	for iter.HasNext() {
 		ev, err := iter.Next()
@@ -241,14 +281,14 @@ func innermostMessage(f *failurepb.Failure) string {
 }
 
 // Heartbeat sends a heartbeat to a live worker's lifecycle.
-func (f *Fleet) Heartbeat(ctx context.Context, workerID string, hb workflows.Heartbeat) error {
+func (f *Client) Heartbeat(ctx context.Context, workerID string, hb workflows.Heartbeat) error {
 	if err := CheckID(workerID); err != nil {
 		return err
 	}
 	if err := hb.Validate(); err != nil {
 		return fmt.Errorf("%w: heartbeat: %s", ErrInvalid, oneLine(err))
 	}
-	err := f.Client.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalHeartbeat, hb)
+	err := f.temporal.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalHeartbeat, hb)
 	if err != nil {
 		return f.explain(ctx, workerID, err)
 	}
@@ -257,7 +297,7 @@ func (f *Fleet) Heartbeat(ctx context.Context, workerID string, hb workflows.Hea
 
 // Shutdown stops a worker gracefully and returns its spec once it is
 // shutting down.
-func (f *Fleet) Shutdown(ctx context.Context, workerID string, req workflows.ShutdownRequest) (workflows.WorkerSpec, error) {
+func (f *Client) Shutdown(ctx context.Context, workerID string, req workflows.ShutdownRequest) (workflows.WorkerSpec, error) {
 	if err := req.Validate(); err != nil {
 		return workflows.WorkerSpec{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -265,19 +305,19 @@ func (f *Fleet) Shutdown(ctx context.Context, workerID string, req workflows.Shu
 }
 
 // Kill stops a worker at once.
-func (f *Fleet) Kill(ctx context.Context, workerID string, req workflows.KillRequest) (workflows.WorkerSpec, error) {
+func (f *Client) Kill(ctx context.Context, workerID string, req workflows.KillRequest) (workflows.WorkerSpec, error) {
 	if err := req.Validate(); err != nil {
 		return workflows.WorkerSpec{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return f.stop(ctx, workerID, workflows.UpdateKill, req)
 }
 
-func (f *Fleet) stop(ctx context.Context, workerID, update string, req any) (workflows.WorkerSpec, error) {
+func (f *Client) stop(ctx context.Context, workerID, update string, req any) (workflows.WorkerSpec, error) {
 	var spec workflows.WorkerSpec
 	if err := CheckID(workerID); err != nil {
 		return spec, err
 	}
-	h, err := f.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	h, err := f.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.WorkflowID(workerID),
 		UpdateName:   update,
 		Args:         []any{req},
@@ -294,27 +334,27 @@ func (f *Fleet) stop(ctx context.Context, workerID, update string, req any) (wor
 
 // Wait blocks until the worker's lifecycle has ended and returns its final
 // spec.
-func (f *Fleet) Wait(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+func (f *Client) Wait(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
 	var spec workflows.WorkerSpec
 	if err := CheckID(workerID); err != nil {
 		return spec, err
 	}
-	if err := f.Client.GetWorkflow(ctx, workflows.WorkflowID(workerID), "").Get(ctx, &spec); err != nil {
+	if err := f.temporal.GetWorkflow(ctx, workflows.WorkflowID(workerID), "").Get(ctx, &spec); err != nil {
 		return spec, f.explain(ctx, workerID, err)
 	}
 	return spec, nil
 }
 
 // explain turns Temporal's errors into what the operator asked about.
-func (f *Fleet) explain(ctx context.Context, workerID string, err error) error {
+func (f *Client) explain(ctx context.Context, workerID string, err error) error {
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) || strings.Contains(err.Error(), "workflow execution already completed") {
-		desc, derr := f.Client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(workerID), "")
+		desc, derr := f.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(workerID), "")
 		if derr != nil {
 			return fmt.Errorf("%w: no worker with id %s", ErrUnknownWorker, workerID)
 		}
 		status := desc.GetWorkflowExecutionInfo().GetStatus().String()
-		if resp, qerr := f.Client.QueryWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.QueryStatus); qerr == nil {
+		if resp, qerr := f.temporal.QueryWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.QueryStatus); qerr == nil {
 			var spec workflows.WorkerSpec
 			if resp.Get(&spec) == nil {
 				status = string(spec.Status)

@@ -21,12 +21,16 @@ var ErrBudgetRefused = errors.New("insufficient budget")
 
 // Budget talks to the budget ledger workflow, starting it with the default
 // total the first time anyone needs it. Operators show it, set its total
-// and reconcile it (Fleet.RecalcBudget, which reserves and releases here
+// and reconcile it (Client.RecalcBudget, which reserves and releases here
 // too); the worker program's lifecycles reserve and release through
 // adapters.Ledger, which wraps this.
 type Budget struct {
-	Client client.Client
+	temporal client.Client
 }
+
+// NewBudget returns the budget ledger's client on a connection the caller
+// owns; Client.Budget gives the same on a Client's connection.
+func NewBudget(c client.Client) *Budget { return &Budget{temporal: c} }
 
 // Reserve allocates amount to the lease; a refusal wraps ErrBudgetRefused.
 // A reservation repeated with the same lease is a no-op.
@@ -65,7 +69,7 @@ func (l *Budget) Show(ctx context.Context) (workflows.BudgetView, error) {
 	if errors.As(err, &notFound) {
 		// None yet, or the last one was terminated: a query would answer
 		// from its closed history, while every update goes to a new one.
-		_, serr := l.Client.ExecuteWorkflow(ctx, l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
+		_, serr := l.temporal.ExecuteWorkflow(ctx, l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if serr != nil && !errors.As(serr, &started) {
 			return v, fmt.Errorf("starting the budget ledger: %w", serr)
@@ -86,7 +90,7 @@ func (l *Budget) Show(ctx context.Context) (workflows.BudgetView, error) {
 
 // query asks the open ledger; a closed one counts as not found.
 func (l *Budget) query(ctx context.Context) (converter.EncodedValue, error) {
-	resp, err := l.Client.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
+	resp, err := l.temporal.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
 		WorkflowID:           workflows.LedgerWorkflowID,
 		QueryType:            workflows.QueryBudget,
 		QueryRejectCondition: enumspb.QUERY_REJECT_CONDITION_NOT_OPEN,
@@ -126,13 +130,13 @@ func (l *Budget) update(ctx context.Context, name, updateID string, arg, result 
 		Args:         []any{arg},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	}
-	h, err := l.Client.UpdateWorkflow(ctx, opts)
+	h, err := l.temporal.UpdateWorkflow(ctx, opts)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		// No ledger yet, or the last run ended (cancelled, terminated):
 		// start one, or join whoever started it a moment ago.
-		op := l.Client.NewWithStartWorkflowOperation(l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
-		h, err = l.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op, UpdateOptions: opts})
+		op := l.temporal.NewWithStartWorkflowOperation(l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
+		h, err = l.temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op, UpdateOptions: opts})
 	}
 	if err != nil {
 		return err

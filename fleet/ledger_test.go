@@ -36,12 +36,12 @@ func TestReserveUpdatesTheRunningLedger(t *testing.T) {
 	c.On("UpdateWorkflow", mock.Anything, reserveUpdate).Return(h, nil)
 	refusal := temporal.NewNonRetryableApplicationError("insufficient budget: available 5 < required 10", activities.ErrTypeBudgetRefused, nil)
 	h.On("Get", mock.Anything, nil).Return(refusal).Once()
-	err := (&Budget{Client: c}).Reserve(context.Background(), "worker-a-1", "lease-1", 10)
+	err := NewBudget(c).Reserve(context.Background(), "worker-a-1", "lease-1", 10)
 	require.ErrorIs(t, err, ErrBudgetRefused)
 	require.EqualError(t, err, "insufficient budget: available 5 < required 10")
 
 	h.On("Get", mock.Anything, nil).Return(nil).Once()
-	require.NoError(t, (&Budget{Client: c}).Reserve(context.Background(), "worker-a-1", "lease-1", 10))
+	require.NoError(t, NewBudget(c).Reserve(context.Background(), "worker-a-1", "lease-1", 10))
 }
 
 // TestReserveStartsTheLedgerWhenNoneRuns: when no ledger runs the same
@@ -60,7 +60,7 @@ func TestReserveStartsTheLedgerWhenNoneRuns(t *testing.T) {
 		return assert.ObjectsAreEqual(reserveUpdate, o.UpdateOptions)
 	})).Return(h, nil)
 	h.On("Get", mock.Anything, nil).Return(nil)
-	require.NoError(t, (&Budget{Client: c}).Reserve(context.Background(), "worker-a-1", "lease-1", 10))
+	require.NoError(t, NewBudget(c).Reserve(context.Background(), "worker-a-1", "lease-1", 10))
 }
 
 // TestReserveOtherErrors pass as they are: only the ledger's refusal is a
@@ -69,7 +69,7 @@ func TestReserveOtherErrors(t *testing.T) {
 	c := mocks.NewClient(t)
 	down := errors.New("connection refused")
 	c.On("UpdateWorkflow", mock.Anything, reserveUpdate).Return(nil, down)
-	err := (&Budget{Client: c}).Reserve(context.Background(), "worker-a-1", "lease-1", 10)
+	err := NewBudget(c).Reserve(context.Background(), "worker-a-1", "lease-1", 10)
 	require.ErrorIs(t, err, down)
 	require.NotErrorIs(t, err, ErrBudgetRefused)
 }

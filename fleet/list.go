@@ -59,7 +59,7 @@ func ParseStatuses(s string) ([]workflows.Status, error) {
 }
 
 // visibilityQuery turns the filter into a Temporal list query.
-func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
+func (f *Client) visibilityQuery(flt Filter) (string, error) {
 	var parts []string
 	if len(flt.Statuses) > 0 {
 		quoted := make([]string, len(flt.Statuses))
@@ -77,7 +77,7 @@ func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
 		parts = append(parts, `ExecutionStatus = "Running"`)
 	}
 	if flt.Type != "" {
-		t, err := f.Registry.Lookup(flt.Type)
+		t, err := f.types.Lookup(flt.Type)
 		if err != nil {
 			return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
@@ -97,7 +97,7 @@ func (f *Fleet) visibilityQuery(flt Filter) (string, error) {
 
 // List returns the specs of the lifecycles the filter selects, healthiest
 // first as the runbook's monitor sorted them.
-func (f *Fleet) List(ctx context.Context, flt Filter) ([]workflows.WorkerSpec, error) {
+func (f *Client) List(ctx context.Context, flt Filter) ([]workflows.WorkerSpec, error) {
 	ids, err := f.ListIDs(ctx, flt)
 	if err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func (f *Fleet) List(ctx context.Context, flt Filter) ([]workflows.WorkerSpec, e
 }
 
 // ListIDs returns the worker ids the filter selects.
-func (f *Fleet) ListIDs(ctx context.Context, flt Filter) ([]string, error) {
+func (f *Client) ListIDs(ctx context.Context, flt Filter) ([]string, error) {
 	query, err := f.visibilityQuery(flt)
 	if err != nil {
 		return nil, err
@@ -146,10 +146,10 @@ func (f *Fleet) ListIDs(ctx context.Context, flt Filter) ([]string, error) {
 
 // listExecutions calls fn for every execution the visibility query
 // matches, page by page.
-func (f *Fleet) listExecutions(ctx context.Context, query string, fn func(*workflowpb.WorkflowExecutionInfo)) error {
+func (f *Client) listExecutions(ctx context.Context, query string, fn func(*workflowpb.WorkflowExecutionInfo)) error {
 	var token []byte
 	for {
-		resp, err := f.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
+		resp, err := f.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})
 		if err != nil {
 			return err
 		}

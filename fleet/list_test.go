@@ -9,7 +9,7 @@ import (
 )
 
 func TestVisibilityQuery(t *testing.T) {
-	f := &Fleet{}
+	f := &Client{}
 	for _, c := range []struct {
 		flt  Filter
 		want string

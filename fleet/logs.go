@@ -13,12 +13,12 @@ import (
 
 // ReadLog reads a worker's log on its host: the last lines when offset is
 // negative, else what was written from offset on.
-func (f *Fleet) ReadLog(ctx context.Context, spec workflows.WorkerSpec, lines int, offset int64) (activities.LogChunk, error) {
+func (f *Client) ReadLog(ctx context.Context, spec workflows.WorkerSpec, lines int, offset int64) (activities.LogChunk, error) {
 	var chunk activities.LogChunk
 	if spec.Host == "" {
 		return chunk, fmt.Errorf("%s has no process and so no log (status %s)", spec.WorkerID, spec.Status)
 	}
-	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	run, err := f.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflows.LogReadWorkflowID(spec.WorkerID, newNonce()),
 		TaskQueue: workflows.TaskQueue,
 	}, workflows.ReadLog, activities.LogRequest{WorkerID: spec.WorkerID, Host: spec.Host, Lines: lines, Offset: offset})

@@ -41,7 +41,7 @@ type Recalc struct {
 // lifecycle of the same worker id) is released. Each allocation is checked
 // by describing its workflow, which is consistent at once, unlike a list
 // that could miss a lifecycle started a moment ago.
-func (f *Fleet) RecalcBudget(ctx context.Context, dryRun bool) (Recalc, error) {
+func (f *Client) RecalcBudget(ctx context.Context, dryRun bool) (Recalc, error) {
 	ledger := f.Budget()
 	before, err := ledger.Show(ctx)
 	if err != nil {
@@ -81,7 +81,7 @@ func (f *Fleet) RecalcBudget(ctx context.Context, dryRun bool) (Recalc, error) {
 // restoreMissing reserves again what a running lifecycle holds but the
 // ledger does not know of. A lifecycle that released meanwhile is safe: the
 // ledger refuses to reserve a released lease again.
-func (f *Fleet) restoreMissing(ctx context.Context, view workflows.BudgetView, dryRun bool, r *Recalc) error {
+func (f *Client) restoreMissing(ctx context.Context, view workflows.BudgetView, dryRun bool, r *Recalc) error {
 	held := map[string]bool{}
 	for _, al := range view.Allocations {
 		held[al.Lease] = true
@@ -96,7 +96,7 @@ func (f *Fleet) restoreMissing(ctx context.Context, view workflows.BudgetView, d
 		default:
 			continue // not started yet, or its budget is being given back
 		}
-		desc, err := f.Client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(spec.WorkerID), "")
+		desc, err := f.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(spec.WorkerID), "")
 		if err != nil {
 			return fmt.Errorf("describing the lifecycle of %s: %w", spec.WorkerID, err)
 		}
@@ -122,8 +122,8 @@ func (f *Fleet) restoreMissing(ctx context.Context, view workflows.BudgetView, d
 
 // orphaned says why an allocation belongs to no running lifecycle, or ""
 // when it does.
-func (f *Fleet) orphaned(ctx context.Context, al workflows.WorkerAllocation) (string, error) {
-	desc, err := f.Client.DescribeWorkflowExecution(ctx, workflows.WorkflowID(al.WorkerID), "")
+func (f *Client) orphaned(ctx context.Context, al workflows.WorkerAllocation) (string, error) {
+	desc, err := f.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(al.WorkerID), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return "no lifecycle of this worker exists", nil

@@ -86,7 +86,7 @@ func (c SetupConfig) Validate() error {
 // it is done already, so it is safe to run at every deployment. The
 // namespace is checked first: a refusal there changes nothing. On an error
 // the report says what was done before it.
-func (f *Fleet) Setup(ctx context.Context, cfg SetupConfig) (SetupReport, error) {
+func (f *Client) Setup(ctx context.Context, cfg SetupConfig) (SetupReport, error) {
 	var report SetupReport
 	if err := cfg.Validate(); err != nil {
 		return report, err
@@ -109,8 +109,8 @@ func (f *Fleet) Setup(ctx context.Context, cfg SetupConfig) (SetupReport, error)
 	return report, nil
 }
 
-func (f *Fleet) ensureNamespace(ctx context.Context, cfg SetupConfig, report *SetupReport) error {
-	ns := f.Client.WorkflowService()
+func (f *Client) ensureNamespace(ctx context.Context, cfg SetupConfig, report *SetupReport) error {
+	ns := f.temporal.WorkflowService()
 	desc, err := ns.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: cfg.Namespace})
 	var notFound *serviceerror.NamespaceNotFound
 	switch {
@@ -138,7 +138,7 @@ func (f *Fleet) ensureNamespace(ctx context.Context, cfg SetupConfig, report *Se
 // checkRetention refuses, or with UpdateRetention raises, the retention of
 // an existing namespace that would delete histories before the archival
 // reads them.
-func (f *Fleet) checkRetention(ctx context.Context, cfg SetupConfig, desc *workflowservice.DescribeNamespaceResponse, report *SetupReport) error {
+func (f *Client) checkRetention(ctx context.Context, cfg SetupConfig, desc *workflowservice.DescribeNamespaceResponse, report *SetupReport) error {
 	have := desc.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration()
 	report.Retention = have.String()
 	if have >= cfg.minRetention() {
@@ -148,7 +148,7 @@ func (f *Fleet) checkRetention(ctx context.Context, cfg SetupConfig, desc *workf
 		return fmt.Errorf("%w: namespace %s keeps closed histories %s, but the archival (retention %s, daily) reads them up to %s after they close",
 			ErrRetentionTooShort, cfg.Namespace, have, cfg.Schedules.Retention, cfg.minRetention())
 	}
-	_, err := f.Client.WorkflowService().UpdateNamespace(ctx, &workflowservice.UpdateNamespaceRequest{
+	_, err := f.temporal.WorkflowService().UpdateNamespace(ctx, &workflowservice.UpdateNamespaceRequest{
 		Namespace: cfg.Namespace,
 		Config:    &namespacepb.NamespaceConfig{WorkflowExecutionRetentionTtl: durationpb.New(cfg.Retention)},
 	})
@@ -164,8 +164,8 @@ func (f *Fleet) checkRetention(ctx context.Context, cfg SetupConfig, desc *workf
 // ago to reach the operator service, when the caller set no deadline.
 const namespaceVisibleWithin = 30 * time.Second
 
-func (f *Fleet) ensureSearchAttributes(ctx context.Context, namespace string) ([]string, error) {
-	op := f.Client.OperatorService()
+func (f *Client) ensureSearchAttributes(ctx context.Context, namespace string) ([]string, error) {
+	op := f.temporal.OperatorService()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, namespaceVisibleWithin)
@@ -223,7 +223,7 @@ func (f *Fleet) ensureSearchAttributes(ctx context.Context, namespace string) ([
 		query += fmt.Sprintf(` AND %s = ""`, name)
 	}
 	for {
-		_, err := f.Client.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: query})
+		_, err := f.temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: query})
 		if err == nil {
 			return added, nil
 		}

@@ -44,7 +44,7 @@ type specBudget struct {
 // ReadSpec reads a worker spec file and returns the spawn request it
 // describes, with the type's defaults filled in, or an error naming every
 // bad or missing field.
-func (f *Fleet) ReadSpec(path string) (workflows.SpawnRequest, error) {
+func (f *Client) ReadSpec(path string) (workflows.SpawnRequest, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return workflows.SpawnRequest{}, fmt.Errorf("%w: spec %s: %v", ErrInvalid, path, err)

@@ -19,7 +19,7 @@ func FuzzReadSpec(f *testing.F) {
 	f.Add([]byte(`{"token_budget": {"allocated": -99999999999}}`))
 	f.Add([]byte(`{}{}`))
 	f.Add([]byte(`null`))
-	fleet := &Fleet{Registry: workertypes.Defaults()}
+	fleet := &Client{types: workertypes.Defaults()}
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "spec.json")

@@ -11,9 +11,9 @@ import (
 )
 
 // RunSweep runs the sweep now and returns its report.
-func (f *Fleet) RunSweep(ctx context.Context) (workflows.SweepReport, error) {
+func (f *Client) RunSweep(ctx context.Context) (workflows.SweepReport, error) {
 	var report workflows.SweepReport
-	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	run, err := f.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflows.SweepWorkflowIDStart + "-manual-" + newNonce(),
 		TaskQueue: workflows.TaskQueue,
 	}, workflows.SweepFleet)

@@ -15,9 +15,9 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/adapters"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
-	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/coordination"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -109,7 +109,10 @@ func command() *cobra.Command {
 					}
 				}
 			}
-			fc := &fleet.Fleet{Client: c, Registry: registry}
+			fc, err := fleet.New(c, fleet.Options{WorkerTypesFile: typesFile})
+			if err != nil {
+				return err
+			}
 			sweeper := &adapters.Sweeper{Fleet: fc}
 			sharedActs := &activities.SharedActivities{
 				Ledger:     &adapters.Ledger{Budget: fc.Budget()},

@@ -19,7 +19,6 @@ import (
 	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/devserver"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
-	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -40,7 +39,7 @@ type env struct {
 	address   string
 	server    *devserver.Server
 	client    client.Client
-	fleet     *fleet.Fleet
+	fleet     *fleet.Client
 	worker    *exec.Cmd
 	workerLog string
 }
@@ -75,10 +74,6 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 	if err := os.WriteFile(types, []byte(typesFile), 0o644); err != nil {
 		return e, err
 	}
-	registry, err := workertypes.Load(types)
-	if err != nil {
-		return e, err
-	}
 
 	if addr := os.Getenv("TEMPORAL_ADDRESS"); addr != "" {
 		e.address = addr
@@ -88,7 +83,9 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 	} else if err := e.startServer(ctx); err != nil {
 		return e, err
 	}
-	e.fleet = &fleet.Fleet{Client: e.client, Registry: registry, StartWait: 2 * time.Minute}
+	if e.fleet, err = fleet.New(e.client, fleet.Options{WorkerTypesFile: types, StartWait: 2 * time.Minute}); err != nil {
+		return e, err
+	}
 	return e, e.startWorker(ctx, types)
 }
 

@@ -60,13 +60,13 @@ func runHistory(ctx context.Context, c client.Client, workflowID, runID string, 
 }
 
 // measureHistory measures the three costs on real lifecycles.
-func measureHistory(ctx context.Context, f *fleet.Fleet, amortised, burst, senders, runSignals int) (History, error) {
+func measureHistory(ctx context.Context, f *fleet.Client, amortised, burst, senders, runSignals int) (History, error) {
 	res := History{AmortisedHeartbeats: amortised, Heartbeats: burst, MaxSignalsPerRun: workflows.DefaultMaxSignals,
 		LifecycleEventTypes: map[string]int{}}
 	if runSignals > 0 {
 		res.MaxSignalsPerRun = runSignals
 	}
-	c := f.Client
+	c := f.Temporal()
 
 	// No heartbeat.
 	spec, err := f.Spawn(ctx, spawnRequest(workflows.Limits{}))
@@ -172,7 +172,7 @@ func total(runs []runCount) (events, tasks int) {
 }
 
 // waitHeartbeats waits until the lifecycle has recorded count heartbeats.
-func waitHeartbeats(ctx context.Context, f *fleet.Fleet, workerID string, count int64) error {
+func waitHeartbeats(ctx context.Context, f *fleet.Client, workerID string, count int64) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		spec, err := f.Status(ctx, workerID)

@@ -38,7 +38,7 @@ type Ledger struct {
 
 // measureLedger reserves n single tokens from `masters` goroutines, checks
 // the ledger holds exactly what was granted, and releases them again.
-func measureLedger(ctx context.Context, f *fleet.Fleet, masters, n int, signalCeiling float64) (Ledger, error) {
+func measureLedger(ctx context.Context, f *fleet.Client, masters, n int, signalCeiling float64) (Ledger, error) {
 	res := Ledger{Masters: masters, Reservations: n}
 	lc := f.Budget()
 	before, err := lc.Show(ctx)

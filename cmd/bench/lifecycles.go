@@ -49,7 +49,7 @@ func checkEnded(spec workflows.WorkerSpec, want workflows.Status) error {
 
 // shutdownAll stops the workers gracefully and checks each ended completed
 // and refunded. It returns how many did not.
-func shutdownAll(ctx context.Context, f *fleet.Fleet, ids []string, concurrency int) (int, error) {
+func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency int) (int, error) {
 	var bad atomic.Int64
 	err := forEach(ctx, len(ids), concurrency, func(ctx context.Context, i int) error {
 		err := shutdownOne(ctx, f, ids[i])
@@ -61,7 +61,7 @@ func shutdownAll(ctx context.Context, f *fleet.Fleet, ids []string, concurrency 
 	return int(bad.Load()), err
 }
 
-func shutdownOne(ctx context.Context, f *fleet.Fleet, id string) error {
+func shutdownOne(ctx context.Context, f *fleet.Client, id string) error {
 	_, stopErr := f.Shutdown(ctx, id, workflows.ShutdownRequest{Grace: time.Second, Reason: "bench done"})
 	// Even when the shutdown call failed (an overloaded server times it
 	// out), the lifecycle may be stopping: wait for its end, so that no
@@ -94,7 +94,7 @@ type Lifecycles struct {
 // measureLifecycles runs n lifecycles, `concurrency` at a time, each from
 // spawn to running, three heartbeats, a graceful shutdown, and completed
 // with its budget refunded and its process gone.
-func measureLifecycles(ctx context.Context, f *fleet.Fleet, n, concurrency int) (Lifecycles, error) {
+func measureLifecycles(ctx context.Context, f *fleet.Client, n, concurrency int) (Lifecycles, error) {
 	res := Lifecycles{Count: n, Concurrency: concurrency}
 	var failed, recorded atomic.Int64
 	start := time.Now()
@@ -132,7 +132,7 @@ type SpawnLatency struct {
 
 // measureSpawnLatency spawns `concurrency` workers at once, rounds times,
 // stopping each round's workers before the next.
-func measureSpawnLatency(ctx context.Context, f *fleet.Fleet, concurrency, rounds int) (SpawnLatency, error) {
+func measureSpawnLatency(ctx context.Context, f *fleet.Client, concurrency, rounds int) (SpawnLatency, error) {
 	var lat collector
 	for range rounds {
 		ids := make([]string, concurrency)
@@ -173,7 +173,7 @@ type ZombieLag struct {
 
 // measureZombieLag spawns n workers that never heartbeat and waits for
 // each one's cleanup.
-func measureZombieLag(ctx context.Context, f *fleet.Fleet, n int, zombieAfter time.Duration) (ZombieLag, error) {
+func measureZombieLag(ctx context.Context, f *fleet.Client, n int, zombieAfter time.Duration) (ZombieLag, error) {
 	res := ZombieLag{Workers: n, ZombieAfter: zombieAfter.Seconds()}
 	var lag collector
 	var cleaned atomic.Int64

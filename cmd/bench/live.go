@@ -215,7 +215,7 @@ const teardownConcurrency = 50
 // pending. Fleet.Spawn polls every 100 ms, which is right for one operator
 // but, with a whole fleet spawning at once, puts more queries on the worker
 // program than the spawns themselves.
-func awaitRunning(ctx context.Context, f *fleet.Fleet, workerID string, every time.Duration, deadline time.Time) error {
+func awaitRunning(ctx context.Context, f *fleet.Client, workerID string, every time.Duration, deadline time.Time) error {
 	for time.Now().Before(deadline) {
 		if !sleepUntil(ctx, time.Now().Add(every)) {
 			return ctx.Err()

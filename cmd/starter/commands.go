@@ -218,7 +218,7 @@ func (a *app) shutdownCommand() *cobra.Command {
   starter shutdown worker-implementation-001
   starter shutdown worker-implementation-001 --grace 30s`,
 		PreRunE: func(*cobra.Command, []string) error { return invalid(req.Validate()) },
-	}, &req.Reason, func(ctx context.Context, fc *fleet.Fleet, id string) (workflows.WorkerSpec, error) {
+	}, &req.Reason, func(ctx context.Context, fc *fleet.Client, id string) (workflows.WorkerSpec, error) {
 		return fc.Shutdown(ctx, id, req)
 	})
 	cmd.Flags().DurationVar(&req.Grace, "grace", 0, "time between SIGTERM and SIGKILL (default: the worker's, 5s)")
@@ -233,14 +233,14 @@ func (a *app) killCommand() *cobra.Command {
 		Example: `  # The runbook's "Emergency Kill", for one worker
   starter kill worker-implementation-001 --reason "runaway token use"`,
 		PreRunE: func(*cobra.Command, []string) error { return invalid(req.Validate()) },
-	}, &req.Reason, func(ctx context.Context, fc *fleet.Fleet, id string) (workflows.WorkerSpec, error) {
+	}, &req.Reason, func(ctx context.Context, fc *fleet.Client, id string) (workflows.WorkerSpec, error) {
 		return fc.Kill(ctx, id, req)
 	})
 }
 
 // stopCommand completes shutdown and kill, which differ only in the request
 // they send: one worker by id, or every worker a filter selects with --all.
-func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.Context, *fleet.Fleet, string) (workflows.WorkerSpec, error)) *cobra.Command {
+func (a *app) stopCommand(cmd *cobra.Command, reason *string, stop func(context.Context, *fleet.Client, string) (workflows.WorkerSpec, error)) *cobra.Command {
 	var (
 		wait, all, yes bool
 		ff             filterFlags

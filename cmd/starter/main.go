@@ -17,9 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
-	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/fleet"
-	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
+	"github.com/commit-relay/worker-lifecycle/internal/connection"
 )
 
 // Exit codes.
@@ -84,7 +83,7 @@ type app struct {
 	typesFile string
 
 	client client.Client
-	fleet  *fleet.Fleet
+	fleet  *fleet.Client
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -117,31 +116,32 @@ func (a *app) validateGlobal(*cobra.Command, []string) error {
 
 // connect dials Temporal once per invocation, after the arguments were
 // checked, so a usage error never waits on the network.
-func (a *app) connect() (*fleet.Fleet, error) {
+func (a *app) connect() (*fleet.Client, error) {
 	if a.fleet != nil {
 		return a.fleet, nil
 	}
-	registry, err := workertypes.Load(a.typesFile)
-	if err != nil {
+	// The types file is checked before dialling, so that its error is not
+	// hidden behind a connection's.
+	if _, err := a.offline(); err != nil {
 		return nil, err
 	}
 	c, err := a.conn.Dial(true)
 	if err != nil {
 		return nil, err
 	}
-	a.client = c
-	a.fleet = &fleet.Fleet{Client: c, Registry: registry}
-	return a.fleet, nil
+	fc, err := fleet.New(c, fleet.Options{WorkerTypesFile: a.typesFile})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	a.client, a.fleet = c, fc
+	return fc, nil
 }
 
 // offline is the fleet without a connection, for commands that only check
 // input.
-func (a *app) offline() (*fleet.Fleet, error) {
-	registry, err := workertypes.Load(a.typesFile)
-	if err != nil {
-		return nil, err
-	}
-	return &fleet.Fleet{Registry: registry}, nil
+func (a *app) offline() (*fleet.Client, error) {
+	return fleet.New(nil, fleet.Options{WorkerTypesFile: a.typesFile})
 }
 
 // print writes v as JSON, or text() when the output is text.

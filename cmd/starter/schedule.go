@@ -177,7 +177,7 @@ func (a *app) scheduleHandle(cmd *cobra.Command, which string) (string, client.S
 	if err != nil {
 		return "", nil, err
 	}
-	return id, fc.Client.ScheduleClient().GetHandle(cmd.Context(), id), nil
+	return id, fc.Temporal().ScheduleClient().GetHandle(cmd.Context(), id), nil
 }
 
 func (a *app) sweepCommand() *cobra.Command {

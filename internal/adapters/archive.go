@@ -13,7 +13,7 @@ import (
 // Archive finds ended lifecycles through visibility and reads their final
 // specs from their results.
 type Archive struct {
-	Fleet *fleet.Fleet
+	Fleet *fleet.Client
 }
 
 var _ activities.Archive = (*Archive)(nil)
@@ -32,7 +32,7 @@ func (a *Archive) Ended(ctx context.Context, closedBefore time.Time) ([]activiti
 // FinalSpec is the lifecycle's result.
 func (a *Archive) FinalSpec(ctx context.Context, workflowID, runID string) ([]byte, error) {
 	var spec workflows.WorkerSpec
-	if err := a.Fleet.Client.GetWorkflow(ctx, workflowID, runID).Get(ctx, &spec); err != nil {
+	if err := a.Fleet.Temporal().GetWorkflow(ctx, workflowID, runID).Get(ctx, &spec); err != nil {
 		return nil, err
 	}
 	return json.MarshalIndent(spec, "", "  ")

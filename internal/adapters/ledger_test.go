@@ -30,7 +30,7 @@ func TestLedgerRefusalIsTheActivitiesRefusal(t *testing.T) {
 	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(h, nil)
 	h.On("Get", mock.Anything, nil).Return(temporal.NewNonRetryableApplicationError(
 		"insufficient budget: available 5 < required 10", activities.ErrTypeBudgetRefused, nil)).Once()
-	ledger := &Ledger{Budget: &fleet.Budget{Client: c}}
+	ledger := &Ledger{Budget: fleet.NewBudget(c)}
 
 	err := ledger.Reserve(context.Background(), "worker-a-1", "lease-1", 10)
 	require.ErrorIs(t, err, activities.ErrBudgetRefused)

@@ -12,7 +12,7 @@ import (
 
 // MirrorSource feeds the coordination mirror from Temporal.
 type MirrorSource struct {
-	Fleet *fleet.Fleet
+	Fleet *fleet.Client
 }
 
 var _ coordination.Source = (*MirrorSource)(nil)

@@ -12,7 +12,7 @@ import (
 // Sweeper gives the sweep its view of the fleet, and the host activities
 // theirs of who owns a process.
 type Sweeper struct {
-	Fleet *fleet.Fleet
+	Fleet *fleet.Client
 }
 
 var (

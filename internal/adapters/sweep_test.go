@@ -44,7 +44,9 @@ func TestOwnsProcess(t *testing.T) {
 				v.On("Get", mock.Anything).Run(func(args mock.Arguments) { *args.Get(0).(*workflows.WorkerSpec) = c.spec }).Return(nil)
 				client.On("QueryWorkflow", mock.Anything, workflows.WorkflowID(id), "", workflows.QueryStatus).Return(v, nil)
 			}
-			owns, err := (&Sweeper{Fleet: &fleet.Fleet{Client: client}}).OwnsProcess(context.Background(), id, host, pid)
+			fc, err := fleet.New(client, fleet.Options{})
+			require.NoError(t, err)
+			owns, err := (&Sweeper{Fleet: fc}).OwnsProcess(context.Background(), id, host, pid)
 			if c.wantErr {
 				require.Error(t, err)
 				return

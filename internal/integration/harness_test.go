@@ -29,7 +29,6 @@ import (
 	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/devserver"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
-	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
@@ -46,7 +45,7 @@ type harness struct {
 	typesFile string
 	logDir    string
 	client    client.Client
-	fleet     *fleet.Fleet
+	fleet     *fleet.Client
 	workers   map[string]*exec.Cmd // worker programs by host
 	external  bool                 // the server is not the harness's own
 }
@@ -160,11 +159,9 @@ func run(m *testing.M) (int, error) {
 		}
 		defer stop()
 	}
-	registry, err := workertypes.Load(h.typesFile)
-	if err != nil {
+	if h.fleet, err = fleet.New(h.client, fleet.Options{WorkerTypesFile: h.typesFile}); err != nil {
 		return 1, err
 	}
-	h.fleet = &fleet.Fleet{Client: h.client, Registry: registry}
 
 	h.workers = map[string]*exec.Cmd{}
 	defer h.stopWorkers()
