@@ -44,15 +44,6 @@ import (
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
-// Errors a caller can test with errors.Is.
-var (
-	ErrUnknownWorker = errors.New("unknown worker")
-	ErrAlreadyLive   = errors.New("worker is already live")
-	ErrEnded         = errors.New("worker has already ended")
-	ErrInvalid       = errors.New("invalid request")
-	ErrSpawnFailed   = errors.New("spawn failed")
-)
-
 // Client spawns and steers lifecycles. It is safe for concurrent use.
 type Client struct {
 	temporal client.Client
@@ -99,11 +90,11 @@ func (f *Client) Temporal() client.Client { return f.temporal }
 // worker id) and validates it, naming every bad field.
 func (f *Client) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, error) {
 	if len(req.WorkerType) > workflows.MaxIDLength {
-		return req, fmt.Errorf("%w: unknown worker type %s", ErrInvalid, workflows.Quote(req.WorkerType))
+		return req, invalidField("worker_type", "unknown worker type %s", workflows.Quote(req.WorkerType))
 	}
 	t, err := f.types.Lookup(req.WorkerType)
 	if err != nil {
-		return req, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return req, invalidField("worker_type", "%v", err)
 	}
 	req.WorkerType = t.Name
 	if req.Budget == 0 {
@@ -125,7 +116,7 @@ func (f *Client) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, er
 		req.WorkerID = NewWorkerID(t.Name)
 	}
 	if err := req.Validate(); err != nil {
-		return req, fmt.Errorf("%w: %s", ErrInvalid, oneLine(err))
+		return req, invalid("", err)
 	}
 	return req, nil
 }
@@ -198,6 +189,9 @@ func (f *Client) WaitStarted(ctx context.Context, workerID string) (workflows.Wo
 			reason := "unknown reason"
 			if spec.Cleanup != nil {
 				reason = spec.Cleanup.Reason
+			}
+			if rest, ok := strings.CutPrefix(reason, ErrBudgetRefused.Error()); ok {
+				return spec, fmt.Errorf("%w: %s: %w%s", ErrSpawnFailed, workerID, ErrBudgetRefused, rest)
 			}
 			return spec, fmt.Errorf("%w: %s: %s", ErrSpawnFailed, workerID, reason)
 		}
@@ -286,7 +280,7 @@ func (f *Client) Heartbeat(ctx context.Context, workerID string, hb workflows.He
 		return err
 	}
 	if err := hb.Validate(); err != nil {
-		return fmt.Errorf("%w: heartbeat: %s", ErrInvalid, oneLine(err))
+		return invalid("heartbeat: ", err)
 	}
 	err := f.temporal.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalHeartbeat, hb)
 	if err != nil {
@@ -299,7 +293,7 @@ func (f *Client) Heartbeat(ctx context.Context, workerID string, hb workflows.He
 // shutting down.
 func (f *Client) Shutdown(ctx context.Context, workerID string, req workflows.ShutdownRequest) (workflows.WorkerSpec, error) {
 	if err := req.Validate(); err != nil {
-		return workflows.WorkerSpec{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return workflows.WorkerSpec{}, invalid("", err)
 	}
 	return f.stop(ctx, workerID, workflows.UpdateShutdown, req)
 }
@@ -307,7 +301,7 @@ func (f *Client) Shutdown(ctx context.Context, workerID string, req workflows.Sh
 // Kill stops a worker at once.
 func (f *Client) Kill(ctx context.Context, workerID string, req workflows.KillRequest) (workflows.WorkerSpec, error) {
 	if err := req.Validate(); err != nil {
-		return workflows.WorkerSpec{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return workflows.WorkerSpec{}, invalid("", err)
 	}
 	return f.stop(ctx, workerID, workflows.UpdateKill, req)
 }
@@ -375,19 +369,9 @@ func (f *Client) explain(ctx context.Context, workerID string, err error) error 
 // connect, so that bad input never waits on the network.
 func CheckID(workerID string) error {
 	if !workflows.WorkerIDPattern.MatchString(workerID) || len(workerID) > workflows.MaxIDLength {
-		return fmt.Errorf("%w: worker id %s must match %s", ErrInvalid, workflows.Quote(workerID), workflows.WorkerIDPattern)
+		return invalidField("worker_id", "worker id %s must match %s", workflows.Quote(workerID), workflows.WorkerIDPattern)
 	}
 	return nil
-}
-
-// applicationMessage is the message of the innermost application error, or
-// "" when err carries none.
-func applicationMessage(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	return ""
 }
 
 // NewWorkerID makes an id in the old system's shape,
@@ -407,9 +391,4 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
-}
-
-// oneLine joins the lines of a multi-error, so a CLI prints one line.
-func oneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

@@ -14,11 +14,6 @@ import (
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
-// ErrBudgetRefused is wrapped by Budget.Reserve when the reservation does
-// not fit; the message goes on as the ledger said it (": available X <
-// required Y").
-var ErrBudgetRefused = errors.New("insufficient budget")
-
 // Budget talks to the budget ledger workflow, starting it with the default
 // total the first time anyone needs it. Operators show it, set its total
 // and reconcile it (Client.RecalcBudget, which reserves and releases here

@@ -65,10 +65,10 @@ func (f *Client) ReadSpec(path string) (workflows.SpawnRequest, error) {
 	}
 	req.WorkerID, req.TaskID, req.Priority = str(s.WorkerID), str(s.TaskID), str(s.Priority)
 	if req.WorkerType = str(s.WorkerType); req.WorkerType == "" {
-		errs = append(errs, errors.New("worker_type is required"))
+		errs = append(errs, &workflows.FieldError{Field: "worker_type", Message: "worker_type is required"})
 	}
 	if req.TaskID == "" {
-		errs = append(errs, errors.New("task_id is required"))
+		errs = append(errs, &workflows.FieldError{Field: "task_id", Message: "task_id is required"})
 	}
 	switch {
 	case s.Master != nil:
@@ -76,7 +76,7 @@ func (f *Client) ReadSpec(path string) (workflows.SpawnRequest, error) {
 	case s.CreatedBy != nil:
 		req.Master = *s.CreatedBy
 	default:
-		errs = append(errs, errors.New("master (or created_by) is required"))
+		errs = append(errs, &workflows.FieldError{Field: "master", Message: "master (or created_by) is required"})
 	}
 	req.Repo = str(s.Repo)
 	if s.Scope != nil && req.Repo == "" {
@@ -85,7 +85,8 @@ func (f *Client) ReadSpec(path string) (workflows.SpawnRequest, error) {
 	if s.TokenBudget != nil && s.TokenBudget.Allocated != nil {
 		req.Budget = *s.TokenBudget.Allocated
 		if req.Budget == 0 {
-			errs = append(errs, fmt.Errorf("token_budget.allocated 0 is not in %d..%d", workflows.MinBudget, workflows.MaxBudget))
+			errs = append(errs, &workflows.FieldError{Field: "token_budget.allocated",
+				Message: fmt.Sprintf("token_budget.allocated 0 is not in %d..%d", workflows.MinBudget, workflows.MaxBudget)})
 		}
 	}
 	if len(errs) == 0 {
@@ -95,12 +96,7 @@ func (f *Client) ReadSpec(path string) (workflows.SpawnRequest, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return req, fmt.Errorf("%w: spec %s: %s", ErrInvalid, path, trimInvalid(oneLine(err)))
+		return req, invalid("spec "+path+": ", err)
 	}
 	return req, nil
-}
-
-// trimInvalid drops a repeated "invalid request: " from a nested error.
-func trimInvalid(s string) string {
-	return string(bytes.ReplaceAll([]byte(s), []byte(ErrInvalid.Error()+": "), nil))
 }

@@ -98,63 +98,65 @@ func (r SpawnRequest) Validate() error {
 // defaults, so a replay decides as the first run did.
 func (r SpawnRequest) validateFields() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
 	if !WorkerIDPattern.MatchString(r.WorkerID) || len(r.WorkerID) > MaxIDLength {
-		bad("worker id %s must match %s (at most %d characters)", Quote(r.WorkerID), WorkerIDPattern, MaxIDLength)
+		bad("worker_id", "worker id %s must match %s (at most %d characters)", Quote(r.WorkerID), WorkerIDPattern, MaxIDLength)
 	}
 	if r.WorkerType == "" {
-		bad("worker type is required")
+		bad("worker_type", "worker type is required")
 	}
 	if r.TaskID != "" && (!TaskIDPattern.MatchString(r.TaskID) || len(r.TaskID) > MaxIDLength) {
-		bad("task id %s must match %s (at most %d characters)", Quote(r.TaskID), TaskIDPattern, MaxIDLength)
+		bad("task_id", "task id %s must match %s (at most %d characters)", Quote(r.TaskID), TaskIDPattern, MaxIDLength)
 	}
 	if !ValidPriority(r.Priority) {
-		bad("priority %s must be one of low, medium, high, critical", Quote(r.Priority))
+		bad("priority", "priority %s must be one of low, medium, high, critical", Quote(r.Priority))
 	}
 	if !MasterPattern.MatchString(r.Master) || len(r.Master) > MaxIDLength {
-		bad("master %s must match %s", Quote(r.Master), MasterPattern)
+		bad("master", "master %s must match %s", Quote(r.Master), MasterPattern)
 	}
 	if r.Repo != "" && (!RepoPattern.MatchString(r.Repo) || len(r.Repo) > 2*MaxIDLength) {
-		bad("repo %s must be owner/name", Quote(r.Repo))
+		bad("repo", "repo %s must be owner/name", Quote(r.Repo))
 	}
 	if r.Budget < MinBudget || r.Budget > MaxBudget {
-		bad("budget %d is not in %d..%d", r.Budget, MinBudget, MaxBudget)
+		bad("budget", "budget %d is not in %d..%d", r.Budget, MinBudget, MaxBudget)
 	}
 	if r.Timeout < 0 || r.Timeout > maxLimitDuration {
-		bad("timeout %s is not in 0..%s", r.Timeout, maxLimitDuration)
+		bad("timeout", "timeout %s is not in 0..%s", r.Timeout, maxLimitDuration)
 	}
 	l := r.Limits
 	for _, d := range []struct {
-		name string
-		v    time.Duration
+		name, field string
+		v           time.Duration
 	}{
-		{"heartbeat warning", l.HeartbeatWarning},
-		{"heartbeat critical", l.HeartbeatCritical},
-		{"zombie limit", l.ZombieAfter},
-		{"idle limit", l.IdleAfter},
-		{"shutdown grace", l.ShutdownGrace},
-		{"watch heartbeat", l.WatchHeartbeat},
-		{"host loss limit", l.HostLossAfter},
-		{"sample interval", l.SampleEvery},
-		{"restart delay", l.RestartDelay},
-		{"restart max delay", l.RestartMaxDelay},
-		{"healthy run", l.HealthyRun},
+		{"heartbeat warning", "limits.heartbeat_warning", l.HeartbeatWarning},
+		{"heartbeat critical", "limits.heartbeat_critical", l.HeartbeatCritical},
+		{"zombie limit", "limits.zombie_after", l.ZombieAfter},
+		{"idle limit", "limits.idle_after", l.IdleAfter},
+		{"shutdown grace", "limits.shutdown_grace", l.ShutdownGrace},
+		{"watch heartbeat", "limits.watch_heartbeat", l.WatchHeartbeat},
+		{"host loss limit", "limits.host_loss_after", l.HostLossAfter},
+		{"sample interval", "limits.sample_every", l.SampleEvery},
+		{"restart delay", "limits.restart_delay", l.RestartDelay},
+		{"restart max delay", "limits.restart_max_delay", l.RestartMaxDelay},
+		{"healthy run", "limits.healthy_run", l.HealthyRun},
 	} {
 		if d.v < 0 || d.v > maxLimitDuration {
-			bad("%s %s is not in 0..%s", d.name, d.v, maxLimitDuration)
+			bad(d.field, "%s %s is not in 0..%s", d.name, d.v, maxLimitDuration)
 		}
 	}
 	if r.Host != "" && !HostPattern.MatchString(r.Host) {
-		bad("host %s must match %s", Quote(r.Host), HostPattern)
+		bad("host", "host %s must match %s", Quote(r.Host), HostPattern)
 	}
 	if r.MaxRestarts < 0 || r.MaxRestarts > MaxRestartsLimit {
-		bad("max restarts %d is not in 0..%d", r.MaxRestarts, MaxRestartsLimit)
+		bad("max_restarts", "max restarts %d is not in 0..%d", r.MaxRestarts, MaxRestartsLimit)
 	}
 	if r.HeartbeatMode != "" && r.HeartbeatMode != HeartbeatModeSignal && r.HeartbeatMode != HeartbeatModeOutput {
-		bad("heartbeat mode %s must be signal or output", Quote(r.HeartbeatMode))
+		bad("heartbeat_mode", "heartbeat mode %s must be signal or output", Quote(r.HeartbeatMode))
 	}
 	if l.MaxSignalsPerRun < 0 || l.MaxSignalsPerRun > 5000 {
-		bad("max signals per run %d is not in 0..5000", l.MaxSignalsPerRun)
+		bad("limits.max_signals_per_run", "max signals per run %d is not in 0..5000", l.MaxSignalsPerRun)
 	}
 	return errors.Join(errs...)
 }
@@ -162,7 +164,7 @@ func (r SpawnRequest) validateFields() error {
 // checkOrder refuses resolved limits whose alerts do not come in order.
 func (l Limits) checkOrder() error {
 	if l.HeartbeatWarning > l.HeartbeatCritical || l.HeartbeatCritical > l.ZombieAfter {
-		return fmt.Errorf("heartbeat limits must grow: warning %s <= critical %s <= zombie %s", l.HeartbeatWarning, l.HeartbeatCritical, l.ZombieAfter)
+		return &FieldError{Field: "limits", Message: fmt.Sprintf("heartbeat limits must grow: warning %s <= critical %s <= zombie %s", l.HeartbeatWarning, l.HeartbeatCritical, l.ZombieAfter)}
 	}
 	return nil
 }
@@ -182,16 +184,16 @@ func ValidPriority(p string) bool {
 func (h Heartbeat) Validate() error {
 	var errs []error
 	if h.TokensUsed < 0 {
-		errs = append(errs, fmt.Errorf("tokens_used %d is negative", h.TokensUsed))
+		errs = append(errs, fieldError("tokens_used", "tokens_used %d is negative", h.TokensUsed))
 	}
 	if h.HealthScore != nil && (*h.HealthScore < MinHealthScore || *h.HealthScore > MaxHealthScore) {
-		errs = append(errs, fmt.Errorf("health_score %d is not in %d..%d", *h.HealthScore, MinHealthScore, MaxHealthScore))
+		errs = append(errs, fieldError("health_score", "health_score %d is not in %d..%d", *h.HealthScore, MinHealthScore, MaxHealthScore))
 	}
 	if h.Status != "" && h.Status != HeartbeatBusy && h.Status != HeartbeatIdle {
-		errs = append(errs, fmt.Errorf("status %s must be busy or idle", Quote(h.Status)))
+		errs = append(errs, fieldError("status", "status %s must be busy or idle", Quote(h.Status)))
 	}
 	if len(h.Message) > MaxMessageBytes || !utf8.ValidString(h.Message) {
-		errs = append(errs, fmt.Errorf("message must be valid UTF-8 of at most %d bytes", MaxMessageBytes))
+		errs = append(errs, fieldError("message", "message must be valid UTF-8 of at most %d bytes", MaxMessageBytes))
 	}
 	return errors.Join(errs...)
 }
@@ -199,10 +201,10 @@ func (h Heartbeat) Validate() error {
 // Validate checks a shutdown request.
 func (r ShutdownRequest) Validate() error {
 	if r.Grace < 0 || r.Grace > time.Hour {
-		return fmt.Errorf("grace %s is not in 0..1h", r.Grace)
+		return fieldError("grace", "grace %s is not in 0..1h", r.Grace)
 	}
 	if len(r.Reason) > maxReasonBytes {
-		return fmt.Errorf("reason is longer than %d bytes", maxReasonBytes)
+		return fieldError("reason", "reason is longer than %d bytes", maxReasonBytes)
 	}
 	return nil
 }
@@ -210,9 +212,52 @@ func (r ShutdownRequest) Validate() error {
 // Validate checks a kill request.
 func (r KillRequest) Validate() error {
 	if len(r.Reason) > maxReasonBytes {
-		return fmt.Errorf("reason is longer than %d bytes", maxReasonBytes)
+		return fieldError("reason", "reason is longer than %d bytes", maxReasonBytes)
 	}
 	return nil
+}
+
+// FieldError is one bad field of a request: Field is its JSON name (a dotted
+// path below "limits"), Message says what is wrong and is the message the
+// workflow has always failed with, so that histories replay and callers
+// that matched the text keep working. A request's Validate joins one per bad
+// field; errors.As finds the first, FieldErrors lists them all.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (e *FieldError) Error() string { return e.Message }
+
+func fieldError(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldErrors lists the bad fields that err carries, however it was
+// wrapped or joined, in order.
+func FieldErrors(err error) []*FieldError {
+	var out []*FieldError
+	var walk func(error)
+	walk = func(e error) {
+		if fe, ok := e.(*FieldError); ok {
+			out = append(out, fe)
+			return
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				walk(inner)
+			}
+		case interface{ Unwrap() error }:
+			if inner := u.Unwrap(); inner != nil {
+				walk(inner)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
 }
 
 // Quote quotes a value for an error message, cut short when it is long: an
