@@ -3,7 +3,8 @@
 // then reports idle, and exits cleanly on SIGTERM.
 //
 // It reads what every worker process gets from the lifecycle: WORKER_ID,
-// TASK_ID, TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.
+// TASK_ID, TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE, and heartbeats with
+// fleet.Heartbeater, as an agent written in Go would.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -35,31 +37,40 @@ func main() {
 	}
 	defer c.Close()
 
+	fc, err := fleet.New(c, fleet.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	hb, err := fc.Heartbeater(workerID, interval)
+	if err != nil {
+		log.Fatal(err)
+	}
+	hb.OnError = func(err error) { log.Printf("heartbeat failed: %v", err) }
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	log.Printf("%s working on %s, heartbeat every %s", workerID, os.Getenv("TASK_ID"), interval)
+	_ = hb.SetStatus(workflows.HeartbeatBusy, "working")
+	beating := make(chan error, 1)
+	go func() { beating <- hb.Run(ctx) }()
 
-	started := time.Now()
-	var tokens int64
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	work := time.NewTicker(interval)
+	defer work.Stop()
+	done := time.After(workFor)
 	for {
-		status, msg := workflows.HeartbeatBusy, "working"
-		if time.Since(started) >= workFor {
-			status, msg = workflows.HeartbeatIdle, "task done, waiting for the next"
-		} else {
-			tokens += 150
-		}
-		health := 100
-		hb := workflows.Heartbeat{TokensUsed: tokens, HealthScore: &health, Status: status, Message: msg}
-		if err := c.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalHeartbeat, hb); err != nil && ctx.Err() == nil {
-			log.Printf("heartbeat failed: %v", err)
-		}
 		select {
 		case <-ctx.Done():
+			<-beating
 			fmt.Println("received SIGTERM, exiting cleanly")
 			return
-		case <-tick.C:
+		case err := <-beating:
+			// The lifecycle has ended: nobody accounts for this work now.
+			log.Fatalf("stopping: %v", err)
+		case <-done:
+			_ = hb.SetStatus(workflows.HeartbeatIdle, "task done, waiting for the next")
+			work.Stop()
+		case <-work.C:
+			_ = hb.AddTokens(150)
 		}
 	}
 }
