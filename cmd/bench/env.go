@@ -7,19 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
 	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/devserver"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
-	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // Names the bench gives to what it spawns. The type's short name "bench"
@@ -112,51 +108,19 @@ func (e *env) startServer(ctx context.Context) error {
 
 // startWorker runs the worker program and waits until it polls its host's
 // queue.
-func (e *env) startWorker(ctx context.Context, types string) error {
-	logFile, err := os.Create(e.workerLog)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	e.worker = exec.Command(filepath.Join(e.dir, "worker"), "--address", e.address,
-		"--worker-types", types, "--log-dir", filepath.Join(e.dir, "logs"),
-		"--state-dir", filepath.Join(e.dir, "state"), "--host", benchHost)
-	e.worker.Stdout, e.worker.Stderr = logFile, logFile
-	if err := e.worker.Start(); err != nil {
-		return fmt.Errorf("starting the worker program: %w", err)
-	}
-	identity := strconv.Itoa(e.worker.Process.Pid) + "@"
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := e.client.DescribeTaskQueue(ctx, workflows.HostTaskQueue(benchHost), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
-		if err == nil {
-			for _, p := range resp.Pollers {
-				if strings.HasPrefix(p.Identity, identity) {
-					return nil
-				}
-			}
-		}
-		if syscall.Kill(e.worker.Process.Pid, 0) != nil {
-			break
-		}
-	}
-	return fmt.Errorf("the worker program did not start polling (log %s)", e.workerLog)
+func (e *env) startWorker(ctx context.Context, types string) (err error) {
+	e.worker, err = devserver.StartWorker(ctx, e.client, devserver.WorkerProgram{
+		Binary: filepath.Join(e.dir, "worker"), Address: e.address, TypesFile: types,
+		LogDir: filepath.Join(e.dir, "logs"), StateDir: filepath.Join(e.dir, "state"), Host: benchHost,
+		LogFile: e.workerLog, ReadyWithin: 30 * time.Second})
+	return err
 }
 
 // close stops the worker program, then the server. The worker program
 // leaves its processes running by design (they survive its restarts), so
 // every phase stops its own lifecycles before this.
 func (e *env) close() {
-	if e.worker != nil && e.worker.Process != nil {
-		_ = e.worker.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = e.worker.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = e.worker.Process.Kill()
-			<-done
-		}
-	}
+	devserver.StopWorker(e.worker, syscall.SIGTERM, 20*time.Second)
 	if e.server != nil {
 		_ = e.server.Stop()
 	} else if e.client != nil {

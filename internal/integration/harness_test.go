@@ -217,43 +217,15 @@ func (h *harness) startWorker(host string) error {
 // startWorkerWith starts the given worker program binary for host, with env
 // added to its environment.
 func (h *harness) startWorkerWith(host, binary string, env ...string) error {
-	logFile, err := os.OpenFile(filepath.Join(h.dir, "worker-"+host+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logFile := filepath.Join(h.dir, "worker-"+host+".log")
+	cmd, err := devserver.StartWorker(context.Background(), h.client, devserver.WorkerProgram{
+		Binary: binary, Address: h.address, TypesFile: h.typesFile, LogDir: h.logDir,
+		StateDir: filepath.Join(h.dir, "state", host), Host: host, Env: env, LogFile: logFile})
 	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(binary,
-		"--address", h.address, "--worker-types", h.typesFile, "--log-dir", h.logDir,
-		"--state-dir", filepath.Join(h.dir, "state", host), "--host", host)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// A test binary that dies (a panic, a timeout) takes its worker programs
-	// along, or they would go on taking tasks from the next run's server.
-	// Linux sends it when the starting thread ends; Go ends a thread only
-	// after a goroutine that locked it returns locked, which tests do not.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the worker program for %s: %w", host, err)
+		return fmt.Errorf("%w:\n%s", err, tail(logFile, 10))
 	}
 	h.workers[host] = cmd
-	// Ready once this very process polls its host's queue. On a cluster the
-	// queue has four partitions and Describe sees only the root one, which a
-	// new poller reaches after a few seconds.
-	identity := fmt.Sprintf("%d@", cmd.Process.Pid)
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := h.client.DescribeTaskQueue(context.Background(), workflows.HostTaskQueue(host), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
-		if err == nil {
-			for _, p := range resp.Pollers {
-				if strings.HasPrefix(p.Identity, identity) {
-					return nil
-				}
-			}
-		}
-		if syscall.Kill(cmd.Process.Pid, 0) != nil {
-			break
-		}
-	}
-	return fmt.Errorf("the worker program for %s did not start polling:\n%s", host, tail(logFile.Name(), 10))
+	return nil
 }
 
 // stopWorker ends a host's worker program with sig (SIGKILL: a crash) and
@@ -264,15 +236,7 @@ func (h *harness) stopWorker(host string, sig syscall.Signal) {
 		return
 	}
 	delete(h.workers, host)
-	_ = cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
+	devserver.StopWorker(cmd, sig, 15*time.Second)
 }
 
 // crashWorker kills a host's worker program as a crash would. The host
