@@ -14,7 +14,7 @@ import (
 )
 
 // Sweeper is what the hourly sweep asks of the fleet. The worker program
-// wires it to the client-side control package.
+// wires it to the public client, package fleet.
 type Sweeper interface {
 	Zombies(ctx context.Context) ([]string, error)
 	CleanupZombie(ctx context.Context, workerID string) (status string, err error)

@@ -140,3 +140,17 @@ func (f *Client) installSchedule(ctx context.Context, id, cron, note string, act
 		},
 	})
 }
+
+// Schedules are the names of the schedules InstallSchedules makes, by the
+// name an operator uses (`starter schedule ... --schedule NAME`).
+var Schedules = map[string]string{"archival": workflows.ArchivalScheduleID, "sweep": workflows.SweepScheduleID}
+
+// Schedule opens the named schedule ("archival" or "sweep") for the SDK's
+// own operations on it: Describe, Trigger, Pause, Unpause, Delete.
+func (f *Client) Schedule(ctx context.Context, name string) (id string, h client.ScheduleHandle, err error) {
+	id, ok := Schedules[name]
+	if !ok {
+		return "", nil, invalidField("schedule", "schedule %s must be archival or sweep", workflows.Quote(name))
+	}
+	return id, f.temporal.ScheduleClient().GetHandle(ctx, id), nil
+}

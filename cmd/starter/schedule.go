@@ -168,16 +168,14 @@ func (a *app) scheduleCommand() *cobra.Command {
 
 // scheduleHandle names and opens the schedule --schedule chose.
 func (a *app) scheduleHandle(cmd *cobra.Command, which string) (string, client.ScheduleHandle, error) {
-	ids := map[string]string{"archival": workflows.ArchivalScheduleID, "sweep": workflows.SweepScheduleID}
-	id, ok := ids[which]
-	if !ok {
+	if _, ok := fleet.Schedules[which]; !ok {
 		return "", nil, usageError{fmt.Errorf("--schedule %q must be archival or sweep", which)}
 	}
 	fc, err := a.connect()
 	if err != nil {
 		return "", nil, err
 	}
-	return id, fc.Temporal().ScheduleClient().GetHandle(cmd.Context(), id), nil
+	return fc.Schedule(cmd.Context(), which)
 }
 
 func (a *app) sweepCommand() *cobra.Command {

@@ -7,10 +7,10 @@
 // activities.ProcessOwners), and the coordination mirror's source
 // (coordination.Source).
 //
-// It builds on internal/control, the operators' client: what an operator
+// It builds on fleet, the public client: what an operator
 // can call too (listing, cleanup, the budget ledger's calls, recalc) is
 // called there, not written again here. The layering is activities →
-// workflows → control → adapters → the worker program; control never
+// workflows → fleet → adapters → the worker program; fleet never
 // imports this package.
 package adapters
 
@@ -46,7 +46,7 @@ func (l *Ledger) Release(ctx context.Context, workerID, lease string) (int64, er
 }
 
 // budgetRefused is the ledger's refusal as the activities know it:
-// errors.Is finds activities.ErrBudgetRefused (and control's), and the
+// errors.Is finds activities.ErrBudgetRefused (and fleet's), and the
 // message is the ledger's own.
 type budgetRefused struct{ err error }
 

@@ -15,7 +15,7 @@ import (
 )
 
 // TestRefusalsAgree: the ledger words its refusal with the activities'
-// error; control trims that word off to wrap its own, so both must read
+// error; fleet trims that word off to wrap its own, so both must read
 // the same.
 func TestRefusalsAgree(t *testing.T) {
 	require.Equal(t, activities.ErrBudgetRefused.Error(), fleet.ErrBudgetRefused.Error())
