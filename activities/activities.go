@@ -33,6 +33,9 @@ type Ledger interface {
 	// Release frees what the lease holds and returns how much that was; a
 	// second release of the same lease returns 0.
 	Release(ctx context.Context, workerID, lease string) (int64, error)
+	// Recheck is Reserve asked again of the ledger itself, never answered
+	// from a cache: a restart checks its lease still holds the allocation.
+	Recheck(ctx context.Context, workerID, lease string, amount int64) error
 }
 
 // HostActivities run on one host's own task queue
@@ -115,6 +118,9 @@ type ReserveInput struct {
 	// retried reservation is recognised and never counted twice.
 	Lease  string `json:"lease"`
 	Amount int64  `json:"amount"`
+	// Recheck asks whether the lease still holds its allocation (a restart)
+	// rather than reserving it.
+	Recheck bool `json:"recheck,omitempty"`
 }
 
 // ReleaseInput returns a lease's allocation to the budget.

@@ -14,7 +14,11 @@ func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) e
 	if _, err := a.Registry.Lookup(in.WorkerType); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
 	}
-	err := a.Ledger.Reserve(ctx, in.WorkerID, in.Lease, in.Amount)
+	reserve := a.Ledger.Reserve
+	if in.Recheck {
+		reserve = a.Ledger.Recheck
+	}
+	err := reserve(ctx, in.WorkerID, in.Lease, in.Amount)
 	if errors.Is(err, ErrBudgetRefused) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBudgetRefused, nil)
 	}

@@ -28,6 +28,9 @@ var (
 	// ErrBudgetRefused: the budget could not cover the request. A spawn
 	// refused for budget is both ErrSpawnFailed and ErrBudgetRefused.
 	ErrBudgetRefused = errors.New("insufficient budget")
+	// ErrUnknownLease: Budget.Release of a lease the ledger never held;
+	// nothing was given back or written.
+	ErrUnknownLease = errors.New("unknown lease")
 )
 
 // InvalidError is a request refused before any call, with every bad field.

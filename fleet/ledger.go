@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -30,7 +32,20 @@ func NewBudget(c client.Client) *Budget { return &Budget{temporal: c} }
 // Reserve allocates amount to the lease; a refusal wraps ErrBudgetRefused.
 // A reservation repeated with the same lease is a no-op.
 func (l *Budget) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
-	err := l.update(ctx, workflows.UpdateReserve, "reserve/"+lease,
+	return l.reserve(ctx, "reserve/"+lease, workerID, lease, amount)
+}
+
+// Recheck asks the ledger again whether the lease holds its allocation: nil
+// if it does (or the ledger, lost and started anew, could reserve it again),
+// an error if it was released or no longer fits. Unlike a repeated Reserve,
+// whose update ID makes the server answer from its cache within a ledger
+// run, it always reaches the ledger.
+func (l *Budget) Recheck(ctx context.Context, workerID, lease string, amount int64) error {
+	return l.reserve(ctx, "", workerID, lease, amount)
+}
+
+func (l *Budget) reserve(ctx context.Context, updateID, workerID, lease string, amount int64) error {
+	err := l.update(ctx, workflows.UpdateReserve, updateID,
 		workflows.ReserveRequest{WorkerID: workerID, Lease: lease, Amount: amount}, nil)
 	if workflows.IsBudgetRefused(err) {
 		return fmt.Errorf("%w%s", ErrBudgetRefused, trimPrefix(err, ErrBudgetRefused.Error()))
@@ -38,11 +53,16 @@ func (l *Budget) Reserve(ctx context.Context, workerID, lease string, amount int
 	return err
 }
 
-// Release gives the lease's allocation back and says how much it was.
+// Release gives the lease's allocation back and says how much it was. A
+// lease the ledger never held is refused with ErrUnknownLease, unwritten.
 func (l *Budget) Release(ctx context.Context, workerID, lease string) (int64, error) {
 	var released int64
 	err := l.update(ctx, workflows.UpdateRelease, "release/"+lease,
 		workflows.ReleaseRequest{WorkerID: workerID, Lease: lease}, &released)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeUnknownLease {
+		return 0, fmt.Errorf("%w%s", ErrUnknownLease, strings.TrimPrefix(appErr.Message(), ErrUnknownLease.Error()))
+	}
 	return released, err
 }
 

@@ -73,3 +73,30 @@ func TestReserveOtherErrors(t *testing.T) {
 	require.ErrorIs(t, err, down)
 	require.NotErrorIs(t, err, ErrBudgetRefused)
 }
+
+// TestRecheckReachesTheLedger: a restart's check of its reservation must
+// not reuse the reservation's update ID, or the server answers from its
+// cache of that ledger run, "reserved", even after the lease was released.
+func TestRecheckReachesTheLedger(t *testing.T) {
+	c := mocks.NewClient(t)
+	h := mocks.NewWorkflowUpdateHandle(t)
+	recheck := reserveUpdate
+	recheck.UpdateID = "" // the SDK gives each call an ID of its own
+	c.On("UpdateWorkflow", mock.Anything, recheck).Return(h, nil)
+	released := temporal.NewNonRetryableApplicationError("the reservation of worker worker-a-1 was released already", workflows.ErrTypeLedgerRefused, nil)
+	h.On("Get", mock.Anything, nil).Return(released)
+	err := NewBudget(c).Recheck(context.Background(), "worker-a-1", "lease-1", 10)
+	require.ErrorContains(t, err, "released already")
+	require.NotErrorIs(t, err, ErrBudgetRefused)
+}
+
+// TestReleaseOfAnUnknownLease is ErrUnknownLease, with the ledger's words.
+func TestReleaseOfAnUnknownLease(t *testing.T) {
+	c := mocks.NewClient(t)
+	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError(`unknown lease "lease-1": worker worker-a-1 holds nothing under it`, workflows.ErrTypeUnknownLease, nil))
+	n, err := NewBudget(c).Release(context.Background(), "worker-a-1", "lease-1")
+	require.ErrorIs(t, err, ErrUnknownLease)
+	require.Zero(t, n)
+	require.EqualError(t, err, `unknown lease "lease-1": worker worker-a-1 holds nothing under it`)
+}

@@ -56,8 +56,11 @@ const (
 	LedgerWorkflowID = "token-budget-ledger"
 	UpdateReserve    = "reserve"
 	UpdateRelease    = "release"
-	UpdateSetTotal   = "set_total"
-	QueryBudget      = "budget"
+	// SignalRelease is the release as a signal, with the same
+	// ReleaseRequest and no answer: what lifecycles send.
+	SignalRelease  = "release"
+	UpdateSetTotal = "set_total"
+	QueryBudget    = "budget"
 	// DefaultBudgetTotal is the ledger's total when it is first created;
 	// `starter budget set --total N` changes it.
 	DefaultBudgetTotal int64 = 500000

@@ -87,8 +87,18 @@ type WorkerAllocation struct {
 // amount (a bad request, a conflicting lease).
 const ErrTypeLedgerRefused = "LedgerRefused"
 
+// ErrTypeUnknownLease marks a release of a lease the ledger has never held:
+// nothing is given back and nothing is written. A lifecycle whose
+// reservation failed half-way releases to be sure, and this says the
+// reservation never went through.
+const ErrTypeUnknownLease = "UnknownLease"
+
 // BudgetLedger is the one durable token budget. Reserve and release are
 // updates, validated before they are written, and idempotent per lease.
+// Release is also a signal (SignalRelease), which lifecycles send: a signal
+// has no answer to wait for and no limit on how many are in flight, so a
+// wave of hundreds of ends cannot queue behind the server's ten updates in
+// flight per workflow and time out holding their tokens.
 func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	if st.Allocations == nil {
 		st.Allocations = map[string]Allocation{}
@@ -97,6 +107,13 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	if err := l.register(ctx); err != nil {
 		return err
 	}
+	releases := workflow.GetSignalChannel(ctx, SignalRelease)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var req ReleaseRequest
+		for releases.Receive(ctx, &req) {
+			l.releaseSignalled(ctx, req)
+		}
+	})
 	err := workflow.Await(ctx, func() bool {
 		return l.st.UpdatesThisRun >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 	})
@@ -113,6 +130,12 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	// Accepted updates must finish in this run; new ones wait for the next.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
+	}
+	// Releases received but not applied yet are applied now: a signal is
+	// not handed to the next run.
+	var req ReleaseRequest
+	for releases.ReceiveAsync(&req) {
+		l.releaseSignalled(ctx, req)
 	}
 	l.st.UpdatesThisRun = 0
 	return workflow.NewContinueAsNewError(ctx, BudgetLedger, l.st)
@@ -202,7 +225,37 @@ func (l *ledger) validateRelease(req ReleaseRequest) error {
 	if req.WorkerID == "" || req.Lease == "" {
 		return refused("invalid release: worker id and lease are required")
 	}
+	if !l.knows(req) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("unknown lease %q: worker %s holds nothing under it", req.Lease, req.WorkerID), ErrTypeUnknownLease, nil)
+	}
 	return nil
+}
+
+// knows reports whether the lease holds the worker's allocation or was
+// released already: a release of any other lease is refused unwritten.
+func (l *ledger) knows(req ReleaseRequest) bool {
+	if held, ok := l.st.Allocations[req.WorkerID]; ok && held.Lease == req.Lease {
+		return true
+	}
+	for _, released := range l.st.Released {
+		if released == req.Lease {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseSignalled applies a release sent as a signal. Signals cannot be
+// refused, so a bad or unknown one is logged and changes nothing.
+func (l *ledger) releaseSignalled(ctx workflow.Context, req ReleaseRequest) {
+	if err := l.validateRelease(req); err != nil {
+		workflow.GetLogger(ctx).Warn("Release signal ignored", "worker_id", req.WorkerID, "lease", req.Lease, "reason", err)
+		return
+	}
+	if _, err := l.release(ctx, req); err != nil {
+		workflow.GetLogger(ctx).Warn("Release signal failed", "worker_id", req.WorkerID, "lease", req.Lease, "error", err)
+	}
 }
 
 // release returns what the lease holds; a lease that holds nothing (released

@@ -157,3 +157,57 @@ func TestLedgerSurvivesACancel(t *testing.T) {
 	require.Equal(t, int64(100000), next.Total)
 	require.Equal(t, int64(600), next.Allocations["worker-fix-a"].Amount)
 }
+
+// TestLedgerRefusesAnUnknownLease: a release of a lease the ledger never
+// held is refused before it is written, so the ledger neither records it
+// nor refuses a later reservation under it.
+func TestLedgerRefusesAnUnknownLease(t *testing.T) {
+	h := newLedgerHarness(t)
+	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	unknown := h.at(2*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-b", Lease: "L7"})
+	otherLease := h.at(3*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L8"})
+	later := h.at(4*time.Second, UpdateReserve, reserve("worker-fix-b", "L7", 100))
+	var end BudgetView
+	h.env.RegisterDelayedCallback(func() { end = h.view() }, 5*time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 6*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
+	for _, c := range []*ledgerCall{unknown, otherLease} {
+		var appErr *temporal.ApplicationError
+		require.ErrorAs(t, c.rejected, &appErr)
+		require.Equal(t, ErrTypeUnknownLease, appErr.Type())
+	}
+	require.ErrorContains(t, unknown.rejected, `unknown lease "L7": worker worker-fix-b holds nothing under it`)
+	require.NoError(t, later.rejected, "the refused release was not recorded")
+	require.Equal(t, int64(300), end.Available, "worker-fix-a keeps its 600; worker-fix-b got 100")
+
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	var next LedgerState
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Empty(t, next.Released)
+}
+
+// TestLedgerReleaseSignal: a release sent as a signal frees the lease's
+// allocation once; a repeat or an unknown lease changes nothing; and the
+// signals count toward the run's bound like the updates.
+func TestLedgerReleaseSignal(t *testing.T) {
+	h := newLedgerHarness(t)
+	st := NewLedgerState(1000)
+	st.UpdatesThisRun = ledgerUpdatesPerRun - 2
+	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(SignalRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L1"})
+		h.env.SignalWorkflow(SignalRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L1"})
+		h.env.SignalWorkflow(SignalRelease, ReleaseRequest{WorkerID: "worker-fix-c", Lease: "L5"})
+		h.env.SignalWorkflow(SignalRelease, ReleaseRequest{})
+	}, 2*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, st)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can, "the reservation and the release reached the run's bound")
+	var next LedgerState
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Empty(t, next.Allocations)
+	require.Equal(t, []string{"L1"}, next.Released, "the unknown lease is not recorded")
+}

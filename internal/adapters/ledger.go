@@ -40,9 +40,24 @@ func (l *Ledger) Reserve(ctx context.Context, workerID, lease string, amount int
 	return err
 }
 
-// Release gives the lease's allocation back and says how much it was.
+// Recheck asks the ledger whether the lease still holds its allocation.
+func (l *Ledger) Recheck(ctx context.Context, workerID, lease string, amount int64) error {
+	err := l.Budget.Recheck(ctx, workerID, lease, amount)
+	if errors.Is(err, fleet.ErrBudgetRefused) {
+		return budgetRefused{err}
+	}
+	return err
+}
+
+// Release gives the lease's allocation back and says how much it was. A
+// lease the ledger never held (a reservation that failed before it was
+// written) gives back nothing, which is what a release is for.
 func (l *Ledger) Release(ctx context.Context, workerID, lease string) (int64, error) {
-	return l.Budget.Release(ctx, workerID, lease)
+	released, err := l.Budget.Release(ctx, workerID, lease)
+	if errors.Is(err, fleet.ErrUnknownLease) {
+		return 0, nil
+	}
+	return released, err
 }
 
 // budgetRefused is the ledger's refusal as the activities know it:

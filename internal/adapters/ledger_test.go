@@ -12,6 +12,7 @@ import (
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/fleet"
+	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // TestRefusalsAgree: the ledger words its refusal with the activities'
@@ -42,4 +43,23 @@ func TestLedgerRefusalIsTheActivitiesRefusal(t *testing.T) {
 	err = ledger.Reserve(context.Background(), "worker-a-1", "lease-1", 10)
 	require.ErrorIs(t, err, other)
 	require.NotErrorIs(t, err, activities.ErrBudgetRefused, "only a refusal is one")
+}
+
+// TestReleaseOfAnUnknownLeaseGivesBackNothing: a lifecycle whose
+// reservation failed before the ledger wrote it releases to be sure; the
+// ledger refuses the unknown lease, and for the lifecycle that is a release
+// of nothing, not a failed compensation to retry for ever.
+func TestReleaseOfAnUnknownLeaseGivesBackNothing(t *testing.T) {
+	c := mocks.NewClient(t)
+	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, temporal.NewNonRetryableApplicationError(
+		`unknown lease "lease-1": worker worker-a-1 holds nothing under it`, workflows.ErrTypeUnknownLease, nil)).Once()
+	ledger := &Ledger{Budget: fleet.NewBudget(c)}
+	n, err := ledger.Release(context.Background(), "worker-a-1", "lease-1")
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	down := errors.New("connection refused")
+	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, down).Once()
+	_, err = ledger.Release(context.Background(), "worker-a-1", "lease-1")
+	require.ErrorIs(t, err, down, "any other failure is one, and is retried")
 }
