@@ -20,28 +20,32 @@ var (
 
 // LifecycleState is a lifecycle run's whole state. It is also the input of
 // the first run and of every continue-as-new, so nothing is lost across runs.
+// The fields after Request are omitzero so that a first run's input, as
+// NewLifecycleState makes it, encodes as {"request": ...} alone: what
+// docs/API.md asks of every master and LifecycleState.schema.json allows.
+// A zero field decodes to the same state whether it is sent or not.
 type LifecycleState struct {
 	Request SpawnRequest `json:"request"`
-	Spec    WorkerSpec   `json:"spec"`
+	Spec    WorkerSpec   `json:"spec,omitzero"`
 	// Reserved is true while the ledger holds this lifecycle's allocation.
 	// The saga is the truth within a run; this is written from it only when
 	// the state is handed to the next run, which rebuilds its saga from it.
-	Reserved bool `json:"reserved"`
+	Reserved bool `json:"reserved,omitzero"`
 	// Process is set once the worker's process was started.
 	Process *activities.ProcessInfo `json:"process,omitempty"`
 	// IdleSince is when the worker became idle; nil while busy.
 	IdleSince *time.Time `json:"idle_since,omitempty"`
 	// RestartCount counts restarts since the last healthy run.
-	RestartCount int `json:"restart_count"`
+	RestartCount int `json:"restart_count,omitzero"`
 	// PriorTokens is what the worker's earlier processes used; a new
 	// process reports its own count from zero.
-	PriorTokens int64 `json:"prior_tokens"`
+	PriorTokens int64 `json:"prior_tokens,omitzero"`
 	// Limits are the limits in force, resolved at the first run
 	// (resolveLimits); nil in the input of a first run.
 	Limits *Limits `json:"limits,omitempty"`
 	// Runs counts continue-as-new; SignalsThisRun bounds one run.
-	Runs           int `json:"runs"`
-	SignalsThisRun int `json:"signals_this_run"`
+	Runs           int `json:"runs,omitzero"`
+	SignalsThisRun int `json:"signals_this_run,omitzero"`
 }
 
 // NewLifecycleState is the input of a lifecycle's first run.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/commit-relay/worker-lifecycle/internal/schemacheck"
 )
 
 // The JSON Schemas of the wire payloads (docs/API.md) are generated here from
@@ -396,4 +398,17 @@ func decodeStrict(t *testing.T, what, s string) LifecycleState {
 		t.Fatalf("%s does not decode: %v\n%s", what, err, s)
 	}
 	return st
+}
+
+// TestStartInputValidates: the start input a Go master sends is what
+// NewLifecycleState encodes to, and the schema allows "request" alone, so
+// the run-to-run state of LifecycleState must stay out of it.
+func TestStartInputValidates(t *testing.T) {
+	raw, err := json.Marshal(NewLifecycleState(testRequest()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schemacheck.Validate("..", "LifecycleState", raw); err != nil {
+		t.Errorf("the start input NewLifecycleState makes does not validate:\n%v\n%s", err, raw)
+	}
 }

@@ -58,7 +58,8 @@ func inDir(t *testing.T, dir string, env []string, timeout time.Duration, name s
 // TestTypeScriptMasterDrivesALifecycle runs examples/ts-master, a master
 // written in TypeScript on Temporal's npm client, against the dev server:
 // it spawns a sleeper, heartbeats it, reads its status and shuts it down,
-// and the system agrees with what it printed.
+// the system agrees with what it printed, and what it sent validates
+// against the JSON Schemas.
 func TestTypeScriptMasterDrivesALifecycle(t *testing.T) {
 	nodeTools(t)
 	dir := filepath.Join(h.root, "examples", "ts-master")
@@ -122,4 +123,16 @@ func TestTypeScriptMasterDrivesALifecycle(t *testing.T) {
 	requireGone(t, spec.PID)
 	require.Empty(t, workerProcesses(id))
 	require.Equal(t, before, h.budget(t), "the budget is back")
+
+	// What the master sent, as the server stored it, satisfies the schemas
+	// the Go starter's payloads do (payloads_test.go): the contract holds
+	// for a second language.
+	var sent []wirePayload
+	for _, p := range lifecyclePayloads(t, id) {
+		if p.input {
+			sent = append(sent, p)
+		}
+	}
+	require.Equal(t, []string{"start", "start", "heartbeat-1", "heartbeat-2", "heartbeat-3", "shutdown-request"}, payloadNames(sent))
+	checkPayloads(t, "ts-master", sent)
 }

@@ -29,7 +29,9 @@ const UPDATE_SHUTDOWN = 'shutdown';
 const QUERY_STATUS = 'status';
 
 // SpawnRequest (workflows/request.go); durations would be integers of
-// nanoseconds, and the ones left out take the defaults.
+// nanoseconds, and the ones left out take the defaults. limits is required
+// by docs/schemas/SpawnRequest.schema.json even when empty: {} takes every
+// default.
 interface SpawnRequest {
   worker_id: string;
   worker_type: string;
@@ -37,6 +39,7 @@ interface SpawnRequest {
   priority: string;
   master: string;
   budget: number;
+  limits: Record<string, number>;
 }
 
 // Heartbeat (workflows/api.go).
@@ -118,6 +121,7 @@ async function main(): Promise<void> {
     priority: setting('PRIORITY', 'medium'),
     master: argMaster ?? setting('MASTER', 'ts-master'),
     budget: integer('BUDGET', '1000'),
+    limits: {},
   };
   if (request.task_id === '') delete request.task_id;
   const heartbeats = integer('HEARTBEATS', '3');
