@@ -237,7 +237,8 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 	// Rebuild the compensations of what earlier runs did, in the order they
 	// were registered.
 	if w.st.Reserved {
-		w.saga.add(stepRefund, w.releaseBudget(lease))
+		// Only a reservation that went through is handed to the next run.
+		w.saga.add(stepRefund, w.releaseBudget(lease, w.st.Request.Budget))
 	}
 	if w.st.Process != nil {
 		w.saga.add(stepStopProcess, w.stopProcessCompensation())

@@ -71,7 +71,15 @@ func (s *lifecycleSuite) expectStart(runFor time.Duration, exit activities.ExitS
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(exit, nil).After(runFor)
 }
 
+// expectRelease expects the refund of a reservation that went through: a
+// release signal to the ledger.
 func (s *lifecycleSuite) expectRelease(times int) {
+	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).Return(nil).Times(times)
+}
+
+// expectReleaseUpdate expects the refund of a reservation whose fate is
+// unknown: the release update, which says what it gave back.
+func (s *lifecycleSuite) expectReleaseUpdate(times int) {
 	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).
 		Return(activities.ReleaseResult{Released: 10000}, nil).Times(times)
 }

@@ -87,10 +87,15 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		return false
 	}
 	// The reservation is held across restarts; this checks the ledger still
-	// has it (reserving the same lease again is a no-op).
-	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
-		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
-	}).Get(ctx, nil); err != nil {
+	// has it (reserving the same lease again is a no-op). Asked as a
+	// recheck, the ledger itself answers: a repeated reservation is
+	// answered from the server's cache of the first, "reserved", even after
+	// the lease was released.
+	check := activities.ReserveInput{WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget}
+	if workflow.GetVersion(ctx, VersionRecheckReservation, workflow.DefaultVersion, 1) == 1 {
+		check.Recheck = true
+	}
+	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, check).Get(ctx, nil); err != nil {
 		o.reason = fmt.Sprintf("%s; not restarted: %s", o.reason, failureMessage(err))
 		return false
 	}

@@ -32,7 +32,7 @@ func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
 // it is released, so no budget leaks.
 func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(errors.New("context deadline exceeded"))
-	s.expectRelease(1)
+	s.expectReleaseUpdate(1)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
 	spec := s.result()

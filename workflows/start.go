@@ -19,26 +19,47 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 		if isCancel(ctx, err) {
 			// Nothing was reserved for sure: a reservation that did go
 			// through is still refunded by the release below.
-			w.saga.add(stepRefund, w.releaseBudget(lease))
+			w.saga.add(stepRefund, w.releaseBudget(lease, 0))
 			return &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
 		}
 		if !isRefusal(err) {
 			// The ledger may have applied the reservation before the call
 			// failed; the release is idempotent and refunds it if so.
-			w.saga.add(stepRefund, w.releaseBudget(lease))
+			w.saga.add(stepRefund, w.releaseBudget(lease, 0))
 		}
 		w.st.Spec.TokenBudget.Allocated = 0
 		return &outcome{kind: outcomeFailed, reason: failureMessage(err)}
 	}
-	w.saga.add(stepRefund, w.releaseBudget(lease))
+	w.saga.add(stepRefund, w.releaseBudget(lease, r.Budget))
 	return w.launch(ctx, lease)
 }
 
-func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
+// releaseBudget is the refund of the lease: held is what the ledger is
+// known to hold under it, or 0 when a failed reservation leaves that
+// unknown.
+//
+// A known holding is released with a signal to the ledger: it has no
+// answer to wait for and no limit on how many are in flight, so the ends of
+// hundreds of lifecycles at once (a fleet shut down, a host lost) are not
+// queued behind the ten updates the server lets into one workflow, where
+// they timed out and left their tokens held. What was refunded is then
+// what was held, whichever ledger run applies it. An unknown holding, or a
+// ledger that is not running, goes through the release update, which says
+// what it gave back.
+func (w *lifecycle) releaseBudget(lease string, held int64) func(workflow.Context) error {
 	return func(ctx workflow.Context) error {
+		req := ReleaseRequest{WorkerID: w.st.Spec.WorkerID, Lease: lease}
+		if held > 0 && workflow.GetVersion(ctx, VersionReleaseSignal, workflow.DefaultVersion, 1) == 1 {
+			err := workflow.SignalExternalWorkflow(ctx, LedgerWorkflowID, "", SignalRelease, req).Get(ctx, nil)
+			if err == nil {
+				w.refunded += held
+				return nil
+			}
+			workflow.GetLogger(ctx).Warn("Release signal not delivered; releasing through the update", "error", err)
+		}
 		var res activities.ReleaseResult
 		err := workflow.ExecuteActivity(budgetOptions(ctx, 0), sharedActs.ReleaseBudget, activities.ReleaseInput{
-			WorkerID: w.st.Spec.WorkerID, Lease: lease,
+			WorkerID: req.WorkerID, Lease: lease,
 		}).Get(ctx, &res)
 		w.refunded += res.Released
 		return err

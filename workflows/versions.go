@@ -26,6 +26,15 @@ const (
 	// in zombie to retry its cleanup retries at once and goes on retrying;
 	// before it, it ended in zombie with its process left running.
 	VersionCancelDuringCleanupWait = "cancel-during-cleanup-wait"
+	// VersionReleaseSignal: a lifecycle gives back a reservation it knows
+	// it holds with a signal to the ledger, and counts what it held as
+	// refunded; before it, with the release update, whose answer read 0
+	// when a retry reached a later ledger run.
+	VersionReleaseSignal = "release-signal"
+	// VersionRecheckReservation: a restart rechecks its reservation with
+	// the ledger itself; before it, the repeated reservation was answered
+	// from the server's update cache.
+	VersionRecheckReservation = "recheck-reservation"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

@@ -468,10 +468,11 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 }
 
 // recordingRelease is the tag RECORD_HISTORIES=1 adds to the files this
-// code records: the first release's have none, this one's end in -r2. Bump
-// it with each release whose workflows changed, so that a new recording
-// never meets an old file.
-const recordingRelease = "r2"
+// code records: the first release's have none, the second's end in -r2,
+// this one's (release signal, reservation recheck) in -r3. Bump it with
+// each release whose workflows changed, so that a new recording never meets
+// an old file.
+const recordingRelease = "r3"
 
 // saveHistory writes the history of workflowID's latest run to
 // testdata/histories when RECORD_HISTORIES is set.

@@ -119,9 +119,10 @@ func currentRunID(t *testing.T, workflowID string) string {
 }
 
 // lifecycleVersions are the version markers every lifecycle run of this
-// code records at its start, with those of the scenario.
+// code records at its start and at the refund of its reservation, with
+// those of the scenario.
 func lifecycleVersions(scenario map[string]int) map[string]int {
-	v := map[string]int{workflows.VersionFrozenLimits: 1}
+	v := map[string]int{workflows.VersionFrozenLimits: 1, workflows.VersionReleaseSignal: 1}
 	for id, n := range scenario {
 		v[id] = n
 	}

@@ -1,0 +1,86 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// A reservation that went through is given back with a signal, and what it
+// held is what was refunded, even where the release update would have read
+// 0 (a retry reaching a later ledger run, which no longer knows the lease).
+func (s *lifecycleSuite) TestRefundIsWhatWasHeld() {
+	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
+	var sent ReleaseRequest
+	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).
+		Run(func(args mock.Arguments) { sent = args.Get(4).(ReleaseRequest) }).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).Return(activities.ReleaseResult{Released: 0}, nil).Maybe()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal(int64(10000), spec.Cleanup.Refunded)
+	s.Equal("worker-implementation-001", sent.WorkerID)
+	s.NotEmpty(sent.Lease)
+}
+
+// With no ledger running to take the signal, the release update gives the
+// budget back (and starts a ledger), and says how much.
+func (s *lifecycleSuite) TestRefundFallsBackToTheUpdate() {
+	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
+	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).
+		Return(errors.New("unknown external workflow execution")).Once()
+	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).Return(activities.ReleaseResult{Released: 0}, nil).Once()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal(int64(0), spec.Cleanup.Refunded, "a new ledger held nothing of this lifecycle's")
+}
+
+// A restart rechecks its reservation with the ledger itself, not with a
+// repeat of the first reservation, which the server answers from its cache.
+func (s *lifecycleSuite) TestRestartRechecksTheReservation() {
+	var checks []activities.ReserveInput
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).
+		Run(func(args mock.Arguments) { checks = append(checks, args.Get(1).(activities.ReserveInput)) }).Return(nil).Twice()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Twice()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 3}, nil).After(10 * time.Second).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 0}, nil).After(10 * time.Second).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Maybe()
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Once()
+	s.expectRelease(1)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(1)))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Require().Len(checks, 2)
+	s.False(checks[0].Recheck, "the first is a reservation")
+	s.True(checks[1].Recheck, "the restart's is a recheck")
+	s.Equal(checks[0].Lease, checks[1].Lease)
+}
+
+// A restart whose reservation was released meanwhile is not restarted.
+func (s *lifecycleSuite) TestRestartWithItsReservationGoneIsNotRestarted() {
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReserveInput) error {
+		if in.Recheck {
+			return temporal.NewNonRetryableApplicationError("the reservation of worker worker-implementation-001 was released already", ErrTypeLedgerRefused, nil)
+		}
+		return nil
+	}).Twice()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 3}, nil).After(10 * time.Second).Once()
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Maybe()
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Once()
+	s.expectRelease(1)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(1)))
+	spec := s.result()
+	s.Empty(spec.Restarts)
+	s.Contains(spec.Cleanup.Reason, "not restarted: the reservation of worker worker-implementation-001 was released already")
+}
