@@ -70,7 +70,7 @@ type Options struct {
 func New(c client.Client, o Options) (*Client, error) {
 	types, err := workertypes.Load(o.WorkerTypesFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, err
 	}
 	if o.StartWait < 0 {
 		return nil, fmt.Errorf("%w: start wait %s is negative", ErrInvalid, o.StartWait)

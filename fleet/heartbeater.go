@@ -35,14 +35,15 @@ type Heartbeater struct {
 }
 
 // Heartbeater returns the heartbeat loop of a worker. every is the interval
-// between heartbeats, from one second to the longest a lifecycle waits
-// (workflows.DefaultHeartbeatWarning is the default warning).
+// between heartbeats, from one second to half the default heartbeat warning
+// (30 s), so that one late heartbeat raises no alert.
 func (f *Client) Heartbeater(workerID string, every time.Duration) (*Heartbeater, error) {
 	if err := CheckID(workerID); err != nil {
 		return nil, err
 	}
-	if every < time.Second || every > workflows.DefaultZombieAfter {
-		return nil, invalidField("interval", "heartbeat interval %s is not in 1s..%s", every, workflows.DefaultZombieAfter)
+	// Half the default warning, so that one late heartbeat is no alert.
+	if maxEvery := workflows.DefaultHeartbeatWarning / 2; every < time.Second || every > maxEvery {
+		return nil, invalidField("interval", "heartbeat interval %s is not in 1s..%s", every, maxEvery)
 	}
 	health := workflows.MaxHealthScore
 	return &Heartbeater{client: f, workerID: workerID, every: every,
@@ -122,8 +123,9 @@ func (h *Heartbeater) Beat(ctx context.Context) error {
 
 // Run sends a heartbeat at once, then every interval and on each status
 // change, until ctx is done (it returns nil) or the lifecycle can no longer
-// take heartbeats: it returns the error, ErrEnded or ErrUnknownWorker, and
-// the agent should stop working, since nobody accounts for it any more.
+// take heartbeats: it returns the error, ErrEnded or ErrUnknownWorker (or
+// ErrInvalid for a worker id that cannot be one), and the agent should stop
+// working, since nobody accounts for it any more.
 func (h *Heartbeater) Run(ctx context.Context) error {
 	tick := time.NewTicker(h.every)
 	defer tick.Stop()

@@ -40,7 +40,7 @@ func TestHeartbeaterRun(t *testing.T) {
 	sent := make(chan workflows.Heartbeat, 10)
 	signal := c.On("SignalWorkflow", mock.Anything, workflows.WorkflowID("worker-a-1"), "", workflows.SignalHeartbeat, mock.Anything).
 		Run(func(args mock.Arguments) { sent <- args.Get(4).(workflows.Heartbeat) }).Return(nil)
-	hb, err := mustNew(t, c).Heartbeater("worker-a-1", time.Minute)
+	hb, err := mustNew(t, c).Heartbeater("worker-a-1", 30*time.Second)
 	require.NoError(t, err)
 	require.NoError(t, hb.SetTokens(150))
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -87,10 +88,9 @@ type WorkerAllocation struct {
 // amount (a bad request, a conflicting lease).
 const ErrTypeLedgerRefused = "LedgerRefused"
 
-// ErrTypeUnknownLease marks a release of a lease the ledger has never held:
-// nothing is given back and nothing is written. A lifecycle whose
-// reservation failed half-way releases to be sure, and this says the
-// reservation never went through.
+// ErrTypeUnknownLease marks a release of a lease the ledger has never held
+// and that is not the worker's own lifecycle's: nothing is given back and
+// nothing is written.
 const ErrTypeUnknownLease = "UnknownLease"
 
 // BudgetLedger is the one durable token budget. Reserve and release are
@@ -109,8 +109,11 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	}
 	releases := workflow.GetSignalChannel(ctx, SignalRelease)
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		var req ReleaseRequest
-		for releases.Receive(ctx, &req) {
+		for {
+			var req ReleaseRequest
+			if !releases.Receive(ctx, &req) {
+				return
+			}
 			l.releaseSignalled(ctx, req)
 		}
 	})
@@ -133,8 +136,11 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	}
 	// Releases received but not applied yet are applied now: a signal is
 	// not handed to the next run.
-	var req ReleaseRequest
-	for releases.ReceiveAsync(&req) {
+	for {
+		var req ReleaseRequest
+		if !releases.ReceiveAsync(&req) {
+			break
+		}
 		l.releaseSignalled(ctx, req)
 	}
 	l.st.UpdatesThisRun = 0
@@ -232,10 +238,18 @@ func (l *ledger) validateRelease(req ReleaseRequest) error {
 	return nil
 }
 
-// knows reports whether the lease holds the worker's allocation or was
-// released already: a release of any other lease is refused unwritten.
+// knows reports whether the release may be written: the lease holds the
+// worker's allocation, was released already, or is a lease of the worker's
+// own lifecycle (<workflow ID>/<run ID>). That last is a lifecycle whose
+// reservation failed half-way releasing to be sure: its release is kept,
+// so that the reservation, if it is still on its way, is refused when it
+// lands instead of holding tokens nobody will give back. A release of any
+// other lease (a typo, another worker's) is refused unwritten.
 func (l *ledger) knows(req ReleaseRequest) bool {
 	if held, ok := l.st.Allocations[req.WorkerID]; ok && held.Lease == req.Lease {
+		return true
+	}
+	if strings.HasPrefix(req.Lease, WorkflowID(req.WorkerID)+"/") {
 		return true
 	}
 	for _, released := range l.st.Released {

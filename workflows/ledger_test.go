@@ -158,18 +158,23 @@ func TestLedgerSurvivesACancel(t *testing.T) {
 	require.Equal(t, int64(600), next.Allocations["worker-fix-a"].Amount)
 }
 
-// TestLedgerRefusesAnUnknownLease: a release of a lease the ledger never
-// held is refused before it is written, so the ledger neither records it
-// nor refuses a later reservation under it.
+// TestLedgerRefusesAnUnknownLease: a release of a lease that is neither
+// held, nor released, nor the worker's own lifecycle's is refused before it
+// is written. A release of the worker's own lifecycle lease that was never
+// held (a reservation still on its way) is written, and the reservation is
+// refused when it lands.
 func TestLedgerRefusesAnUnknownLease(t *testing.T) {
 	h := newLedgerHarness(t)
+	own := WorkflowID("worker-fix-c") + "/run-1"
 	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
 	unknown := h.at(2*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-b", Lease: "L7"})
 	otherLease := h.at(3*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L8"})
 	later := h.at(4*time.Second, UpdateReserve, reserve("worker-fix-b", "L7", 100))
+	early := h.at(5*time.Second, UpdateRelease, ReleaseRequest{WorkerID: "worker-fix-c", Lease: own})
+	landing := h.at(6*time.Second, UpdateReserve, reserve("worker-fix-c", own, 100))
 	var end BudgetView
-	h.env.RegisterDelayedCallback(func() { end = h.view() }, 5*time.Second)
-	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 6*time.Second)
+	h.env.RegisterDelayedCallback(func() { end = h.view() }, 7*time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 8*time.Second)
 
 	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
 	for _, c := range []*ledgerCall{unknown, otherLease} {
@@ -179,13 +184,16 @@ func TestLedgerRefusesAnUnknownLease(t *testing.T) {
 	}
 	require.ErrorContains(t, unknown.rejected, `unknown lease "L7": worker worker-fix-b holds nothing under it`)
 	require.NoError(t, later.rejected, "the refused release was not recorded")
-	require.Equal(t, int64(300), end.Available, "worker-fix-a keeps its 600; worker-fix-b got 100")
+	require.NoError(t, early.rejected)
+	require.Equal(t, int64(0), early.result)
+	require.ErrorContains(t, landing.rejected, "was released already", "a reservation landing after its lifecycle's release holds nothing")
+	require.Equal(t, int64(300), end.Available, "worker-fix-a keeps its 600; worker-fix-b got 100 under L7")
 
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
 	var next LedgerState
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
-	require.Empty(t, next.Released)
+	require.Equal(t, []string{own}, next.Released)
 }
 
 // TestLedgerReleaseSignal: a release sent as a signal frees the lease's

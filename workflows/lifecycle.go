@@ -99,6 +99,10 @@ type lifecycle struct {
 	wake     workflow.Channel
 	saga     saga
 	refunded int64
+	// held is what the ledger is known to hold under this lifecycle's
+	// lease, 0 when that is unknown (a reservation that failed half-way, a
+	// recheck that found it gone): the refund trusts it only when it is set.
+	held int64
 	// processFate is what the last stop found (ProcessStopped, ...).
 	processFate string
 	// cleanupRequested is set by the cleanup update of a zombie.
@@ -238,7 +242,8 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 	// were registered.
 	if w.st.Reserved {
 		// Only a reservation that went through is handed to the next run.
-		w.saga.add(stepRefund, w.releaseBudget(lease, w.st.Request.Budget))
+		w.held = w.st.Request.Budget
+		w.saga.add(stepRefund, w.releaseBudget(lease))
 	}
 	if w.st.Process != nil {
 		w.saga.add(stepStopProcess, w.stopProcessCompensation())

@@ -92,10 +92,14 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 	// answered from the server's cache of the first, "reserved", even after
 	// the lease was released.
 	check := activities.ReserveInput{WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget}
-	if workflow.GetVersion(ctx, VersionRecheckReservation, workflow.DefaultVersion, 1) == 1 {
-		check.Recheck = true
-	}
+	recheck := workflow.GetVersion(ctx, VersionRecheckReservation, workflow.DefaultVersion, 1) == 1
+	check.Recheck = recheck
 	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, check).Get(ctx, nil); err != nil {
+		if recheck {
+			// The ledger no longer holds it (or cannot say): the refund
+			// asks it what it gives back instead of counting the budget.
+			w.held = 0
+		}
 		o.reason = fmt.Sprintf("%s; not restarted: %s", o.reason, failureMessage(err))
 		return false
 	}

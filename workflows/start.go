@@ -19,23 +19,24 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 		if isCancel(ctx, err) {
 			// Nothing was reserved for sure: a reservation that did go
 			// through is still refunded by the release below.
-			w.saga.add(stepRefund, w.releaseBudget(lease, 0))
+			w.saga.add(stepRefund, w.releaseBudget(lease))
 			return &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
 		}
 		if !isRefusal(err) {
 			// The ledger may have applied the reservation before the call
 			// failed; the release is idempotent and refunds it if so.
-			w.saga.add(stepRefund, w.releaseBudget(lease, 0))
+			w.saga.add(stepRefund, w.releaseBudget(lease))
 		}
 		w.st.Spec.TokenBudget.Allocated = 0
 		return &outcome{kind: outcomeFailed, reason: failureMessage(err)}
 	}
-	w.saga.add(stepRefund, w.releaseBudget(lease, r.Budget))
+	w.held = r.Budget
+	w.saga.add(stepRefund, w.releaseBudget(lease))
 	return w.launch(ctx, lease)
 }
 
-// releaseBudget is the refund of the lease: held is what the ledger is
-// known to hold under it, or 0 when a failed reservation leaves that
+// releaseBudget is the refund of the lease. w.held, read when the refund
+// runs, is what the ledger is known to hold under it, or 0 when that is
 // unknown.
 //
 // A known holding is released with a signal to the ledger: it has no
@@ -46,8 +47,9 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 // what was held, whichever ledger run applies it. An unknown holding, or a
 // ledger that is not running, goes through the release update, which says
 // what it gave back.
-func (w *lifecycle) releaseBudget(lease string, held int64) func(workflow.Context) error {
+func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
 	return func(ctx workflow.Context) error {
+		held := w.held
 		req := ReleaseRequest{WorkerID: w.st.Spec.WorkerID, Lease: lease}
 		if held > 0 && workflow.GetVersion(ctx, VersionReleaseSignal, workflow.DefaultVersion, 1) == 1 {
 			err := workflow.SignalExternalWorkflow(ctx, LedgerWorkflowID, "", SignalRelease, req).Get(ctx, nil)

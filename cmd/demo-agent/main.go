@@ -64,6 +64,10 @@ func main() {
 			fmt.Println("received SIGTERM, exiting cleanly")
 			return
 		case err := <-beating:
+			if err == nil { // SIGTERM: Run saw the context end first
+				fmt.Println("received SIGTERM, exiting cleanly")
+				return
+			}
 			// The lifecycle has ended: nobody accounts for this work now.
 			log.Fatalf("stopping: %v", err)
 		case <-done:

@@ -33,7 +33,7 @@ the archival and zombie-sweep schedules as "schedule install" does.`,
 		Example: `  # A new cluster (scripts/cluster.sh and docker-compose.yml run this)
   starter setup --create-namespace --wait 2m
   # An existing namespace, e.g. on Temporal Cloud
-  TEMPORAL_API_KEY=... starter setup --namespace fc.a1b2c --address fc.a1b2c.tmprl.cloud:7233`,
+  TEMPORAL_API_KEY=... starter setup --namespace fleet.a1b2c --address fleet.a1b2c.tmprl.cloud:7233`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Namespace = a.conn.Namespace

@@ -66,6 +66,27 @@ func (rh runHistory) signals(name string) int {
 	return n
 }
 
+// sentSignals counts the signals of the given name the run sent to
+// workflowID.
+func (rh runHistory) sentSignals(workflowID, name string) int {
+	n := 0
+	for _, ev := range rh.events {
+		if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil &&
+			a.SignalName == name && a.WorkflowExecution.GetWorkflowId() == workflowID {
+			n++
+		}
+	}
+	return n
+}
+
+// refundedBySignal requires the run to have given its reservation back
+// once, with the ledger's release signal and no release update.
+func (rh runHistory) refundedBySignal(t *testing.T) {
+	t.Helper()
+	require.Equal(t, 1, rh.sentSignals(workflows.LedgerWorkflowID, workflows.SignalRelease), "one release signal to the ledger")
+	require.Empty(t, rh.activities("ReleaseBudget"), "no release update")
+}
+
 // activities lists the scheduled activities of the given type.
 func (rh runHistory) activities(activityType string) []*historypb.ActivityTaskScheduledEventAttributes {
 	var out []*historypb.ActivityTaskScheduledEventAttributes

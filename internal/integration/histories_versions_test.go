@@ -102,7 +102,7 @@ func TestHistoryCancelledCleanupRetries(t *testing.T) {
 	require.Equal(t, 1, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED))
 	require.Equal(t, lifecycleVersions(map[string]int{workflows.VersionCancelledCleanupRetries: 1, workflows.VersionCancelledCleanupAnswer: 1}), rh.versions(t))
 	require.Len(t, rh.activities("StopProcess"), 2, "the failed stop and its retry")
-	require.Len(t, rh.activities("ReleaseBudget"), 1)
+	rh.refundedBySignal(t)
 	recordRun(t, branch("lifecycle-cancelled-cleanup"), rh)
 }
 

@@ -43,13 +43,15 @@ func startWaveHost(t *testing.T) {
 }
 
 // spawnWave starts n sleepers of master on the wave's host and waits until
-// all run; it returns their ids.
+// all run; it returns their ids. Ten at a time: reservations are still
+// updates of the one ledger, which the server admits ten at a time (issue
+// 14's throughput work); the wave under test is the ends.
 func spawnWave(t *testing.T, master string, n int, limits workflows.Limits) []string {
 	t.Helper()
 	ctx := context.Background()
 	ids := make([]string, n)
 	var g errgroup.Group
-	g.SetLimit(50)
+	g.SetLimit(10)
 	for i := range ids {
 		ids[i] = newID("sleeper")
 		g.Go(func() error {
