@@ -55,11 +55,7 @@ func (f *Client) Heartbeater(workerID string, every time.Duration) (*Heartbeater
 func (h *Heartbeater) set(change func(*workflows.Heartbeat)) (statusChanged bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	next := h.hb
-	if next.HealthScore != nil {
-		score := *next.HealthScore
-		next.HealthScore = &score
-	}
+	next := clone(h.hb)
 	change(&next)
 	if err := next.Validate(); err != nil {
 		return false, invalid("heartbeat: ", err)
@@ -105,7 +101,12 @@ func (h *Heartbeater) SetStatus(status, message string) error {
 func (h *Heartbeater) Last() workflows.Heartbeat {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	hb := h.hb
+	return clone(h.hb)
+}
+
+// clone copies a heartbeat, its health score included, so that a caller's
+// copy never shares the loop's.
+func clone(hb workflows.Heartbeat) workflows.Heartbeat {
 	if hb.HealthScore != nil {
 		score := *hb.HealthScore
 		hb.HealthScore = &score

@@ -34,7 +34,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// branches of its versions (TestRecordedHistoryEvidence).
 		"lifecycle-shutdown-r2", "lifecycle-continue-as-new-r2", "lifecycle-continue-as-new-last-run-r2",
 		"lifecycle-cancelled-cleanup-v1-r2", "lifecycle-partial-limits", "lifecycle-partial-limits-r2",
-		"lifecycle-cancel-during-cleanup-wait-v0", "lifecycle-cancel-during-cleanup-wait-v1-r2"} {
+		"lifecycle-cancel-during-cleanup-wait-v0", "lifecycle-cancel-during-cleanup-wait-v1-r2",
+		// The third release: the release signal and the restart's
+		// recheck (their version 0 is every earlier file).
+		"lifecycle-shutdown-r3", "lifecycle-restarts-r3", "lifecycle-cancel-r3", "ledger-continue-as-new-r3"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -87,6 +90,7 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// a run started by a continue-as-new, "" for either.
 		started string
 		signal  string // a signal the run must have received
+		sent    string // a signal the run must have sent to the ledger
 	}{
 		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
 		{file: "lifecycle-continue-as-new-last-run", last: completed, started: "continued"},
@@ -115,6 +119,16 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "lifecycle-cancel-during-cleanup-wait-v0", last: completed, cancelled: true},
 		{file: "lifecycle-cancel-during-cleanup-wait-v1-r2", last: completed, cancelled: true,
 			versions: map[string]int{VersionFrozenLimits: 1, VersionCancelDuringCleanupWait: 1, VersionCancelledCleanupRetries: 1, VersionCancelledCleanupAnswer: 1}},
+		// The third release: a refund of a known reservation is a release
+		// signal; a restart rechecks its reservation. Version 0 of both is
+		// lifecycle-shutdown-r2 and lifecycle-restarts-r2.
+		{file: "lifecycle-shutdown-r3", last: completed, started: "first", sent: SignalRelease,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1}},
+		{file: "lifecycle-restarts-r3", last: completed, started: "first", sent: SignalRelease,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionRecheckReservation: 1}},
+		{file: "lifecycle-restarts-r2", last: completed, started: "first", versions: map[string]int{VersionFrozenLimits: 1}},
+		// A ledger run that took releases as signals as well as updates.
+		{file: "ledger-continue-as-new-r3", last: continued, signal: SignalRelease},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
@@ -123,7 +137,9 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 			require.NoError(t, err)
 			events := hist.Events
-			require.Equal(t, tc.last, events[len(events)-1].EventType, "how the run ended")
+			if tc.last != enumspb.EVENT_TYPE_UNSPECIFIED {
+				require.Equal(t, tc.last, events[len(events)-1].EventType, "how the run ended")
+			}
 			started := events[0].GetWorkflowExecutionStartedEventAttributes()
 			require.NotNil(t, started)
 			switch tc.started {
@@ -132,8 +148,12 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 			case "continued":
 				require.NotEmpty(t, started.ContinuedExecutionRunId, "a run started by a continue-as-new")
 			}
-			cancelRequested, signals := false, 0
+			cancelRequested, signals, sent := false, 0, 0
 			for _, ev := range events {
+				if s := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); s != nil &&
+					s.SignalName == tc.sent && s.WorkflowExecution.GetWorkflowId() == LedgerWorkflowID {
+					sent++
+				}
 				cancelRequested = cancelRequested || ev.EventType == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
 				if s := ev.GetWorkflowExecutionSignaledEventAttributes(); s != nil && s.SignalName == tc.signal {
 					signals++
@@ -142,6 +162,9 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 			require.Equal(t, tc.cancelled, cancelRequested, "cancel requested")
 			if tc.signal != "" {
 				require.NotZero(t, signals, "signals %s", tc.signal)
+			}
+			if tc.sent != "" {
+				require.Equal(t, 1, sent, "%s signals sent to the ledger", tc.sent)
 			}
 			want := tc.versions
 			if want == nil {
