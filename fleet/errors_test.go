@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/mocks"
 	"go.temporal.io/sdk/temporal"
 
@@ -24,9 +25,7 @@ import (
 // network would panic, so a refusal here proves none was made.
 func offline(t *testing.T) *Client {
 	t.Helper()
-	f, err := New(nil, Options{})
-	require.NoError(t, err)
-	return f
+	return mustNew(t, nil)
 }
 
 // fieldNames lists the JSON names of an InvalidError's fields.
@@ -215,7 +214,8 @@ func TestErrorMapping(t *testing.T) {
 	})
 }
 
-func mustNew(t *testing.T, c *mocks.Client) *Client {
+// mustNew is a client on c (a mock, or nil for none).
+func mustNew(t *testing.T, c client.Client) *Client {
 	t.Helper()
 	f, err := New(c, Options{})
 	require.NoError(t, err)

@@ -207,7 +207,7 @@ func (f *Client) WaitStarted(ctx context.Context, workerID string) (workflows.Wo
 }
 
 // Budget is the budget ledger on the same connection.
-func (f *Client) Budget() *Budget { return &Budget{temporal: f.temporal} }
+func (f *Client) Budget() *Budget { return NewBudget(f.temporal) }
 
 // Status returns a worker's spec, live or ended.
 func (f *Client) Status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
@@ -384,11 +384,4 @@ func NewWorkerID(typeName string) string {
 		suffix += string("0123456789abcdefghijklmnopqrstuvwxyz"[int(c)%36])
 	}
 	return "worker-" + workertypes.ShortName(typeName) + "-" + suffix
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }

@@ -33,16 +33,17 @@ var _ activities.Ledger = (*Ledger)(nil)
 // Reserve allocates amount to the lease; a refusal wraps
 // activities.ErrBudgetRefused, with the ledger's message.
 func (l *Ledger) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
-	err := l.Budget.Reserve(ctx, workerID, lease, amount)
-	if errors.Is(err, fleet.ErrBudgetRefused) {
-		return budgetRefused{err}
-	}
-	return err
+	return refusal(l.Budget.Reserve(ctx, workerID, lease, amount))
 }
 
 // Recheck asks the ledger whether the lease still holds its allocation.
 func (l *Ledger) Recheck(ctx context.Context, workerID, lease string, amount int64) error {
-	err := l.Budget.Recheck(ctx, workerID, lease, amount)
+	return refusal(l.Budget.Recheck(ctx, workerID, lease, amount))
+}
+
+// refusal makes the ledger's refusal the activities' one; other errors
+// pass as they are.
+func refusal(err error) error {
 	if errors.Is(err, fleet.ErrBudgetRefused) {
 		return budgetRefused{err}
 	}
@@ -50,8 +51,8 @@ func (l *Ledger) Recheck(ctx context.Context, workerID, lease string, amount int
 }
 
 // Release gives the lease's allocation back and says how much it was. A
-// lease the ledger never held (a reservation that failed before it was
-// written) gives back nothing, which is what a release is for.
+// lease the ledger refuses as unknown gives back nothing, which is what a
+// release is for.
 func (l *Ledger) Release(ctx context.Context, workerID, lease string) (int64, error) {
 	released, err := l.Budget.Release(ctx, workerID, lease)
 	if errors.Is(err, fleet.ErrUnknownLease) {
