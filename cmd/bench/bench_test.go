@@ -56,7 +56,7 @@ func TestSmoke(t *testing.T) {
 	live := res.Live[0]
 	require.Equal(t, cfg.Live[0], live.Running)
 	require.Zero(t, live.StartFailed)
-	require.Zero(t, live.FalseZombies)
+	require.Zero(t, live.FalseZombies, live.NotRunning)
 	require.Zero(t, live.SendErrors)
 	require.Zero(t, live.ShutdownFailed)
 	require.Positive(t, live.SignalsSent)

@@ -33,6 +33,9 @@ type Live struct {
 	// FalseZombies counts lifecycles that were not running at the end of
 	// the hold although every one of them heartbeated throughout.
 	FalseZombies int `json:"false_zombies"`
+	// NotRunning says, for each false zombie, what the check found: its
+	// status and reason, or the error of its status query.
+	NotRunning []string `json:"not_running,omitempty"`
 	// Alerts counts lifecycles showing a late-heartbeat warning at the end.
 	Alerts int `json:"alerts"`
 	// Lag is from the heartbeat's send to the time the workflow recorded
@@ -72,10 +75,13 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	// own slot of the interval, so the offered load stays n per interval.
 	heartbeat := func(i int, id string) {
 		defer wg.Done()
+		// The first heartbeat goes at once, as an agent's Heartbeater sends
+		// it; waiting for the slot would add up to an interval to the first
+		// gap, which a zombie limit of three intervals does not allow for.
 		offset := interval * time.Duration(i) / time.Duration(n)
 		first := time.Now().Add(offset)
 		var ok int64
-		for k := 0; sleepUntil(hbCtx, first.Add(time.Duration(k)*interval)); k++ {
+		for k := -1; k < 0 || sleepUntil(hbCtx, first.Add(time.Duration(k)*interval)); k++ {
 			t0 := time.Now()
 			err := f.Heartbeat(hbCtx, id, workflows.Heartbeat{TokensUsed: ok + 1, Status: workflows.HeartbeatBusy})
 			if hbCtx.Err() != nil {
@@ -163,6 +169,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	const checkWait = 15 * time.Second
 	var notRunning, alerts atomic.Int64
 	ended := make([]bool, len(ids))
+	why := make([]string, len(ids))
 	_ = forEach(ctx, len(ids), teardownConcurrency, func(ctx context.Context, i int) error {
 		qctx, cancel := context.WithTimeout(ctx, checkWait)
 		defer cancel()
@@ -170,6 +177,13 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 		if err != nil || spec.Status != workflows.StatusRunning {
 			notRunning.Add(1)
 			ended[i] = err == nil && !spec.Status.Live()
+			why[i] = fmt.Sprintf("%s: %s", ids[i], spec.Status)
+			if n := len(spec.Transitions); n > 0 {
+				why[i] += " (" + spec.Transitions[n-1].Reason + ")"
+			}
+			if err != nil {
+				why[i] = fmt.Sprintf("%s: status: %v", ids[i], err)
+			}
 		}
 		if spec.Heartbeat.Alert != "" {
 			alerts.Add(1)
@@ -185,6 +199,11 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	res.Lag = percentiles(lag.all())
 	res.LagUnrecorded = int(unrecorded.Load())
 	res.FalseZombies, res.Alerts = int(notRunning.Load()), int(alerts.Load())
+	for _, w := range why {
+		if w != "" {
+			res.NotRunning = append(res.NotRunning, w)
+		}
+	}
 	// A false zombie has ended by itself; it must still have been cleaned
 	// up and refunded. The others are shut down as usual.
 	var live []string
