@@ -36,6 +36,10 @@ type Ledger interface {
 	// Recheck is Reserve asked again of the ledger itself, never answered
 	// from a cache: a restart checks its lease still holds the allocation.
 	Recheck(ctx context.Context, workerID, lease string, amount int64) error
+	// Ask sends the reservation, to be answered to the lifecycle (in.Ask);
+	// a retry of the same lease is answered again and reserves nothing
+	// more.
+	Ask(ctx context.Context, in ReserveInput) error
 }
 
 // HostActivities run on one host's own task queue
@@ -121,6 +125,12 @@ type ReserveInput struct {
 	// Recheck asks whether the lease still holds its allocation (a restart)
 	// rather than reserving it.
 	Recheck bool `json:"recheck,omitempty"`
+	// Ask sends the reservation to the ledger as a signal and returns: the
+	// ledger answers the lifecycle with a signal of its own (granted,
+	// queued or refused). Priority orders the queue; Wait lets it queue.
+	Ask      bool   `json:"ask,omitempty"`
+	Priority string `json:"priority,omitempty"`
+	Wait     bool   `json:"wait,omitempty"`
 }
 
 // ReleaseInput returns a lease's allocation to the budget.

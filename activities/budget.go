@@ -14,6 +14,9 @@ func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) e
 	if _, err := a.Registry.Lookup(in.WorkerType); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
 	}
+	if in.Ask {
+		return a.Ledger.Ask(ctx, in)
+	}
 	reserve := a.Ledger.Reserve
 	if in.Recheck {
 		reserve = a.Ledger.Recheck

@@ -115,6 +115,9 @@ func (f *Client) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, er
 	if req.WorkerID == "" {
 		req.WorkerID = NewWorkerID(t.Name)
 	}
+	if req.WaitForBudget && req.QueueTimeout == 0 {
+		req.QueueTimeout = workflows.DefaultQueueTimeout
+	}
 	if err := req.Validate(); err != nil {
 		return req, invalid("", err)
 	}
@@ -123,7 +126,9 @@ func (f *Client) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, er
 
 // Spawn starts a lifecycle and waits until it has left pending: it returns
 // the running worker's spec, or an error saying why it could not start
-// (insufficient budget, a spawn failure) with nothing left reserved.
+// (insufficient budget, a spawn failure) with nothing left reserved. A
+// request with WaitForBudget that had to queue returns as soon as it is
+// queued, pending with spec.Queue set; Wait or Status follow it from there.
 func (f *Client) Spawn(ctx context.Context, req workflows.SpawnRequest) (workflows.WorkerSpec, error) {
 	req, err := f.Start(ctx, req)
 	if err != nil {
@@ -170,8 +175,8 @@ func initialSearchAttributes(req workflows.SpawnRequest) []temporal.SearchAttrib
 		WorkerType: req.WorkerType, Master: req.Master, Priority: req.Priority, TaskID: req.TaskID})
 }
 
-// WaitStarted waits until the worker has left pending and returns its spec,
-// or an error saying why it could not start.
+// WaitStarted waits until the worker has left pending, or is queued for
+// budget, and returns its spec, or an error saying why it could not start.
 func (f *Client) WaitStarted(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
 	wait := f.startWait
 	ctx, cancel := context.WithTimeout(ctx, wait)
@@ -182,6 +187,8 @@ func (f *Client) WaitStarted(ctx context.Context, workerID string) (workflows.Wo
 		switch {
 		case err != nil:
 			lastErr = err
+		case spec.Status == workflows.StatusPending && spec.Queue != nil:
+			return spec, nil
 		case spec.Status == workflows.StatusPending:
 		case spec.Status.Live() || spec.Status == workflows.StatusCompleted:
 			return spec, nil
@@ -209,8 +216,18 @@ func (f *Client) WaitStarted(ctx context.Context, workerID string) (workflows.Wo
 // Budget is the budget ledger on the same connection.
 func (f *Client) Budget() *Budget { return NewBudget(f.temporal) }
 
-// Status returns a worker's spec, live or ended.
+// Status returns a worker's spec, live or ended; a queued worker's
+// position is its place in the queue now.
 func (f *Client) Status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
+	spec, err := f.status(ctx, workerID)
+	if err == nil && spec.Queue != nil {
+		f.queuePositions(ctx, []*workflows.WorkerSpec{&spec})
+	}
+	return spec, err
+}
+
+// status is Status with the position the lifecycle recorded.
+func (f *Client) status(ctx context.Context, workerID string) (workflows.WorkerSpec, error) {
 	var spec workflows.WorkerSpec
 	if err := CheckID(workerID); err != nil {
 		return spec, err
@@ -227,6 +244,26 @@ func (f *Client) Status(ctx context.Context, workerID string) (workflows.WorkerS
 		return f.failedStart(ctx, workerID)
 	}
 	return spec, nil
+}
+
+// queuePositions replaces the queue positions the lifecycles recorded when
+// they were queued with their places now, from one query of the ledger. A
+// ledger that does not answer leaves them as they were.
+func (f *Client) queuePositions(ctx context.Context, specs []*workflows.WorkerSpec) {
+	v, err := f.Budget().Show(ctx)
+	if err != nil {
+		return
+	}
+	for _, s := range specs {
+		if s.Queue == nil {
+			continue
+		}
+		for _, q := range v.Queue {
+			if q.WorkerID == s.WorkerID {
+				s.Queue.Position = q.Position
+			}
+		}
+	}
 }
 
 // failedStart is the spec of a lifecycle that failed before it began: a

@@ -53,6 +53,17 @@ func (l *Budget) reserve(ctx context.Context, updateID, workerID, lease string, 
 	return err
 }
 
+// Ask sends a reservation as a signal, starting the ledger if there is
+// none; the ledger answers the lease's lifecycle with
+// workflows.SignalBudgetAnswer (granted, queued or refused). It is what
+// lifecycles use: a signal waits for no answer and is not held to the
+// server's limit of updates in flight, and it can wait in the queue.
+func (l *Budget) Ask(ctx context.Context, req workflows.ReserveRequest) error {
+	_, err := l.temporal.SignalWithStartWorkflow(ctx, workflows.LedgerWorkflowID, workflows.SignalReserve, req,
+		l.startOptions(), workflows.BudgetLedger, workflows.NewLedgerState(workflows.DefaultBudgetTotal))
+	return err
+}
+
 // Release gives the lease's allocation back and says how much it was. A
 // lease the ledger never held is refused with ErrUnknownLease, unwritten.
 func (l *Budget) Release(ctx context.Context, workerID, lease string) (int64, error) {

@@ -104,12 +104,19 @@ func (f *Client) List(ctx context.Context, flt Filter) ([]workflows.WorkerSpec, 
 	}
 	specs := make([]workflows.WorkerSpec, len(ids))
 	errs := make([]error, len(ids))
-	forEach(ids, 16, func(i int, id string) { specs[i], errs[i] = f.Status(ctx, id) })
+	forEach(ids, 16, func(i int, id string) { specs[i], errs[i] = f.status(ctx, id) })
 	out := specs[:0]
+	var queued []*workflows.WorkerSpec
 	for i, s := range specs {
 		if errs[i] == nil {
 			out = append(out, s)
+			if s.Queue != nil {
+				queued = append(queued, &out[len(out)-1])
+			}
 		}
+	}
+	if len(queued) > 0 {
+		f.queuePositions(ctx, queued)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Heartbeat.HealthScore != out[j].Heartbeat.HealthScore {

@@ -44,6 +44,8 @@ func command() *cobra.Command {
 		archiveDir string
 		coordDir   string
 		host       string
+		// reserveBySignal: see workflows.SetReserveBySignal.
+		reserveBySignal bool
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -146,6 +148,10 @@ func command() *cobra.Command {
 			hostname, _ := os.Hostname()
 			opts := sdkworker.Options{Identity: workflows.HostIdentity(os.Getpid(), hostname, host)}
 			shared := sdkworker.New(c, workflows.TaskQueue, opts)
+			workflows.SetReserveBySignal(reserveBySignal)
+			if !reserveBySignal {
+				slog.Warn("New lifecycles reserve with the update (--reserve-by-signal=false): no budget queue until it is on")
+			}
 			workflows.RegisterShared(shared, sharedActs)
 			// Every live process holds one of its host queue's activity
 			// slots for its whole life (its watch), and stopping it takes
@@ -183,6 +189,8 @@ func command() *cobra.Command {
 	cmd.Flags().StringVar(&archiveDir, "archive-dir", os.Getenv("WORKER_ARCHIVE_DIR"), "where the archival writes final specs; the same folder for every worker program (env WORKER_ARCHIVE_DIR; default <log-dir>/../archive)")
 	cmd.Flags().StringVar(&coordDir, "coordination-dir", os.Getenv("COMMIT_RELAY_HOME"), "keep the old system's files in DIR/coordination: worker specs by state, token-budget.json, dashboard-events.jsonl (env COMMIT_RELAY_HOME)")
 	cmd.Flags().StringVar(&host, "host", envOr("WORKER_HOST", hostname), "name of this host, recorded with each process (env WORKER_HOST)")
+	cmd.Flags().BoolVar(&reserveBySignal, "reserve-by-signal", envOr("RESERVE_BY_SIGNAL", "true") != "false",
+		"new lifecycles ask the ledger for budget by signal, with the queue; false while upgrading from a release without it (env RESERVE_BY_SIGNAL; docs/DEPLOYMENT.md)")
 	return cmd
 }
 

@@ -49,6 +49,9 @@ const (
 	UpdateCleanup = "cleanup"
 	// QueryStatus returns the WorkerSpec.
 	QueryStatus = "status"
+	// SignalBudgetAnswer is the ledger's BudgetAnswer to a reservation the
+	// lifecycle asked for with SignalReserve: queued, granted or refused.
+	SignalBudgetAnswer = "budget-answer"
 )
 
 // Names of the budget ledger's messages.
@@ -58,7 +61,13 @@ const (
 	UpdateRelease    = "release"
 	// SignalRelease is the release as a signal, with the same
 	// ReleaseRequest and no answer: what lifecycles send.
-	SignalRelease  = "release"
+	SignalRelease = "release"
+	// SignalReserve is a reservation as a signal (ReserveRequest, with
+	// Priority and Wait), sent by a lifecycle; the ledger answers with
+	// SignalBudgetAnswer to WorkflowID(WorkerID). It is how a request
+	// waits in the queue, and, having no answer to wait for, is not held
+	// to the server's ten updates in flight per workflow.
+	SignalReserve  = "reserve"
 	UpdateSetTotal = "set_total"
 	QueryBudget    = "budget"
 	// DefaultBudgetTotal is the ledger's total when it is first created;
@@ -190,6 +199,18 @@ type WorkerSpec struct {
 	Restarts []RestartRecord `json:"restarts,omitempty"`
 	// Transitions is the recent history of states, oldest first (bounded).
 	Transitions []Transition `json:"transitions"`
+	// Queue is set while the worker waits, pending, for its budget.
+	Queue *QueueInfo `json:"queue,omitempty"`
+}
+
+// QueueInfo is a pending worker's place in the budget queue.
+type QueueInfo struct {
+	// Position is its place when it was queued, from 1; the client reads
+	// the current one from the ledger (fleet.Client.Status).
+	Position int       `json:"position"`
+	Since    time.Time `json:"since"`
+	// Deadline is when its queue timeout ends it; nil when it has none.
+	Deadline *time.Time `json:"deadline,omitempty"`
 }
 
 // TokenBudget is a worker's allocation and what it reported using.

@@ -34,6 +34,25 @@ type LedgerState struct {
 	// Released lists recently released leases, oldest first.
 	Released       []string `json:"released"`
 	UpdatesThisRun int      `json:"updates_this_run"`
+	// Queue holds the reservations waiting for room, in the order they are
+	// admitted: by priority (critical first), then by arrival (Seq).
+	Queue []QueuedRequest `json:"queue,omitempty"`
+	// NextSeq numbers arrivals, across runs.
+	NextSeq int64 `json:"next_seq,omitempty"`
+	// CarriedReleases and Carried are the signals that arrived while the
+	// previous run closed, applied first, in order, by this one.
+	CarriedReleases []ReleaseRequest `json:"carried_releases,omitempty"`
+	Carried         []ReserveRequest `json:"carried,omitempty"`
+}
+
+// QueuedRequest is a reservation waiting in the queue.
+type QueuedRequest struct {
+	WorkerID string    `json:"worker_id"`
+	Lease    string    `json:"lease"`
+	Amount   int64     `json:"amount"`
+	Priority string    `json:"priority"`
+	Seq      int64     `json:"seq"`
+	Since    time.Time `json:"since"`
 }
 
 // Allocation is what one live worker holds.
@@ -53,6 +72,28 @@ type ReserveRequest struct {
 	WorkerID string `json:"worker_id"`
 	Lease    string `json:"lease"`
 	Amount   int64  `json:"amount"`
+	// Priority orders the queue (critical, high, medium, low; empty is
+	// medium). Sent as SignalReserve only.
+	Priority string `json:"priority,omitempty"`
+	// Wait queues a request that does not fit instead of refusing it.
+	// SignalReserve only: an update cannot wait that long.
+	Wait bool `json:"wait,omitempty"`
+}
+
+// BudgetAnswer is the ledger's answer to a SignalReserve, sent to the
+// lifecycle as SignalBudgetAnswer. A queued request gets a Queued answer,
+// then a Granted one when it is admitted; a refused one gets Reason alone.
+type BudgetAnswer struct {
+	WorkerID string `json:"worker_id"`
+	Lease    string `json:"lease"`
+	Granted  bool   `json:"granted,omitempty"`
+	Queued   bool   `json:"queued,omitempty"`
+	// Position is the queued request's place in the queue, from 1, when
+	// it was queued; it moves up as those ahead are admitted.
+	Position int `json:"position,omitempty"`
+	// Reason says why a request was refused, as the update would have:
+	// "insufficient budget: available X < required Y".
+	Reason string `json:"reason,omitempty"`
 }
 
 // ReleaseRequest gives a lease's budget back.
@@ -73,6 +114,20 @@ type BudgetView struct {
 	Available   int64              `json:"available"`
 	Used        int64              `json:"used"`
 	Allocations []WorkerAllocation `json:"allocations"`
+	// Queued is what the queue waits for in all; Queue is the queue in
+	// the order it is admitted.
+	Queued int64         `json:"queued,omitempty"`
+	Queue  []QueuedEntry `json:"queue,omitempty"`
+}
+
+// QueuedEntry is one waiting reservation as operators see it.
+type QueuedEntry struct {
+	Position int       `json:"position"`
+	WorkerID string    `json:"worker_id"`
+	Amount   int64     `json:"amount"`
+	Priority string    `json:"priority"`
+	Lease    string    `json:"lease"`
+	Since    time.Time `json:"since"`
 }
 
 // WorkerAllocation is one live worker's share.
@@ -108,13 +163,31 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 		return err
 	}
 	releases := workflow.GetSignalChannel(ctx, SignalRelease)
+	reserves := workflow.GetSignalChannel(ctx, SignalReserve)
+	// What the previous run handed over unapplied comes first, in order.
+	carriedReleases, carried := l.st.CarriedReleases, l.st.Carried
+	l.st.CarriedReleases, l.st.Carried = nil, nil
+	for _, req := range carriedReleases {
+		l.releaseSignalled(ctx, req)
+	}
+	for _, req := range carried {
+		l.reserveSignalled(ctx, req)
+	}
+	// Each signal is taken as it comes, until the run starts to close
+	// (l.closing): from then on they stay in their channels and are handed
+	// to the next run.
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
+		for workflow.Await(ctx, func() bool { return l.closing || releases.Len() > 0 }) == nil && !l.closing {
 			var req ReleaseRequest
-			if !releases.Receive(ctx, &req) {
-				return
-			}
+			releases.ReceiveAsync(&req)
 			l.releaseSignalled(ctx, req)
+		}
+	})
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for workflow.Await(ctx, func() bool { return l.closing || reserves.Len() > 0 }) == nil && !l.closing {
+			var req ReserveRequest
+			reserves.ReceiveAsync(&req)
+			l.reserveSignalled(ctx, req)
 		}
 	})
 	err := workflow.Await(ctx, func() bool {
@@ -130,12 +203,43 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 		workflow.GetLogger(ctx).Warn("Budget ledger cancelled; it continues as new with its allocations")
 	}
-	// Accepted updates must finish in this run; new ones wait for the next.
+	// While a fleet is upgraded (SetReserveBySignal(false)) the close stays
+	// the previous release's: a run that closed here may be continued by a
+	// worker program of that release, which would drop what is handed over.
+	if workflow.GetVersion(ctx, VersionLedgerClosing, workflow.DefaultVersion, reserveSignalMax) == 1 {
+		// A cancel while the run closes must not end the ledger either;
+		// and the signals that keep coming are handed over unapplied, so
+		// that their answers cannot hold the run open for ever.
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+		l.closing = true
+		// Accepted updates and answers on their way finish in this run:
+		// an answer that cannot be delivered releases its grant.
+		if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) && l.answering == 0 }); err != nil {
+			return err
+		}
+		for {
+			var req ReleaseRequest
+			if !releases.ReceiveAsync(&req) {
+				break
+			}
+			l.st.CarriedReleases = append(l.st.CarriedReleases, req)
+		}
+		for {
+			var req ReserveRequest
+			if !reserves.ReceiveAsync(&req) {
+				break
+			}
+			l.st.Carried = append(l.st.Carried, req)
+		}
+		l.st.UpdatesThisRun = 0
+		return workflow.NewContinueAsNewError(ctx, BudgetLedger, l.st)
+	}
+	// The released ledger's close, which runs that began before
+	// VersionLedgerClosing replay: accepted updates finish, and the
+	// releases received but not applied are applied now.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
-	// Releases received but not applied yet are applied now: a signal is
-	// not handed to the next run.
 	for {
 		var req ReleaseRequest
 		if !releases.ReceiveAsync(&req) {
@@ -149,6 +253,11 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 
 type ledger struct {
 	st LedgerState
+	// answering counts answers sent and not yet delivered.
+	answering int
+	// closing is set when the run starts to close: signals are no longer
+	// taken, and are handed to the next run.
+	closing bool
 }
 
 func (l *ledger) used() int64 {
@@ -167,6 +276,10 @@ func (l *ledger) view() BudgetView {
 	}
 	sort.Slice(v.Allocations, func(i, j int) bool { return v.Allocations[i].WorkerID < v.Allocations[j].WorkerID })
 	v.Available = v.Total - v.Used
+	for i, q := range l.st.Queue {
+		v.Queue = append(v.Queue, QueuedEntry{Position: i + 1, WorkerID: q.WorkerID, Amount: q.Amount, Priority: q.Priority, Lease: q.Lease, Since: q.Since})
+		v.Queued += q.Amount
+	}
 	return v
 }
 
@@ -191,6 +304,25 @@ func (l *ledger) register(ctx workflow.Context) error {
 // validateReserve refuses before anything is written to history. An update
 // rejected here leaves no trace but the error its caller gets.
 func (l *ledger) validateReserve(req ReserveRequest) error {
+	if err := l.checkReservation(req); err != nil {
+		return err
+	}
+	if _, ok := l.st.Allocations[req.WorkerID]; ok {
+		return nil // a retry: the handler returns what is held
+	}
+	// The update answers for the amount alone, as it always has: it is
+	// what `budget recalc` restores a running worker's lost allocation
+	// with, which no queue may hold back, and what lifecycles started
+	// before the queue reserve with.
+	if available := l.st.Total - l.used(); req.Amount > available {
+		return budgetRefused(fmt.Sprintf("%s: available %d < required %d", activities.ErrBudgetRefused, available, req.Amount))
+	}
+	return nil
+}
+
+// checkReservation refuses a request that is malformed, conflicts with
+// what another lifecycle of the worker holds, or whose lease was released.
+func (l *ledger) checkReservation(req ReserveRequest) error {
 	if !WorkerIDPattern.MatchString(req.WorkerID) || req.Lease == "" {
 		return refused(fmt.Sprintf("invalid reservation: worker id %q, lease %q", req.WorkerID, req.Lease))
 	}
@@ -208,12 +340,29 @@ func (l *ledger) validateReserve(req ReserveRequest) error {
 			return refused(fmt.Sprintf("the reservation of worker %s was released already", req.WorkerID))
 		}
 	}
-	if available := l.st.Total - l.used(); req.Amount > available {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s: available %d < required %d", activities.ErrBudgetRefused, available, req.Amount),
-			activities.ErrTypeBudgetRefused, nil)
+	if req.Priority != "" && !ValidPriority(req.Priority) {
+		return refused(fmt.Sprintf("priority %s must be one of low, medium, high, critical", Quote(req.Priority)))
 	}
 	return nil
+}
+
+// checkFits refuses a reservation asked for by signal that does not fit
+// now: more than is available, or behind a queued request of its priority
+// or higher, which it must not overtake.
+func (l *ledger) checkFits(req ReserveRequest) error {
+	available := l.st.Total - l.used()
+	if req.Amount > available {
+		return budgetRefused(fmt.Sprintf("%s: available %d < required %d", activities.ErrBudgetRefused, available, req.Amount))
+	}
+	if ahead := l.queuedAhead(req.Priority); ahead > 0 {
+		return budgetRefused(fmt.Sprintf("%s: available %d, but %d queued requests of priority %s or higher come first",
+			activities.ErrBudgetRefused, available, ahead, orDefault(req.Priority, DefaultPriority)))
+	}
+	return nil
+}
+
+func budgetRefused(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBudgetRefused, nil)
 }
 
 func (l *ledger) reserve(ctx workflow.Context, req ReserveRequest) (BudgetView, error) {
@@ -273,16 +422,21 @@ func (l *ledger) releaseSignalled(ctx workflow.Context, req ReleaseRequest) {
 }
 
 // release returns what the lease holds; a lease that holds nothing (released
-// already, or never reserved) gets 0 and changes nothing.
+// already, or never reserved) gets 0 and changes nothing. A release of a
+// queued request withdraws it. Whatever it frees admits the queue's head.
 func (l *ledger) release(ctx workflow.Context, req ReleaseRequest) (int64, error) {
 	held, ok := l.st.Allocations[req.WorkerID]
 	if !ok || held.Lease != req.Lease {
 		l.remember(req.Lease)
+		if l.dequeue(req.Lease) {
+			l.admit(ctx)
+		}
 		return 0, nil
 	}
 	delete(l.st.Allocations, req.WorkerID)
 	l.remember(req.Lease)
 	l.st.UpdatesThisRun++
+	l.admit(ctx)
 	return held.Amount, nil
 }
 
@@ -314,6 +468,7 @@ func (l *ledger) setTotal(ctx workflow.Context, req SetTotalRequest) (BudgetView
 	}
 	l.st.Total = req.Total
 	l.st.UpdatesThisRun++
+	l.admit(ctx)
 	return l.view(), nil
 }
 
@@ -326,4 +481,170 @@ func refused(msg string) error {
 func IsBudgetRefused(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeBudgetRefused
+}
+
+// reserveSignalled takes a reservation sent as a signal and answers it:
+// granted at once when it fits and nothing of its priority or higher waits,
+// queued when it may wait, refused otherwise. A retry of the same lease is
+// answered again and changes nothing.
+func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
+	ans := BudgetAnswer{WorkerID: req.WorkerID, Lease: req.Lease}
+	if err := l.checkReservation(req); err != nil {
+		ans.Reason = applicationMessage(err)
+		l.answer(ctx, ans)
+		return
+	}
+	if _, ok := l.st.Allocations[req.WorkerID]; ok {
+		ans.Granted = true
+		l.answer(ctx, ans)
+		return
+	}
+	l.dropStale(req)
+	if i := l.queued(req.Lease); i >= 0 {
+		ans.Queued, ans.Position = true, i+1
+		l.answer(ctx, ans)
+		return
+	}
+	l.st.UpdatesThisRun++
+	err := l.checkFits(req)
+	switch {
+	case err == nil:
+		l.st.Allocations[req.WorkerID] = Allocation{Lease: req.Lease, Amount: req.Amount, ReservedAt: workflow.Now(ctx).UTC()}
+		ans.Granted = true
+	case req.Wait:
+		ans.Queued, ans.Position = true, l.enqueue(ctx, req)+1
+	default:
+		ans.Reason = applicationMessage(err)
+	}
+	l.answer(ctx, ans)
+}
+
+// priorityRank orders priorities for the queue, critical first; an empty
+// priority is the default one.
+func priorityRank(p string) int {
+	switch orDefault(p, DefaultPriority) {
+	case "critical":
+		return 0
+	case "high":
+		return 1
+	case "medium":
+		return 2
+	}
+	return 3
+}
+
+// queuedAhead counts the queued requests a new request of priority p must
+// not overtake: those of its priority or higher.
+func (l *ledger) queuedAhead(p string) int {
+	n := 0
+	for _, q := range l.st.Queue {
+		if priorityRank(q.Priority) <= priorityRank(p) {
+			n++
+		}
+	}
+	return n
+}
+
+// enqueue places req after every request of its priority or higher and
+// returns its index.
+func (l *ledger) enqueue(ctx workflow.Context, req ReserveRequest) int {
+	l.st.NextSeq++
+	q := QueuedRequest{WorkerID: req.WorkerID, Lease: req.Lease, Amount: req.Amount,
+		Priority: orDefault(req.Priority, DefaultPriority), Seq: l.st.NextSeq, Since: workflow.Now(ctx).UTC()}
+	i := l.queuedAhead(q.Priority)
+	l.st.Queue = append(l.st.Queue, QueuedRequest{})
+	copy(l.st.Queue[i+1:], l.st.Queue[i:])
+	l.st.Queue[i] = q
+	return i
+}
+
+// queued returns the index of the lease's queued request, or -1.
+func (l *ledger) queued(lease string) int {
+	for i, q := range l.st.Queue {
+		if q.Lease == lease {
+			return i
+		}
+	}
+	return -1
+}
+
+// dropStale withdraws a queued request of the same worker under another
+// lease: only one lifecycle of a worker id runs at a time, so a new one
+// asking means the older one has ended (terminated, say) without
+// withdrawing. Left queued, it would be granted to nobody.
+func (l *ledger) dropStale(req ReserveRequest) {
+	for _, q := range l.st.Queue {
+		if q.WorkerID == req.WorkerID && q.Lease != req.Lease {
+			l.dequeue(q.Lease)
+			l.remember(q.Lease)
+			return
+		}
+	}
+}
+
+// dequeue withdraws the lease's queued request, if any.
+func (l *ledger) dequeue(lease string) bool {
+	i := l.queued(lease)
+	if i < 0 {
+		return false
+	}
+	l.st.Queue = append(l.st.Queue[:i], l.st.Queue[i+1:]...)
+	l.st.UpdatesThisRun++
+	return true
+}
+
+// admit grants the queue's head for as long as it fits, in order: a head
+// that does not fit holds back everything behind it (strict FIFO within
+// the priority order), so a large request is never starved by small ones.
+// It runs wherever room is made, so the first refund that makes room
+// admits at once, with no polling.
+func (l *ledger) admit(ctx workflow.Context) {
+	for len(l.st.Queue) > 0 {
+		head := l.st.Queue[0]
+		if head.Amount > l.st.Total-l.used() {
+			return
+		}
+		l.st.Queue = l.st.Queue[1:]
+		if held, ok := l.st.Allocations[head.WorkerID]; ok {
+			// Another lifecycle of the worker holds an allocation: this
+			// request cannot be granted without losing it.
+			l.remember(head.Lease)
+			l.answer(ctx, BudgetAnswer{WorkerID: head.WorkerID, Lease: head.Lease,
+				Reason: fmt.Sprintf("worker %s already holds %d tokens for another lifecycle", head.WorkerID, held.Amount)})
+			continue
+		}
+		l.st.Allocations[head.WorkerID] = Allocation{Lease: head.Lease, Amount: head.Amount, ReservedAt: workflow.Now(ctx).UTC()}
+		l.answer(ctx, BudgetAnswer{WorkerID: head.WorkerID, Lease: head.Lease, Granted: true})
+	}
+}
+
+// answer signals the lifecycle. An answer that cannot be delivered (the
+// lifecycle was terminated) would leave what it grants or queues held by
+// nobody: it is released, which may admit the next request.
+func (l *ledger) answer(ctx workflow.Context, a BudgetAnswer) {
+	l.answering++
+	// Disconnected: a cancel of the ledger (which carries on) must not
+	// cancel an answer on its way and have its grant released.
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	f := workflow.SignalExternalWorkflow(ctx, WorkflowID(a.WorkerID), "", SignalBudgetAnswer, a)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		err := f.Get(gctx, nil)
+		l.answering--
+		if err == nil || (!a.Granted && !a.Queued) {
+			return
+		}
+		workflow.GetLogger(ctx).Warn("Budget answer not delivered; releasing what it gave",
+			"worker_id", a.WorkerID, "lease", a.Lease, "error", err)
+		_, _ = l.release(ctx, ReleaseRequest{WorkerID: a.WorkerID, Lease: a.Lease})
+	})
+}
+
+// applicationMessage is the message of a refusal, without the type and
+// retry notes its Error adds.
+func applicationMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
 }

@@ -25,6 +25,10 @@ type lifecycleSuite struct {
 	suite.Suite
 	testsuite.WorkflowTestSuite
 	env *testsuite.TestWorkflowEnvironment
+	// ledger answers a reservation asked for by signal once its activity
+	// completes: nil grants it, as the ledger does when it fits.
+	ledger func(activities.ReserveInput) *BudgetAnswer
+	asked  chan activities.ReserveInput
 }
 
 func TestLifecycle(t *testing.T) { suite.Run(t, new(lifecycleSuite)) }
@@ -37,12 +41,43 @@ func (s *lifecycleSuite) SetupTest() {
 	s.env.OnActivity(sharedActs.PickHost, mock.Anything).Return("host-a", nil).Maybe()
 	// Each activity runs where its worker registers it: host activities
 	// on a host's queue, shared ones on the shared queue.
-	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+	s.ledger = nil
+	s.asked = make(chan activities.ReserveInput, 100)
+	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		if info.ActivityType.Name == "ReserveBudget" {
+			var in activities.ReserveInput
+			s.NoError(args.Get(&in))
+			if in.Ask {
+				s.asked <- in
+			}
+		}
 		onHost := strings.HasPrefix(info.TaskQueue, HostTaskQueue(""))
 		_, hostActivity := reflect.TypeOf(hostActs).MethodByName(info.ActivityType.Name)
 		_, sharedActivity := reflect.TypeOf(sharedActs).MethodByName(info.ActivityType.Name)
 		s.True(hostActivity != sharedActivity, "%s is a method of exactly one activities struct", info.ActivityType.Name)
 		s.Equal(hostActivity, onHost, "%s scheduled on %s", info.ActivityType.Name, info.TaskQueue)
+	})
+	// The ledger answers by signal once the request has been sent.
+	s.env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
+		if info.ActivityType.Name != "ReserveBudget" {
+			return
+		}
+		var in activities.ReserveInput
+		select {
+		case in = <-s.asked:
+		default:
+			return
+		}
+		if err != nil {
+			return
+		}
+		ans := &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Granted: true}
+		if s.ledger != nil {
+			ans = s.ledger(in)
+		}
+		if ans != nil {
+			s.env.SignalWorkflow(SignalBudgetAnswer, *ans)
+		}
 	})
 }
 

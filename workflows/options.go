@@ -14,6 +14,13 @@ import (
 // budgetOptions are for ledger calls. A refusal is final; an outage is
 // retried. maxAttempts 0 retries until the compensation window closes, which
 // a refund needs: it must not be given up lightly.
+// answerWithin bounds the wait for the ledger's answer to a request that may
+// not queue. The ledger answers in its next workflow task; this only keeps
+// an answer that never comes (a ledger terminated meanwhile) from holding
+// the lifecycle in pending for good. Generous, because a ledger behind a
+// wave of hundreds of requests answers them in order.
+const answerWithin = 5 * time.Minute
+
 func budgetOptions(ctx workflow.Context, maxAttempts int32) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,

@@ -11,7 +11,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 )
 
 // TestReplayRecordedHistories replays every history recorded from the real
@@ -37,16 +39,54 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-cancel-during-cleanup-wait-v0", "lifecycle-cancel-during-cleanup-wait-v1-r2",
 		// The third release: the release signal and the restart's
 		// recheck (their version 0 is every earlier file).
-		"lifecycle-shutdown-r3", "lifecycle-restarts-r3", "lifecycle-cancel-r3", "ledger-continue-as-new-r3"} {
+		"lifecycle-shutdown-r3", "lifecycle-restarts-r3", "lifecycle-cancel-r3", "ledger-continue-as-new-r3",
+		// The fourth release: reservations by signal, the budget queue
+		// (version 0 is every earlier file).
+		"lifecycle-shutdown-r4", "lifecycle-queued-r4", "lifecycle-queued-shutdown-r4", "lifecycle-queue-timeout-r4",
+		"ledger-queue-r4", "ledger-continue-as-new-r4", "ledger-cancel-v1-r4"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			replayer := worker.NewWorkflowReplayer()
-			Register(replayer)
-			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
+			replayHistory(t, file)
 		})
 	}
+}
+
+// replayHistory replays a recorded history as the worker program would:
+// under the workflow ID it ran with, which a lifecycle's lease (and so
+// its check that an answer of the ledger is its own) is made of. The
+// replayer's default ID ("ReplayId") would make every answer look like
+// another lifecycle's.
+func replayHistory(t *testing.T, file string) {
+	t.Helper()
+	f, err := os.Open(file)
+	require.NoError(t, err)
+	defer f.Close()
+	hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	require.NoError(t, err)
+	replayer := worker.NewWorkflowReplayer()
+	Register(replayer)
+	require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{
+		OriginalExecution: workflow.Execution{ID: recordedWorkflowID(t, hist.Events[0])},
+	}))
+}
+
+// recordedWorkflowID is the workflow ID a history ran under, from its start:
+// a lifecycle's follows from the worker id in its input, the ledger's is
+// fixed. Others did not depend on it; they keep the replayer's default.
+func recordedWorkflowID(t *testing.T, first *historypb.HistoryEvent) string {
+	started := first.GetWorkflowExecutionStartedEventAttributes()
+	require.NotNil(t, started, "a history starts with its workflow's start")
+	switch started.GetWorkflowType().GetName() {
+	case WorkflowTypeLifecycle:
+		var st LifecycleState
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &st))
+		return WorkflowID(st.Request.WorkerID)
+	case WorkflowTypeLedger:
+		return LedgerWorkflowID
+	}
+	return "ReplayId"
 }
 
 // TestReplayWithChangedDefaults replays every history after the defaults
@@ -63,9 +103,7 @@ func TestReplayWithChangedDefaults(t *testing.T) {
 	require.NoError(t, err)
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			replayer := worker.NewWorkflowReplayer()
-			Register(replayer)
-			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
+			replayHistory(t, file)
 		})
 	}
 }
@@ -90,6 +128,9 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// a run started by a continue-as-new, "" for either.
 		started string
 		signal  string // a signal the run must have received
+		answers int    // how many of signal, when not 0
+		// queued: a ledger run handed a queue, which sent grants.
+		queued bool
 		sent    string // a signal the run must have sent to the ledger
 	}{
 		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
@@ -129,6 +170,27 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "lifecycle-restarts-r2", last: completed, started: "first", versions: map[string]int{VersionFrozenLimits: 1}},
 		// A ledger run that took releases as signals as well as updates.
 		{file: "ledger-continue-as-new-r3", last: continued, signal: SignalRelease},
+		// The fourth release: a lifecycle asks for its budget with a
+		// signal and gets the ledger's answer; a queued one waits for the
+		// grant, or withdraws with a release signal when stopped or timed
+		// out. Version 0 is lifecycle-shutdown-r3.
+		{file: "lifecycle-shutdown-r4", last: completed, started: "first", sent: SignalRelease, signal: SignalBudgetAnswer,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1}},
+		{file: "lifecycle-queued-r4", last: completed, started: "first", sent: SignalRelease, signal: SignalBudgetAnswer, answers: 2,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1}},
+		{file: "lifecycle-queued-shutdown-r4", last: completed, started: "first", sent: SignalRelease, signal: SignalBudgetAnswer, answers: 1,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReserveSignal: 1}},
+		{file: "lifecycle-queue-timeout-r4", last: completed, started: "first", sent: SignalRelease, signal: SignalBudgetAnswer, answers: 1,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReserveSignal: 1}},
+		// A ledger run continued with a queue, whose releases admitted the
+		// queued requests and granted them by signal.
+		{file: "ledger-queue-r4", started: "continued", signal: SignalRelease, queued: true},
+		// ledger-closing: a run closes on a disconnected context and hands
+		// over the signals that keep coming. Version 0 is every earlier
+		// ledger file.
+		{file: "ledger-continue-as-new-r4", last: continued, signal: SignalReserve, versions: map[string]int{VersionLedgerClosing: 1}},
+		{file: "ledger-cancel-v1-r4", last: continued, cancelled: true,
+			versions: map[string]int{VersionLedgerSurvivesCancel: 1, VersionLedgerClosing: 1}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
@@ -163,8 +225,23 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 			if tc.signal != "" {
 				require.NotZero(t, signals, "signals %s", tc.signal)
 			}
+			if tc.answers != 0 {
+				require.Equal(t, tc.answers, signals, "signals %s", tc.signal)
+			}
 			if tc.sent != "" {
 				require.Equal(t, 1, sent, "%s signals sent to the ledger", tc.sent)
+			}
+			if tc.queued {
+				var st LedgerState
+				require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &st))
+				require.NotEmpty(t, st.Queue, "the run was handed a queue")
+				grants := 0
+				for _, ev := range events {
+					if s := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); s != nil && s.SignalName == SignalBudgetAnswer {
+						grants++
+					}
+				}
+				require.NotZero(t, grants, "answers sent")
 			}
 			want := tc.versions
 			if want == nil {

@@ -27,32 +27,35 @@ var Priorities = []string{"low", "medium", "high", "critical"}
 
 // Bounds of inputs.
 const (
-	MinBudget                 int64 = workertypes.MinBudget
-	MaxBudget                 int64 = workertypes.MaxBudget
-	MaxIDLength                     = 128
-	MaxMessageBytes                 = 4096
-	DefaultMaxSignals               = 1000
-	MinHealthScore                  = 0
-	MaxHealthScore                  = 100
-	defaultHealthScore              = 100
-	maxTransitions                  = 50
-	maxReasonBytes                  = 1024
-	maxLimitDuration                = 7 * 24 * time.Hour
-	DefaultPriority                 = "medium"
-	DefaultShutdownGrace            = 5 * time.Second
-	DefaultHeartbeatWarning         = 60 * time.Second
-	DefaultHeartbeatCritical        = 120 * time.Second
-	DefaultZombieAfter              = 300 * time.Second
-	DefaultIdleAfter                = 5 * time.Minute
-	DefaultWatchHeartbeat           = 20 * time.Second
-	DefaultHostLossAfter            = 2 * time.Minute
-	DefaultSampleEvery              = 30 * time.Second
-	DefaultRestartDelay             = 30 * time.Second
-	DefaultRestartMaxDelay          = 300 * time.Second
-	DefaultHealthyRun               = 10 * time.Minute
-	MaxRestartsLimit                = workertypes.MaxRestartsLimit
-	defaultCompensationWindow       = 10 * time.Minute
-	retryCleanupEvery               = 10 * time.Minute
+	MinBudget                int64 = workertypes.MinBudget
+	MaxBudget                int64 = workertypes.MaxBudget
+	MaxIDLength                    = 128
+	MaxMessageBytes                = 4096
+	DefaultMaxSignals              = 1000
+	MinHealthScore                 = 0
+	MaxHealthScore                 = 100
+	defaultHealthScore             = 100
+	maxTransitions                 = 50
+	maxReasonBytes                 = 1024
+	maxLimitDuration               = 7 * 24 * time.Hour
+	DefaultPriority                = "medium"
+	DefaultShutdownGrace           = 5 * time.Second
+	DefaultHeartbeatWarning        = 60 * time.Second
+	DefaultHeartbeatCritical       = 120 * time.Second
+	DefaultZombieAfter             = 300 * time.Second
+	DefaultIdleAfter               = 5 * time.Minute
+	DefaultWatchHeartbeat          = 20 * time.Second
+	DefaultHostLossAfter           = 2 * time.Minute
+	DefaultSampleEvery             = 30 * time.Second
+	DefaultRestartDelay            = 30 * time.Second
+	DefaultRestartMaxDelay         = 300 * time.Second
+	DefaultHealthyRun              = 10 * time.Minute
+	// DefaultQueueTimeout is how long a spawn that waits for budget stays
+	// queued, unless it says otherwise.
+	DefaultQueueTimeout       = 30 * time.Minute
+	MaxRestartsLimit          = workertypes.MaxRestartsLimit
+	defaultCompensationWindow = 10 * time.Minute
+	retryCleanupEvery         = 10 * time.Minute
 )
 
 // Heartbeat modes of a worker type, as the registry defines them.
@@ -82,6 +85,13 @@ type SpawnRequest struct {
 	// HeartbeatMode is HeartbeatModeSignal (empty) or HeartbeatModeOutput.
 	HeartbeatMode string `json:"heartbeat_mode,omitempty"`
 	Limits        Limits `json:"limits"`
+	// WaitForBudget queues the reservation, in pending, when the budget
+	// cannot cover it now, instead of failing the spawn.
+	WaitForBudget bool `json:"wait_for_budget,omitempty"`
+	// QueueTimeout ends a queued lifecycle failed, holding nothing, after
+	// this long; zero waits until it is admitted or stopped. The client
+	// fills in DefaultQueueTimeout.
+	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
 }
 
 // Validate names every field of the request that is wrong, with the zero
@@ -145,6 +155,11 @@ func (r SpawnRequest) validateFields() error {
 		if d.v < 0 || d.v > maxLimitDuration {
 			bad(d.field, "%s %s is not in 0..%s", d.name, d.v, maxLimitDuration)
 		}
+	}
+	if r.QueueTimeout < 0 || r.QueueTimeout > maxLimitDuration {
+		bad("queue_timeout", "queue timeout %s is not in 0..%s", r.QueueTimeout, maxLimitDuration)
+	} else if r.QueueTimeout > 0 && !r.WaitForBudget {
+		bad("queue_timeout", "queue timeout %s needs wait_for_budget: a spawn that does not wait is never queued", r.QueueTimeout)
 	}
 	if r.Host != "" && !HostPattern.MatchString(r.Host) {
 		bad("host", "host %s must match %s", Quote(r.Host), HostPattern)

@@ -5,13 +5,17 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 )
 
 // A kill queued behind a shutdown, both sent before the loop reads them,
-// must not be lost: it wins.
+// must not be lost: it wins. On the released path (the reserve update),
+// which recorded lifecycles replay; on today's, a stop before the ledger's
+// answer ends the lifecycle before any process (queue_test.go).
 func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
+	s.env.OnGetVersion(VersionReserveSignal, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
@@ -29,8 +33,10 @@ func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
 }
 
 // A reservation that failed for an unknown reason may have gone through:
-// it is released, so no budget leaks.
+// it is released, so no budget leaks. The released path; today's withdraws
+// the request with a signal (TestUncertainRequestIsWithdrawn).
 func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
+	s.env.OnGetVersion(VersionReserveSignal, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(errors.New("context deadline exceeded"))
 	s.expectReleaseUpdate(1)
 

@@ -38,6 +38,8 @@ var schemaRoots = []struct {
 	{"KillRequest", KillRequest{}, true, "The argument of the \"" + UpdateKill + "\" update."},
 	{"WorkerSpec", WorkerSpec{}, false, "A worker as the \"" + QueryStatus + "\" query and the shutdown, kill and cleanup updates return it."},
 	{"BudgetView", BudgetView{}, false, "The budget ledger as the \"" + QueryBudget + "\" query returns it."},
+	{"ReserveRequest", ReserveRequest{}, true, "The payload of the ledger's \"" + SignalReserve + "\" signal (and, without priority and wait, of its \"" + UpdateReserve + "\" update)."},
+	{"BudgetAnswer", BudgetAnswer{}, false, "The payload of the \"" + SignalBudgetAnswer + "\" signal the ledger sends a lifecycle in answer to its reservation."},
 }
 
 // onlyFields keeps these JSON fields of a type and drops the rest.
@@ -65,6 +67,9 @@ func fieldKeywords() map[string]obj {
 		"SpawnRequest.repo":           obj{{"pattern", RepoPattern.String()}, {"maxLength", 2 * MaxIDLength}},
 		"SpawnRequest.budget":         obj{{"minimum", MinBudget}, {"maximum", MaxBudget}},
 		"SpawnRequest.timeout":        limit,
+		"SpawnRequest.queue_timeout":  limit,
+		"ReserveRequest.priority":     obj{{"enum", append([]string{""}, Priorities...)}},
+		"ReserveRequest.amount":       obj{{"minimum", MinBudget}, {"maximum", MaxBudget}},
 		"SpawnRequest.host":           obj{{"pattern", HostPattern.String()}},
 		"SpawnRequest.max_restarts":   obj{{"minimum", 0}, {"maximum", MaxRestartsLimit}},
 		"SpawnRequest.heartbeat_mode": obj{{"enum", []string{"", HeartbeatModeSignal, HeartbeatModeOutput}}},

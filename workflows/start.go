@@ -11,6 +11,12 @@ import (
 // start reserves the budget and starts the process. It returns the outcome
 // when the lifecycle cannot go on.
 func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
+	if workflow.GetVersion(ctx, VersionReserveSignal, workflow.DefaultVersion, reserveSignalMax) == 1 {
+		if o := w.reserve(ctx, lease); o != nil {
+			return o
+		}
+		return w.launch(ctx, lease)
+	}
 	r := w.st.Request
 	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
@@ -33,6 +39,157 @@ func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
 	w.held = r.Budget
 	w.saga.add(stepRefund, w.releaseBudget(lease))
 	return w.launch(ctx, lease)
+}
+
+// reserveSignalMax is the VersionReserveSignal new lifecycles take: 1, or
+// DefaultVersion while a fleet is upgraded (SetReserveBySignal).
+var reserveSignalMax workflow.Version = 1
+
+// SetReserveBySignal chooses how the lifecycles this worker program starts
+// reserve their budget: by signal, with the queue (true, the default), or
+// with the reserve update, as the previous release did. An upgrade from
+// that release runs its new worker programs with false until every worker
+// program runs the new code, because the previous release's ledger code
+// has no handler for the reserve signal (docs/DEPLOYMENT.md). Call it
+// before the worker starts.
+func SetReserveBySignal(on bool) {
+	reserveSignalMax = workflow.DefaultVersion
+	if on {
+		reserveSignalMax = 1
+	}
+}
+
+// reserve asks the ledger for the budget with a signal and waits for its
+// answer: granted (the refund is registered at once), refused (the spawn
+// fails holding nothing), or queued, when the request may wait. A queued
+// lifecycle stays pending until it is admitted; a shutdown, kill, cancel or
+// its queue timeout withdraws it instead. It returns the outcome when the
+// lifecycle cannot go on.
+func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
+	r := w.st.Request
+	answers := workflow.GetSignalChannel(ctx, SignalBudgetAnswer)
+	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
+		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
+		Ask: true, Priority: r.Priority, Wait: r.WaitForBudget,
+	}).Get(ctx, nil)
+	if err != nil {
+		w.st.Spec.TokenBudget.Allocated = 0
+		if !isRefusal(err) {
+			// The request may have reached the ledger before the call
+			// failed: it is withdrawn.
+			w.withdraw(ctx, lease)
+		}
+		if isCancel(ctx, err) {
+			return &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
+		}
+		return &outcome{kind: outcomeFailed, reason: failureMessage(err)}
+	}
+
+	// A request that may not wait is answered in one ledger task; the
+	// bound only keeps a lost answer from holding the lifecycle forever.
+	limit, timedOut := answerWithin, fmt.Sprintf("the budget ledger did not answer within %s", answerWithin)
+	if r.WaitForBudget {
+		limit, timedOut = r.QueueTimeout, fmt.Sprintf("queue timeout: no budget for %d tokens within %s", r.Budget, r.QueueTimeout)
+	}
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	var timer workflow.Future
+	asked := workflow.Now(ctx).UTC()
+	if limit > 0 {
+		timer = workflow.NewTimer(timerCtx, limit)
+	}
+	for {
+		var ans BudgetAnswer
+		var ended *outcome
+		// A stop, a cancel or the timeout is taken before an answer that
+		// came with it: the withdrawal releases a grant on its way, and no
+		// process is started that nobody wants any more.
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(w.wake, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			if req, ok := w.nextStop(); ok {
+				ended = &outcome{kind: outcomeStop, reason: req.reason, operator: true}
+			}
+		})
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {
+			ended = &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
+			if w.st.Spec.Queue != nil {
+				ended.reason = "lifecycle cancelled while queued for budget"
+			}
+		})
+		if timer != nil {
+			sel.AddFuture(timer, func(workflow.Future) {
+				ended = &outcome{kind: outcomeFailed, reason: timedOut}
+			})
+		}
+		sel.AddReceive(answers, func(c workflow.ReceiveChannel, _ bool) {
+			if err := receiveSignal(ctx, c, &ans); err != nil {
+				ans = BudgetAnswer{}
+			}
+		})
+		sel.Select(ctx)
+		if ended != nil {
+			// A grant on its way is released by the withdrawal too.
+			w.st.Spec.Queue = nil
+			w.st.Spec.TokenBudget.Allocated = 0
+			w.withdraw(ctx, lease)
+			return ended
+		}
+		switch {
+		case ans.Lease == "":
+		case ans.Lease != lease:
+			// An answer to an earlier lifecycle of this worker id, which
+			// ended without withdrawing: what it grants or queues is
+			// nobody's, and is given back.
+			if ans.Granted || ans.Queued {
+				w.withdraw(ctx, ans.Lease)
+			}
+		case ans.Granted:
+			w.granted(ctx, lease)
+			return nil
+		case ans.Queued:
+			w.st.Spec.Queue = &QueueInfo{Position: ans.Position, Since: workflow.Now(ctx).UTC()}
+			if timer != nil {
+				w.st.Spec.Queue.Deadline = ptr(asked.Add(limit))
+			}
+			w.showDetails(ctx)
+		default:
+			// Refused. A retried request may still be on its way and fit
+			// later: the withdrawal makes the ledger refuse it.
+			w.st.Spec.TokenBudget.Allocated = 0
+			w.withdraw(ctx, lease)
+			return &outcome{kind: outcomeFailed, reason: ans.Reason}
+		}
+	}
+}
+
+// granted records a reservation the ledger granted: held, and refunded by
+// the saga.
+func (w *lifecycle) granted(ctx workflow.Context, lease string) {
+	w.st.Spec.Queue = nil
+	w.held = w.st.Request.Budget
+	w.saga.add(stepRefund, w.releaseBudget(lease))
+}
+
+// withdraw takes back a request the ledger may have queued or granted: a
+// release of the lease, as a signal (a fleet stopped while queued must not
+// queue its withdrawals behind the ten updates in flight), through the
+// update when the signal cannot be sent. The ledger applies it in order
+// after its answers, so a grant on its way is released too; the release is
+// remembered, so a request still on its way is refused when it lands.
+func (w *lifecycle) withdraw(ctx workflow.Context, lease string) {
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	req := ReleaseRequest{WorkerID: w.st.Request.WorkerID, Lease: lease}
+	if err := workflow.SignalExternalWorkflow(ctx, LedgerWorkflowID, "", SignalRelease, req).Get(ctx, nil); err == nil {
+		return
+	}
+	var res activities.ReleaseResult
+	if err := workflow.ExecuteActivity(budgetOptions(ctx, 0), sharedActs.ReleaseBudget, activities.ReleaseInput{
+		WorkerID: req.WorkerID, Lease: lease,
+	}).Get(ctx, &res); err != nil {
+		workflow.GetLogger(ctx).Error("Withdrawing the budget request failed", "error", err)
+	}
+	w.refunded += res.Released
 }
 
 // releaseBudget is the refund of the lease. w.held, read when the refund

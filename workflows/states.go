@@ -7,7 +7,7 @@ package workflows
 //                    (start)
 //                       │
 //                       ▼
-//  ┌── restart ───► [pending] ── shutdown or kill during a restart's back-off ──┐
+//  ┌── restart ───► [pending] ── shutdown or kill when queued or in back-off ───┐
 //  │                  │   │                                                     │
 //  │                  │   │ process started                                     │
 //  │                  │   ▼                                                     │
@@ -21,6 +21,7 @@ package workflows
 //  │  budget refused, │       │ failure │ shutdown, kill,       │ exit 0        │
 //  │    spawn failed, │       │         │ idle limit            │               │
 //  │         no host, │       │         │                       │               │
+//  │   queue timeout, │       │         │                       │               │
 //  │        cancelled │       │         ▼                       │               │
 //  │                  │       │  [shutting_down]                │               │
 //  │                  │       │     │        │ stopped,         │               │
@@ -83,8 +84,8 @@ type move struct {
 var moves = []move{
 	{"", StatusPending, "the lifecycle starts"},
 	{StatusPending, StatusRunning, "the process started"},
-	{StatusPending, StatusFailed, "budget refused, spawn failed, no host, cancelled"},
-	{StatusPending, StatusCompleted, "shutdown or kill during a restart's back-off"},
+	{StatusPending, StatusFailed, "budget refused, queue timeout, spawn failed, no host, cancelled"},
+	{StatusPending, StatusCompleted, "shutdown or kill while queued for budget or during a restart's back-off"},
 	{StatusPending, StatusZombie, "shutdown or kill during a back-off whose refund failed"},
 	{StatusRunning, StatusIdle, "no task, or the worker reported idle"},
 	{StatusIdle, StatusRunning, "the worker reported busy"},
@@ -155,6 +156,9 @@ func (w *lifecycle) showDetails(ctx workflow.Context) {
 		spec.TokenBudget.Used, spec.TokenBudget.Allocated, spec.Health.Score, spec.Health.Band)
 	if spec.PID != 0 {
 		details += fmt.Sprintf(" · pid %d on %s", spec.PID, spec.Host)
+	}
+	if spec.Queue != nil {
+		details += fmt.Sprintf(" · queued for budget since %s UTC (position %d then)", spec.Queue.Since.Format("15:04:05"), spec.Queue.Position)
 	}
 	if spec.Cleanup != nil && !spec.Status.Live() {
 		details += " · " + spec.Cleanup.Reason

@@ -35,6 +35,16 @@ const (
 	// the ledger itself; before it, the repeated reservation was answered
 	// from the server's update cache.
 	VersionRecheckReservation = "recheck-reservation"
+	// VersionReserveSignal: a lifecycle asks for its budget with a signal
+	// to the ledger and waits for the ledger's answer, queued when it may
+	// wait; before it, with the reserve update.
+	VersionReserveSignal = "reserve-signal"
+	// VersionLedgerClosing: a ledger run that closes for continue-as-new
+	// does so on a disconnected context (a cancel then cannot end it) and
+	// hands the signals that keep arriving to the next run instead of
+	// applying them; before it, a cancel during the close ended the ledger
+	// and its releases were applied in the closing run.
+	VersionLedgerClosing = "ledger-closing"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

@@ -92,7 +92,13 @@ func (a *app) spawnCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(spec, func(w io.Writer) { fmt.Fprintln(w, spec.WorkerID) })
+			return a.print(spec, func(w io.Writer) {
+				if q := spec.Queue; q != nil {
+					fmt.Fprintf(w, "%s queued for budget: %s\n", spec.WorkerID, queueText(*q, time.Now()))
+					return
+				}
+				fmt.Fprintln(w, spec.WorkerID)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -117,7 +123,9 @@ func (a *app) spawnCommand() *cobra.Command {
 	f.DurationVar(&req.Limits.HostLossAfter, "host-loss-after", 0, "count the host as lost when its worker program is gone this long (default 2m)")
 	f.DurationVar(&req.Limits.WatchHeartbeat, "watch-heartbeat", 0, "notice a dead worker program after this long (default 20s)")
 	f.DurationVar(&req.Limits.SampleEvery, "sample-every", 0, "measure the process tree's CPU and memory this often (default 30s)")
-	f.BoolVar(&wait, "wait", true, "wait until the worker runs (or failed to start)")
+	f.BoolVar(&req.WaitForBudget, "wait-for-budget", false, "when the budget is short, wait in the queue (pending, by priority then arrival) instead of failing")
+	f.DurationVar(&req.QueueTimeout, "queue-timeout", 0, "with --wait-for-budget: fail, holding nothing, after waiting this long (default 30m)")
+	f.BoolVar(&wait, "wait", true, "wait until the worker runs, is queued for budget, or failed to start")
 	f.StringVar(&specPath, "from-spec", "", "spawn from a worker spec JSON file (the runbook's spec shape)")
 	cmd.MarkFlagsMutuallyExclusive("from-spec", "type")
 	return cmd
@@ -484,6 +492,9 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 		fmt.Fprintf(w, "  health %d (%s): cpu %.0f%%, rss %d MiB, %d processes, reported %s ago\n", s.Health.Score, s.Health.Band,
 			s.Health.CPUPercent, s.Health.RSSBytes>>20, s.Health.Processes, now.Sub(*s.Health.SampledAt).Round(time.Second))
 	}
+	if s.Queue != nil {
+		fmt.Fprintf(w, "  queued for budget: %s\n", queueText(*s.Queue, now))
+	}
 	if s.PID != 0 {
 		fmt.Fprintf(w, "  pid %d on %s, log %s\n", s.PID, s.Host, s.LogPath)
 	}
@@ -508,10 +519,27 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 	fmt.Fprintf(w, "  history: %s\n", strings.Join(parts, " -> "))
 }
 
+// queueText says where a queued worker stands: "position 3, waiting 2m10s,
+// times out in 27m50s".
+func queueText(q workflows.QueueInfo, now time.Time) string {
+	text := fmt.Sprintf("position %d, waiting %s", q.Position, now.Sub(q.Since).Round(time.Second))
+	if q.Deadline != nil {
+		text += fmt.Sprintf(", times out in %s", q.Deadline.Sub(now).Round(time.Second))
+	}
+	return text
+}
+
 func printBudget(w io.Writer, v workflows.BudgetView) {
-	fmt.Fprintf(w, "total %d  available %d  used %d\n", v.Total, v.Available, v.Used)
+	fmt.Fprintf(w, "total %d  available %d  used %d", v.Total, v.Available, v.Used)
+	if len(v.Queue) > 0 {
+		fmt.Fprintf(w, "  queued %d (%d requests)", v.Queued, len(v.Queue))
+	}
+	fmt.Fprintln(w)
 	for _, al := range v.Allocations {
 		fmt.Fprintf(w, "  %-40s %8d\n", al.WorkerID, al.Amount)
+	}
+	for _, q := range v.Queue {
+		fmt.Fprintf(w, "  queued %3d  %-40s %8d  %s since %s\n", q.Position, q.WorkerID, q.Amount, q.Priority, q.Since.Local().Format("15:04:05"))
 	}
 }
 

@@ -116,7 +116,11 @@ func printTable(w io.Writer, specs []workflows.WorkerSpec, now time.Time) {
 		if s.Heartbeat.Alert != "" {
 			alert = " " + strings.ToUpper(s.Heartbeat.Alert)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%s%s\t%d/%d %d%%\t%s\t%s\n", s.WorkerID, s.WorkerType, s.Status,
+		status := string(s.Status)
+		if s.Queue != nil {
+			status = fmt.Sprintf("%s (queued #%d)", s.Status, s.Queue.Position)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%s%s\t%d/%d %d%%\t%s\t%s\n", s.WorkerID, s.WorkerType, status,
 			s.Heartbeat.HealthScore, s.Health.Band, heartbeatAge(s, now), alert,
 			s.TokenBudget.Used, s.TokenBudget.Allocated, pct, orDash(pidText(s.PID)), orDash(s.Host))
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/fleet"
+	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 // Ledger reserves and releases through the budget ledger for the
@@ -39,6 +40,12 @@ func (l *Ledger) Reserve(ctx context.Context, workerID, lease string, amount int
 // Recheck asks the ledger whether the lease still holds its allocation.
 func (l *Ledger) Recheck(ctx context.Context, workerID, lease string, amount int64) error {
 	return refusal(l.Budget.Recheck(ctx, workerID, lease, amount))
+}
+
+// Ask sends the reservation as a signal; the ledger answers the lifecycle.
+func (l *Ledger) Ask(ctx context.Context, in activities.ReserveInput) error {
+	return l.Budget.Ask(ctx, workflows.ReserveRequest{WorkerID: in.WorkerID, Lease: in.Lease, Amount: in.Amount,
+		Priority: in.Priority, Wait: in.Wait})
 }
 
 // refusal makes the ledger's refusal the activities' one; other errors
