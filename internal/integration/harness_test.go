@@ -64,6 +64,7 @@ func testTypes(agent, dir string) string {
   "sleeper-worker": {"command": ["sleep", "300"], "token_budget": 1000, "timeout_minutes": 10, "max_restarts": 0},
   "crasher-worker": {"command": ["sh", "-c", "sleep 1; exit 3"], "token_budget": 700, "timeout_minutes": 10, "max_restarts": 0},
   "finisher-worker": {"command": ["sh", "-c", "echo done with $TASK_ID; exit 0"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
+  "napper-worker": {"command": ["sleep", "1"], "token_budget": 100, "timeout_minutes": 10, "max_restarts": 0},
   "missing-worker": {"command": ["/nonexistent/agent", "--task", "$TASK_ID"], "token_budget": 500, "timeout_minutes": 10, "max_restarts": 0},
   "tree-worker": {"command": [%[1]q, "tree"], "token_budget": 800, "timeout_minutes": 10, "max_restarts": 0},
   "flaky-worker": {"command": [%[1]q, "flaky", "2", %[2]q], "token_budget": 900, "timeout_minutes": 10, "max_restarts": 3},
@@ -469,10 +470,11 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 
 // recordingRelease is the tag RECORD_HISTORIES=1 adds to the files this
 // code records: the first release's have none, the second's end in -r2,
-// this one's (release signal, reservation recheck) in -r3. Bump it with
-// each release whose workflows changed, so that a new recording never meets
-// an old file.
-const recordingRelease = "r3"
+// the third's (release signal, reservation recheck) in -r3, this one's
+// (reservations by signal, the budget queue) in -r4. Bump it with each
+// release whose workflows changed, so that a new recording never meets an
+// old file.
+const recordingRelease = "r4"
 
 // saveHistory writes the history of workflowID's latest run to
 // testdata/histories when RECORD_HISTORIES is set.

@@ -147,7 +147,7 @@ func TestHistoryLedgerCancel(t *testing.T) {
 
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW, closed)
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, rh.last())
-	require.Equal(t, map[string]int{workflows.VersionLedgerSurvivesCancel: 1}, rh.versions(t))
+	require.Equal(t, map[string]int{workflows.VersionLedgerSurvivesCancel: 1, workflows.VersionLedgerClosing: 1}, rh.versions(t))
 	next := decodeInput[workflows.LedgerState](t, rh)
 	require.Contains(t, next.Allocations, id, "the allocation survives the cancel")
 	require.Equal(t, withLive, h.budget(t), "a cancel loses nothing")

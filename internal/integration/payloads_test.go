@@ -56,6 +56,9 @@ func lifecyclePayloads(t *testing.T, workerID string) []wirePayload {
 			out = append(out,
 				wirePayload{"LifecycleState", "start", raw, true},
 				wirePayload{"SpawnRequest", "start", st.Request, true})
+		case ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.SignalBudgetAnswer:
+			raw := onePayload(t, "the ledger's answer", ev.GetWorkflowExecutionSignaledEventAttributes().GetInput())
+			out = append(out, wirePayload{"BudgetAnswer", "budget-answer", raw, false})
 		case ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.SignalHeartbeat:
 			heartbeats++
 			raw := onePayload(t, "a heartbeat signal", ev.GetWorkflowExecutionSignaledEventAttributes().GetInput())
@@ -80,6 +83,33 @@ func lifecyclePayloads(t *testing.T, workerID string) []wirePayload {
 		}
 	}
 	return out
+}
+
+// reserveSignal is the ledger's "reserve" signal for the worker, from the
+// ledger's current run or the runs before it.
+func reserveSignal(t *testing.T, workerID string) []byte {
+	t.Helper()
+	runID := ""
+	for range 5 {
+		rh := fetchHistory(t, workflows.LedgerWorkflowID, runID)
+		for _, ev := range rh.events {
+			a := ev.GetWorkflowExecutionSignaledEventAttributes()
+			if a.GetSignalName() != workflows.SignalReserve {
+				continue
+			}
+			raw := onePayload(t, "a reserve signal", a.GetInput())
+			var req workflows.ReserveRequest
+			require.NoError(t, json.Unmarshal(raw, &req))
+			if req.WorkerID == workerID {
+				return raw
+			}
+		}
+		if runID = rh.events[0].GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId(); runID == "" {
+			break
+		}
+	}
+	t.Fatalf("no reserve signal of %s in the ledger's last runs", workerID)
+	return nil
 }
 
 // onePayload is the JSON of the single payload ps holds. Anything but one
@@ -143,7 +173,8 @@ func TestPayloadsOfARealRunValidate(t *testing.T) {
 	// Every optional field the starter can send, so that the schema sees them.
 	h.spawnOK(t, graceful, "--type", "sleeper-worker", "--master", "payloads-test",
 		"--task-id", "task-payloads-1", "--priority", "high", "--repo", "commit-relay/worker-lifecycle",
-		"--budget", "600", "--timeout", "8m", "--zombie-after", "10m", "--idle-after", "15m", "--shutdown-grace", "3s")
+		"--budget", "600", "--timeout", "8m", "--zombie-after", "10m", "--idle-after", "15m", "--shutdown-grace", "3s",
+		"--wait-for-budget", "--queue-timeout", "5m")
 	for i, beat := range [][]string{
 		{"--tokens-used", "120", "--status", "busy", "--message", "reading the task", "--health-score", "95"},
 		{"--tokens-used", "340", "--status", "busy", "--message", "writing the change"},
@@ -178,9 +209,11 @@ func TestPayloadsOfARealRunValidate(t *testing.T) {
 	killedPayloads := lifecyclePayloads(t, killed)
 	// What each history must have held, so that a payload the extraction
 	// missed cannot pass unnoticed.
-	require.Equal(t, []string{"start", "start", "heartbeat-1", "heartbeat-2", "heartbeat-3", "shutdown-request", "shutdown-result", "result"},
+	require.Equal(t, []string{"start", "start", "budget-answer", "heartbeat-1", "heartbeat-2", "heartbeat-3", "shutdown-request", "shutdown-result", "result"},
 		payloadNames(gracefulPayloads))
-	require.Equal(t, []string{"start", "start", "kill-request", "kill-result", "result"}, payloadNames(killedPayloads))
+	require.Equal(t, []string{"start", "start", "budget-answer", "kill-request", "kill-result", "result"}, payloadNames(killedPayloads))
+	gracefulPayloads = append(gracefulPayloads, wirePayload{"ReserveRequest", "reserve-signal", reserveSignal(t, graceful), true})
+	killedPayloads = append(killedPayloads, wirePayload{"ReserveRequest", "reserve-signal", reserveSignal(t, killed), true})
 
 	checkPayloads(t, "starter-graceful", gracefulPayloads)
 	checkPayloads(t, "starter-killed", killedPayloads)
