@@ -131,7 +131,7 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		answers int    // how many of signal, when not 0
 		// queued: a ledger run handed a queue, which sent grants.
 		queued bool
-		sent    string // a signal the run must have sent to the ledger
+		sent   string // a signal the run must have sent to the ledger
 	}{
 		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
 		{file: "lifecycle-continue-as-new-last-run", last: completed, started: "continued"},
