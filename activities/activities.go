@@ -35,7 +35,7 @@ type Ledger interface {
 	Release(ctx context.Context, workerID, lease string) (int64, error)
 	// Recheck is Reserve asked again of the ledger itself, never answered
 	// from a cache: a restart checks its lease still holds the allocation.
-	Recheck(ctx context.Context, workerID, lease string, amount int64) error
+	Recheck(ctx context.Context, workerID, lease, pool string, amount int64) error
 	// Ask sends the reservation, to be answered to the lifecycle (in.Ask);
 	// a retry of the same lease is answered again and reserves nothing
 	// more.
@@ -131,6 +131,8 @@ type ReserveInput struct {
 	Ask      bool   `json:"ask,omitempty"`
 	Priority string `json:"priority,omitempty"`
 	Wait     bool   `json:"wait,omitempty"`
+	// Pool is the budget pool it reserves in.
+	Pool string `json:"pool,omitempty"`
 }
 
 // ReleaseInput returns a lease's allocation to the budget.

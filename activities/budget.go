@@ -17,11 +17,12 @@ func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) e
 	if in.Ask {
 		return a.Ledger.Ask(ctx, in)
 	}
-	reserve := a.Ledger.Reserve
+	var err error
 	if in.Recheck {
-		reserve = a.Ledger.Recheck
+		err = a.Ledger.Recheck(ctx, in.WorkerID, in.Lease, in.Pool, in.Amount)
+	} else {
+		err = a.Ledger.Reserve(ctx, in.WorkerID, in.Lease, in.Amount)
 	}
-	err := reserve(ctx, in.WorkerID, in.Lease, in.Amount)
 	if errors.Is(err, ErrBudgetRefused) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBudgetRefused, nil)
 	}

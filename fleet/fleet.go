@@ -260,7 +260,7 @@ func (f *Client) queuePositions(ctx context.Context, specs []*workflows.WorkerSp
 		}
 		for _, q := range v.Queue {
 			if q.WorkerID == s.WorkerID {
-				s.Queue.Position = q.Position
+				s.Queue.Position, s.Queue.Pool = q.Position, q.Pool
 			}
 		}
 	}

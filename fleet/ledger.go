@@ -32,7 +32,14 @@ func NewBudget(c client.Client) *Budget { return &Budget{temporal: c} }
 // Reserve allocates amount to the lease; a refusal wraps ErrBudgetRefused.
 // A reservation repeated with the same lease is a no-op.
 func (l *Budget) Reserve(ctx context.Context, workerID, lease string, amount int64) error {
-	return l.reserve(ctx, "reserve/"+lease, workerID, lease, amount)
+	return l.reserve(ctx, "reserve/"+lease, workerID, lease, "", amount)
+}
+
+// Restore puts back the allocation of a running lifecycle that the ledger
+// lost (budget recalc), in its pool. Like the reserve update it answers for
+// the amount alone: no pool limit or queue holds back what already runs.
+func (l *Budget) Restore(ctx context.Context, workerID, lease, pool string, amount int64) error {
+	return l.reserve(ctx, "reserve/"+lease, workerID, lease, pool, amount)
 }
 
 // Recheck asks the ledger again whether the lease holds its allocation: nil
@@ -40,13 +47,13 @@ func (l *Budget) Reserve(ctx context.Context, workerID, lease string, amount int
 // an error if it was released or no longer fits. Unlike a repeated Reserve,
 // whose update ID makes the server answer from its cache within a ledger
 // run, it always reaches the ledger.
-func (l *Budget) Recheck(ctx context.Context, workerID, lease string, amount int64) error {
-	return l.reserve(ctx, "", workerID, lease, amount)
+func (l *Budget) Recheck(ctx context.Context, workerID, lease, pool string, amount int64) error {
+	return l.reserve(ctx, "", workerID, lease, pool, amount)
 }
 
-func (l *Budget) reserve(ctx context.Context, updateID, workerID, lease string, amount int64) error {
+func (l *Budget) reserve(ctx context.Context, updateID, workerID, lease, pool string, amount int64) error {
 	err := l.update(ctx, workflows.UpdateReserve, updateID,
-		workflows.ReserveRequest{WorkerID: workerID, Lease: lease, Amount: amount}, nil)
+		workflows.ReserveRequest{WorkerID: workerID, Lease: lease, Amount: amount, Pool: pool}, nil)
 	if workflows.IsBudgetRefused(err) {
 		return fmt.Errorf("%w%s", ErrBudgetRefused, trimPrefix(err, ErrBudgetRefused.Error()))
 	}
@@ -83,6 +90,53 @@ func (l *Budget) SetTotal(ctx context.Context, total int64) (workflows.BudgetVie
 	err := l.update(ctx, workflows.UpdateSetTotal, "", workflows.SetTotalRequest{Total: total}, &v)
 	if msg := applicationMessage(err); msg != "" {
 		return v, fmt.Errorf("budget set refused: %s", msg)
+	}
+	return v, err
+}
+
+// SetPool configures a budget pool (workflows.PoolSettings), or with name
+// "" the defaults of every pool without settings of its own. With fields
+// (workflows.PoolFields), only those settings are taken from s and the
+// ledger keeps the others as they are; s must then be the settings as the
+// caller expects them to be after the change, which are checked here.
+// Settings that are wrong on their own are ErrInvalid before any call;
+// what the ledger refuses against its state (a quota above the total)
+// changes nothing and says why.
+func (l *Budget) SetPool(ctx context.Context, name string, s workflows.PoolSettings, fields ...string) (workflows.BudgetView, error) {
+	req := workflows.PoolSetRequest{Name: name, Defaults: name == "", Settings: s, Fields: fields}
+	if _, err := s.Merge(workflows.PoolSettings{}, fields); err != nil {
+		return workflows.BudgetView{}, invalidField("pool", "%s", err)
+	}
+	if name != "" {
+		if err := workflows.ValidatePoolName(name); err != nil {
+			return workflows.BudgetView{}, invalidField("pool", "%s", err)
+		}
+	}
+	if err := s.Validate(); err != nil {
+		what := "pool " + name
+		if name == "" {
+			what = "pool defaults"
+		}
+		return workflows.BudgetView{}, invalidField("pool", "%s: %s", what, err)
+	}
+	var v workflows.BudgetView
+	err := l.update(ctx, workflows.UpdatePoolSet, "", req, &v)
+	if msg := applicationMessage(err); msg != "" {
+		return v, fmt.Errorf("budget pool set refused: %s", msg)
+	}
+	return v, err
+}
+
+// DeletePool removes a pool's settings; a pool that holds or waits for
+// budget is refused.
+func (l *Budget) DeletePool(ctx context.Context, name string) (workflows.BudgetView, error) {
+	if err := workflows.ValidatePoolName(name); err != nil {
+		return workflows.BudgetView{}, invalidField("pool", "%s", err)
+	}
+	var v workflows.BudgetView
+	err := l.update(ctx, workflows.UpdatePoolDelete, "", workflows.PoolDeleteRequest{Name: name}, &v)
+	if msg := applicationMessage(err); msg != "" {
+		return v, fmt.Errorf("budget pool delete refused: %s", msg)
 	}
 	return v, err
 }

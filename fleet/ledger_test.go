@@ -85,7 +85,7 @@ func TestRecheckReachesTheLedger(t *testing.T) {
 	c.On("UpdateWorkflow", mock.Anything, recheck).Return(h, nil)
 	released := temporal.NewNonRetryableApplicationError("the reservation of worker worker-a-1 was released already", workflows.ErrTypeLedgerRefused, nil)
 	h.On("Get", mock.Anything, nil).Return(released)
-	err := NewBudget(c).Recheck(context.Background(), "worker-a-1", "lease-1", 10)
+	err := NewBudget(c).Recheck(context.Background(), "worker-a-1", "lease-1", "", 10)
 	require.ErrorContains(t, err, "released already")
 	require.NotErrorIs(t, err, ErrBudgetRefused)
 }

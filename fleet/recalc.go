@@ -108,7 +108,7 @@ func (f *Client) restoreMissing(ctx context.Context, view workflows.BudgetView, 
 		d := Drift{WorkerID: spec.WorkerID, Amount: spec.TokenBudget.Allocated, Lease: lease,
 			Reason: "held by a running lifecycle but missing from the ledger"}
 		if !dryRun {
-			if err := f.Budget().Reserve(ctx, spec.WorkerID, lease, spec.TokenBudget.Allocated); err != nil {
+			if err := f.Budget().Restore(ctx, spec.WorkerID, lease, spec.TokenBudget.Pool, spec.TokenBudget.Allocated); err != nil {
 				d.Reason += "; not restored: " + err.Error()
 			} else {
 				d.Restored = true

@@ -69,7 +69,11 @@ const (
 	// to the server's ten updates in flight per workflow.
 	SignalReserve  = "reserve"
 	UpdateSetTotal = "set_total"
-	QueryBudget    = "budget"
+	// UpdatePoolSet configures a pool or the pools' defaults
+	// (PoolSetRequest); UpdatePoolDelete removes a pool's settings.
+	UpdatePoolSet    = "pool_set"
+	UpdatePoolDelete = "pool_delete"
+	QueryBudget      = "budget"
 	// DefaultBudgetTotal is the ledger's total when it is first created;
 	// `starter budget set --total N` changes it.
 	DefaultBudgetTotal int64 = 500000
@@ -207,8 +211,10 @@ type WorkerSpec struct {
 type QueueInfo struct {
 	// Position is its place when it was queued, from 1; the client reads
 	// the current one from the ledger (fleet.Client.Status).
-	Position int       `json:"position"`
-	Since    time.Time `json:"since"`
+	Position int `json:"position"`
+	// Pool is the pool it waits in; Position is its place there.
+	Pool  string    `json:"pool,omitempty"`
+	Since time.Time `json:"since"`
 	// Deadline is when its queue timeout ends it; nil when it has none.
 	Deadline *time.Time `json:"deadline,omitempty"`
 }
@@ -217,6 +223,9 @@ type QueueInfo struct {
 type TokenBudget struct {
 	Allocated int64 `json:"allocated"`
 	Used      int64 `json:"used"`
+	// Pool is the budget pool it reserves in; empty for lifecycles
+	// started before pools, which reserve in the root alone.
+	Pool string `json:"pool,omitempty"`
 }
 
 // HeartbeatInfo is the worker's liveness as the workflow saw it.

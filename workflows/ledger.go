@@ -43,6 +43,10 @@ type LedgerState struct {
 	// previous run closed, applied first, in order, by this one.
 	CarriedReleases []ReleaseRequest `json:"carried_releases,omitempty"`
 	Carried         []ReserveRequest `json:"carried,omitempty"`
+	// Pools are the pools configured with `budget pool set`; PoolDefaults
+	// are the settings of every other pool (pools.go).
+	Pools        map[string]PoolSettings `json:"pools,omitempty"`
+	PoolDefaults PoolSettings            `json:"pool_defaults,omitempty"`
 }
 
 // QueuedRequest is a reservation waiting in the queue.
@@ -51,6 +55,7 @@ type QueuedRequest struct {
 	Lease    string    `json:"lease"`
 	Amount   int64     `json:"amount"`
 	Priority string    `json:"priority"`
+	Pool     string    `json:"pool,omitempty"`
 	Seq      int64     `json:"seq"`
 	Since    time.Time `json:"since"`
 }
@@ -60,6 +65,9 @@ type Allocation struct {
 	Lease      string    `json:"lease"`
 	Amount     int64     `json:"amount"`
 	ReservedAt time.Time `json:"reserved_at"`
+	// Pool is the pool it is held in; empty for lifecycles started
+	// before pools.
+	Pool string `json:"pool,omitempty"`
 }
 
 // NewLedgerState is the input of a new ledger.
@@ -78,6 +86,9 @@ type ReserveRequest struct {
 	// Wait queues a request that does not fit instead of refusing it.
 	// SignalReserve only: an update cannot wait that long.
 	Wait bool `json:"wait,omitempty"`
+	// Pool is the pool to reserve in (pools.go); empty reserves in the
+	// root alone, as lifecycles started before pools do.
+	Pool string `json:"pool,omitempty"`
 }
 
 // BudgetAnswer is the ledger's answer to a SignalReserve, sent to the
@@ -88,8 +99,8 @@ type BudgetAnswer struct {
 	Lease    string `json:"lease"`
 	Granted  bool   `json:"granted,omitempty"`
 	Queued   bool   `json:"queued,omitempty"`
-	// Position is the queued request's place in the queue, from 1, when
-	// it was queued; it moves up as those ahead are admitted.
+	// Position is the queued request's place in its pool's queue, from 1,
+	// when it was queued; it moves up as those ahead are admitted.
 	Position int `json:"position,omitempty"`
 	// Reason says why a request was refused, as the update would have:
 	// "insufficient budget: available X < required Y".
@@ -118,11 +129,17 @@ type BudgetView struct {
 	// the order it is admitted.
 	Queued int64         `json:"queued,omitempty"`
 	Queue  []QueuedEntry `json:"queue,omitempty"`
+	// Pools are the pools below the root, by name; PoolDefaults are the
+	// settings of every pool that has none of its own.
+	Pools        []PoolView    `json:"pools,omitempty"`
+	PoolDefaults *PoolSettings `json:"pool_defaults,omitempty"`
 }
 
 // QueuedEntry is one waiting reservation as operators see it.
 type QueuedEntry struct {
+	// Position is its place in its pool's queue, from 1.
 	Position int       `json:"position"`
+	Pool     string    `json:"pool,omitempty"`
 	WorkerID string    `json:"worker_id"`
 	Amount   int64     `json:"amount"`
 	Priority string    `json:"priority"`
@@ -137,6 +154,7 @@ type WorkerAllocation struct {
 	// Lease names the lifecycle holding it: its workflow ID and first run ID.
 	Lease      string    `json:"lease"`
 	ReservedAt time.Time `json:"reserved_at"`
+	Pool       string    `json:"pool,omitempty"`
 }
 
 // ErrTypeLedgerRefused marks a refused ledger update that is not about the
@@ -271,14 +289,18 @@ func (l *ledger) used() int64 {
 func (l *ledger) view() BudgetView {
 	v := BudgetView{Total: l.st.Total, Allocations: make([]WorkerAllocation, 0, len(l.st.Allocations))}
 	for id, a := range l.st.Allocations {
-		v.Allocations = append(v.Allocations, WorkerAllocation{WorkerID: id, Amount: a.Amount, Lease: a.Lease, ReservedAt: a.ReservedAt})
+		v.Allocations = append(v.Allocations, WorkerAllocation{WorkerID: id, Amount: a.Amount, Lease: a.Lease, ReservedAt: a.ReservedAt, Pool: a.Pool})
 		v.Used += a.Amount
 	}
 	sort.Slice(v.Allocations, func(i, j int) bool { return v.Allocations[i].WorkerID < v.Allocations[j].WorkerID })
 	v.Available = v.Total - v.Used
 	for i, q := range l.st.Queue {
-		v.Queue = append(v.Queue, QueuedEntry{Position: i + 1, WorkerID: q.WorkerID, Amount: q.Amount, Priority: q.Priority, Lease: q.Lease, Since: q.Since})
+		v.Queue = append(v.Queue, QueuedEntry{Position: l.position(i), Pool: q.Pool, WorkerID: q.WorkerID, Amount: q.Amount, Priority: q.Priority, Lease: q.Lease, Since: q.Since})
 		v.Queued += q.Amount
+	}
+	v.Pools = l.poolViews()
+	if d := l.st.PoolDefaults; d != (PoolSettings{}) {
+		v.PoolDefaults = &d
 	}
 	return v
 }
@@ -295,6 +317,14 @@ func (l *ledger) register(ctx workflow.Context) error {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRelease, l.release,
 		workflow.UpdateHandlerOptions{Validator: l.validateRelease}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePoolSet, l.poolSet,
+		workflow.UpdateHandlerOptions{Validator: l.validatePoolSet}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePoolDelete, l.poolDelete,
+		workflow.UpdateHandlerOptions{Validator: l.validatePoolDelete}); err != nil {
 		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateSetTotal, l.setTotal,
@@ -346,21 +376,6 @@ func (l *ledger) checkReservation(req ReserveRequest) error {
 	return nil
 }
 
-// checkFits refuses a reservation asked for by signal that does not fit
-// now: more than is available, or behind a queued request of its priority
-// or higher, which it must not overtake.
-func (l *ledger) checkFits(req ReserveRequest) error {
-	available := l.st.Total - l.used()
-	if req.Amount > available {
-		return budgetRefused(fmt.Sprintf("%s: available %d < required %d", activities.ErrBudgetRefused, available, req.Amount))
-	}
-	if ahead := l.queuedAhead(req.Priority); ahead > 0 {
-		return budgetRefused(fmt.Sprintf("%s: available %d, but %d queued requests of priority %s or higher come first",
-			activities.ErrBudgetRefused, available, ahead, orDefault(req.Priority, DefaultPriority)))
-	}
-	return nil
-}
-
 func budgetRefused(msg string) error {
 	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeBudgetRefused, nil)
 }
@@ -370,8 +385,11 @@ func (l *ledger) reserve(ctx workflow.Context, req ReserveRequest) (BudgetView, 
 		return l.view(), err
 	}
 	if _, ok := l.st.Allocations[req.WorkerID]; !ok {
-		l.st.Allocations[req.WorkerID] = Allocation{Lease: req.Lease, Amount: req.Amount, ReservedAt: workflow.Now(ctx).UTC()}
+		l.st.Allocations[req.WorkerID] = Allocation{Lease: req.Lease, Amount: req.Amount, ReservedAt: workflow.Now(ctx).UTC(), Pool: req.Pool}
 		l.st.UpdatesThisRun++
+		// Less room can still unblock a request: one that waited behind
+		// a pool's head which now waits on its pool's limits instead.
+		l.admit(ctx)
 	}
 	return l.view(), nil
 }
@@ -459,6 +477,9 @@ func (l *ledger) validateSetTotal(req SetTotalRequest) error {
 	if used := l.used(); req.Total < used {
 		return refused(fmt.Sprintf("total %d is below the %d tokens allocated to live workers", req.Total, used))
 	}
+	if err := l.checkTotal(req.Total); err != nil {
+		return refused(err.Error())
+	}
 	return nil
 }
 
@@ -499,22 +520,39 @@ func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
 		l.answer(ctx, ans)
 		return
 	}
-	l.dropStale(req)
+	if l.dropStale(req) && workflow.GetVersion(ctx, VersionAdmitAfterStale, workflow.DefaultVersion, 1) == 1 {
+		// The dropped request may have held back others that fit now.
+		l.admit(ctx)
+	}
 	if i := l.queued(req.Lease); i >= 0 {
-		ans.Queued, ans.Position = true, i+1
+		ans.Queued, ans.Position = true, l.position(i)
 		l.answer(ctx, ans)
 		return
 	}
 	l.st.UpdatesThisRun++
-	err := l.checkFits(req)
+	// The request takes its place in the queue and is granted at once if
+	// it is the first that may be admitted: it fits, and nothing it must
+	// not overtake waits.
+	seq := l.st.NextSeq
+	i := l.enqueue(ctx, req)
+	first, why := l.next(i)
 	switch {
-	case err == nil:
-		l.st.Allocations[req.WorkerID] = Allocation{Lease: req.Lease, Amount: req.Amount, ReservedAt: workflow.Now(ctx).UTC()}
+	case first == i:
+		l.st.Queue = append(l.st.Queue[:i], l.st.Queue[i+1:]...)
+		l.st.NextSeq = seq // numbers count the requests that waited
+		l.st.Allocations[req.WorkerID] = Allocation{Lease: req.Lease, Amount: req.Amount, ReservedAt: workflow.Now(ctx).UTC(), Pool: req.Pool}
 		ans.Granted = true
 	case req.Wait:
-		ans.Queued, ans.Position = true, l.enqueue(ctx, req)+1
+		ans.Queued, ans.Position = true, l.position(i)
 	default:
-		ans.Reason = applicationMessage(err)
+		if why == "" {
+			// Another request may be admitted first (a freed head not
+			// yet admitted); this one must not pass it.
+			why = l.behind(l.position(i)-1, orDefault(req.Priority, DefaultPriority))
+		}
+		l.st.Queue = append(l.st.Queue[:i], l.st.Queue[i+1:]...)
+		l.st.NextSeq = seq
+		ans.Reason = why
 	}
 	l.answer(ctx, ans)
 }
@@ -549,7 +587,7 @@ func (l *ledger) queuedAhead(p string) int {
 // returns its index.
 func (l *ledger) enqueue(ctx workflow.Context, req ReserveRequest) int {
 	l.st.NextSeq++
-	q := QueuedRequest{WorkerID: req.WorkerID, Lease: req.Lease, Amount: req.Amount,
+	q := QueuedRequest{WorkerID: req.WorkerID, Lease: req.Lease, Amount: req.Amount, Pool: req.Pool,
 		Priority: orDefault(req.Priority, DefaultPriority), Seq: l.st.NextSeq, Since: workflow.Now(ctx).UTC()}
 	i := l.queuedAhead(q.Priority)
 	l.st.Queue = append(l.st.Queue, QueuedRequest{})
@@ -572,14 +610,15 @@ func (l *ledger) queued(lease string) int {
 // lease: only one lifecycle of a worker id runs at a time, so a new one
 // asking means the older one has ended (terminated, say) without
 // withdrawing. Left queued, it would be granted to nobody.
-func (l *ledger) dropStale(req ReserveRequest) {
+func (l *ledger) dropStale(req ReserveRequest) bool {
 	for _, q := range l.st.Queue {
 		if q.WorkerID == req.WorkerID && q.Lease != req.Lease {
 			l.dequeue(q.Lease)
 			l.remember(q.Lease)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // dequeue withdraws the lease's queued request, if any.
@@ -593,18 +632,20 @@ func (l *ledger) dequeue(lease string) bool {
 	return true
 }
 
-// admit grants the queue's head for as long as it fits, in order: a head
+// admit grants queued requests for as long as one may be admitted, in the
+// queue's order and by its rules (next, pools.go): without pools, a head
 // that does not fit holds back everything behind it (strict FIFO within
 // the priority order), so a large request is never starved by small ones.
 // It runs wherever room is made, so the first refund that makes room
 // admits at once, with no polling.
 func (l *ledger) admit(ctx workflow.Context) {
-	for len(l.st.Queue) > 0 {
-		head := l.st.Queue[0]
-		if head.Amount > l.st.Total-l.used() {
+	for {
+		i, _ := l.next(-1)
+		if i < 0 {
 			return
 		}
-		l.st.Queue = l.st.Queue[1:]
+		head := l.st.Queue[i]
+		l.st.Queue = append(l.st.Queue[:i], l.st.Queue[i+1:]...)
 		if held, ok := l.st.Allocations[head.WorkerID]; ok {
 			// Another lifecycle of the worker holds an allocation: this
 			// request cannot be granted without losing it.
@@ -613,7 +654,7 @@ func (l *ledger) admit(ctx workflow.Context) {
 				Reason: fmt.Sprintf("worker %s already holds %d tokens for another lifecycle", head.WorkerID, held.Amount)})
 			continue
 		}
-		l.st.Allocations[head.WorkerID] = Allocation{Lease: head.Lease, Amount: head.Amount, ReservedAt: workflow.Now(ctx).UTC()}
+		l.st.Allocations[head.WorkerID] = Allocation{Lease: head.Lease, Amount: head.Amount, ReservedAt: workflow.Now(ctx).UTC(), Pool: head.Pool}
 		l.answer(ctx, BudgetAnswer{WorkerID: head.WorkerID, Lease: head.Lease, Granted: true})
 	}
 }

@@ -152,6 +152,11 @@ func (w *lifecycle) initSpec(ctx workflow.Context) {
 		Health:      HealthInfo{Score: defaultHealthScore, Band: "healthy"},
 		CreatedAt:   workflow.Now(ctx).UTC(),
 	}
+	// Lifecycles started before pools reserved in the root alone, and go
+	// on doing so across their restarts and continue-as-new.
+	if workflow.GetVersion(ctx, VersionPools, workflow.DefaultVersion, 1) == 1 {
+		w.st.Spec.TokenBudget.Pool = poolOf(r)
+	}
 	w.transition(ctx, StatusPending, "")
 }
 

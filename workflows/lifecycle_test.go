@@ -28,7 +28,9 @@ type lifecycleSuite struct {
 	// ledger answers a reservation asked for by signal once its activity
 	// completes: nil grants it, as the ledger does when it fits.
 	ledger func(activities.ReserveInput) *BudgetAnswer
-	asked  chan activities.ReserveInput
+	// pool is the pool the test's request names, if any.
+	pool  string
+	asked chan activities.ReserveInput
 }
 
 func TestLifecycle(t *testing.T) { suite.Run(t, new(lifecycleSuite)) }
@@ -42,6 +44,7 @@ func (s *lifecycleSuite) SetupTest() {
 	// Each activity runs where its worker registers it: host activities
 	// on a host's queue, shared ones on the shared queue.
 	s.ledger = nil
+	s.pool = ""
 	s.asked = make(chan activities.ReserveInput, 100)
 	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
 		if info.ActivityType.Name == "ReserveBudget" {

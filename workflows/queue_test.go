@@ -28,6 +28,7 @@ func (s *lifecycleSuite) queueAnswer(pos int) {
 	s.ledger = func(in activities.ReserveInput) *BudgetAnswer {
 		s.True(in.Wait, "a waiting spawn asks to wait")
 		s.Equal("high", in.Priority)
+		s.Equal(orDefault(s.pool, "development-master"), in.Pool, "the pool it names, or its master's")
 		return &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Queued: true, Position: pos}
 	}
 }
@@ -67,6 +68,27 @@ func (s *lifecycleSuite) TestQueuedUntilARefundAdmitsIt() {
 	s.Equal(int64(10000), spec.Cleanup.Refunded)
 	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
 	s.Equal(20*time.Minute, spec.StartedAt.Sub(spec.CreatedAt).Round(time.Minute), "admitted by the grant, not by a poll")
+}
+
+// A request that names a pool reserves and waits there; its spec says so.
+func (s *lifecycleSuite) TestReservesInTheNamedPool() {
+	s.pool = "team-a"
+	s.queueAnswer(2)
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.expectWithdraw()
+	var queued WorkerSpec
+	s.env.RegisterDelayedCallback(func() { queued = s.status() }, time.Minute)
+	s.updateAt(2*time.Minute, UpdateShutdown, ShutdownRequest{Reason: "not needed"}, nil)
+
+	r := waitingRequest(0)
+	r.Pool = "team-a"
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(r))
+	spec := s.result()
+	s.Require().NotNil(queued.Queue)
+	s.Equal("team-a", queued.Queue.Pool)
+	s.Equal(2, queued.Queue.Position)
+	s.Equal("team-a", spec.TokenBudget.Pool)
+	s.Equal(StatusCompleted, spec.Status)
 }
 
 func (s *lifecycleSuite) TestQueueTimeoutEndsFailedHoldingNothing() {

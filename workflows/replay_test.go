@@ -43,7 +43,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// The fourth release: reservations by signal, the budget queue
 		// (version 0 is every earlier file).
 		"lifecycle-shutdown-r4", "lifecycle-queued-r4", "lifecycle-queued-shutdown-r4", "lifecycle-queue-timeout-r4",
-		"ledger-queue-r4", "ledger-continue-as-new-r4", "ledger-cancel-v1-r4"} {
+		"ledger-queue-r4", "ledger-continue-as-new-r4", "ledger-cancel-v1-r4",
+		// The fifth release: budget pools (version budget-pools on the
+		// lifecycle; with no pool set the ledger decides as the fourth
+		// did, which every earlier ledger file proves).
+		"lifecycle-pool-queued-r5", "ledger-pools-r5"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -132,6 +136,9 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// queued: a ledger run handed a queue, which sent grants.
 		queued bool
 		sent   string // a signal the run must have sent to the ledger
+		// updates counts the accepted updates of each name the run must
+		// have taken.
+		updates map[string]int
 	}{
 		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
 		{file: "lifecycle-continue-as-new-last-run", last: completed, started: "continued"},
@@ -191,6 +198,13 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "ledger-continue-as-new-r4", last: continued, signal: SignalReserve, versions: map[string]int{VersionLedgerClosing: 1}},
 		{file: "ledger-cancel-v1-r4", last: continued, cancelled: true,
 			versions: map[string]int{VersionLedgerSurvivesCancel: 1, VersionLedgerClosing: 1}},
+		// The fifth release: a lifecycle queued in a pool, admitted by the
+		// refund of another pool's borrowed budget; a ledger run that set
+		// pools (bad settings were refused unwritten), held and drained
+		// one, and deleted both.
+		{file: "lifecycle-pool-queued-r5", last: completed, started: "first", sent: SignalRelease, signal: SignalBudgetAnswer, answers: 2,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1, VersionPools: 1}},
+		{file: "ledger-pools-r5", signal: SignalReserve, updates: map[string]int{UpdatePoolSet: 3, UpdatePoolDelete: 2}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
@@ -230,6 +244,17 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 			}
 			if tc.sent != "" {
 				require.Equal(t, 1, sent, "%s signals sent to the ledger", tc.sent)
+			}
+			if tc.updates != nil {
+				accepted := map[string]int{}
+				for _, ev := range events {
+					if u := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); u != nil {
+						if name := u.GetAcceptedRequest().GetInput().GetName(); tc.updates[name] > 0 {
+							accepted[name]++
+						}
+					}
+				}
+				require.Equal(t, tc.updates, accepted, "accepted updates")
 			}
 			if tc.queued {
 				var st LedgerState

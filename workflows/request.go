@@ -92,6 +92,9 @@ type SpawnRequest struct {
 	// this long; zero waits until it is admitted or stopped. The client
 	// fills in DefaultQueueTimeout.
 	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
+	// Pool is the budget pool to reserve in; empty is the master's own
+	// pool (pools.go).
+	Pool string `json:"pool,omitempty"`
 }
 
 // Validate names every field of the request that is wrong, with the zero
@@ -125,6 +128,11 @@ func (r SpawnRequest) validateFields() error {
 	}
 	if !MasterPattern.MatchString(r.Master) || len(r.Master) > MaxIDLength {
 		bad("master", "master %s must match %s", Quote(r.Master), MasterPattern)
+	}
+	if r.Pool != "" {
+		if err := ValidatePoolName(r.Pool); err != nil {
+			bad("pool", "%s", err)
+		}
 	}
 	if r.Repo != "" && (!RepoPattern.MatchString(r.Repo) || len(r.Repo) > 2*MaxIDLength) {
 		bad("repo", "repo %s must be owner/name", Quote(r.Repo))

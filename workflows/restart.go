@@ -91,7 +91,8 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 	// recheck, the ledger itself answers: a repeated reservation is
 	// answered from the server's cache of the first, "reserved", even after
 	// the lease was released.
-	check := activities.ReserveInput{WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget}
+	check := activities.ReserveInput{WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
+		Pool: w.st.Spec.TokenBudget.Pool}
 	recheck := workflow.GetVersion(ctx, VersionRecheckReservation, workflow.DefaultVersion, 1) == 1
 	check.Recheck = recheck
 	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, check).Get(ctx, nil); err != nil {

@@ -70,7 +70,7 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 	answers := workflow.GetSignalChannel(ctx, SignalBudgetAnswer)
 	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
-		Ask: true, Priority: r.Priority, Wait: r.WaitForBudget,
+		Ask: true, Priority: r.Priority, Wait: r.WaitForBudget, Pool: w.st.Spec.TokenBudget.Pool,
 	}).Get(ctx, nil)
 	if err != nil {
 		w.st.Spec.TokenBudget.Allocated = 0
@@ -148,7 +148,7 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			w.granted(ctx, lease)
 			return nil
 		case ans.Queued:
-			w.st.Spec.Queue = &QueueInfo{Position: ans.Position, Since: workflow.Now(ctx).UTC()}
+			w.st.Spec.Queue = &QueueInfo{Position: ans.Position, Pool: w.st.Spec.TokenBudget.Pool, Since: workflow.Now(ctx).UTC()}
 			if timer != nil {
 				w.st.Spec.Queue.Deadline = ptr(asked.Add(limit))
 			}

@@ -45,6 +45,13 @@ const (
 	// applying them; before it, a cancel during the close ended the ledger
 	// and its releases were applied in the closing run.
 	VersionLedgerClosing = "ledger-closing"
+	// VersionAdmitAfterStale: when a worker's new lifecycle drops its
+	// stale queued request, the ledger admits what that request held
+	// back at once; before it, they waited for the next refund.
+	VersionAdmitAfterStale = "admit-after-stale"
+	// VersionPools: a lifecycle reserves in a budget pool (its request's,
+	// or its master's) and its spec names it; before it, in the root.
+	VersionPools = "budget-pools"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

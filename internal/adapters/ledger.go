@@ -38,14 +38,14 @@ func (l *Ledger) Reserve(ctx context.Context, workerID, lease string, amount int
 }
 
 // Recheck asks the ledger whether the lease still holds its allocation.
-func (l *Ledger) Recheck(ctx context.Context, workerID, lease string, amount int64) error {
-	return refusal(l.Budget.Recheck(ctx, workerID, lease, amount))
+func (l *Ledger) Recheck(ctx context.Context, workerID, lease, pool string, amount int64) error {
+	return refusal(l.Budget.Recheck(ctx, workerID, lease, pool, amount))
 }
 
 // Ask sends the reservation as a signal; the ledger answers the lifecycle.
 func (l *Ledger) Ask(ctx context.Context, in activities.ReserveInput) error {
 	return l.Budget.Ask(ctx, workflows.ReserveRequest{WorkerID: in.WorkerID, Lease: in.Lease, Amount: in.Amount,
-		Priority: in.Priority, Wait: in.Wait})
+		Priority: in.Priority, Wait: in.Wait, Pool: in.Pool})
 }
 
 // refusal makes the ledger's refusal the activities' one; other errors

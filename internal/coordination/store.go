@@ -176,13 +176,15 @@ type budgetFile struct {
 	Available   int64                        `json:"available"`
 	Used        int64                        `json:"used"`
 	Allocations []workflows.WorkerAllocation `json:"allocations"`
-	UpdatedAt   time.Time                    `json:"updated_at"`
+	// Pools is new; the old scripts' fields above keep their meaning.
+	Pools     []workflows.PoolView `json:"pools"`
+	UpdatedAt time.Time            `json:"updated_at"`
 }
 
 // WriteBudget replaces token-budget.json atomically.
 func (s *Store) WriteBudget(v workflows.BudgetView, at time.Time) error {
 	data, err := json.MarshalIndent(budgetFile{TotalBudget: v.Total, Available: v.Available, Used: v.Used,
-		Allocations: v.Allocations, UpdatedAt: at.UTC()}, "", "  ")
+		Allocations: v.Allocations, Pools: append([]workflows.PoolView{}, v.Pools...), UpdatedAt: at.UTC()}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,49 @@ func TestConcurrentEventsAreWholeLines(t *testing.T) {
 	require.Equal(t, 2000, lines)
 }
 
+// token-budget.json keeps the old scripts' fields and gains the pools.
+func TestBudgetFileKeepsItsFieldsAndGainsPools(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	v := workflows.BudgetView{Total: 1000, Used: 300, Available: 700,
+		Allocations: []workflows.WorkerAllocation{{WorkerID: "worker-fix-1", Amount: 300, Pool: "team-a"}},
+		Pools:       []workflows.PoolView{{Name: "team-a", Configured: true, Settings: workflows.PoolSettings{Quota: 200}, Held: 300, Borrowed: 100, Workers: 1}}}
+	require.NoError(t, s.WriteBudget(v, time.Now()))
+	data, err := os.ReadFile(filepath.Join(s.Dir, "token-budget.json"))
+	require.NoError(t, err)
+	var got struct {
+		TotalBudget int64 `json:"total_budget"`
+		Available   int64 `json:"available"`
+		Used        int64 `json:"used"`
+		Allocations []struct {
+			WorkerID string `json:"worker_id"`
+			Amount   int64  `json:"amount"`
+		} `json:"allocations"`
+		Pools []struct {
+			Name     string `json:"name"`
+			Held     int64  `json:"held"`
+			Borrowed int64  `json:"borrowed"`
+			Settings struct {
+				Quota int64 `json:"quota"`
+			} `json:"settings"`
+		} `json:"pools"`
+	}
+	require.NoError(t, json.Unmarshal(data, &got))
+	require.Equal(t, int64(1000), got.TotalBudget)
+	require.Equal(t, int64(700), got.Available)
+	require.Equal(t, int64(300), got.Used)
+	require.Equal(t, "worker-fix-1", got.Allocations[0].WorkerID)
+	require.Len(t, got.Pools, 1)
+	require.Equal(t, "team-a", got.Pools[0].Name)
+	require.Equal(t, int64(200), got.Pools[0].Settings.Quota)
+	require.Equal(t, int64(100), got.Pools[0].Borrowed)
+
+	require.NoError(t, s.WriteBudget(workflows.BudgetView{Total: 10, Available: 10}, time.Now()))
+	data, err = os.ReadFile(filepath.Join(s.Dir, "token-budget.json"))
+	require.NoError(t, err)
+	require.Contains(t, string(data), `"pools": []`, "the key is there when there are no pools")
+}
+
 func TestOpenRefusesAFolderItCannotUse(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "plain-file")
 	require.NoError(t, os.WriteFile(file, nil, 0o644))

@@ -1,0 +1,487 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// Pools divide the ledger's total (the root) between masters and teams,
+// after Kueue's ClusterQueues in a cohort:
+//
+//	root (Total)
+//	├── pool "team-a"  quota 100000, borrow 50000, lend 20000, max 10 workers
+//	├── pool "master-b" (no settings of its own: the defaults)
+//	└── ""             lifecycles that name no pool (started before pools)
+//
+// A lifecycle reserves in the pool its request names, or its master's pool.
+// A pool with a quota may hold up to it, and up to Borrow more out of what
+// the others leave unused. Of its own unused quota the others may take at
+// most Lend (all of it when Lend is unset): the rest is kept for it. A pool
+// without a quota takes what the root has, less what the quotas keep.
+// A request is admitted when its pool and the root both have room:
+//
+//	on hold?                  → waits (or is refused)
+//	workers ≥ MaxWorkers?     → waits
+//	held + amount > Quota+Borrow  → waits
+//	amount > Total − used − kept for the others → waits
+//
+// The queue is ordered by priority, then arrival. Within a pool it is
+// strict (a head that does not fit holds back what is behind it) unless
+// the pool is BestEffort. Across pools, a request that stays within the
+// room its pool keeps (quota less lending limit, which no other pool may
+// take) is never held back by another pool's; any other request shares
+// the root's room and waits behind every strict request ahead of it that
+// waits for that room, so a large request is not starved by small ones.
+// A pool on hold keeps nothing. The pools may not keep more than the
+// total, and the total may not drop below what they keep or below a quota.
+
+// PoolRoot is the name of the whole budget, which is not a pool: its size
+// is the ledger's total, and it has no quota, borrowing or lending.
+const PoolRoot = "root"
+
+// PoolSettings is what `starter budget pool set` configures. Zero values
+// are the defaults: no quota, no borrowing, lends all its unused quota, no
+// cap on workers, admitting, strict order.
+type PoolSettings struct {
+	// Quota is the tokens the pool may hold (0: no quota, the root bounds it).
+	Quota int64 `json:"quota,omitempty"`
+	// Borrow is how far beyond Quota the pool may go with what other
+	// pools leave unused.
+	Borrow int64 `json:"borrow,omitempty"`
+	// Lend is how much of its unused quota others may take; nil is all.
+	Lend *int64 `json:"lend,omitempty"`
+	// MaxWorkers caps the pool's live workers (0: no cap).
+	MaxWorkers int `json:"max_workers,omitempty"`
+	// Hold stops new admissions; queued requests wait.
+	Hold bool `json:"hold,omitempty"`
+	// BestEffort lets a smaller request pass a larger one of the pool that
+	// does not fit (Kueue's BestEffortFIFO); the default is strict order.
+	BestEffort bool `json:"best_effort,omitempty"`
+}
+
+// PoolSetRequest configures a pool, or with Defaults the settings of
+// every pool that has none of its own (created on first use). Fields, when
+// given, lists the settings to take from Settings (by their JSON names);
+// the others keep the pool's current values, its own or the defaults. The
+// ledger merges them, so two operators changing different settings at
+// once do not undo each other.
+type PoolSetRequest struct {
+	Name     string       `json:"name,omitempty"`
+	Defaults bool         `json:"defaults,omitempty"`
+	Settings PoolSettings `json:"settings"`
+	Fields   []string     `json:"fields,omitempty"`
+}
+
+// PoolFields are the names PoolSetRequest.Fields may list.
+var PoolFields = []string{"quota", "borrow", "lend", "max_workers", "hold", "best_effort"}
+
+// Merge returns base with the listed fields taken from s (all of s when
+// fields is empty).
+func (s PoolSettings) Merge(base PoolSettings, fields []string) (PoolSettings, error) {
+	if len(fields) == 0 {
+		return s, nil
+	}
+	for _, f := range fields {
+		switch f {
+		case "quota":
+			base.Quota = s.Quota
+		case "borrow":
+			base.Borrow = s.Borrow
+		case "lend":
+			base.Lend = s.Lend
+		case "max_workers":
+			base.MaxWorkers = s.MaxWorkers
+		case "hold":
+			base.Hold = s.Hold
+		case "best_effort":
+			base.BestEffort = s.BestEffort
+		default:
+			return base, fmt.Errorf("unknown pool setting %s: one of %s", Quote(f), strings.Join(PoolFields, ", "))
+		}
+	}
+	return base, nil
+}
+
+// PoolDeleteRequest removes a pool's settings.
+type PoolDeleteRequest struct {
+	Name string `json:"name"`
+}
+
+// PoolView is one pool as operators see it in `budget show`.
+type PoolView struct {
+	Name     string       `json:"name"`
+	Settings PoolSettings `json:"settings"`
+	// Configured is false for a pool that runs on the defaults.
+	Configured bool  `json:"configured"`
+	Held       int64 `json:"held"`
+	// Borrowed is what it holds beyond its quota.
+	Borrowed int64 `json:"borrowed,omitempty"`
+	Workers  int   `json:"workers"`
+	Queued   int64 `json:"queued,omitempty"`
+	Waiting  int   `json:"waiting,omitempty"`
+}
+
+// ValidatePoolName refuses a name that cannot be a pool.
+func ValidatePoolName(name string) error {
+	if name == PoolRoot {
+		return fmt.Errorf("%q is the whole budget, not a pool: it has no quota, borrowing or lending; size it with `budget set --total`", PoolRoot)
+	}
+	if !MasterPattern.MatchString(name) || len(name) > MaxIDLength {
+		return fmt.Errorf("pool name %s must match %s (at most %d characters)", Quote(name), MasterPattern, MaxIDLength)
+	}
+	return nil
+}
+
+// Validate checks settings on their own, before any call.
+func (s PoolSettings) Validate() error {
+	switch {
+	case s.Quota < 0 || s.Quota > MaxBudgetTotal:
+		return fmt.Errorf("quota %d is not in 0..%d", s.Quota, MaxBudgetTotal)
+	case s.Borrow < 0 || s.Borrow > MaxBudgetTotal:
+		return fmt.Errorf("borrowing limit %d is not in 0..%d", s.Borrow, MaxBudgetTotal)
+	case s.Borrow > 0 && s.Quota == 0:
+		return fmt.Errorf("a borrowing limit needs a quota: a pool without one takes what the root has")
+	case s.Lend != nil && s.Quota == 0:
+		return fmt.Errorf("a lending limit needs a quota: a pool without one has nothing to lend")
+	case s.Lend != nil && (*s.Lend < 0 || *s.Lend > s.Quota):
+		return fmt.Errorf("lending limit %d is not in 0..%d (the quota)", *s.Lend, s.Quota)
+	case s.MaxWorkers < 0:
+		return fmt.Errorf("max workers %d is negative", s.MaxWorkers)
+	}
+	return nil
+}
+
+// poolOf is the pool a lifecycle reserves in: the one its request names,
+// or its master's. A master named like the root reserves in the root
+// alone, as lifecycles started before pools do.
+func poolOf(r SpawnRequest) string {
+	if p := orDefault(r.Pool, r.Master); p != PoolRoot {
+		return p
+	}
+	return ""
+}
+
+// settings are the pool's own, or the defaults; the unnamed pool of
+// lifecycles started before pools has none.
+func (l *ledger) settings(pool string) PoolSettings {
+	if pool == "" {
+		return PoolSettings{}
+	}
+	if s, ok := l.st.Pools[pool]; ok {
+		return s
+	}
+	return l.st.PoolDefaults
+}
+
+// poolUse is what a pool holds, and how many workers.
+func (l *ledger) poolUse(pool string) (held int64, workers int) {
+	for _, a := range l.st.Allocations {
+		if a.Pool == pool {
+			held += a.Amount
+			workers++
+		}
+	}
+	return held, workers
+}
+
+// keeps is the part of a configured pool's quota it does not lend: room
+// no other pool may take. Pools on the defaults keep nothing.
+func keeps(s PoolSettings) int64 {
+	if s.Quota == 0 || s.Lend == nil {
+		return 0
+	}
+	return s.Quota - *s.Lend
+}
+
+// kept is what the configured pools other than pool keep of their unused
+// quota for themselves; a pool on hold admits nothing, and keeps nothing
+// meanwhile.
+func (l *ledger) kept(pool string) int64 {
+	var kept int64
+	for name, s := range l.st.Pools {
+		if name == pool || s.Hold {
+			continue
+		}
+		held, _ := l.poolUse(name)
+		if k := keeps(s) - held; k > 0 {
+			kept += k
+		}
+	}
+	return kept
+}
+
+// fit says whether amount fits in pool now: fits, or why not, and whether
+// it is the pool or the root that lacks room.
+type fitVerdict int
+
+const (
+	fitsNow fitVerdict = iota
+	poolFull
+	rootFull
+)
+
+func (l *ledger) fit(pool string, amount int64) (fitVerdict, string) {
+	s := l.settings(pool)
+	held, workers := l.poolUse(pool)
+	switch {
+	case s.Hold:
+		return poolFull, fmt.Sprintf("%s: pool %s is on hold", activities.ErrBudgetRefused, pool)
+	case s.MaxWorkers > 0 && workers >= s.MaxWorkers:
+		return poolFull, fmt.Sprintf("%s: pool %s runs %d workers, its limit", activities.ErrBudgetRefused, pool, workers)
+	case s.Quota > 0 && held+amount > s.Quota+s.Borrow:
+		return poolFull, fmt.Sprintf("%s: pool %s holds %d of its quota %d (borrowing limit %d), required %d",
+			activities.ErrBudgetRefused, pool, held, s.Quota, s.Borrow, amount)
+	}
+	free := l.st.Total - l.used()
+	kept := l.kept(pool)
+	if amount > free-kept {
+		if kept == 0 {
+			return rootFull, fmt.Sprintf("%s: available %d < required %d", activities.ErrBudgetRefused, free, amount)
+		}
+		return rootFull, fmt.Sprintf("%s: available %d < required %d (of %d free, other pools keep %d for their quotas)",
+			activities.ErrBudgetRefused, max(free-kept, 0), amount, free, kept)
+	}
+	return fitsNow, ""
+}
+
+// inKept reports whether amount stays inside the room the pool keeps for
+// itself (quota less lending limit): room no other pool may take, so no
+// other pool's request waits for it.
+func (l *ledger) inKept(pool string, amount int64) bool {
+	s, ok := l.st.Pools[pool]
+	if !ok {
+		return false
+	}
+	held, _ := l.poolUse(pool)
+	return !s.Hold && held+amount <= keeps(s)
+}
+
+// next is the index of the first queued request that may be admitted now,
+// or -1; why says why the request at index target (if any) may not.
+//
+// A strict pool's first waiting request holds back the rest of that pool.
+// A request that waits for the root's room (it does not fit in the room
+// its pool keeps) holds back every later request that needs the root's
+// room too; one inside its pool's kept room passes.
+func (l *ledger) next(target int) (admit int, why string) {
+	rootWaiting := 0 // strict requests seen that wait for the root's room
+	seen := map[string]int{}
+	blocked := map[string]fitVerdict{} // a strict pool's head's verdict
+	for i, q := range l.st.Queue {
+		ahead := seen[q.Pool]
+		seen[q.Pool]++
+		own, reason := l.fit(q.Pool, q.Amount)
+		v := own
+		if head, ok := blocked[q.Pool]; ok {
+			v = head
+			if own == fitsNow {
+				reason = l.behind(ahead, q.Priority)
+			}
+		} else if own == fitsNow && rootWaiting > 0 && !l.inKept(q.Pool, q.Amount) {
+			v, reason = rootFull, l.behind(rootWaiting, q.Priority)
+		}
+		if v == fitsNow {
+			return i, ""
+		}
+		if i == target {
+			why = reason
+		}
+		if l.settings(q.Pool).BestEffort {
+			continue
+		}
+		if _, ok := blocked[q.Pool]; !ok {
+			blocked[q.Pool] = v
+		}
+		if v == rootFull {
+			rootWaiting++
+		}
+	}
+	return -1, why
+}
+
+func (l *ledger) behind(n int, priority string) string {
+	return fmt.Sprintf("%s: available %d, but %d queued requests of priority %s or higher come first",
+		activities.ErrBudgetRefused, l.st.Total-l.used(), n, priority)
+}
+
+// position is the request's place in the queue as it waits, from 1: one
+// more than the requests ahead of it that it waits behind, those of its
+// pool and, unless it fits in its pool's kept room, those of other pools
+// that wait for the root's room. Without pools it is its place in the
+// one queue.
+func (l *ledger) position(i int) int {
+	me := l.st.Queue[i]
+	own := l.inKept(me.Pool, me.Amount)
+	p := 1
+	for _, q := range l.st.Queue[:i] {
+		if q.Pool == me.Pool || (!own && !l.inKept(q.Pool, q.Amount) && !l.settings(q.Pool).BestEffort) {
+			p++
+		}
+	}
+	return p
+}
+
+// merged is what req makes of the pool's settings.
+func (l *ledger) merged(req PoolSetRequest) (PoolSettings, error) {
+	base := l.st.PoolDefaults
+	if s, ok := l.st.Pools[req.Name]; ok && !req.Defaults {
+		base = s
+	}
+	return req.Settings.Merge(base, req.Fields)
+}
+
+func (l *ledger) validatePoolSet(req PoolSetRequest) error {
+	if !req.Defaults {
+		if err := ValidatePoolName(req.Name); err != nil {
+			return refused(err.Error())
+		}
+	} else if req.Name != "" {
+		return refused("pool defaults take no name")
+	}
+	s, err := l.merged(req)
+	if err != nil {
+		return refused(err.Error())
+	}
+	if err := s.Validate(); err != nil {
+		return refused(err.Error())
+	}
+	if s.Quota > l.st.Total {
+		return refused(fmt.Sprintf("quota %d is above the total budget %d", s.Quota, l.st.Total))
+	}
+	if !req.Defaults {
+		kept := keeps(s)
+		for name, other := range l.st.Pools {
+			if name != req.Name {
+				kept += keeps(other)
+			}
+		}
+		if kept > l.st.Total {
+			return refused(fmt.Sprintf("the pools would keep %d tokens for their quotas (quota less lending limit), above the total budget %d", kept, l.st.Total))
+		}
+	}
+	return nil
+}
+
+// poolSet configures a pool. A quota lowered below what the pool holds is
+// accepted: nothing is taken back, and the pool admits nothing until it
+// fits again. Whatever it opens admits at once.
+func (l *ledger) poolSet(ctx workflow.Context, req PoolSetRequest) (BudgetView, error) {
+	if err := l.validatePoolSet(req); err != nil {
+		return l.view(), err
+	}
+	s, _ := l.merged(req)
+	if req.Defaults {
+		l.st.PoolDefaults = s
+	} else {
+		if l.st.Pools == nil {
+			l.st.Pools = map[string]PoolSettings{}
+		}
+		l.st.Pools[req.Name] = s
+	}
+	l.st.UpdatesThisRun++
+	l.admit(ctx)
+	return l.view(), nil
+}
+
+// checkTotal refuses a total that the pools' settings do not fit in.
+func (l *ledger) checkTotal(total int64) error {
+	var kept int64
+	names := make([]string, 0, len(l.st.Pools))
+	for name, s := range l.st.Pools {
+		kept += keeps(s)
+		if s.Quota > total {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	if len(names) > 0 {
+		return fmt.Errorf("total %d is below the quota of pool %s", total, strings.Join(names, ", "))
+	}
+	if kept > total {
+		return fmt.Errorf("total %d is below the %d tokens the pools keep for their quotas (quota less lending limit)", total, kept)
+	}
+	return nil
+}
+
+func (l *ledger) validatePoolDelete(req PoolDeleteRequest) error {
+	if err := ValidatePoolName(req.Name); err != nil {
+		return refused(err.Error())
+	}
+	if _, ok := l.st.Pools[req.Name]; !ok {
+		return refused(fmt.Sprintf("unknown pool %s: it has no settings of its own", Quote(req.Name)))
+	}
+	held, workers := l.poolUse(req.Name)
+	waiting := 0
+	for _, q := range l.st.Queue {
+		if q.Pool == req.Name {
+			waiting++
+		}
+	}
+	if workers > 0 || waiting > 0 {
+		return refused(fmt.Sprintf("pool %s holds %d tokens for %d workers and has %d waiting: shut them down first (`budget pool set %s --hold --drain`)",
+			req.Name, held, workers, waiting, req.Name))
+	}
+	return nil
+}
+
+func (l *ledger) poolDelete(ctx workflow.Context, req PoolDeleteRequest) (BudgetView, error) {
+	if err := l.validatePoolDelete(req); err != nil {
+		return l.view(), err
+	}
+	delete(l.st.Pools, req.Name)
+	l.st.UpdatesThisRun++
+	l.admit(ctx)
+	return l.view(), nil
+}
+
+// poolViews lists every pool that is configured, holds or waits, by name.
+// What lifecycles started before pools hold is the root's alone, and is
+// not listed as a pool.
+func (l *ledger) poolViews() []PoolView {
+	byName := map[string]*PoolView{}
+	get := func(name string) *PoolView {
+		if p, ok := byName[name]; ok {
+			return p
+		}
+		s, configured := l.st.Pools[name]
+		if !configured {
+			s = l.settings(name)
+		}
+		p := &PoolView{Name: name, Settings: s, Configured: configured}
+		byName[name] = p
+		return p
+	}
+	for name := range l.st.Pools {
+		get(name)
+	}
+	for _, a := range l.st.Allocations {
+		if a.Pool == "" {
+			continue
+		}
+		p := get(a.Pool)
+		p.Held += a.Amount
+		p.Workers++
+	}
+	for _, q := range l.st.Queue {
+		if q.Pool == "" {
+			continue
+		}
+		p := get(q.Pool)
+		p.Queued += q.Amount
+		p.Waiting++
+	}
+	out := make([]PoolView, 0, len(byName))
+	for _, p := range byName {
+		if q := p.Settings.Quota; q > 0 && p.Held > q {
+			p.Borrowed = p.Held - q
+		}
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
