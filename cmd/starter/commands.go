@@ -123,6 +123,7 @@ func (a *app) spawnCommand() *cobra.Command {
 	f.DurationVar(&req.Limits.HostLossAfter, "host-loss-after", 0, "count the host as lost when its worker program is gone this long (default 2m)")
 	f.DurationVar(&req.Limits.WatchHeartbeat, "watch-heartbeat", 0, "notice a dead worker program after this long (default 20s)")
 	f.DurationVar(&req.Limits.SampleEvery, "sample-every", 0, "measure the process tree's CPU and memory this often (default 30s)")
+	f.StringVar(&req.Pool, "pool", "", "budget pool to reserve in (default: the master's own pool)")
 	f.BoolVar(&req.WaitForBudget, "wait-for-budget", false, "when the budget is short, wait in the queue (pending, by priority then arrival) instead of failing")
 	f.DurationVar(&req.QueueTimeout, "queue-timeout", 0, "with --wait-for-budget: fail, holding nothing, after waiting this long (default 30m)")
 	f.BoolVar(&wait, "wait", true, "wait until the worker runs, is queued for budget, or failed to start")
@@ -375,9 +376,9 @@ func (a *app) budgetCommand() *cobra.Command {
 		Short: "Show or change the token budget",
 		Example: `  starter budget show
   starter budget recalc`,
-		Args: args(0, "a subcommand: show, set or recalc"),
+		Args: args(0, "a subcommand: show, set, recalc or pool"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageError{fmt.Errorf("budget needs a subcommand: show, set or recalc")}
+			return usageError{fmt.Errorf("budget needs a subcommand: show, set, recalc or pool")}
 		},
 	}
 	show := &cobra.Command{
@@ -462,7 +463,7 @@ func (a *app) budgetCommand() *cobra.Command {
 		},
 	}
 	recalc.Flags().BoolVar(&dryRun, "dry-run", false, "report the drift without releasing anything")
-	budget.AddCommand(show, set, recalc)
+	budget.AddCommand(show, set, recalc, a.poolCommand())
 	return budget
 }
 
@@ -519,10 +520,14 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 	fmt.Fprintf(w, "  history: %s\n", strings.Join(parts, " -> "))
 }
 
-// queueText says where a queued worker stands: "position 3, waiting 2m10s,
+// queueText says where a queued worker stands: "position 3 in pool team-a, waiting 2m10s,
 // times out in 27m50s".
 func queueText(q workflows.QueueInfo, now time.Time) string {
-	text := fmt.Sprintf("position %d, waiting %s", q.Position, now.Sub(q.Since).Round(time.Second))
+	text := fmt.Sprintf("position %d", q.Position)
+	if q.Pool != "" {
+		text += " in pool " + q.Pool
+	}
+	text += fmt.Sprintf(", waiting %s", now.Sub(q.Since).Round(time.Second))
 	if q.Deadline != nil {
 		text += fmt.Sprintf(", times out in %s", q.Deadline.Sub(now).Round(time.Second))
 	}
@@ -535,11 +540,12 @@ func printBudget(w io.Writer, v workflows.BudgetView) {
 		fmt.Fprintf(w, "  queued %d (%d requests)", v.Queued, len(v.Queue))
 	}
 	fmt.Fprintln(w)
+	printPools(w, v)
 	for _, al := range v.Allocations {
-		fmt.Fprintf(w, "  %-40s %8d\n", al.WorkerID, al.Amount)
+		fmt.Fprintf(w, "  %-40s %8d  %s\n", al.WorkerID, al.Amount, al.Pool)
 	}
 	for _, q := range v.Queue {
-		fmt.Fprintf(w, "  queued %3d  %-40s %8d  %s since %s\n", q.Position, q.WorkerID, q.Amount, q.Priority, q.Since.Local().Format("15:04:05"))
+		fmt.Fprintf(w, "  queued %3d  %-40s %8d  %s since %s  %s\n", q.Position, q.WorkerID, q.Amount, q.Priority, q.Since.Local().Format("15:04:05"), q.Pool)
 	}
 }
 
