@@ -106,7 +106,7 @@ func TestCoordinationFilesForTheOldScripts(t *testing.T) {
 	require.NoError(t, err)
 	var b map[string]any
 	require.NoError(t, json.Unmarshal(budget, &b))
-	require.Subset(t, mapKeys(b), []string{"total_budget", "available", "used"})
+	require.Subset(t, mapKeys(b), []string{"total_budget", "available", "used", "allocations", "pools"})
 
 	h.starterOK(t, "kill", "--all", "--yes", "--master", "coord-master")
 	require.Eventually(t, func() bool {

@@ -470,11 +470,11 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 
 // recordingRelease is the tag RECORD_HISTORIES=1 adds to the files this
 // code records: the first release's have none, the second's end in -r2,
-// the third's (release signal, reservation recheck) in -r3, this one's
-// (reservations by signal, the budget queue) in -r4. Bump it with each
-// release whose workflows changed, so that a new recording never meets an
-// old file.
-const recordingRelease = "r4"
+// the third's (release signal, reservation recheck) in -r3, the fourth's
+// (reservations by signal, the budget queue) in -r4, this one's (budget
+// pools) in -r5. Bump it with each release whose workflows changed, so
+// that a new recording never meets an old file.
+const recordingRelease = "r5"
 
 // saveHistory writes the history of workflowID's latest run to
 // testdata/histories when RECORD_HISTORIES is set.

@@ -143,7 +143,8 @@ func currentRunID(t *testing.T, workflowID string) string {
 // code records at its start and at the refund of its reservation, with
 // those of the scenario.
 func lifecycleVersions(scenario map[string]int) map[string]int {
-	v := map[string]int{workflows.VersionFrozenLimits: 1, workflows.VersionReleaseSignal: 1, workflows.VersionReserveSignal: 1}
+	v := map[string]int{workflows.VersionFrozenLimits: 1, workflows.VersionReleaseSignal: 1, workflows.VersionReserveSignal: 1,
+		workflows.VersionPools: 1}
 	for id, n := range scenario {
 		v[id] = n
 	}

@@ -44,7 +44,7 @@ func TestSpawnsWaitForBudget(t *testing.T) {
 		priorityOf[ids[i]] = i % len(priorities)
 	}
 	out := h.spawnOK(t, ids[0], "--type", "napper-worker", "--master", "queue-test", "--priority", priorities[0], "--wait-for-budget")
-	require.Contains(t, out, "queued for budget: position 1,")
+	require.Contains(t, out, "queued for budget: position 1 in pool queue-test,")
 	var g errgroup.Group
 	g.SetLimit(20)
 	for _, id := range ids[1:] {
@@ -64,7 +64,7 @@ func TestSpawnsWaitForBudget(t *testing.T) {
 	require.Equal(t, int64(queued*each), full.Queued)
 	last := full.Queue[len(full.Queue)-1]
 	require.Equal(t, "low", last.Priority, "the lowest priority waits at the end")
-	require.Contains(t, h.starterOK(t, "status", last.WorkerID), fmt.Sprintf("queued for budget: position %d,", queued))
+	require.Contains(t, h.starterOK(t, "status", last.WorkerID), fmt.Sprintf("queued for budget: position %d in pool queue-test,", queued))
 	require.Contains(t, h.starterOK(t, "budget", "show"), fmt.Sprintf("queued %d (%d requests)", queued*each, queued))
 	require.Contains(t, h.starterOK(t, "list", "--master", "queue-test"), fmt.Sprintf("pending (queued #%d)", queued))
 
