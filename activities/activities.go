@@ -32,7 +32,7 @@ type Ledger interface {
 	Reserve(ctx context.Context, workerID, lease string, amount int64) error
 	// Release frees what the lease holds and returns how much that was; a
 	// second release of the same lease returns 0.
-	Release(ctx context.Context, workerID, lease string) (int64, error)
+	Release(ctx context.Context, workerID, lease string, spent int64) (int64, error)
 	// Recheck is Reserve asked again of the ledger itself, never answered
 	// from a cache: a restart checks its lease still holds the allocation.
 	Recheck(ctx context.Context, workerID, lease, pool string, amount int64) error
@@ -139,6 +139,8 @@ type ReserveInput struct {
 type ReleaseInput struct {
 	WorkerID string `json:"worker_id"`
 	Lease    string `json:"lease"`
+	// Spent is the tokens the worker reported using, for spend windows.
+	Spent int64 `json:"spent,omitempty"`
 }
 
 // ReleaseResult says how much a release gave back (0 when it had been given

@@ -32,6 +32,6 @@ func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) e
 // ReleaseBudget gives the lease's allocation back; releasing twice gives
 // back nothing the second time.
 func (a *SharedActivities) ReleaseBudget(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {
-	released, err := a.Ledger.Release(ctx, in.WorkerID, in.Lease)
+	released, err := a.Ledger.Release(ctx, in.WorkerID, in.Lease, in.Spent)
 	return ReleaseResult{Released: released}, err
 }

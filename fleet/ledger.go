@@ -74,9 +74,16 @@ func (l *Budget) Ask(ctx context.Context, req workflows.ReserveRequest) error {
 // Release gives the lease's allocation back and says how much it was. A
 // lease the ledger never held is refused with ErrUnknownLease, unwritten.
 func (l *Budget) Release(ctx context.Context, workerID, lease string) (int64, error) {
+	return l.Settle(ctx, workerID, lease, 0)
+}
+
+// Settle is Release by the lifecycle that held the lease, with what its
+// worker spent, which the ledger adds to its pool's and the root's spend
+// windows.
+func (l *Budget) Settle(ctx context.Context, workerID, lease string, spent int64) (int64, error) {
 	var released int64
 	err := l.update(ctx, workflows.UpdateRelease, "release/"+lease,
-		workflows.ReleaseRequest{WorkerID: workerID, Lease: lease}, &released)
+		workflows.ReleaseRequest{WorkerID: workerID, Lease: lease, Spent: spent}, &released)
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeUnknownLease {
 		return 0, fmt.Errorf("%w%s", ErrUnknownLease, strings.TrimPrefix(appErr.Message(), ErrUnknownLease.Error()))
@@ -95,7 +102,8 @@ func (l *Budget) SetTotal(ctx context.Context, total int64) (workflows.BudgetVie
 }
 
 // SetPool configures a budget pool (workflows.PoolSettings), or with name
-// "" the defaults of every pool without settings of its own. With fields
+// "" the defaults of every pool without settings of its own, or with name
+// workflows.PoolRoot the root's spend window and alert threshold. With fields
 // (workflows.PoolFields), only those settings are taken from s and the
 // ledger keeps the others as they are; s must then be the settings as the
 // caller expects them to be after the change, which are checked here.
@@ -107,7 +115,11 @@ func (l *Budget) SetPool(ctx context.Context, name string, s workflows.PoolSetti
 	if _, err := s.Merge(workflows.PoolSettings{}, fields); err != nil {
 		return workflows.BudgetView{}, invalidField("pool", "%s", err)
 	}
-	if name != "" {
+	if name == workflows.PoolRoot {
+		if err := s.ValidateRoot(); err != nil {
+			return workflows.BudgetView{}, invalidField("pool", "%s", err)
+		}
+	} else if name != "" {
 		if err := workflows.ValidatePoolName(name); err != nil {
 			return workflows.BudgetView{}, invalidField("pool", "%s", err)
 		}

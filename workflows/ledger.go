@@ -47,6 +47,11 @@ type LedgerState struct {
 	// are the settings of every other pool (pools.go).
 	Pools        map[string]PoolSettings `json:"pools,omitempty"`
 	PoolDefaults PoolSettings            `json:"pool_defaults,omitempty"`
+	// Root holds the root's spend window and alert threshold; Windows and
+	// Alerts the state of the pools' and the root's (windows.go).
+	Root    PoolSettings           `json:"root,omitempty"`
+	Windows map[string]WindowState `json:"windows,omitempty"`
+	Alerts  map[string]AlertState  `json:"alerts,omitempty"`
 }
 
 // QueuedRequest is a reservation waiting in the queue.
@@ -111,6 +116,9 @@ type BudgetAnswer struct {
 type ReleaseRequest struct {
 	WorkerID string `json:"worker_id"`
 	Lease    string `json:"lease"`
+	// Spent is the tokens the worker reported using, settled into the
+	// spend windows of its pool and the root when it gives its budget back.
+	Spent int64 `json:"spent,omitempty"`
 }
 
 // SetTotalRequest changes the ledger's total.
@@ -133,6 +141,11 @@ type BudgetView struct {
 	// settings of every pool that has none of its own.
 	Pools        []PoolView    `json:"pools,omitempty"`
 	PoolDefaults *PoolSettings `json:"pool_defaults,omitempty"`
+	// Root is the root's spend window and alert threshold, when set;
+	// Window its open window, Alert its raised alert.
+	Root   *PoolSettings `json:"root,omitempty"`
+	Window *WindowView   `json:"window,omitempty"`
+	Alert  *AlertView    `json:"alert,omitempty"`
 }
 
 // QueuedEntry is one waiting reservation as operators see it.
@@ -176,7 +189,7 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	if st.Allocations == nil {
 		st.Allocations = map[string]Allocation{}
 	}
-	l := &ledger{st: st}
+	l := &ledger{st: st, ctx: ctx}
 	if err := l.register(ctx); err != nil {
 		return err
 	}
@@ -208,9 +221,7 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 			l.reserveSignalled(ctx, req)
 		}
 	})
-	err := workflow.Await(ctx, func() bool {
-		return l.st.UpdatesThisRun >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
-	})
+	err := l.sleep(ctx)
 	if err != nil {
 		if !temporal.IsCanceledError(err) || workflow.GetVersion(ctx, VersionLedgerSurvivesCancel, workflow.DefaultVersion, 1) != 1 {
 			return err
@@ -269,8 +280,41 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	return workflow.NewContinueAsNewError(ctx, BudgetLedger, l.st)
 }
 
+// sleep waits until the run should close, waking at the end of each spend
+// window (a durable timer; none while no window is set) to reset it and
+// admit what it held back.
+func (l *ledger) sleep(ctx workflow.Context) error {
+	closing := func() bool {
+		return l.st.UpdatesThisRun >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	}
+	for {
+		d, windows := l.nextReset(ctx)
+		woken := func() bool { return closing() || l.rearm }
+		var err error
+		fired := false
+		if windows {
+			var ok bool
+			ok, err = workflow.AwaitWithTimeout(ctx, d, woken)
+			fired = err == nil && !ok
+		} else {
+			err = workflow.Await(ctx, woken)
+		}
+		if err != nil || closing() {
+			return err
+		}
+		l.rearm = false
+		if fired {
+			l.resetWindows(ctx)
+		}
+	}
+}
+
 type ledger struct {
 	st LedgerState
+	// ctx is the run's context, for the time in views and checks.
+	ctx workflow.Context
+	// rearm wakes the main loop to set its window timer again.
+	rearm bool
 	// answering counts answers sent and not yet delivered.
 	answering int
 	// closing is set when the run starts to close: signals are no longer
@@ -302,6 +346,10 @@ func (l *ledger) view() BudgetView {
 	if d := l.st.PoolDefaults; d != (PoolSettings{}) {
 		v.PoolDefaults = &d
 	}
+	if r := l.st.Root; r != (PoolSettings{}) {
+		v.Root = &r
+	}
+	v.Window, v.Alert = l.windowView(l.ctx, PoolRoot), l.alertView(PoolRoot)
 	return v
 }
 
@@ -453,6 +501,7 @@ func (l *ledger) release(ctx workflow.Context, req ReleaseRequest) (int64, error
 	}
 	delete(l.st.Allocations, req.WorkerID)
 	l.remember(req.Lease)
+	l.settle(ctx, held.Pool, req.Spent)
 	l.st.UpdatesThisRun++
 	l.admit(ctx)
 	return held.Amount, nil
@@ -542,6 +591,7 @@ func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
 		l.st.NextSeq = seq // numbers count the requests that waited
 		l.st.Allocations[req.WorkerID] = Allocation{Lease: req.Lease, Amount: req.Amount, ReservedAt: workflow.Now(ctx).UTC(), Pool: req.Pool}
 		ans.Granted = true
+		l.checkAlerts(ctx)
 	case req.Wait:
 		ans.Queued, ans.Position = true, l.position(i)
 	default:
@@ -642,6 +692,7 @@ func (l *ledger) admit(ctx workflow.Context) {
 	for {
 		i, _ := l.next(-1)
 		if i < 0 {
+			l.checkAlerts(ctx)
 			return
 		}
 		head := l.st.Queue[i]

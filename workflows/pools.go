@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -62,7 +63,28 @@ type PoolSettings struct {
 	// BestEffort lets a smaller request pass a larger one of the pool that
 	// does not fit (Kueue's BestEffortFIFO); the default is strict order.
 	BestEffort bool `json:"best_effort,omitempty"`
+	// Window and WindowLimit limit what the pool's workers spend (the
+	// tokens they report, settled when each ends) per window: windows of
+	// length Window from WindowFrom (by default, when it was set). While
+	// the window's spend plus what the pool holds would pass the limit,
+	// requests wait for the window's end, a durable timer of the ledger.
+	Window      time.Duration `json:"window,omitempty"`
+	WindowLimit int64         `json:"window_limit,omitempty"`
+	WindowFrom  time.Time     `json:"window_from,omitempty"`
+	// AlertAt is the alert threshold in percent of the quota held or the
+	// window limit spent (0: DefaultAlertAt).
+	AlertAt int `json:"alert_at,omitempty"`
 }
+
+// DefaultAlertAt is the alert threshold of a pool or the root that sets
+// none, in percent.
+const DefaultAlertAt = 75
+
+// Bounds of a spend window.
+const (
+	MinWindow = time.Minute
+	MaxWindow = 366 * 24 * time.Hour
+)
 
 // PoolSetRequest configures a pool, or with Defaults the settings of
 // every pool that has none of its own (created on first use). Fields, when
@@ -78,7 +100,7 @@ type PoolSetRequest struct {
 }
 
 // PoolFields are the names PoolSetRequest.Fields may list.
-var PoolFields = []string{"quota", "borrow", "lend", "max_workers", "hold", "best_effort"}
+var PoolFields = []string{"quota", "borrow", "lend", "max_workers", "hold", "best_effort", "window", "window_limit", "window_from", "alert_at"}
 
 // Merge returns base with the listed fields taken from s (all of s when
 // fields is empty).
@@ -100,6 +122,14 @@ func (s PoolSettings) Merge(base PoolSettings, fields []string) (PoolSettings, e
 			base.Hold = s.Hold
 		case "best_effort":
 			base.BestEffort = s.BestEffort
+		case "window":
+			base.Window = s.Window
+		case "window_limit":
+			base.WindowLimit = s.WindowLimit
+		case "window_from":
+			base.WindowFrom = s.WindowFrom
+		case "alert_at":
+			base.AlertAt = s.AlertAt
 		default:
 			return base, fmt.Errorf("unknown pool setting %s: one of %s", Quote(f), strings.Join(PoolFields, ", "))
 		}
@@ -124,6 +154,9 @@ type PoolView struct {
 	Workers  int   `json:"workers"`
 	Queued   int64 `json:"queued,omitempty"`
 	Waiting  int   `json:"waiting,omitempty"`
+	// Window is its open spend window, Alert its raised alert.
+	Window *WindowView `json:"window,omitempty"`
+	Alert  *AlertView  `json:"alert,omitempty"`
 }
 
 // ValidatePoolName refuses a name that cannot be a pool.
@@ -152,6 +185,23 @@ func (s PoolSettings) Validate() error {
 		return fmt.Errorf("lending limit %d is not in 0..%d (the quota)", *s.Lend, s.Quota)
 	case s.MaxWorkers < 0:
 		return fmt.Errorf("max workers %d is negative", s.MaxWorkers)
+	case s.Window != 0 && (s.Window < MinWindow || s.Window > MaxWindow):
+		return fmt.Errorf("window %s is not in %s..%s", s.Window, MinWindow, MaxWindow)
+	case s.WindowLimit < 0 || s.WindowLimit > MaxBudgetTotal:
+		return fmt.Errorf("window limit %d is not in 0..%d", s.WindowLimit, MaxBudgetTotal)
+	case s.WindowLimit > 0 && s.Window == 0:
+		return fmt.Errorf("a window limit needs a window (e.g. 24h)")
+	case s.AlertAt < 0 || s.AlertAt > 100:
+		return fmt.Errorf("alert threshold %d%% is not in 1..100", s.AlertAt)
+	}
+	return nil
+}
+
+// ValidateRoot refuses root settings other than a spend window and an
+// alert threshold: the root is the whole budget.
+func (s PoolSettings) ValidateRoot() error {
+	if s.Quota != 0 || s.Borrow != 0 || s.Lend != nil || s.MaxWorkers != 0 || s.Hold || s.BestEffort {
+		return fmt.Errorf("%q is the whole budget, not a pool: it has no quota, borrowing, lending, worker cap, hold or order; size it with `budget set --total` (it takes --window, --window-limit, --window-from and --alert-at)", PoolRoot)
 	}
 	return nil
 }
@@ -236,6 +286,14 @@ func (l *ledger) fit(pool string, amount int64) (fitVerdict, string) {
 	case s.Quota > 0 && held+amount > s.Quota+s.Borrow:
 		return poolFull, fmt.Sprintf("%s: pool %s holds %d of its quota %d (borrowing limit %d), required %d",
 			activities.ErrBudgetRefused, pool, held, s.Quota, s.Borrow, amount)
+	}
+	if pool != "" {
+		if why := l.windowFit(l.ctx, pool, held, amount); why != "" {
+			return poolFull, why
+		}
+	}
+	if why := l.windowFit(l.ctx, PoolRoot, l.used(), amount); why != "" {
+		return rootFull, why
 	}
 	free := l.st.Total - l.used()
 	kept := l.kept(pool)
@@ -329,31 +387,47 @@ func (l *ledger) position(i int) int {
 // merged is what req makes of the pool's settings.
 func (l *ledger) merged(req PoolSetRequest) (PoolSettings, error) {
 	base := l.st.PoolDefaults
-	if s, ok := l.st.Pools[req.Name]; ok && !req.Defaults {
+	if req.Name == PoolRoot && !req.Defaults {
+		base = l.st.Root
+	} else if s, ok := l.st.Pools[req.Name]; ok && !req.Defaults {
 		base = s
 	}
 	return req.Settings.Merge(base, req.Fields)
 }
 
 func (l *ledger) validatePoolSet(req PoolSetRequest) error {
-	if !req.Defaults {
+	if !req.Defaults && req.Name != PoolRoot {
 		if err := ValidatePoolName(req.Name); err != nil {
 			return refused(err.Error())
 		}
-	} else if req.Name != "" {
+	} else if req.Defaults && req.Name != "" {
 		return refused("pool defaults take no name")
 	}
 	s, err := l.merged(req)
 	if err != nil {
 		return refused(err.Error())
 	}
+	if req.Name == PoolRoot {
+		if err := s.ValidateRoot(); err != nil {
+			return refused(err.Error())
+		}
+	}
 	if err := s.Validate(); err != nil {
 		return refused(err.Error())
+	}
+	if s.WindowLimit > 0 && !req.Defaults {
+		held := l.used()
+		if req.Name != PoolRoot {
+			held, _ = l.poolUse(req.Name)
+		}
+		if s.WindowLimit < held {
+			return refused(fmt.Sprintf("window limit %d is below the %d tokens %s holds now", s.WindowLimit, held, req.Name))
+		}
 	}
 	if s.Quota > l.st.Total {
 		return refused(fmt.Sprintf("quota %d is above the total budget %d", s.Quota, l.st.Total))
 	}
-	if !req.Defaults {
+	if !req.Defaults && req.Name != PoolRoot {
 		kept := keeps(s)
 		for name, other := range l.st.Pools {
 			if name != req.Name {
@@ -375,9 +449,17 @@ func (l *ledger) poolSet(ctx workflow.Context, req PoolSetRequest) (BudgetView, 
 		return l.view(), err
 	}
 	s, _ := l.merged(req)
-	if req.Defaults {
+	if s.Window > 0 && s.WindowFrom.IsZero() {
+		// Windows count from when the window was set, unless told.
+		s.WindowFrom = workflow.Now(ctx).UTC()
+	}
+	l.rearm = true
+	switch {
+	case req.Defaults:
 		l.st.PoolDefaults = s
-	} else {
+	case req.Name == PoolRoot:
+		l.st.Root = s
+	default:
 		if l.st.Pools == nil {
 			l.st.Pools = map[string]PoolSettings{}
 		}
@@ -434,6 +516,15 @@ func (l *ledger) poolDelete(ctx workflow.Context, req PoolDeleteRequest) (Budget
 		return l.view(), err
 	}
 	delete(l.st.Pools, req.Name)
+	delete(l.st.Windows, req.Name)
+	if a, ok := l.st.Alerts[req.Name]; ok && a.Active {
+		// Its number is kept, so that a pool of the name made again
+		// raises new alerts, not old ones.
+		a.Active, a.Message = false, ""
+		l.st.Alerts[req.Name] = a
+		l.showAlerts(ctx)
+	}
+	l.rearm = true
 	l.st.UpdatesThisRun++
 	l.admit(ctx)
 	return l.view(), nil
@@ -480,6 +571,7 @@ func (l *ledger) poolViews() []PoolView {
 		if q := p.Settings.Quota; q > 0 && p.Held > q {
 			p.Borrowed = p.Held - q
 		}
+		p.Window, p.Alert = l.windowView(l.ctx, p.Name), l.alertView(p.Name)
 		out = append(out, *p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

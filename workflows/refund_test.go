@@ -29,6 +29,19 @@ func (s *lifecycleSuite) TestRefundIsWhatWasHeld() {
 	s.NotEmpty(sent.Lease)
 }
 
+// The release carries what the worker spent, for the spend windows.
+func (s *lifecycleSuite) TestReleaseSettlesWhatWasSpent() {
+	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
+	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: 1234, Status: "busy"})
+	var sent ReleaseRequest
+	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).
+		Run(func(args mock.Arguments) { sent = args.Get(4).(ReleaseRequest) }).Return(nil).Once()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	s.Equal(StatusCompleted, s.result().Status)
+	s.Equal(int64(1234), sent.Spent)
+}
+
 // With no ledger running to take the signal, the release update gives the
 // budget back (and starts a ledger), and says how much.
 func (s *lifecycleSuite) TestRefundFallsBackToTheUpdate() {

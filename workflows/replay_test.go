@@ -47,7 +47,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// The fifth release: budget pools (version budget-pools on the
 		// lifecycle; with no pool set the ledger decides as the fourth
 		// did, which every earlier ledger file proves).
-		"lifecycle-pool-queued-r5", "ledger-pools-r5"} {
+		"lifecycle-pool-queued-r5", "ledger-pools-r5", "ledger-windows-r5"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -139,6 +139,7 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// updates counts the accepted updates of each name the run must
 		// have taken.
 		updates map[string]int
+		timer   bool // the run slept on a timer (a spend window's end)
 	}{
 		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
 		{file: "lifecycle-continue-as-new-last-run", last: completed, started: "continued"},
@@ -205,6 +206,9 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "lifecycle-pool-queued-r5", last: completed, started: "first", sent: SignalRelease, signal: SignalBudgetAnswer, answers: 2,
 			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1, VersionPools: 1}},
 		{file: "ledger-pools-r5", signal: SignalReserve, updates: map[string]int{UpdatePoolSet: 3, UpdatePoolDelete: 2}},
+		// A ledger run with a pool's spend window: its timer, the spend a
+		// release settled, an alert and a request refused and queued.
+		{file: "ledger-windows-r5", signal: SignalRelease, timer: true, updates: map[string]int{UpdatePoolSet: 1}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
@@ -244,6 +248,15 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 			}
 			if tc.sent != "" {
 				require.Equal(t, 1, sent, "%s signals sent to the ledger", tc.sent)
+			}
+			if tc.timer {
+				timers := 0
+				for _, ev := range events {
+					if ev.EventType == enumspb.EVENT_TYPE_TIMER_STARTED {
+						timers++
+					}
+				}
+				require.NotZero(t, timers, "timers started")
 			}
 			if tc.updates != nil {
 				accepted := map[string]int{}

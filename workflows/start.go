@@ -207,7 +207,8 @@ func (w *lifecycle) withdraw(ctx workflow.Context, lease string) {
 func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
 	return func(ctx workflow.Context) error {
 		held := w.held
-		req := ReleaseRequest{WorkerID: w.st.Spec.WorkerID, Lease: lease}
+		// What the worker spent is settled into the spend windows.
+		req := ReleaseRequest{WorkerID: w.st.Spec.WorkerID, Lease: lease, Spent: w.st.Spec.TokenBudget.Used}
 		if held > 0 && workflow.GetVersion(ctx, VersionReleaseSignal, workflow.DefaultVersion, 1) == 1 {
 			err := workflow.SignalExternalWorkflow(ctx, LedgerWorkflowID, "", SignalRelease, req).Get(ctx, nil)
 			if err == nil {
@@ -218,7 +219,7 @@ func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
 		}
 		var res activities.ReleaseResult
 		err := workflow.ExecuteActivity(budgetOptions(ctx, 0), sharedActs.ReleaseBudget, activities.ReleaseInput{
-			WorkerID: req.WorkerID, Lease: lease,
+			WorkerID: req.WorkerID, Lease: lease, Spent: req.Spent,
 		}).Get(ctx, &res)
 		w.refunded += res.Released
 		return err

@@ -540,6 +540,7 @@ func printBudget(w io.Writer, v workflows.BudgetView) {
 		fmt.Fprintf(w, "  queued %d (%d requests)", v.Queued, len(v.Queue))
 	}
 	fmt.Fprintln(w)
+	printWindowAndAlert(w, "", v.Window, v.Alert)
 	printPools(w, v)
 	for _, al := range v.Allocations {
 		fmt.Fprintf(w, "  %-40s %8d  %s\n", al.WorkerID, al.Amount, al.Pool)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,24 +32,32 @@ func (a *app) poolCommand() *cobra.Command {
 		maxWorkers       int
 		hold, bestEffort bool
 		concurrency      int
+		window           time.Duration
+		windowLimit      int64
+		windowFrom       string
+		alertAt          int
 	)
 	set := &cobra.Command{
-		Use:   "set NAME | --defaults [flags]",
-		Short: "Configure a pool (flags not given keep their value), or the defaults of pools without settings",
+		Use:   "set NAME | root | --defaults [flags]",
+		Short: "Configure a pool (flags not given keep their value), the defaults of pools without settings, or the root's window and alert",
 		Example: `  # A team's pool: 100k of its own, may borrow 50k more, lends at most 20k
   starter budget pool set team-a --quota 100000 --borrow 50000 --lend 20000 --max-workers 10
   # Every master's pool, created on first use, gets 50k
   starter budget pool set --defaults --quota 50000
   # No new admissions in team-a; --drain also shuts its workers down
   starter budget pool set team-a --hold --drain
-  starter budget pool set team-a --hold=false`,
+  starter budget pool set team-a --hold=false
+  # At most 2M tokens spent per day by team-a, alert at 80 %
+  starter budget pool set team-a --window 24h --window-from 2026-12-01T00:00:00Z --window-limit 2000000 --alert-at 80
+  # The whole budget's weekly limit
+  starter budget pool set root --window 168h --window-limit 10000000`,
 		Args: func(_ *cobra.Command, argv []string) error {
 			switch {
 			case defaults && len(argv) > 0:
 				return usageError{fmt.Errorf("give a pool NAME or --defaults, not both")}
 			case !defaults && len(argv) != 1:
 				return usageError{fmt.Errorf("expected a pool NAME (or --defaults), got %d argument(s)", len(argv))}
-			case !defaults:
+			case !defaults && argv[0] != workflows.PoolRoot:
 				if err := workflows.ValidatePoolName(argv[0]); err != nil {
 					return usageError{err}
 				}
@@ -103,8 +112,21 @@ func (a *app) poolCommand() *cobra.Command {
 			change("max-workers", "max_workers", func() { s.MaxWorkers = maxWorkers })
 			change("hold", "hold", func() { s.Hold = hold })
 			change("best-effort", "best_effort", func() { s.BestEffort = bestEffort })
+			change("window", "window", func() { s.Window = window })
+			change("window-limit", "window_limit", func() { s.WindowLimit = windowLimit })
+			if f.Changed("window-from") {
+				from, err := time.Parse(time.RFC3339, windowFrom)
+				if err != nil {
+					return usageError{fmt.Errorf("--window-from %q is not a time like 2026-12-01T00:00:00Z", windowFrom)}
+				}
+				change("window-from", "window_from", func() { s.WindowFrom = from.UTC() })
+			}
+			if f.Changed("alert-at") && (alertAt < 1 || alertAt > 100) {
+				return usageError{fmt.Errorf("--alert-at %d is not in 1..100 (percent)", alertAt)}
+			}
+			change("alert-at", "alert_at", func() { s.AlertAt = alertAt })
 			if len(fields) == 0 {
-				return usageError{fmt.Errorf("nothing to set: give --quota, --borrow, --lend, --max-workers, --hold or --best-effort")}
+				return usageError{fmt.Errorf("nothing to set: give --quota, --borrow, --lend, --max-workers, --hold, --best-effort, --window, --window-limit, --window-from or --alert-at")}
 			}
 			v, err := fc.Budget().SetPool(cmd.Context(), name, s, fields...)
 			if err != nil {
@@ -132,6 +154,10 @@ func (a *app) poolCommand() *cobra.Command {
 	f.BoolVar(&drain, "drain", false, "with --hold: also shut the pool's workers down gracefully and withdraw its queued ones")
 	f.BoolVar(&bestEffort, "best-effort", false, "let a smaller request pass a larger one of the pool that does not fit (default: strict order)")
 	f.IntVar(&concurrency, "concurrency", 10, "with --drain, how many workers to stop at once")
+	f.DurationVar(&window, "window", 0, "spend window, e.g. 24h or 168h (0: none); with --window-limit")
+	f.Int64Var(&windowLimit, "window-limit", 0, "most tokens the pool's workers may spend per window, held tokens included")
+	f.StringVar(&windowFrom, "window-from", "", "start of the first window, RFC 3339 (default: now)")
+	f.IntVar(&alertAt, "alert-at", 0, "alert when the quota held or the window limit spent reaches this percent (default 75)")
 
 	del := &cobra.Command{
 		Use:     "delete NAME",
@@ -252,5 +278,20 @@ func printPools(w io.Writer, v workflows.BudgetView) {
 			fmt.Fprintf(w, "  [%s]", strings.Join(limits, ", "))
 		}
 		fmt.Fprintln(w)
+		printWindowAndAlert(w, "      ", p.Window, p.Alert)
+	}
+}
+
+// printWindowAndAlert prints a spend window and a raised alert, if any.
+func printWindowAndAlert(w io.Writer, indent string, win *workflows.WindowView, alert *workflows.AlertView) {
+	if win != nil {
+		fmt.Fprintf(w, "%swindow: spent %d", indent, win.Spent)
+		if win.Limit > 0 {
+			fmt.Fprintf(w, " of %d", win.Limit)
+		}
+		fmt.Fprintf(w, ", resets %s\n", win.Ends.Local().Format(time.RFC3339))
+	}
+	if alert != nil {
+		fmt.Fprintf(w, "%sALERT since %s: %s\n", indent, alert.Since.Local().Format(time.RFC3339), alert.Message)
 	}
 }

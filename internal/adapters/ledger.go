@@ -60,8 +60,8 @@ func refusal(err error) error {
 // Release gives the lease's allocation back and says how much it was. A
 // lease the ledger refuses as unknown gives back nothing, which is what a
 // release is for.
-func (l *Ledger) Release(ctx context.Context, workerID, lease string) (int64, error) {
-	released, err := l.Budget.Release(ctx, workerID, lease)
+func (l *Ledger) Release(ctx context.Context, workerID, lease string, spent int64) (int64, error) {
+	released, err := l.Budget.Settle(ctx, workerID, lease, spent)
 	if errors.Is(err, fleet.ErrUnknownLease) {
 		return 0, nil
 	}

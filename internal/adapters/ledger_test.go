@@ -54,12 +54,12 @@ func TestReleaseOfAnUnknownLeaseGivesBackNothing(t *testing.T) {
 	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, temporal.NewNonRetryableApplicationError(
 		`unknown lease "lease-1": worker worker-a-1 holds nothing under it`, workflows.ErrTypeUnknownLease, nil)).Once()
 	ledger := &Ledger{Budget: fleet.NewBudget(c)}
-	n, err := ledger.Release(context.Background(), "worker-a-1", "lease-1")
+	n, err := ledger.Release(context.Background(), "worker-a-1", "lease-1", 0)
 	require.NoError(t, err)
 	require.Zero(t, n)
 
 	down := errors.New("connection refused")
 	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, down).Once()
-	_, err = ledger.Release(context.Background(), "worker-a-1", "lease-1")
+	_, err = ledger.Release(context.Background(), "worker-a-1", "lease-1", 0)
 	require.ErrorIs(t, err, down, "any other failure is one, and is retried")
 }

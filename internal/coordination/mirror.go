@@ -40,6 +40,9 @@ type mirrorState struct {
 	// Emitted is, per worker, the lifecycle (by creation time) and how
 	// many of its transitions and which alert were turned into events.
 	Emitted map[string]emitted `json:"emitted"`
+	// BudgetAlerts is, per pool (and "root"), the last budget alert
+	// turned into an event, by its number.
+	BudgetAlerts map[string]int `json:"budget_alerts,omitempty"`
 }
 
 type emitted struct {
@@ -117,6 +120,9 @@ func (m *Mirror) Sync(ctx context.Context) error {
 		if err := m.Store.WriteBudget(v, started); err != nil {
 			return err
 		}
+		if err := m.Store.Append(m.budgetAlerts(v)...); err != nil {
+			return err
+		}
 	}
 	data, err := json.Marshal(m.state)
 	if err != nil {
@@ -124,6 +130,31 @@ func (m *Mirror) Sync(ctx context.Context) error {
 	}
 	m.lastSync = started
 	return writeAtomic(m.statePath(), data)
+}
+
+// budgetAlerts turns the ledger's raised alerts not yet written into
+// budget_alert events, one per crossing.
+func (m *Mirror) budgetAlerts(v workflows.BudgetView) []Event {
+	if m.state.BudgetAlerts == nil {
+		m.state.BudgetAlerts = map[string]int{}
+	}
+	var events []Event
+	add := func(pool string, a *workflows.AlertView) {
+		if a == nil || a.Seq <= m.state.BudgetAlerts[pool] {
+			return
+		}
+		m.state.BudgetAlerts[pool] = a.Seq
+		events = append(events, Event{
+			ID:        fmt.Sprintf("evt-budget-alert-%s-%d", pool, a.Seq),
+			Timestamp: a.Since, Type: "budget_alert", Source: "worker-lifecycle",
+			Data: map[string]any{"pool": pool, "message": a.Message},
+		})
+	}
+	add(workflows.PoolRoot, v.Alert)
+	for _, p := range v.Pools {
+		add(p.Name, p.Alert)
+	}
+	return events
 }
 
 // newEvents turns what changed since the last sync into events.

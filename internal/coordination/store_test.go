@@ -154,6 +154,28 @@ func TestEventsOfTransitions(t *testing.T) {
 	require.Equal(t, "heartbeat_critical", m.newEvents(spec)[0].Type)
 }
 
+// TestBudgetAlertEvents: each crossing the ledger reports becomes one
+// budget_alert event, for the root and for each pool, never twice.
+func TestBudgetAlertEvents(t *testing.T) {
+	m := &Mirror{}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	v := workflows.BudgetView{
+		Alert: &workflows.AlertView{Message: "the root holds 80 of 100 (80%), at or above its alert threshold of 75%", Since: t0, Seq: 1},
+		Pools: []workflows.PoolView{{Name: "team-a", Alert: &workflows.AlertView{Message: "pool team-a holds 8 of 10 (80%)", Since: t0, Seq: 3}}, {Name: "team-b"}},
+	}
+	events := m.budgetAlerts(v)
+	require.Len(t, events, 2)
+	require.Equal(t, "budget_alert", events[0].Type)
+	require.Equal(t, "root", events[0].Data.(map[string]any)["pool"])
+	require.Equal(t, "evt-budget-alert-team-a-3", events[1].ID)
+	require.Equal(t, "pool team-a holds 8 of 10 (80%)", events[1].Data.(map[string]any)["message"])
+	require.Empty(t, m.budgetAlerts(v), "an alert is reported once")
+	v.Pools[0].Alert = &workflows.AlertView{Message: "again", Since: t0.Add(time.Hour), Seq: 4}
+	again := m.budgetAlerts(v)
+	require.Len(t, again, 1, "the next crossing is a new event")
+	require.Equal(t, "again", again[0].Data.(map[string]any)["message"])
+}
+
 // TestArchivalRacingTheMirror moves specs to archived/ while the mirror
 // keeps rewriting them as completed: each ends in exactly one folder.
 func TestArchivalRacingTheMirror(t *testing.T) {

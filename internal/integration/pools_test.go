@@ -126,3 +126,57 @@ func teamPools(v workflows.BudgetView) map[string]workflows.PoolView {
 	}
 	return out
 }
+
+// TestPoolWindowAndAlert: a pool's spend window counts what its workers
+// reported spending when they end; past its alert threshold `budget show`
+// raises an alert, once; a spawn that would pass the window limit is
+// refused with the time the window resets, or waits for it.
+func TestPoolWindowAndAlert(t *testing.T) {
+	before := h.budget(t)
+	h.starterOK(t, "budget", "pool", "set", "team-gamma", "--quota", "500", "--alert-at", "50", "--window", "1h", "--window-limit", "300")
+	t.Cleanup(func() { h.starter(t, "budget", "pool", "delete", "team-gamma") })
+
+	// Bad input, checked before any change.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"budget", "pool", "set", "team-gamma", "--alert-at", "101"}, "--alert-at 101 is not in 1..100"},
+		{[]string{"budget", "pool", "set", "team-delta", "--window-limit", "10"}, "a window limit needs a window"},
+		{[]string{"budget", "pool", "set", "team-gamma", "--window-from", "yesterday"}, `--window-from "yesterday" is not a time`},
+		{[]string{"budget", "pool", "set", "root", "--quota", "10"}, `"root" is the whole budget`},
+	} {
+		_, errOut, code := h.starter(t, tc.args...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, errOut)
+		require.Contains(t, errOut, tc.want)
+	}
+
+	id := newID("sleeper")
+	h.spawnOK(t, id, "--type", "sleeper-worker", "--task-id", "task-window", "--master", "master-gamma", "--pool", "team-gamma", "--budget", "200")
+	h.starterOK(t, "heartbeat", id, "--tokens-used", "250")
+	require.Eventually(t, func() bool { return h.status(t, id).TokenBudget.Used == 250 }, 30*time.Second, 200*time.Millisecond)
+	require.NotContains(t, h.starterOK(t, "budget", "show"), "ALERT", "200 of 500 held, nothing spent yet")
+	h.starterOK(t, "shutdown", id, "--grace", "1s")
+
+	show := h.starterOK(t, "budget", "show")
+	require.Contains(t, show, "window: spent 250 of 300")
+	require.Contains(t, show, "ALERT since")
+	require.Contains(t, show, "pool team-gamma spent 250 of its window limit 300 (83%), at or above its alert threshold of 50%")
+	var v workflows.BudgetView
+	require.NoError(t, json.Unmarshal([]byte(h.starterOK(t, "budget", "show", "-o", "json")), &v))
+	gamma := teamPools(v)["team-gamma"]
+	require.NotNil(t, gamma.Alert)
+	require.Equal(t, 1, gamma.Alert.Seq)
+	require.Equal(t, int64(250), gamma.Window.Spent)
+
+	_, errOut, code := h.spawn(t, newID("sleeper"), "--type", "sleeper-worker", "--task-id", "task-window", "--master", "master-gamma", "--pool", "team-gamma", "--budget", "100")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "pool team-gamma spent 250 and holds 0 of its window limit 300, required 100; the window resets at")
+	waiting := newID("sleeper")
+	out := h.spawnOK(t, waiting, "--type", "sleeper-worker", "--task-id", "task-window", "--master", "master-gamma", "--pool", "team-gamma",
+		"--budget", "100", "--wait-for-budget")
+	require.Contains(t, out, "queued for budget: position 1 in pool team-gamma")
+	h.starterOK(t, "shutdown", waiting)
+	h.recordHistory(t, "ledger-windows", workflows.LedgerWorkflowID)
+	require.Equal(t, before.Used, h.budget(t).Used)
+}
