@@ -193,6 +193,9 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	if err := l.register(ctx); err != nil {
 		return err
 	}
+	if len(l.st.Alerts) > 0 {
+		l.showAlerts(ctx) // the details of the previous run are not carried
+	}
 	releases := workflow.GetSignalChannel(ctx, SignalRelease)
 	reserves := workflow.GetSignalChannel(ctx, SignalReserve)
 	// What the previous run handed over unapplied comes first, in order.
@@ -288,14 +291,17 @@ func (l *ledger) sleep(ctx workflow.Context) error {
 		return l.st.UpdatesThisRun >= ledgerUpdatesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 	}
 	for {
+		// Checked on every wake rather than when the timer fires: a
+		// window may end while the run is busy or closing, or before a
+		// new run starts.
+		if l.windowsEnded(ctx) {
+			l.resetWindows(ctx)
+		}
 		d, windows := l.nextReset(ctx)
 		woken := func() bool { return closing() || l.rearm }
 		var err error
-		fired := false
 		if windows {
-			var ok bool
-			ok, err = workflow.AwaitWithTimeout(ctx, d, woken)
-			fired = err == nil && !ok
+			_, err = workflow.AwaitWithTimeout(ctx, d, woken)
 		} else {
 			err = workflow.Await(ctx, woken)
 		}
@@ -303,9 +309,6 @@ func (l *ledger) sleep(ctx workflow.Context) error {
 			return err
 		}
 		l.rearm = false
-		if fired {
-			l.resetWindows(ctx)
-		}
 	}
 }
 
@@ -579,6 +582,11 @@ func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
 		return
 	}
 	l.st.UpdatesThisRun++
+	if why := l.impossible(req.Pool, req.Amount); req.Wait && why != "" {
+		ans.Reason = why
+		l.answer(ctx, ans)
+		return
+	}
 	// The request takes its place in the queue and is granted at once if
 	// it is the first that may be admitted: it fits, and nothing it must
 	// not overtake waits.
@@ -689,6 +697,20 @@ func (l *ledger) dequeue(lease string) bool {
 // It runs wherever room is made, so the first refund that makes room
 // admits at once, with no polling.
 func (l *ledger) admit(ctx workflow.Context) {
+	// A lowered total, quota or limit can leave a queued request that can
+	// never be admitted: it is refused rather than left to hold back the
+	// queue for ever.
+	for i := 0; i < len(l.st.Queue); {
+		q := l.st.Queue[i]
+		why := l.impossible(q.Pool, q.Amount)
+		if why == "" {
+			i++
+			continue
+		}
+		l.st.Queue = append(l.st.Queue[:i], l.st.Queue[i+1:]...)
+		l.remember(q.Lease)
+		l.answer(ctx, BudgetAnswer{WorkerID: q.WorkerID, Lease: q.Lease, Reason: why})
+	}
 	for {
 		i, _ := l.next(-1)
 		if i < 0 {

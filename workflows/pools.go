@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -307,6 +308,25 @@ func (l *ledger) fit(pool string, amount int64) (fitVerdict, string) {
 	return fitsNow, ""
 }
 
+// impossible says why amount can never be admitted in pool, whatever is
+// given back: above the total, its pool's quota and borrowing limit, or a
+// window limit. Such a request is refused, not queued: it would wait for
+// ever, holding back every request behind it.
+func (l *ledger) impossible(pool string, amount int64) string {
+	s := l.settings(pool)
+	switch {
+	case amount > l.st.Total:
+		return fmt.Sprintf("%s: required %d is above the total budget %d", activities.ErrBudgetRefused, amount, l.st.Total)
+	case pool != "" && s.Quota > 0 && amount > s.Quota+s.Borrow:
+		return fmt.Sprintf("%s: required %d is above pool %s's quota %d and borrowing limit %d", activities.ErrBudgetRefused, amount, pool, s.Quota, s.Borrow)
+	case pool != "" && s.WindowLimit > 0 && amount > s.WindowLimit:
+		return fmt.Sprintf("%s: required %d is above pool %s's window limit %d", activities.ErrBudgetRefused, amount, pool, s.WindowLimit)
+	case l.st.Root.WindowLimit > 0 && amount > l.st.Root.WindowLimit:
+		return fmt.Sprintf("%s: required %d is above the root's window limit %d", activities.ErrBudgetRefused, amount, l.st.Root.WindowLimit)
+	}
+	return ""
+}
+
 // inKept reports whether amount stays inside the room the pool keeps for
 // itself (quota less lending limit): room no other pool may take, so no
 // other pool's request waits for it.
@@ -415,7 +435,15 @@ func (l *ledger) validatePoolSet(req PoolSetRequest) error {
 	if err := s.Validate(); err != nil {
 		return refused(err.Error())
 	}
-	if s.WindowLimit > 0 && !req.Defaults {
+	if !s.WindowFrom.IsZero() {
+		if now := workflow.Now(l.ctx); s.WindowFrom.Before(now.Add(-MaxWindowFrom)) || s.WindowFrom.After(now.Add(MaxWindowFrom)) {
+			return refused(fmt.Sprintf("window start %s is more than 10 years from now", s.WindowFrom.Format(time.RFC3339)))
+		}
+	}
+	// A limit is checked against what is held when it is set, not when
+	// another setting changes (a pool over its limit must still be put on
+	// hold and drained).
+	if s.WindowLimit > 0 && !req.Defaults && (len(req.Fields) == 0 || slices.Contains(req.Fields, "window_limit")) {
 		held := l.used()
 		if req.Name != PoolRoot {
 			held, _ = l.poolUse(req.Name)
@@ -449,9 +477,26 @@ func (l *ledger) poolSet(ctx workflow.Context, req PoolSetRequest) (BudgetView, 
 		return l.view(), err
 	}
 	s, _ := l.merged(req)
+	name := req.Name
+	if req.Defaults {
+		name = ""
+	}
+	old := l.windowSettings(name)
+	if req.Defaults {
+		old = l.st.PoolDefaults
+	}
 	if s.Window > 0 && s.WindowFrom.IsZero() {
-		// Windows count from when the window was set, unless told.
-		s.WindowFrom = workflow.Now(ctx).UTC()
+		// Windows count from when the first window was set, unless told.
+		s.WindowFrom = old.WindowFrom
+		if old.Window == 0 || s.WindowFrom.IsZero() {
+			s.WindowFrom = workflow.Now(ctx).UTC()
+		}
+	}
+	if w, ok := l.st.Windows[name]; ok && s.Window > 0 && !req.Defaults {
+		// What was spent since the new window began still counts.
+		if start := windowStart(s, workflow.Now(ctx)); !w.Start.Before(start) {
+			l.st.Windows[name] = WindowState{Start: start, Spent: w.Spent}
+		}
 	}
 	l.rearm = true
 	switch {

@@ -67,15 +67,21 @@ func (l *ledger) windowSettings(name string) PoolSettings {
 	return l.settings(name)
 }
 
-// windowStart is the start of the window of s that now falls in.
+// windowStart is the start of the window of s that now falls in: windows
+// repeat every Window before WindowFrom as after it. WindowFrom is kept
+// within MaxWindowFrom of the ledger's clock, so the difference does not
+// overflow.
 func windowStart(s PoolSettings, now time.Time) time.Time {
-	if now.Before(s.WindowFrom) {
-		// Windows before the first one count as the first.
-		return s.WindowFrom
+	d := now.Sub(s.WindowFrom)
+	k := d / s.Window
+	if d < 0 && d%s.Window != 0 {
+		k--
 	}
-	k := now.Sub(s.WindowFrom) / s.Window
 	return s.WindowFrom.Add(k * s.Window)
 }
+
+// MaxWindowFrom bounds how far window_from may lie from now.
+const MaxWindowFrom = 10 * 366 * 24 * time.Hour
 
 // spent is what the window of name that is open now has spent.
 func (l *ledger) spent(ctx workflow.Context, name string) int64 {
@@ -107,7 +113,9 @@ func (l *ledger) settle(ctx workflow.Context, pool string, spent int64) {
 		start := windowStart(s, workflow.Now(ctx))
 		w := l.st.Windows[name]
 		if !w.Start.Equal(start) {
+			// A new window to reset: the main loop sets its timer.
 			w = WindowState{Start: start}
+			l.rearm = true
 		}
 		w.Spent += spent
 		l.st.Windows[name] = w
@@ -151,23 +159,35 @@ func (l *ledger) nextReset(ctx workflow.Context) (time.Duration, bool) {
 	for _, name := range sortedKeys(l.st.Pools) {
 		consider(l.st.Pools[name])
 	}
+	// Pools on the defaults have a window to reset once they spent.
+	for _, name := range sortedKeys(l.st.Windows) {
+		consider(l.windowSettings(name))
+	}
 	if first.IsZero() {
 		return 0, false
 	}
 	return max(first.Sub(now), time.Millisecond), true
 }
 
-// resetWindows starts the windows that have ended afresh, re-arms their
-// alerts and admits what their spend held back.
+// windowsEnded reports whether a window with spend has ended.
+func (l *ledger) windowsEnded(ctx workflow.Context) bool {
+	now := workflow.Now(ctx)
+	for name, w := range l.st.Windows {
+		if s := l.windowSettings(name); s.Window == 0 || !w.Start.Equal(windowStart(s, now)) {
+			return true
+		}
+	}
+	return false
+}
+
+// resetWindows starts the windows that have ended afresh and admits what
+// their spend held back; admit re-evaluates the alerts, which re-arms a
+// spend alert (and keeps one about what is held, if it still holds).
 func (l *ledger) resetWindows(ctx workflow.Context) {
 	now := workflow.Now(ctx)
 	for _, name := range sortedKeys(l.st.Windows) {
 		if s := l.windowSettings(name); s.Window == 0 || !l.st.Windows[name].Start.Equal(windowStart(s, now)) {
 			delete(l.st.Windows, name)
-			if a, ok := l.st.Alerts[name]; ok && a.Active {
-				a.Active, a.Message = false, ""
-				l.st.Alerts[name] = a
-			}
 		}
 	}
 	l.admit(ctx)
@@ -176,13 +196,25 @@ func (l *ledger) resetWindows(ctx workflow.Context) {
 // checkAlerts raises the alerts of the pools and the root that crossed
 // their threshold, and re-arms those that fell back below it.
 func (l *ledger) checkAlerts(ctx workflow.Context) {
+	// Every pool that holds, waits, is set, spent in a window or has an
+	// alert: a pool on the defaults whose last worker ended must still
+	// see its alert re-armed.
 	names := []string{PoolRoot}
 	seen := map[string]bool{PoolRoot: true}
-	for _, v := range l.poolViews() {
-		if !seen[v.Name] {
-			names = append(names, v.Name)
-			seen[v.Name] = true
+	add := func(name string) {
+		if !seen[name] && name != "" {
+			names = append(names, name)
+			seen[name] = true
 		}
+	}
+	for _, v := range l.poolViews() {
+		add(v.Name)
+	}
+	for _, name := range sortedKeys(l.st.Windows) {
+		add(name)
+	}
+	for _, name := range sortedKeys(l.st.Alerts) {
+		add(name)
 	}
 	changed := false
 	for _, name := range names {

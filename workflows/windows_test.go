@@ -132,3 +132,92 @@ func TestRootWindowAndBadSettings(t *testing.T) {
 	require.True(t, next.Alerts[PoolRoot].Active)
 	require.Equal(t, int64(500), next.Root.WindowLimit)
 }
+
+// TestWindowEndedBeforeTheRunStarts: a window that ended while no timer
+// could see it (the run closing, a new run starting later) is reset when
+// the ledger next wakes, and what it held back is admitted.
+func TestWindowEndedBeforeTheRunStarts(t *testing.T) {
+	h := newLedgerHarness(t)
+	var a answers
+	a.expect(h)
+	now := h.env.Now()
+	st := NewLedgerState(1000)
+	st.Pools = map[string]PoolSettings{"team-a": {Window: time.Hour, WindowLimit: 100, WindowFrom: now.Add(-3 * time.Hour)}}
+	st.Windows = map[string]WindowState{"team-a": {Start: now.Add(-2 * time.Hour), Spent: 95}}
+	st.Queue = []QueuedRequest{{WorkerID: "worker-fix-a", Lease: WorkflowID("worker-fix-a") + "/r1", Amount: 10, Priority: "medium", Pool: "team-a", Seq: 1}}
+	var view BudgetView
+	h.env.RegisterDelayedCallback(func() { view = h.view() }, time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 2*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, st)
+	require.Empty(t, view.Queue)
+	require.Equal(t, []string{"worker-fix-a"}, a.granted())
+	require.Zero(t, poolNamed(view, "team-a").Window.Spent)
+}
+
+// TestWindowsOfDefaultsAndFutureStarts: the pools on the defaults have
+// their windows reset too; a window_from in the future makes windows of
+// the set length, counted back from it; one further than ten years is
+// refused; a holding alert outlives a window's reset, a spend alert not.
+func TestWindowsOfDefaultsAndFutureStarts(t *testing.T) {
+	h := newLedgerHarness(t)
+	var a answers
+	a.expect(h)
+	now := h.env.Now()
+	h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Defaults: true, Settings: PoolSettings{Quota: 100, AlertAt: 50, Window: time.Hour, WindowLimit: 100}})
+	h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-f", Settings: PoolSettings{Window: 24 * time.Hour, WindowLimit: 100, WindowFrom: now.Add(10 * 24 * time.Hour)}})
+	ancient := h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-x", Settings: PoolSettings{Window: time.Hour, WindowFrom: now.AddDate(-300, 0, 0)}})
+	h.signalAt(2*time.Second, SignalReserve, inPool("master-b", "worker-fix-b1", 50, "medium", false))
+	h.signalAt(3*time.Second, SignalRelease, spentRelease("worker-fix-b1", 95))
+	h.signalAt(4*time.Second, SignalReserve, inPool("master-b", "worker-fix-b2", 10, "medium", true))
+	h.signalAt(4*time.Second, SignalReserve, inPool("master-c", "worker-fix-c1", 60, "medium", false))
+	h.signalAt(5*time.Second, SignalReserve, inPool("team-f", "worker-fix-f1", 50, "medium", false))
+	h.signalAt(6*time.Second, SignalRelease, spentRelease("worker-fix-f1", 90))
+	var before, mid, after BudgetView
+	h.env.RegisterDelayedCallback(func() { before = h.view() }, 30*time.Minute)
+	h.env.RegisterDelayedCallback(func() { mid = h.view() }, 2*time.Hour)
+	h.env.RegisterDelayedCallback(func() { after = h.view() }, 25*time.Hour)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 26*time.Hour)
+
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
+	require.ErrorContains(t, ancient.rejected, "more than 10 years from now")
+	require.Equal(t, []string{"worker-fix-b2"}, queuedIDs(before), "master-b spent 95 of its default limit 100")
+	require.Equal(t, 1, poolNamed(before, "master-b").Alert.Seq, "95 of 100 spent")
+	require.Equal(t, 1, poolNamed(before, "master-c").Alert.Seq, "60 of 100 held")
+	require.Empty(t, mid.Queue, "master-b's window reset on its own timer, at its end")
+	require.True(t, a.of("worker-fix-b2")[1].Granted)
+	require.Nil(t, poolNamed(after, "master-b").Alert, "the spend alert re-armed at the reset")
+	require.Equal(t, 1, poolNamed(after, "master-c").Alert.Seq, "the holding alert is the same one, not raised again")
+	f := poolNamed(after, "team-f")
+	require.Zero(t, f.Window.Spent, "a 24 h window, not one until the far start")
+	require.Equal(t, now.Add(10*24*time.Hour).Add(-8*24*time.Hour).UTC(), f.Window.Ends.UTC().Add(0))
+}
+
+// TestImpossibleRequestsAreRefused: a request that can never fit waits for
+// nothing: refused when asked, and when a lowered quota makes a queued one
+// impossible. A pool over a lowered window limit can still be put on hold.
+func TestImpossibleRequestsAreRefused(t *testing.T) {
+	h := newLedgerHarness(t)
+	var a answers
+	a.expect(h)
+	h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-a", Settings: PoolSettings{Quota: 100, Window: time.Hour, WindowLimit: 500}})
+	h.signalAt(2*time.Second, SignalReserve, inPool("team-a", "worker-fix-big", 200, "medium", true))
+	h.signalAt(3*time.Second, SignalReserve, inPool("team-a", "worker-fix-a1", 80, "medium", true))
+	h.signalAt(4*time.Second, SignalReserve, inPool("team-a", "worker-fix-a2", 60, "medium", true))
+	h.at(5*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-a", Settings: PoolSettings{Quota: 50}, Fields: []string{"quota"}})
+	restore := reserve("worker-fix-r", WorkflowID("worker-fix-r")+"/r1", 600)
+	restore.Pool = "team-a"
+	h.at(6*time.Second, UpdateReserve, restore)
+	hold := h.at(7*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-a", Settings: PoolSettings{Hold: true}, Fields: []string{"hold"}})
+	var end BudgetView
+	h.env.RegisterDelayedCallback(func() { end = h.view() }, 8*time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 9*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
+	require.Equal(t, "insufficient budget: required 200 is above pool team-a's quota 100 and borrowing limit 0", a.of("worker-fix-big")[0].Reason)
+	require.Equal(t, "insufficient budget: required 60 is above pool team-a's quota 50 and borrowing limit 0", a.of("worker-fix-a2")[1].Reason,
+		"queued, then refused when the quota went below it")
+	require.Empty(t, end.Queue)
+	require.NoError(t, hold.rejected, "a pool over its window limit can still be put on hold")
+	require.True(t, poolNamed(end, "team-a").Settings.Hold)
+}

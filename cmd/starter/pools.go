@@ -190,6 +190,12 @@ func (a *app) poolCommand() *cobra.Command {
 
 // currentSettings are the pool's settings now: its own, or the defaults.
 func currentSettings(v workflows.BudgetView, name string) workflows.PoolSettings {
+	if name == workflows.PoolRoot {
+		if v.Root != nil {
+			return *v.Root
+		}
+		return workflows.PoolSettings{}
+	}
 	if p, ok := findPool(v, name); ok && p.Configured && name != "" {
 		return p.Settings
 	}

@@ -40,9 +40,10 @@ type mirrorState struct {
 	// Emitted is, per worker, the lifecycle (by creation time) and how
 	// many of its transitions and which alert were turned into events.
 	Emitted map[string]emitted `json:"emitted"`
-	// BudgetAlerts is, per pool (and "root"), the last budget alert
-	// turned into an event, by its number.
-	BudgetAlerts map[string]int `json:"budget_alerts,omitempty"`
+	// BudgetAlerts is, per pool (and "root"), when the last budget alert
+	// turned into an event was raised: by time, not by its number, which
+	// starts again if the ledger is ever made anew.
+	BudgetAlerts map[string]time.Time `json:"budget_alert_times,omitempty"`
 }
 
 type emitted struct {
@@ -136,16 +137,16 @@ func (m *Mirror) Sync(ctx context.Context) error {
 // budget_alert events, one per crossing.
 func (m *Mirror) budgetAlerts(v workflows.BudgetView) []Event {
 	if m.state.BudgetAlerts == nil {
-		m.state.BudgetAlerts = map[string]int{}
+		m.state.BudgetAlerts = map[string]time.Time{}
 	}
 	var events []Event
 	add := func(pool string, a *workflows.AlertView) {
-		if a == nil || a.Seq <= m.state.BudgetAlerts[pool] {
+		if a == nil || !a.Since.After(m.state.BudgetAlerts[pool]) {
 			return
 		}
-		m.state.BudgetAlerts[pool] = a.Seq
+		m.state.BudgetAlerts[pool] = a.Since
 		events = append(events, Event{
-			ID:        fmt.Sprintf("evt-budget-alert-%s-%d", pool, a.Seq),
+			ID:        fmt.Sprintf("evt-budget-alert-%s-%d", pool, a.Since.UnixNano()),
 			Timestamp: a.Since, Type: "budget_alert", Source: "worker-lifecycle",
 			Data: map[string]any{"pool": pool, "message": a.Message},
 		})

@@ -167,13 +167,15 @@ func TestBudgetAlertEvents(t *testing.T) {
 	require.Len(t, events, 2)
 	require.Equal(t, "budget_alert", events[0].Type)
 	require.Equal(t, "root", events[0].Data.(map[string]any)["pool"])
-	require.Equal(t, "evt-budget-alert-team-a-3", events[1].ID)
+	require.Equal(t, fmt.Sprintf("evt-budget-alert-team-a-%d", t0.UnixNano()), events[1].ID)
 	require.Equal(t, "pool team-a holds 8 of 10 (80%)", events[1].Data.(map[string]any)["message"])
 	require.Empty(t, m.budgetAlerts(v), "an alert is reported once")
 	v.Pools[0].Alert = &workflows.AlertView{Message: "again", Since: t0.Add(time.Hour), Seq: 4}
 	again := m.budgetAlerts(v)
 	require.Len(t, again, 1, "the next crossing is a new event")
 	require.Equal(t, "again", again[0].Data.(map[string]any)["message"])
+	v.Pools[0].Alert = &workflows.AlertView{Message: "a ledger made anew", Since: t0.Add(2 * time.Hour), Seq: 1}
+	require.Len(t, m.budgetAlerts(v), 1, "a new alert though its number starts again")
 }
 
 // TestArchivalRacingTheMirror moves specs to archived/ while the mirror
