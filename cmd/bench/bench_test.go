@@ -82,6 +82,14 @@ func TestSmoke(t *testing.T) {
 		require.Positive(t, g.OursPerSecond)
 		require.Positive(t, g.OldPerSecond, "the old procedure must have run")
 	}
+	require.Len(t, res.LedgerSignals, len(cfg.LedgerSignalMasters))
+	for _, s := range res.LedgerSignals {
+		require.Zero(t, s.Lost, "the ledger must lose no reservation asked by signal")
+		require.Zero(t, s.Refused)
+		require.Positive(t, s.PerSecond)
+		require.Positive(t, s.AnswerP99ms)
+	}
+	require.Equal(t, cfg.AdmissionQueued, res.Admission.Lag.Samples, "every queued request was admitted by a refund")
 	require.True(t, res.BudgetExact, "the ledger must hold nothing after the run")
 	require.Zero(t, res.LeftoverProcesses)
 

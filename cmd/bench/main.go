@@ -39,8 +39,12 @@ type config struct {
 	RunSignals     int           `json:"max_signals_per_run"`
 	LedgerMasters  []int         `json:"ledger_masters"`
 	LedgerReserves int           `json:"ledger_reservations"`
-	Out            string        `json:"-"`
-	Keep           bool          `json:"-"`
+	// LedgerSignalMasters are the masters of the signal path's rows;
+	// AdmissionQueued the requests queued for the admission lag.
+	LedgerSignalMasters []int  `json:"ledger_signal_masters"`
+	AdmissionQueued     int    `json:"admission_queued"`
+	Out                 string `json:"-"`
+	Keep                bool   `json:"-"`
 }
 
 // fullConfig is the issue's run: about 15 minutes on two cores.
@@ -49,7 +53,8 @@ func fullConfig() config {
 		SpawnLevels: []int{1, 10, 50}, SpawnSamples: 50,
 		Live: []int{100, 1000}, Hold: 3 * time.Minute, SpawnWithin: 4 * time.Minute, Interval: 10 * time.Second, LagSample: 20,
 		Zombies: 50, ZombieAfter: 5 * time.Second, Amortised: 1000, Burst: 10000, BurstSenders: 4,
-		LedgerMasters: []int{1, 10, 50}, LedgerReserves: 300, Out: "bench-results.json"}
+		LedgerMasters: []int{1, 10, 50}, LedgerReserves: 300, LedgerSignalMasters: []int{1, 10, 50, 200}, AdmissionQueued: 50,
+		Out: "bench-results.json"}
 }
 
 // smokeConfig runs every measurement at a size that takes seconds, so CI
@@ -59,7 +64,7 @@ func smokeConfig() config {
 		SpawnLevels: []int{1, 4}, SpawnSamples: 4,
 		Live: []int{4}, Hold: 6 * time.Second, SpawnWithin: time.Minute, Interval: 2 * time.Second, LagSample: 2,
 		Zombies: 3, ZombieAfter: 2 * time.Second, Amortised: 10, Burst: 30, BurstSenders: 2, RunSignals: 10,
-		LedgerMasters: []int{1, 4}, LedgerReserves: 12, Out: "bench-results.json"}
+		LedgerMasters: []int{1, 4}, LedgerReserves: 12, LedgerSignalMasters: []int{1, 4}, AdmissionQueued: 4, Out: "bench-results.json"}
 }
 
 func main() {
@@ -114,6 +119,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.RunSignals, "run-signals", def.RunSignals, "heartbeats per run before continue-as-new in the burst (0: the default, 1000)")
 	masters := fs.String("ledger-masters", joinInts(def.LedgerMasters), "concurrent masters for the budget ledger")
 	fs.IntVar(&cfg.LedgerReserves, "ledger-reservations", def.LedgerReserves, "reservations per ledger measurement")
+	signalMasters := fs.String("ledger-signal-masters", joinInts(def.LedgerSignalMasters), "concurrent masters for the ledger's signal path")
+	fs.IntVar(&cfg.AdmissionQueued, "admission-queued", def.AdmissionQueued, "queued requests for the queue admission lag")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's folder (server database, worker program log)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -132,10 +139,13 @@ func parseFlags(args []string) (config, error) {
 	if cfg.LedgerMasters, err = parseInts(*masters); err != nil {
 		return cfg, fmt.Errorf("--ledger-masters: %w", err)
 	}
+	if cfg.LedgerSignalMasters, err = parseInts(*signalMasters); err != nil {
+		return cfg, fmt.Errorf("--ledger-signal-masters: %w", err)
+	}
 	if cfg.Amortised < 1 || cfg.Amortised > 4999 {
 		return cfg, fmt.Errorf("--amortised %d is not in 1..4999 (one run must hold them all)", cfg.Amortised)
 	}
-	if cfg.Lifecycles < 1 || cfg.Zombies < 1 || cfg.Burst < 1 || cfg.BurstSenders < 1 || cfg.LedgerReserves < 1 {
+	if cfg.Lifecycles < 1 || cfg.Zombies < 1 || cfg.Burst < 1 || cfg.BurstSenders < 1 || cfg.LedgerReserves < 1 || cfg.AdmissionQueued < 1 {
 		return cfg, fmt.Errorf("every count must be at least 1")
 	}
 	if cfg.Interval < time.Second || cfg.Hold < cfg.Interval || cfg.ZombieAfter < time.Second {
