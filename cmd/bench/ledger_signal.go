@@ -32,6 +32,20 @@ func answerSink(ctx workflow.Context) (workflows.BudgetAnswer, error) {
 	}
 }
 
+// startAnswerSinks runs the worker of the answer sinks in this process.
+func startAnswerSinks(c client.Client) (sdkworker.Worker, error) {
+	w := sdkworker.New(c, answerQueue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(answerSink, workflow.RegisterOptions{Name: "BenchAnswerSink"})
+	return w, w.Start()
+}
+
+// startSink starts the answer sink of a worker id, under its lifecycle's
+// workflow ID, where the ledger sends its answers.
+func startSink(ctx context.Context, c client.Client, id string) error {
+	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(id), TaskQueue: answerQueue}, "BenchAnswerSink")
+	return err
+}
+
 // LedgerSignals is the ledger's signal path at one number of masters: each
 // reservation is a reserve signal, answered by the ledger with a signal to
 // the asker's workflow, as lifecycles reserve since the budget queue.
@@ -57,9 +71,8 @@ type LedgerSignals struct {
 // it back with release signals.
 func measureLedgerSignals(ctx context.Context, c client.Client, lc *fleet.Budget, masters, n int, signalCeiling float64) (LedgerSignals, error) {
 	res := LedgerSignals{Masters: masters, Reservations: n}
-	w := sdkworker.New(c, answerQueue, sdkworker.Options{})
-	w.RegisterWorkflowWithOptions(answerSink, workflow.RegisterOptions{Name: "BenchAnswerSink"})
-	if err := w.Start(); err != nil {
+	w, err := startAnswerSinks(c)
+	if err != nil {
 		return res, err
 	}
 	defer w.Stop()
@@ -72,8 +85,7 @@ func measureLedgerSignals(ctx context.Context, c client.Client, lc *fleet.Budget
 		ids[i] = "worker-ledger-" + runTag + "s" + strconv.FormatInt(idSeq.Add(1), 36)
 	}
 	err = forEach(ctx, n, masters, func(ctx context.Context, i int) error {
-		_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(ids[i]), TaskQueue: answerQueue}, "BenchAnswerSink")
-		return err
+		return startSink(ctx, c, ids[i])
 	})
 	if err != nil {
 		return res, fmt.Errorf("starting the answer sinks: %w", err)
@@ -146,9 +158,8 @@ type AdmissionLag struct {
 // queued request is granted.
 func measureAdmissionLag(ctx context.Context, c client.Client, lc *fleet.Budget, k int) (res AdmissionLag, err error) {
 	res.Queued = k
-	w := sdkworker.New(c, answerQueue, sdkworker.Options{})
-	w.RegisterWorkflowWithOptions(answerSink, workflow.RegisterOptions{Name: "BenchAnswerSink"})
-	if err := w.Start(); err != nil {
+	w, err := startAnswerSinks(c)
+	if err != nil {
 		return res, err
 	}
 	defer w.Stop()
@@ -174,7 +185,7 @@ func measureAdmissionLag(ctx context.Context, c client.Client, lc *fleet.Budget,
 	}
 	for i := range waiters {
 		waiters[i] = id()
-		if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(waiters[i]), TaskQueue: answerQueue}, "BenchAnswerSink"); err != nil {
+		if err := startSink(ctx, c, waiters[i]); err != nil {
 			return res, err
 		}
 		if err := lc.Ask(ctx, workflows.ReserveRequest{WorkerID: waiters[i], Lease: "bench-ledger/" + waiters[i], Amount: 1, Wait: true}); err != nil {
