@@ -606,7 +606,7 @@ func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
 		if why == "" {
 			// Another request may be admitted first (a freed head not
 			// yet admitted); this one must not pass it.
-			why = l.behind(l.position(i)-1, orDefault(req.Priority, DefaultPriority))
+			why = l.behind(l.usage(), l.position(i)-1, orDefault(req.Priority, DefaultPriority))
 		}
 		l.st.Queue = append(l.st.Queue[:i], l.st.Queue[i+1:]...)
 		l.st.NextSeq = seq

@@ -240,6 +240,31 @@ func (l *ledger) poolUse(pool string) (held int64, workers int) {
 	return held, workers
 }
 
+// usage is what the allocations hold, in all and per pool, counted once
+// per admission decision: a decision looks at every queued request, and
+// counting the allocations for each made admission O(queue × allocations).
+type usage struct {
+	used  int64
+	pools map[string]poolHeld
+}
+
+type poolHeld struct {
+	held    int64
+	workers int
+}
+
+func (l *ledger) usage() usage {
+	u := usage{pools: map[string]poolHeld{}}
+	for _, a := range l.st.Allocations {
+		p := u.pools[a.Pool]
+		p.held += a.Amount
+		p.workers++
+		u.pools[a.Pool] = p
+		u.used += a.Amount
+	}
+	return u
+}
+
 // keeps is the part of a configured pool's quota it does not lend: room
 // no other pool may take. Pools on the defaults keep nothing.
 func keeps(s PoolSettings) int64 {
@@ -252,14 +277,13 @@ func keeps(s PoolSettings) int64 {
 // kept is what the configured pools other than pool keep of their unused
 // quota for themselves; a pool on hold admits nothing, and keeps nothing
 // meanwhile.
-func (l *ledger) kept(pool string) int64 {
+func (l *ledger) kept(u usage, pool string) int64 {
 	var kept int64
 	for name, s := range l.st.Pools {
 		if name == pool || s.Hold {
 			continue
 		}
-		held, _ := l.poolUse(name)
-		if k := keeps(s) - held; k > 0 {
+		if k := keeps(s) - u.pools[name].held; k > 0 {
 			kept += k
 		}
 	}
@@ -276,9 +300,9 @@ const (
 	rootFull
 )
 
-func (l *ledger) fit(pool string, amount int64) (fitVerdict, string) {
+func (l *ledger) fit(u usage, pool string, amount int64) (fitVerdict, string) {
 	s := l.settings(pool)
-	held, workers := l.poolUse(pool)
+	held, workers := u.pools[pool].held, u.pools[pool].workers
 	switch {
 	case s.Hold:
 		return poolFull, fmt.Sprintf("%s: pool %s is on hold", activities.ErrBudgetRefused, pool)
@@ -293,11 +317,11 @@ func (l *ledger) fit(pool string, amount int64) (fitVerdict, string) {
 			return poolFull, why
 		}
 	}
-	if why := l.windowFit(l.ctx, PoolRoot, l.used(), amount); why != "" {
+	if why := l.windowFit(l.ctx, PoolRoot, u.used, amount); why != "" {
 		return rootFull, why
 	}
-	free := l.st.Total - l.used()
-	kept := l.kept(pool)
+	free := l.st.Total - u.used
+	kept := l.kept(u, pool)
 	if amount > free-kept {
 		if kept == 0 {
 			return rootFull, fmt.Sprintf("%s: available %d < required %d", activities.ErrBudgetRefused, free, amount)
@@ -330,13 +354,12 @@ func (l *ledger) impossible(pool string, amount int64) string {
 // inKept reports whether amount stays inside the room the pool keeps for
 // itself (quota less lending limit): room no other pool may take, so no
 // other pool's request waits for it.
-func (l *ledger) inKept(pool string, amount int64) bool {
+func (l *ledger) inKept(u usage, pool string, amount int64) bool {
 	s, ok := l.st.Pools[pool]
 	if !ok {
 		return false
 	}
-	held, _ := l.poolUse(pool)
-	return !s.Hold && held+amount <= keeps(s)
+	return !s.Hold && u.pools[pool].held+amount <= keeps(s)
 }
 
 // next is the index of the first queued request that may be admitted now,
@@ -347,21 +370,22 @@ func (l *ledger) inKept(pool string, amount int64) bool {
 // its pool keeps) holds back every later request that needs the root's
 // room too; one inside its pool's kept room passes.
 func (l *ledger) next(target int) (admit int, why string) {
+	u := l.usage()
 	rootWaiting := 0 // strict requests seen that wait for the root's room
 	seen := map[string]int{}
 	blocked := map[string]fitVerdict{} // a strict pool's head's verdict
 	for i, q := range l.st.Queue {
 		ahead := seen[q.Pool]
 		seen[q.Pool]++
-		own, reason := l.fit(q.Pool, q.Amount)
+		own, reason := l.fit(u, q.Pool, q.Amount)
 		v := own
 		if head, ok := blocked[q.Pool]; ok {
 			v = head
 			if own == fitsNow {
-				reason = l.behind(ahead, q.Priority)
+				reason = l.behind(u, ahead, q.Priority)
 			}
-		} else if own == fitsNow && rootWaiting > 0 && !l.inKept(q.Pool, q.Amount) {
-			v, reason = rootFull, l.behind(rootWaiting, q.Priority)
+		} else if own == fitsNow && rootWaiting > 0 && !l.inKept(u, q.Pool, q.Amount) {
+			v, reason = rootFull, l.behind(u, rootWaiting, q.Priority)
 		}
 		if v == fitsNow {
 			return i, ""
@@ -382,9 +406,9 @@ func (l *ledger) next(target int) (admit int, why string) {
 	return -1, why
 }
 
-func (l *ledger) behind(n int, priority string) string {
+func (l *ledger) behind(u usage, n int, priority string) string {
 	return fmt.Sprintf("%s: available %d, but %d queued requests of priority %s or higher come first",
-		activities.ErrBudgetRefused, l.st.Total-l.used(), n, priority)
+		activities.ErrBudgetRefused, l.st.Total-u.used, n, priority)
 }
 
 // position is the request's place in the queue as it waits, from 1: one
@@ -393,11 +417,12 @@ func (l *ledger) behind(n int, priority string) string {
 // that wait for the root's room. Without pools it is its place in the
 // one queue.
 func (l *ledger) position(i int) int {
+	u := l.usage()
 	me := l.st.Queue[i]
-	own := l.inKept(me.Pool, me.Amount)
+	own := l.inKept(u, me.Pool, me.Amount)
 	p := 1
 	for _, q := range l.st.Queue[:i] {
-		if q.Pool == me.Pool || (!own && !l.inKept(q.Pool, q.Amount) && !l.settings(q.Pool).BestEffort) {
+		if q.Pool == me.Pool || (!own && !l.inKept(u, q.Pool, q.Amount) && !l.settings(q.Pool).BestEffort) {
 			p++
 		}
 	}

@@ -216,9 +216,10 @@ func (l *ledger) checkAlerts(ctx workflow.Context) {
 	for _, name := range sortedKeys(l.st.Alerts) {
 		add(name)
 	}
+	u := l.usage()
 	changed := false
 	for _, name := range names {
-		msg := l.alertCrossing(ctx, name)
+		msg := l.alertCrossing(ctx, u, name)
 		a := l.st.Alerts[name]
 		switch {
 		case msg != "" && !a.Active:
@@ -242,16 +243,16 @@ func (l *ledger) checkAlerts(ctx workflow.Context) {
 
 // alertCrossing says why the pool (or the root) is at or above its alert
 // threshold, or "".
-func (l *ledger) alertCrossing(ctx workflow.Context, name string) string {
+func (l *ledger) alertCrossing(ctx workflow.Context, u usage, name string) string {
 	s := l.windowSettings(name)
 	at := s.AlertAt
 	if at == 0 {
 		at = DefaultAlertAt
 	}
-	held, capacity := l.used(), l.st.Total
+	held, capacity := u.used, l.st.Total
 	what := "the root"
 	if name != PoolRoot {
-		held, _ = l.poolUse(name)
+		held = u.pools[name].held
 		capacity = s.Quota
 		what = "pool " + name
 	}
