@@ -17,9 +17,16 @@ export TEMPORAL_CLI := $(TEMPORAL)
 ## (examples/ts-master, whose npm packages it installs too).
 ## scripts/cluster.sh installs PostgreSQL and builds the Temporal server itself.
 tools: $(TEMPORAL)
-	@command -v chromium >/dev/null && command -v jq >/dev/null && command -v docker-compose >/dev/null && command -v node >/dev/null && command -v npm >/dev/null || { \
-		echo "Installing Debian's chromium, jq, docker-compose, nodejs and npm for the tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium jq docker-compose nodejs npm >/dev/null; }
+	@# Only what is missing: a machine whose Node.js comes from elsewhere
+	@# (nodesource's package bundles npm) cannot take Debian's npm beside it.
+	@missing=""; \
+	for cmd in chromium jq docker-compose node npm; do \
+		command -v $$cmd >/dev/null || case $$cmd in node) missing="$$missing nodejs";; *) missing="$$missing $$cmd";; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian's$$missing for the tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	@test -d examples/ts-master/node_modules || { echo "Installing the TypeScript master's npm packages..."; cd examples/ts-master && npm ci --no-audit --no-fund; }
 
 $(TEMPORAL):
