@@ -156,6 +156,32 @@ func SearchAttributeArgs() []string {
 	return args
 }
 
+// DynamicConfig is what this system needs of the server beyond its
+// defaults, as `temporal server start-dev --dynamic-config-value` pairs;
+// deploy/cluster/dynamicconfig.yaml sets the same for the cluster
+// (TestClusterConfigMatchesDevServer).
+//
+// history.maxInFlightUpdates: lifecycles ask the one budget ledger for
+// their reservation with an update (workflows.UpdateAsk), answered in the
+// ledger's next workflow task. The server's default admits 10 in flight
+// per workflow, so 50 concurrent spawns would mostly be turned away (and
+// fall back to the slower signal path); 500 lets a wave of spawns share
+// the ledger's tasks. The ledger continues as new after 500 updates, well
+// under the per-run total (history.maxTotalUpdates, 2000).
+var DynamicConfig = [][2]string{
+	{"history.maxInFlightUpdates", "500"},
+}
+
+// DynamicConfigArgs are the CLI flags that set DynamicConfig on
+// `temporal server start-dev`.
+func DynamicConfigArgs() []string {
+	var args []string
+	for _, kv := range DynamicConfig {
+		args = append(args, "--dynamic-config-value", kv[0]+"="+kv[1])
+	}
+	return args
+}
+
 // Start starts a dev server and returns once it accepts clients.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	cli := opts.CLI
@@ -175,8 +201,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if dev.LogLevel == "" {
 		dev.LogLevel = "warn"
 	}
+	dev.ExtraArgs = DynamicConfigArgs()
 	if !opts.Bare {
-		dev.ExtraArgs = SearchAttributeArgs()
+		dev.ExtraArgs = append(dev.ExtraArgs, SearchAttributeArgs()...)
 	}
 	if opts.UI {
 		port := opts.UIPort

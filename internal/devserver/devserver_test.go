@@ -94,6 +94,23 @@ func TestSearchAttributeArgs(t *testing.T) {
 	}
 }
 
+// TestClusterConfigMatchesDevServer keeps the cluster's dynamic config and
+// `make run`'s dev server on what the tests' dev server runs with.
+func TestClusterConfigMatchesDevServer(t *testing.T) {
+	root, err := ModuleRoot()
+	require.NoError(t, err)
+	yaml, err := os.ReadFile(filepath.Join(root, "deploy", "cluster", "dynamicconfig.yaml"))
+	require.NoError(t, err)
+	demo, err := os.ReadFile(filepath.Join(root, "scripts", "run-demo.sh"))
+	require.NoError(t, err)
+	require.NotEmpty(t, DynamicConfig)
+	for _, kv := range DynamicConfig {
+		assert.Contains(t, string(yaml), kv[0]+":\n  - value: "+kv[1]+"\n", "deploy/cluster/dynamicconfig.yaml")
+		assert.Contains(t, string(demo), "--dynamic-config-value "+kv[0]+"="+kv[1], "scripts/run-demo.sh")
+	}
+	assert.Equal(t, []string{"--dynamic-config-value", "history.maxInFlightUpdates=500"}, DynamicConfigArgs()[:2])
+}
+
 // TestStart starts real dev servers: one as the tests and the bench use it
 // (search attributes, Web UI, log file), and a bare one.
 func TestStart(t *testing.T) {
