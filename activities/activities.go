@@ -36,10 +36,11 @@ type Ledger interface {
 	// Recheck is Reserve asked again of the ledger itself, never answered
 	// from a cache: a restart checks its lease still holds the allocation.
 	Recheck(ctx context.Context, workerID, lease, pool string, amount int64) error
-	// Ask sends the reservation, to be answered to the lifecycle (in.Ask);
-	// a retry of the same lease is answered again and reserves nothing
-	// more.
-	Ask(ctx context.Context, in ReserveInput) error
+	// Ask sends the reservation (in.Ask), answered in the result when
+	// in.Update and the ledger takes the update, else to the lifecycle as
+	// a signal; a retry of the same lease is answered again and reserves
+	// nothing more.
+	Ask(ctx context.Context, in ReserveInput) (ReserveResult, error)
 }
 
 // HostActivities run on one host's own task queue
@@ -133,6 +134,20 @@ type ReserveInput struct {
 	Wait     bool   `json:"wait,omitempty"`
 	// Pool is the budget pool it reserves in.
 	Pool string `json:"pool,omitempty"`
+	// Update asks with the ledger's ask update first, whose answer comes
+	// back in ReserveResult; the signal stays the fallback (with Ask).
+	Update bool `json:"update,omitempty"`
+}
+
+// ReserveResult is the ledger's answer to an Ask when it came back in the
+// call (Answered); otherwise the request went as a signal and the answer
+// follows as one. Its fields are those of the ledger's answer.
+type ReserveResult struct {
+	Answered bool   `json:"answered,omitempty"`
+	Granted  bool   `json:"granted,omitempty"`
+	Queued   bool   `json:"queued,omitempty"`
+	Position int    `json:"position,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // ReleaseInput returns a lease's allocation to the budget.

@@ -10,9 +10,13 @@ import (
 // ReserveBudget allocates the worker's budget in the ledger. It refuses a
 // worker type this host does not know before anything is reserved, so that a
 // spawn of an unknown type changes nothing.
-func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) error {
+//
+// An Ask returns the ledger's answer when it came back in the call
+// (in.Update); the lifecycles of earlier releases, which ask by signal
+// alone, ignore the result.
+func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) (ReserveResult, error) {
 	if _, err := a.Registry.Lookup(in.WorkerType); err != nil {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
+		return ReserveResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownWorkerType, nil)
 	}
 	if in.Ask {
 		return a.Ledger.Ask(ctx, in)
@@ -24,9 +28,9 @@ func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) e
 		err = a.Ledger.Reserve(ctx, in.WorkerID, in.Lease, in.Amount)
 	}
 	if errors.Is(err, ErrBudgetRefused) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBudgetRefused, nil)
+		return ReserveResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBudgetRefused, nil)
 	}
-	return err
+	return ReserveResult{}, err
 }
 
 // ReleaseBudget gives the lease's allocation back; releasing twice gives

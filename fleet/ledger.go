@@ -71,6 +71,39 @@ func (l *Budget) Ask(ctx context.Context, req workflows.ReserveRequest) error {
 	return err
 }
 
+// Request asks for a reservation with the ask update and returns the
+// ledger's answer (granted, queued or refused) with answered true. It is
+// what lifecycles use: the answer comes in the call, in the ledger's next
+// workflow task, with nothing sent back into the lifecycle.
+//
+// When the ledger cannot take the update, the request goes as the reserve
+// signal instead (Ask) and answered is false: the answer then comes to the
+// lease's lifecycle as workflows.SignalBudgetAnswer. That is when the server
+// turns the update away (more in flight than it admits per workflow, or the
+// ledger closing its run for continue-as-new), when there is no ledger yet
+// (the signal starts it), when the running ledger is of a release without
+// the update, or when the call fails on its way. A request the ledger took
+// before the call failed is answered again, as it stands: the ledger knows
+// each lease once. Only a cancelled or expired ctx returns an error.
+func (l *Budget) Request(ctx context.Context, req workflows.ReserveRequest) (ans workflows.BudgetAnswer, answered bool, err error) {
+	h, err := l.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.LedgerWorkflowID,
+		UpdateName:   workflows.UpdateAsk,
+		Args:         []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, &ans)
+	}
+	if err == nil {
+		return ans, true, nil
+	}
+	if ctx.Err() != nil {
+		return ans, false, ctx.Err()
+	}
+	return workflows.BudgetAnswer{}, false, l.Ask(ctx, req)
+}
+
 // Release gives the lease's allocation back and says how much it was. A
 // lease the ledger never held is refused with ErrUnknownLease, unwritten.
 func (l *Budget) Release(ctx context.Context, workerID, lease string) (int64, error) {

@@ -100,3 +100,72 @@ func TestReleaseOfAnUnknownLease(t *testing.T) {
 	require.Zero(t, n)
 	require.EqualError(t, err, `unknown lease "lease-1": worker worker-a-1 holds nothing under it`)
 }
+
+// askUpdate is the update Request sends: no update ID of its own, so that
+// a retry reaches the ledger and is answered as the lease stands now.
+var askRequest = workflows.ReserveRequest{WorkerID: "worker-a-1", Lease: "lease-1", Amount: 10, Wait: true}
+
+var askUpdate = client.UpdateWorkflowOptions{
+	WorkflowID:   workflows.LedgerWorkflowID,
+	UpdateName:   workflows.UpdateAsk,
+	Args:         []any{askRequest},
+	WaitForStage: client.WorkflowUpdateStageCompleted,
+}
+
+// TestRequestIsAnsweredInTheCall: the ledger's answer to the ask update
+// comes back, and no signal is sent.
+func TestRequestIsAnsweredInTheCall(t *testing.T) {
+	c := mocks.NewClient(t)
+	h := mocks.NewWorkflowUpdateHandle(t)
+	c.On("UpdateWorkflow", mock.Anything, askUpdate).Return(h, nil)
+	h.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+		*args.Get(1).(*workflows.BudgetAnswer) = workflows.BudgetAnswer{WorkerID: "worker-a-1", Lease: "lease-1", Queued: true, Position: 3}
+	}).Return(nil)
+	ans, answered, err := NewBudget(c).Request(context.Background(), askRequest)
+	require.NoError(t, err)
+	require.True(t, answered)
+	require.Equal(t, workflows.BudgetAnswer{WorkerID: "worker-a-1", Lease: "lease-1", Queued: true, Position: 3}, ans)
+}
+
+// TestRequestFallsBackToTheSignal: whatever keeps the update from the
+// ledger (no ledger yet, more updates in flight than the server admits,
+// the ledger closing its run, an update it does not know), the same
+// request goes as the reserve signal, which starts a ledger if none runs.
+func TestRequestFallsBackToTheSignal(t *testing.T) {
+	for name, updateErr := range map[string]error{
+		"no ledger":  serviceerror.NewNotFound("workflow not found"),
+		"in flight":  serviceerror.NewResourceExhausted(0, "limit on number of concurrent in-flight updates has been reached"),
+		"closing":    temporal.NewApplicationError("the budget ledger is continuing as new", workflows.ErrTypeLedgerClosing),
+		"old ledger": serviceerror.NewInvalidArgument(`unknown update ask`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := mocks.NewClient(t)
+			h := mocks.NewWorkflowUpdateHandle(t)
+			if _, ok := updateErr.(*temporal.ApplicationError); ok {
+				// A rejection by the ledger's validator comes from Get.
+				c.On("UpdateWorkflow", mock.Anything, askUpdate).Return(h, nil)
+				h.On("Get", mock.Anything, mock.Anything).Return(updateErr)
+			} else {
+				c.On("UpdateWorkflow", mock.Anything, askUpdate).Return(nil, updateErr)
+			}
+			c.On("SignalWithStartWorkflow", mock.Anything, workflows.LedgerWorkflowID, workflows.SignalReserve, askRequest,
+				mock.Anything, mock.Anything, workflows.NewLedgerState(workflows.DefaultBudgetTotal)).Return(nil, nil).Once()
+			ans, answered, err := NewBudget(c).Request(context.Background(), askRequest)
+			require.NoError(t, err)
+			require.False(t, answered, "the answer comes by signal")
+			require.Zero(t, ans)
+		})
+	}
+}
+
+// TestRequestWithAnEndedContextSendsNothingMore: a caller that gave up is
+// not answered by a signal it did not wait for.
+func TestRequestWithAnEndedContextSendsNothingMore(t *testing.T) {
+	c := mocks.NewClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.On("UpdateWorkflow", mock.Anything, askUpdate).Return(nil, context.Canceled)
+	_, answered, err := NewBudget(c).Request(ctx, askRequest)
+	require.ErrorIs(t, err, context.Canceled)
+	require.False(t, answered)
+}

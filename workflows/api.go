@@ -67,7 +67,15 @@ const (
 	// SignalBudgetAnswer to WorkflowID(WorkerID). It is how a request
 	// waits in the queue, and, having no answer to wait for, is not held
 	// to the server's ten updates in flight per workflow.
-	SignalReserve  = "reserve"
+	SignalReserve = "reserve"
+	// UpdateAsk is the same reservation as SignalReserve, answered in the
+	// update's result (a BudgetAnswer) instead of a signal back: granted,
+	// queued or refused in the ledger's next workflow task. A queued
+	// request's grant or refusal still comes later as SignalBudgetAnswer.
+	// The ledger refuses the update while it closes for continue-as-new
+	// (ErrTypeLedgerClosing); the asker then sends SignalReserve, which
+	// is handed to the next run (fleet.Budget.Request).
+	UpdateAsk      = "ask"
 	UpdateSetTotal = "set_total"
 	// UpdatePoolSet configures a pool or the pools' defaults
 	// (PoolSetRequest); UpdatePoolDelete removes a pool's settings.

@@ -174,6 +174,11 @@ type WorkerAllocation struct {
 // amount (a bad request, a conflicting lease).
 const ErrTypeLedgerRefused = "LedgerRefused"
 
+// ErrTypeLedgerClosing marks an UpdateAsk the ledger turned away because
+// its run is closing for continue-as-new: nothing was written, and the
+// same request sent as SignalReserve is answered by the next run.
+const ErrTypeLedgerClosing = "LedgerClosing"
+
 // ErrTypeUnknownLease marks a release of a lease the ledger has never held
 // and that is not the worker's own lifecycle's: nothing is given back and
 // nothing is written.
@@ -366,6 +371,10 @@ func (l *ledger) register(ctx workflow.Context) error {
 		workflow.UpdateHandlerOptions{Validator: l.validateReserve}); err != nil {
 		return err
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAsk, l.ask,
+		workflow.UpdateHandlerOptions{Validator: l.validateAsk}); err != nil {
+		return err
+	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRelease, l.release,
 		workflow.UpdateHandlerOptions{Validator: l.validateRelease}); err != nil {
 		return err
@@ -556,21 +565,41 @@ func IsBudgetRefused(err error) bool {
 	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeBudgetRefused
 }
 
-// reserveSignalled takes a reservation sent as a signal and answers it:
-// granted at once when it fits and nothing of its priority or higher waits,
-// queued when it may wait, refused otherwise. A retry of the same lease is
-// answered again and changes nothing.
+// reserveSignalled takes a reservation sent as a signal and answers it
+// with a signal back.
 func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
+	l.answer(ctx, l.decide(ctx, req))
+}
+
+// validateAsk turns an ask away, unwritten, while the run closes: its
+// handler would have to finish in this run, which may then never close
+// under a steady stream of asks. The asker sends it as a signal instead.
+func (l *ledger) validateAsk(ReserveRequest) error {
+	if l.closing {
+		return temporal.NewApplicationError("the budget ledger is continuing as new; send the reservation as a signal", ErrTypeLedgerClosing)
+	}
+	return nil
+}
+
+// ask is a reservation answered in the update's result, by the same rules
+// as the signal.
+func (l *ledger) ask(ctx workflow.Context, req ReserveRequest) (BudgetAnswer, error) {
+	return l.decide(ctx, req), nil
+}
+
+// decide takes a reservation and says what became of it: granted at once
+// when it fits and nothing of its priority or higher waits, queued when it
+// may wait, refused otherwise. A retry of the same lease gets the answer
+// again and changes nothing.
+func (l *ledger) decide(ctx workflow.Context, req ReserveRequest) BudgetAnswer {
 	ans := BudgetAnswer{WorkerID: req.WorkerID, Lease: req.Lease}
 	if err := l.checkReservation(req); err != nil {
 		ans.Reason = applicationMessage(err)
-		l.answer(ctx, ans)
-		return
+		return ans
 	}
 	if _, ok := l.st.Allocations[req.WorkerID]; ok {
 		ans.Granted = true
-		l.answer(ctx, ans)
-		return
+		return ans
 	}
 	if l.dropStale(req) && workflow.GetVersion(ctx, VersionAdmitAfterStale, workflow.DefaultVersion, 1) == 1 {
 		// The dropped request may have held back others that fit now.
@@ -578,14 +607,12 @@ func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
 	}
 	if i := l.queued(req.Lease); i >= 0 {
 		ans.Queued, ans.Position = true, l.position(i)
-		l.answer(ctx, ans)
-		return
+		return ans
 	}
 	l.st.UpdatesThisRun++
 	if why := l.impossible(req.Pool, req.Amount); req.Wait && why != "" {
 		ans.Reason = why
-		l.answer(ctx, ans)
-		return
+		return ans
 	}
 	// The request takes its place in the queue and is granted at once if
 	// it is the first that may be admitted: it fits, and nothing it must
@@ -612,7 +639,7 @@ func (l *ledger) reserveSignalled(ctx workflow.Context, req ReserveRequest) {
 		l.st.NextSeq = seq
 		ans.Reason = why
 	}
-	l.answer(ctx, ans)
+	return ans
 }
 
 // priorityRank orders priorities for the queue, critical first; an empty

@@ -104,7 +104,7 @@ var testProcess = activities.ProcessInfo{PID: 4242, PGID: 4242, StartTicks: 99, 
 // expectStart mocks a successful reservation and spawn, and a process that
 // runs until `runFor` has passed and then exits with `exit`.
 func (s *lifecycleSuite) expectStart(runFor time.Duration, exit activities.ExitStatus) {
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(exit, nil).After(runFor)
 }
@@ -197,7 +197,7 @@ func (s *lifecycleSuite) TestHeartbeatsThenGracefulShutdown() {
 }
 
 func (s *lifecycleSuite) TestBudgetRefusedStartsNothing() {
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{},
 		temporal.NewNonRetryableApplicationError("insufficient budget: available 10 < required 10000", activities.ErrTypeBudgetRefused, nil)).Once()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -211,7 +211,7 @@ func (s *lifecycleSuite) TestBudgetRefusedStartsNothing() {
 }
 
 func (s *lifecycleSuite) TestSpawnFailureRefunds() {
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(activities.ProcessInfo{},
 		temporal.NewNonRetryableApplicationError(`starting "claude": executable file not found`, activities.ErrTypeSpawnFailed, nil)).Once()
 	s.expectRelease(1)
@@ -282,7 +282,7 @@ func (s *lifecycleSuite) TestPendingWorkerIsNeverFlagged() {
 	req := testRequest()
 	req.Limits = Limits{ZombieAfter: 30 * time.Second}
 	// The reservation takes far longer than the zombie limit.
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(10 * time.Minute).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).After(10 * time.Minute).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 0}, nil).After(5 * time.Second)
 	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
@@ -496,7 +496,7 @@ func (s *lifecycleSuite) TestContinueAsNewKeepsEveryHeartbeat() {
 	req.Limits.MaxSignalsPerRun = 5
 	// The heartbeats arrive while the reservation runs, so all twelve are
 	// buffered when supervision starts.
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).After(5 * time.Second).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	// The run may continue as new before its watch even starts.
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Hour).Maybe()

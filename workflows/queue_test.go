@@ -48,7 +48,7 @@ func (s *lifecycleSuite) expectWithdraw() {
 
 func (s *lifecycleSuite) TestQueuedUntilARefundAdmitsIt() {
 	s.queueAnswer(3)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
 	s.expectRelease(1)
@@ -74,7 +74,7 @@ func (s *lifecycleSuite) TestQueuedUntilARefundAdmitsIt() {
 func (s *lifecycleSuite) TestReservesInTheNamedPool() {
 	s.pool = "team-a"
 	s.queueAnswer(2)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
 	var queued WorkerSpec
 	s.env.RegisterDelayedCallback(func() { queued = s.status() }, time.Minute)
@@ -93,7 +93,7 @@ func (s *lifecycleSuite) TestReservesInTheNamedPool() {
 
 func (s *lifecycleSuite) TestQueueTimeoutEndsFailedHoldingNothing() {
 	s.queueAnswer(1)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(30*time.Minute)))
@@ -108,7 +108,7 @@ func (s *lifecycleSuite) TestQueueTimeoutEndsFailedHoldingNothing() {
 
 func (s *lifecycleSuite) TestShutdownWhileQueuedStartsNothing() {
 	s.queueAnswer(2)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
 	s.updateAt(5*time.Minute, UpdateShutdown, ShutdownRequest{Reason: "not needed"}, nil)
 
@@ -122,7 +122,7 @@ func (s *lifecycleSuite) TestShutdownWhileQueuedStartsNothing() {
 
 func (s *lifecycleSuite) TestCancelWhileQueuedWithdraws() {
 	s.queueAnswer(1)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
 	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, time.Hour)
 
@@ -141,7 +141,7 @@ func (s *lifecycleSuite) TestRefusedByTheLedgersAnswer() {
 		s.False(in.Wait)
 		return &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Reason: "insufficient budget: available 5 < required 10000"}
 	}
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -157,7 +157,7 @@ func (s *lifecycleSuite) TestRefusedByTheLedgersAnswer() {
 func (s *lifecycleSuite) TestAGrantForAnotherLeaseIsGivenBack() {
 	old := "worker-lifecycle/worker-implementation-001/old-run"
 	s.queueAnswer(1)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease,
 		ReleaseRequest{WorkerID: testRequest().WorkerID, Lease: old}).Return(nil).Once()
 	s.expectWithdraw()
@@ -175,7 +175,7 @@ func (s *lifecycleSuite) TestAGrantForAnotherLeaseIsGivenBack() {
 // the ledger: it is withdrawn with a signal, and the lifecycle fails
 // holding nothing.
 func (s *lifecycleSuite) TestUncertainRequestIsWithdrawn() {
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(errors.New("context deadline exceeded"))
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, errors.New("context deadline exceeded"))
 	s.expectWithdraw()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -188,7 +188,7 @@ func (s *lifecycleSuite) TestUncertainRequestIsWithdrawn() {
 // release update, which says what it gave back.
 func (s *lifecycleSuite) TestWithdrawalFallsBackToTheUpdate() {
 	s.queueAnswer(1)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).Return(errors.New("not found")).Once()
 	s.expectReleaseUpdate(1)
 
@@ -491,7 +491,7 @@ func (s *lifecycleSuite) TestReserveByUpdateWhileUpgrading() {
 	s.T().Cleanup(func() { SetReserveBySignal(true) })
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.MatchedBy(func(in activities.ReserveInput) bool {
 		return !in.Ask && !in.Wait
-	})).Return(nil).Once()
+	})).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
 	s.expectRelease(1)

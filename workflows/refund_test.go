@@ -61,7 +61,7 @@ func (s *lifecycleSuite) TestRefundFallsBackToTheUpdate() {
 func (s *lifecycleSuite) TestRestartRechecksTheReservation() {
 	var checks []activities.ReserveInput
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).
-		Run(func(args mock.Arguments) { checks = append(checks, args.Get(1).(activities.ReserveInput)) }).Return(nil).Twice()
+		Run(func(args mock.Arguments) { checks = append(checks, args.Get(1).(activities.ReserveInput)) }).Return(activities.ReserveResult{}, nil).Twice()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Twice()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 3}, nil).After(10 * time.Second).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 0}, nil).After(10 * time.Second).Once()
@@ -80,11 +80,11 @@ func (s *lifecycleSuite) TestRestartRechecksTheReservation() {
 
 // A restart whose reservation was released meanwhile is not restarted.
 func (s *lifecycleSuite) TestRestartWithItsReservationGoneIsNotRestarted() {
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReserveInput) error {
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReserveInput) (activities.ReserveResult, error) {
 		if in.Recheck {
-			return temporal.NewNonRetryableApplicationError("the reservation of worker worker-implementation-001 was released already", ErrTypeLedgerRefused, nil)
+			return activities.ReserveResult{}, temporal.NewNonRetryableApplicationError("the reservation of worker worker-implementation-001 was released already", ErrTypeLedgerRefused, nil)
 		}
-		return nil
+		return activities.ReserveResult{}, nil
 	}).Twice()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 3}, nil).After(10 * time.Second).Once()

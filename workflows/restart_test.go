@@ -17,7 +17,7 @@ import (
 // crashingProcess makes the n-th watched process (1-based) exit with
 // codes[n-1] after 10 s.
 func (s *lifecycleSuite) crashingProcess(codes ...int) {
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil)
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil)
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Times(len(codes))
 	for _, code := range codes {
 		s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: code}, nil).After(10 * time.Second).Once()
@@ -107,7 +107,7 @@ func (s *lifecycleSuite) TestHealthyRunResetsTheRestartCount() {
 func (s *lifecycleSuite) TestLostHostRefundsWithoutStopping() {
 	req := testRequest()
 	req.Limits.HostLossAfter = time.Minute
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).
 		Return(activities.ExitStatus{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).After(2 * time.Minute).Once()

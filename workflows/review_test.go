@@ -16,7 +16,7 @@ import (
 // answer ends the lifecycle before any process (queue_test.go).
 func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
 	s.env.OnGetVersion(VersionReserveSignal, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).After(5 * time.Second).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).After(5 * time.Second).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
 	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
 	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool { return in.Grace == 0 })).
@@ -37,7 +37,7 @@ func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
 // the request with a signal (TestUncertainRequestIsWithdrawn).
 func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
 	s.env.OnGetVersion(VersionReserveSignal, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(errors.New("context deadline exceeded"))
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, errors.New("context deadline exceeded"))
 	s.expectReleaseUpdate(1)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -48,7 +48,7 @@ func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
 
 // A cancel while the process is being started still stops that process.
 func (s *lifecycleSuite) TestCancelDuringStartStopsTheProcess() {
-	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).After(5 * time.Second).Once()
 	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.MatchedBy(func(in activities.StopInput) bool {
 		return in.Process.PID == testProcess.PID

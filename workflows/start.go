@@ -68,10 +68,12 @@ func SetReserveBySignal(on bool) {
 func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 	r := w.st.Request
 	answers := workflow.GetSignalChannel(ctx, SignalBudgetAnswer)
+	byUpdate := workflow.GetVersion(ctx, VersionReserveAsk, workflow.DefaultVersion, 1) == 1
+	var res activities.ReserveResult
 	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
-		Ask: true, Priority: r.Priority, Wait: r.WaitForBudget, Pool: w.st.Spec.TokenBudget.Pool,
-	}).Get(ctx, nil)
+		Ask: true, Priority: r.Priority, Wait: r.WaitForBudget, Pool: w.st.Spec.TokenBudget.Pool, Update: byUpdate,
+	}).Get(ctx, &res)
 	if err != nil {
 		w.st.Spec.TokenBudget.Allocated = 0
 		if !isRefusal(err) {
@@ -95,39 +97,37 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 	defer cancelTimer()
 	var timer workflow.Future
 	asked := workflow.Now(ctx).UTC()
-	if limit > 0 {
+	// The answer the update brought is taken first; the timer is started
+	// only when there is an answer to wait for (by update, none at all
+	// for a grant or a refusal).
+	var first *BudgetAnswer
+	if byUpdate && res.Answered {
+		first = &BudgetAnswer{WorkerID: r.WorkerID, Lease: lease, Granted: res.Granted, Queued: res.Queued, Position: res.Position, Reason: res.Reason}
+	}
+	if limit > 0 && !byUpdate {
 		timer = workflow.NewTimer(timerCtx, limit)
 	}
 	for {
 		var ans BudgetAnswer
 		var ended *outcome
-		// A stop, a cancel or the timeout is taken before an answer that
-		// came with it: the withdrawal releases a grant on its way, and no
-		// process is started that nobody wants any more.
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(w.wake, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			if req, ok := w.nextStop(); ok {
-				ended = &outcome{kind: outcomeStop, reason: req.reason, operator: true}
+		if first != nil {
+			ans, first = *first, nil
+			// A stop or a cancel that came while the ledger answered is
+			// taken before the answer, as with an answer by signal.
+			if w.wake.ReceiveAsync(nil) {
+				if req, ok := w.nextStop(); ok {
+					ended = &outcome{kind: outcomeStop, reason: req.reason, operator: true}
+				}
 			}
-		})
-		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {
-			ended = &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
-			if w.st.Spec.Queue != nil {
-				ended.reason = "lifecycle cancelled while queued for budget"
+			if ended == nil && ctx.Err() != nil {
+				ended = &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
 			}
-		})
-		if timer != nil {
-			sel.AddFuture(timer, func(workflow.Future) {
-				ended = &outcome{kind: outcomeFailed, reason: timedOut}
-			})
+		} else {
+			if timer == nil && limit > 0 {
+				timer = workflow.NewTimer(timerCtx, limit-workflow.Now(ctx).Sub(asked))
+			}
+			ended = w.awaitAnswer(ctx, answers, timer, timedOut, &ans)
 		}
-		sel.AddReceive(answers, func(c workflow.ReceiveChannel, _ bool) {
-			if err := receiveSignal(ctx, c, &ans); err != nil {
-				ans = BudgetAnswer{}
-			}
-		})
-		sel.Select(ctx)
 		if ended != nil {
 			// A grant on its way is released by the withdrawal too.
 			w.st.Spec.Queue = nil
@@ -149,7 +149,7 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			return nil
 		case ans.Queued:
 			w.st.Spec.Queue = &QueueInfo{Position: ans.Position, Pool: w.st.Spec.TokenBudget.Pool, Since: workflow.Now(ctx).UTC()}
-			if timer != nil {
+			if limit > 0 {
 				w.st.Spec.Queue.Deadline = ptr(asked.Add(limit))
 			}
 			w.showDetails(ctx)
@@ -161,6 +161,41 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			return &outcome{kind: outcomeFailed, reason: ans.Reason}
 		}
 	}
+}
+
+// awaitAnswer waits for the ledger's answer by signal, a stop, a cancel or
+// the timeout (timer, when not nil), and returns the outcome when the wait
+// ends the lifecycle; the answer is left in ans.
+func (w *lifecycle) awaitAnswer(ctx workflow.Context, answers workflow.ReceiveChannel, timer workflow.Future, timedOut string, ans *BudgetAnswer) *outcome {
+	var ended *outcome
+	// A stop, a cancel or the timeout is taken before an answer that
+	// came with it: the withdrawal releases a grant on its way, and no
+	// process is started that nobody wants any more.
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(w.wake, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		if req, ok := w.nextStop(); ok {
+			ended = &outcome{kind: outcomeStop, reason: req.reason, operator: true}
+		}
+	})
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {
+		ended = &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled while pending"}
+		if w.st.Spec.Queue != nil {
+			ended.reason = "lifecycle cancelled while queued for budget"
+		}
+	})
+	if timer != nil {
+		sel.AddFuture(timer, func(workflow.Future) {
+			ended = &outcome{kind: outcomeFailed, reason: timedOut}
+		})
+	}
+	sel.AddReceive(answers, func(c workflow.ReceiveChannel, _ bool) {
+		if err := receiveSignal(ctx, c, ans); err != nil {
+			*ans = BudgetAnswer{}
+		}
+	})
+	sel.Select(ctx)
+	return ended
 }
 
 // granted records a reservation the ledger granted: held, and refunded by

@@ -52,6 +52,11 @@ const (
 	// VersionPools: a lifecycle reserves in a budget pool (its request's,
 	// or its master's) and its spec names it; before it, in the root.
 	VersionPools = "budget-pools"
+	// VersionReserveAsk: a lifecycle asks for its budget with the ledger's
+	// ask update, whose answer comes back in the activity's result, and
+	// waits for a signalled answer (with its timer) only when it was
+	// queued or the update could not be used; before it, by signal alone.
+	VersionReserveAsk = "reserve-ask"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

@@ -42,10 +42,20 @@ func (l *Ledger) Recheck(ctx context.Context, workerID, lease, pool string, amou
 	return refusal(l.Budget.Recheck(ctx, workerID, lease, pool, amount))
 }
 
-// Ask sends the reservation as a signal; the ledger answers the lifecycle.
-func (l *Ledger) Ask(ctx context.Context, in activities.ReserveInput) error {
-	return l.Budget.Ask(ctx, workflows.ReserveRequest{WorkerID: in.WorkerID, Lease: in.Lease, Amount: in.Amount,
-		Priority: in.Priority, Wait: in.Wait, Pool: in.Pool})
+// Ask sends the reservation: with the ask update when in.Update, whose
+// answer is returned, else (or when the ledger cannot take the update) as
+// a signal, answered to the lifecycle.
+func (l *Ledger) Ask(ctx context.Context, in activities.ReserveInput) (activities.ReserveResult, error) {
+	req := workflows.ReserveRequest{WorkerID: in.WorkerID, Lease: in.Lease, Amount: in.Amount,
+		Priority: in.Priority, Wait: in.Wait, Pool: in.Pool}
+	if !in.Update {
+		return activities.ReserveResult{}, l.Budget.Ask(ctx, req)
+	}
+	ans, answered, err := l.Budget.Request(ctx, req)
+	if err != nil || !answered {
+		return activities.ReserveResult{}, err
+	}
+	return activities.ReserveResult{Answered: true, Granted: ans.Granted, Queued: ans.Queued, Position: ans.Position, Reason: ans.Reason}, nil
 }
 
 // refusal makes the ledger's refusal the activities' one; other errors

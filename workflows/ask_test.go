@@ -1,0 +1,191 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"testing"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// The ask update: the ledger's answer comes back in the reservation's own
+// call, and a signal back is needed only for a queued request's grant.
+
+// askAnswers makes ReserveBudget return res as the ask update's answer,
+// checking the lifecycle asked with the update; the test ledger then
+// signals nothing for the request itself.
+func (s *lifecycleSuite) askAnswers(res activities.ReserveResult, after time.Duration) {
+	s.ledger = func(activities.ReserveInput) *BudgetAnswer { return nil }
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.MatchedBy(func(in activities.ReserveInput) bool {
+		return in.Ask && in.Update
+	})).Return(res, nil).After(after).Once()
+}
+
+// answerTimers counts the timers started to bound the wait for the
+// ledger's answer.
+func (s *lifecycleSuite) answerTimers() *int {
+	n := 0
+	s.env.SetOnTimerScheduledListener(func(_ string, d time.Duration) {
+		if d == answerWithin {
+			n++
+		}
+	})
+	return &n
+}
+
+func (s *lifecycleSuite) TestGrantedInTheAsksResult() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Granted: true}, 0)
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
+	s.expectRelease(1)
+	timers := s.answerTimers()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
+	s.Equal(int64(10000), spec.Cleanup.Refunded)
+	s.Zero(*timers, "a grant in the result waits for nothing: no answer timer")
+	s.Equal(time.Duration(0), spec.StartedAt.Sub(spec.CreatedAt))
+}
+
+func (s *lifecycleSuite) TestQueuedInTheAsksResultThenGrantedBySignal() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 2}, 0)
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
+	s.expectRelease(1)
+	var queued WorkerSpec
+	s.env.RegisterDelayedCallback(func() { queued = s.status() }, 5*time.Minute)
+	s.grantAt(20 * time.Minute)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(30*time.Minute)))
+	spec := s.result()
+	s.Require().NotNil(queued.Queue)
+	s.Equal(2, queued.Queue.Position)
+	s.Require().NotNil(queued.Queue.Deadline)
+	s.Equal(30*time.Minute, queued.Queue.Deadline.Sub(queued.Queue.Since))
+	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
+	s.Equal(20*time.Minute, spec.StartedAt.Sub(spec.CreatedAt).Round(time.Minute))
+}
+
+func (s *lifecycleSuite) TestQueuedInTheAsksResultTimesOut() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 1}, 0)
+	s.expectWithdraw()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(30*time.Minute)))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusFailed}, statuses(spec))
+	s.Equal("queue timeout: no budget for 10000 tokens within 30m0s", spec.Cleanup.Reason)
+	s.Equal(30*time.Minute, spec.CompletedAt.Sub(spec.CreatedAt).Round(time.Second))
+	s.Zero(spec.Cleanup.Refunded)
+}
+
+func (s *lifecycleSuite) TestRefusedInTheAsksResult() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Reason: "insufficient budget: available 5 < required 10000"}, 0)
+	s.expectWithdraw()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusFailed}, statuses(spec))
+	s.Equal("insufficient budget: available 5 < required 10000", spec.Cleanup.Reason)
+	s.Zero(spec.TokenBudget.Allocated)
+}
+
+// A shutdown that came while the ledger answered is taken before the grant:
+// nothing starts and the grant is given back.
+func (s *lifecycleSuite) TestShutdownDuringTheAskIsTakenBeforeItsGrant() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Granted: true}, 5*time.Second)
+	s.expectWithdraw()
+	s.updateAt(2*time.Second, UpdateShutdown, ShutdownRequest{Reason: "not needed"}, nil)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusCompleted}, statuses(spec))
+	s.Equal("not needed", spec.Cleanup.Reason)
+	s.Zero(spec.PID)
+}
+
+// When the update could not be used the request went as a signal, and
+// the answer by signal is awaited as before.
+func (s *lifecycleSuite) TestAskFallsBackToTheSignalledAnswer() {
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.MatchedBy(func(in activities.ReserveInput) bool {
+		return in.Update
+	})).Return(activities.ReserveResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
+	s.expectRelease(1)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
+	s.Equal(int64(10000), spec.Cleanup.Refunded)
+}
+
+// TestLedgerAnswersAnAskInItsResult: the ask update grants, queues and
+// refuses by the signal's rules, answers a repeat again without reserving
+// twice, and only the queued request's later grant is a signal.
+func TestLedgerAnswersAnAskInItsResult(t *testing.T) {
+	h := newLedgerHarness(t)
+	var a answers
+	a.expect(h)
+	first := h.at(1*time.Second, UpdateAsk, ask("worker-fix-a", 80, "medium", false))
+	queued := h.at(2*time.Second, UpdateAsk, ask("worker-fix-b", 50, "medium", true))
+	refused := h.at(3*time.Second, UpdateAsk, ask("worker-fix-c", 50, "medium", false))
+	again := h.at(4*time.Second, UpdateAsk, ask("worker-fix-a", 80, "medium", false))
+	bad := h.at(5*time.Second, UpdateAsk, ask("worker-fix-d", 10, "urgent", false))
+	var mid BudgetView
+	h.env.RegisterDelayedCallback(func() { mid = h.view() }, 6*time.Second)
+	h.signalAt(7*time.Second, SignalRelease, release("worker-fix-a"))
+	var end BudgetView
+	h.env.RegisterDelayedCallback(func() { end = h.view() }, 8*time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 9*time.Second)
+
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(100))
+	for _, c := range []*ledgerCall{first, queued, refused, again, bad} {
+		require.NoError(t, c.rejected)
+		require.NoError(t, c.failed)
+	}
+	lease := func(id string) string { return WorkflowID(id) + "/r1" }
+	require.Equal(t, BudgetAnswer{WorkerID: "worker-fix-a", Lease: lease("worker-fix-a"), Granted: true}, first.result)
+	require.Equal(t, BudgetAnswer{WorkerID: "worker-fix-b", Lease: lease("worker-fix-b"), Queued: true, Position: 1}, queued.result)
+	require.Equal(t, "insufficient budget: available 20 < required 50", refused.result.(BudgetAnswer).Reason)
+	require.Equal(t, first.result, again.result, "a repeat is answered again")
+	require.Contains(t, bad.result.(BudgetAnswer).Reason, `priority "urgent" must be one of`)
+	require.Equal(t, int64(20), mid.Available, "the repeat reserved nothing more")
+	require.Len(t, mid.Queue, 1)
+	require.Equal(t, []BudgetAnswer{{WorkerID: "worker-fix-b", Lease: lease("worker-fix-b"), Granted: true}}, a.all(),
+		"the one signal back is the queued request's grant, at the refund")
+	require.Equal(t, int64(50), end.Available)
+}
+
+// TestLedgerTurnsAsksAwayWhileClosing: once the run has started to close
+// for continue-as-new, an ask is rejected unwritten (the asker sends the
+// signal instead, which the next run answers), so a stream of asks cannot
+// hold the run open.
+func TestLedgerTurnsAsksAwayWhileClosing(t *testing.T) {
+	h := newLedgerHarness(t)
+	st := NewLedgerState(100)
+	st.UpdatesThisRun = ledgerUpdatesPerRun - 1
+	// The answer to the last request before the bound is slow to arrive,
+	// which keeps the run closing.
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalBudgetAnswer, mock.Anything).Return(nil).After(10 * time.Second)
+	h.signalAt(1*time.Second, SignalReserve, ask("worker-fix-a", 10, "medium", false))
+	late := h.at(3*time.Second, UpdateAsk, ask("worker-fix-b", 10, "medium", false))
+
+	h.env.ExecuteWorkflow(BudgetLedger, st)
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, late.rejected, &appErr)
+	require.Equal(t, ErrTypeLedgerClosing, appErr.Type())
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "got %v", h.env.GetWorkflowError())
+	var next LedgerState
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Contains(t, next.Allocations, "worker-fix-a")
+	require.NotContains(t, next.Allocations, "worker-fix-b", "the rejected ask wrote nothing")
+}
