@@ -82,12 +82,15 @@ func TestSmoke(t *testing.T) {
 		require.Positive(t, g.OursPerSecond)
 		require.Positive(t, g.OldPerSecond, "the old procedure must have run")
 	}
-	require.Len(t, res.LedgerSignals, len(cfg.LedgerSignalMasters))
+	require.Len(t, res.LedgerSignals, 2*len(cfg.LedgerSignalMasters), "by ask and by signal")
 	for _, s := range res.LedgerSignals {
 		require.Zero(t, s.Lost, "the ledger must lose no reservation asked by signal")
 		require.Zero(t, s.Refused)
 		require.Positive(t, s.PerSecond)
 		require.Positive(t, s.AnswerP99ms)
+		if s.Path == pathAsk {
+			require.Less(t, s.Fallbacks, s.Reservations, "the ledger answers asks in the call")
+		}
 	}
 	require.Equal(t, cfg.AdmissionQueued, res.Admission.Lag.Samples, "every queued request was admitted by a refund")
 	require.True(t, res.BudgetExact, "the ledger must hold nothing after the run")

@@ -46,12 +46,18 @@ func startSink(ctx context.Context, c client.Client, id string) error {
 	return err
 }
 
-// LedgerSignals is the ledger's signal path at one number of masters: each
-// reservation is a reserve signal, answered by the ledger with a signal to
-// the asker's workflow, as lifecycles reserve since the budget queue.
+// LedgerSignals is one of the ledger's paths at one number of masters. By
+// signal: each reservation is a reserve signal, answered by the ledger with
+// a signal to the asker's workflow (the fallback). By ask: each is the ask
+// update, answered in its result, as lifecycles reserve since reserve-ask.
 type LedgerSignals struct {
-	Masters      int `json:"masters"`
-	Reservations int `json:"reservations"`
+	// Path is "signal" or "ask".
+	Path         string `json:"path"`
+	Masters      int    `json:"masters"`
+	Reservations int    `json:"reservations"`
+	// Fallbacks counts asks the ledger could not take as an update, which
+	// went as the signal (ask path only).
+	Fallbacks int `json:"fallbacks,omitempty"`
 	// PerSecond counts reservations from the first signal sent to the last
 	// answer received.
 	PerSecond            float64 `json:"per_second"`
@@ -65,12 +71,19 @@ type LedgerSignals struct {
 	AnswerP99ms float64 `json:"answer_p99_ms"`
 }
 
-// measureLedgerSignals sends n reservations of one token as reserve signals
-// from `masters` goroutines to answer sinks started beforehand, waits for
-// every answer, checks the ledger holds exactly what it granted, and gives
-// it back with release signals.
-func measureLedgerSignals(ctx context.Context, c client.Client, lc *fleet.Budget, masters, n int, signalCeiling float64) (LedgerSignals, error) {
-	res := LedgerSignals{Masters: masters, Reservations: n}
+// Paths of the ledger's rows.
+const (
+	pathSignal = "signal"
+	pathAsk    = "ask"
+)
+
+// measureLedgerSignals sends n reservations of one token from `masters`
+// goroutines by the path (reserve signals, or ask updates as lifecycles
+// send them), with answer sinks started beforehand for the answers that
+// come by signal, waits for every answer, checks the ledger holds exactly
+// what it granted, and gives it back with release signals.
+func measureLedgerSignals(ctx context.Context, c client.Client, lc *fleet.Budget, path string, masters, n int, signalCeiling float64) (LedgerSignals, error) {
+	res := LedgerSignals{Path: path, Masters: masters, Reservations: n}
 	w, err := startAnswerSinks(c)
 	if err != nil {
 		return res, err
@@ -92,16 +105,30 @@ func measureLedgerSignals(ctx context.Context, c client.Client, lc *fleet.Budget
 	}
 
 	latencies := make([]time.Duration, n)
-	var granted, refused atomic.Int64
+	inCall := make([]bool, n)
+	var granted, refused, fallbacks atomic.Int64
 	start := time.Now()
 	err = forEach(ctx, n, masters, func(ctx context.Context, i int) error {
 		sent := time.Now()
-		if err := lc.Ask(ctx, workflows.ReserveRequest{WorkerID: ids[i], Lease: "bench-ledger/" + ids[i], Amount: 1}); err != nil {
+		req := workflows.ReserveRequest{WorkerID: ids[i], Lease: "bench-ledger/" + ids[i], Amount: 1}
+		var a workflows.BudgetAnswer
+		answered := false
+		if path == pathAsk {
+			var err error
+			if a, answered, err = lc.Request(ctx, req); err != nil {
+				return err
+			}
+			if !answered {
+				fallbacks.Add(1)
+			}
+			inCall[i] = answered && !a.Queued
+		} else if err := lc.Ask(ctx, req); err != nil {
 			return err
 		}
-		var a workflows.BudgetAnswer
-		if err := c.GetWorkflow(ctx, workflows.WorkflowID(ids[i]), "").Get(ctx, &a); err != nil {
-			return err
+		if !inCall[i] {
+			if err := c.GetWorkflow(ctx, workflows.WorkflowID(ids[i]), "").Get(ctx, &a); err != nil {
+				return err
+			}
 		}
 		latencies[i] = time.Since(sent)
 		if a.Granted {
@@ -122,9 +149,22 @@ func measureLedgerSignals(ctx context.Context, c client.Client, lc *fleet.Budget
 	res.PerSecond = perSecond(n, elapsed)
 	res.RatioToSignalCeiling = ratio(res.PerSecond, signalCeiling)
 	res.Refused = int(refused.Load())
+	res.Fallbacks = int(fallbacks.Load())
 	res.Lost = int(granted.Load()) - int(after.Used-before.Used)
 	p := percentiles(latencies)
 	res.AnswerP50ms, res.AnswerP99ms = p.P50ms, p.P99ms
+
+	// The sinks of answers that came in the call still wait: they are
+	// ended with a last answer, as a signal would have.
+	err = forEach(ctx, n, masters, func(ctx context.Context, i int) error {
+		if !inCall[i] {
+			return nil
+		}
+		return c.SignalWorkflow(ctx, workflows.WorkflowID(ids[i]), "", workflows.SignalBudgetAnswer, workflows.BudgetAnswer{WorkerID: ids[i], Granted: true})
+	})
+	if err != nil {
+		return res, fmt.Errorf("ending the answer sinks: %w", err)
+	}
 
 	err = forEach(ctx, n, masters, func(ctx context.Context, i int) error {
 		return c.SignalWorkflow(ctx, workflows.LedgerWorkflowID, "", workflows.SignalRelease,

@@ -32,8 +32,9 @@ type Results struct {
 	Zombie     ZombieLag      `json:"zombie_lag"`
 	History    History        `json:"history"`
 	Ledger     []Ledger       `json:"ledger"`
-	// LedgerSignals is the signal path lifecycles reserve by; Admission
-	// how soon a refund admits the queue's head.
+	// LedgerSignals are the paths lifecycles reserve by: the ask update,
+	// then the signal it falls back to; Admission how soon a refund admits
+	// the queue's head.
 	LedgerSignals []LedgerSignals `json:"ledger_signals"`
 	Admission     AdmissionLag    `json:"admission"`
 	// BudgetExact: the ledger holds nothing once every lifecycle ended.
@@ -142,11 +143,13 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 		fail(fmt.Sprintf("old ledger at %d", m), measureOldLedger(ctx, root, oldDir, m, cfg.LedgerReserves, &l))
 		res.Ledger = append(res.Ledger, l)
 	}
-	for _, m := range cfg.LedgerSignalMasters {
-		step("budget ledger by signal: %d reservations from %d masters, each answered to its own workflow", cfg.LedgerReserves, m)
-		s, err := measureLedgerSignals(ctx, e.client, f.Budget(), m, cfg.LedgerReserves, signalCeiling)
-		res.LedgerSignals = append(res.LedgerSignals, s)
-		fail(fmt.Sprintf("ledger by signal at %d", m), err)
+	for _, path := range []string{pathAsk, pathSignal} {
+		for _, m := range cfg.LedgerSignalMasters {
+			step("budget ledger by %s: %d reservations from %d masters, answered in the call or to each one's own workflow", path, cfg.LedgerReserves, m)
+			s, err := measureLedgerSignals(ctx, e.client, f.Budget(), path, m, cfg.LedgerReserves, signalCeiling)
+			res.LedgerSignals = append(res.LedgerSignals, s)
+			fail(fmt.Sprintf("ledger by %s at %d", path, m), err)
+		}
 	}
 	step("queue admission lag: %d queued requests, one refund at a time", cfg.AdmissionQueued)
 	res.Admission, err = measureAdmissionLag(ctx, e.client, f.Budget(), cfg.AdmissionQueued)
@@ -269,9 +272,9 @@ func (r *Results) targets() []Target {
 	}
 	for _, s := range r.LedgerSignals {
 		lost += s.Lost
-		if s.Masters == 50 {
-			add("ledger reservations/s by signal, 50 masters", ">= 150/s", fmt.Sprintf("%.1f/s", s.PerSecond), s.PerSecond >= 150 && s.Lost == 0 && s.Refused == 0,
-				"each reservation is a signal-with-start into the one ledger, a workflow task there, and an answer signal and a workflow task in the asker: see docs/BENCHMARKS.md")
+		if s.Masters == 50 && s.Path == pathAsk {
+			add("ledger reservations/s as lifecycles ask, 50 masters", ">= 150/s", fmt.Sprintf("%.1f/s (%d by signal)", s.PerSecond, s.Fallbacks), s.PerSecond >= 150 && s.Lost == 0 && s.Refused == 0,
+				"one ledger workflow's tasks run one at a time, each a round trip through the server's store: see docs/BENCHMARKS.md")
 		}
 	}
 	add("lost budget updates", "0", fmt.Sprintf("%d (old procedure: %d)", lost, old),
@@ -336,8 +339,12 @@ func (r *Results) print(out io.Writer) {
 			fmt.Sprintf("old jq+mv: %.1f/s, lost %d of %d, drift %d", g.OldPerSecond, g.OldLost, g.Reservations, g.OldDrift))
 	}
 	for _, s := range r.LedgerSignals {
-		row(fmt.Sprintf("ledger reservations/s by signal, %d masters", s.Masters), fmt.Sprintf("%.1f (lost %d, refused %d)", s.PerSecond, s.Lost, s.Refused),
-			pct(s.RatioToSignalCeiling)+" of signals", fmt.Sprintf("signal → answer p50 %.0f / p99 %.0f ms", s.AnswerP50ms, s.AnswerP99ms))
+		notes := fmt.Sprintf("request → answer p50 %.0f / p99 %.0f ms", s.AnswerP50ms, s.AnswerP99ms)
+		if s.Path == pathAsk {
+			notes += fmt.Sprintf(", %d fell back to the signal", s.Fallbacks)
+		}
+		row(fmt.Sprintf("ledger reservations/s by %s, %d masters", s.Path, s.Masters), fmt.Sprintf("%.1f (lost %d, refused %d)", s.PerSecond, s.Lost, s.Refused),
+			pct(s.RatioToSignalCeiling)+" of signals", notes)
 	}
 	a := r.Admission
 	row("queue admission lag: refund → next granted", fmt.Sprintf("p50 %.0f / p99 %.0f ms", a.Lag.P50ms, a.Lag.P99ms), "", fmt.Sprintf("%d queued, one refund at a time", a.Queued))
