@@ -47,7 +47,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// The fifth release: budget pools (version budget-pools on the
 		// lifecycle; with no pool set the ledger decides as the fourth
 		// did, which every earlier ledger file proves).
-		"lifecycle-pool-queued-r5", "ledger-pools-r5", "ledger-windows-r5"} {
+		"lifecycle-pool-queued-r5", "ledger-pools-r5", "ledger-windows-r5",
+		// The sixth release: the ask update (version reserve-ask).
+		"lifecycle-shutdown-r6", "lifecycle-budget-refused-r6", "lifecycle-queued-r6", "lifecycle-queued-shutdown-r6",
+		"lifecycle-queue-timeout-r6", "lifecycle-zombie-r6", "ledger-queue-r6"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -140,6 +143,9 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// have taken.
 		updates map[string]int
 		timer   bool // the run slept on a timer (a spend window's end)
+		// inCall: the ledger's answer came in the ask update's result, so
+		// the lifecycle received no answer by signal before it began.
+		inCall bool
 	}{
 		{file: "lifecycle-continue-as-new", last: continued, started: "first", signal: SignalHeartbeat},
 		{file: "lifecycle-continue-as-new-last-run", last: completed, started: "continued"},
@@ -209,6 +215,24 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// A ledger run with a pool's spend window: its timer, the spend a
 		// release settled, an alert and a request refused and queued.
 		{file: "ledger-windows-r5", signal: SignalRelease, timer: true, updates: map[string]int{UpdatePoolSet: 1}},
+		// The sixth release: a lifecycle asks with the ledger's ask update
+		// and takes the answer from its result (reserve-ask); a queued one
+		// still gets its grant by signal. Version 0 is every -r5 and -r4
+		// lifecycle file.
+		{file: "lifecycle-shutdown-r6", last: completed, started: "first", sent: SignalRelease, inCall: true,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
+		{file: "lifecycle-budget-refused-r6", last: completed, started: "first", inCall: true,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
+		{file: "lifecycle-queued-r6", last: completed, started: "first", sent: SignalRelease, signal: SignalBudgetAnswer, answers: 1,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
+		{file: "lifecycle-queued-shutdown-r6", last: completed, started: "first", sent: SignalRelease, inCall: true,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
+		{file: "lifecycle-queue-timeout-r6", last: completed, started: "first", sent: SignalRelease, inCall: true,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
+		// The ledger run of 200 spawns that waited for a budget for 10:
+		// every request an ask, the queued ones granted by signal at the
+		// refunds.
+		{file: "ledger-queue-r6", started: "first", signal: SignalRelease, updates: map[string]int{UpdateAsk: 204, UpdateSetTotal: 3}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
@@ -240,6 +264,13 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 				}
 			}
 			require.Equal(t, tc.cancelled, cancelRequested, "cancel requested")
+			if tc.inCall {
+				for _, ev := range events {
+					if s := ev.GetWorkflowExecutionSignaledEventAttributes(); s != nil {
+						require.NotEqual(t, SignalBudgetAnswer, s.SignalName, "the answer came in the ask's result")
+					}
+				}
+			}
 			if tc.signal != "" {
 				require.NotZero(t, signals, "signals %s", tc.signal)
 			}

@@ -472,9 +472,9 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 // code records: the first release's have none, the second's end in -r2,
 // the third's (release signal, reservation recheck) in -r3, the fourth's
 // (reservations by signal, the budget queue) in -r4, this one's (budget
-// pools) in -r5. Bump it with each release whose workflows changed, so
+// pools) in -r5, the sixth's (the ask update) in -r6. Bump it with each release whose workflows changed, so
 // that a new recording never meets an old file.
-const recordingRelease = "r5"
+const recordingRelease = "r6"
 
 // saveHistory writes the history of workflowID's latest run to
 // testdata/histories when RECORD_HISTORIES is set.
