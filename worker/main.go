@@ -44,8 +44,10 @@ func command() *cobra.Command {
 		archiveDir string
 		coordDir   string
 		host       string
-		// reserveBySignal: see workflows.SetReserveBySignal.
+		// reserveBySignal: see workflows.SetReserveBySignal; askByUpdate:
+		// workflows.SetAskByUpdate.
 		reserveBySignal bool
+		askByUpdate     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -152,6 +154,10 @@ func command() *cobra.Command {
 			if !reserveBySignal {
 				slog.Warn("New lifecycles reserve with the update (--reserve-by-signal=false): no budget queue until it is on")
 			}
+			workflows.SetAskByUpdate(askByUpdate)
+			if !askByUpdate && reserveBySignal {
+				slog.Warn("New lifecycles ask for their budget by signal alone (--ask-by-update=false), as the previous release did")
+			}
 			workflows.RegisterShared(shared, sharedActs)
 			// Every live process holds one of its host queue's activity
 			// slots for its whole life (its watch), and stopping it takes
@@ -191,6 +197,8 @@ func command() *cobra.Command {
 	cmd.Flags().StringVar(&host, "host", envOr("WORKER_HOST", hostname), "name of this host, recorded with each process (env WORKER_HOST)")
 	cmd.Flags().BoolVar(&reserveBySignal, "reserve-by-signal", envOr("RESERVE_BY_SIGNAL", "true") != "false",
 		"new lifecycles ask the ledger for budget by signal, with the queue; false while upgrading from a release without it (env RESERVE_BY_SIGNAL; docs/DEPLOYMENT.md)")
+	cmd.Flags().BoolVar(&askByUpdate, "ask-by-update", envOr("ASK_BY_UPDATE", "true") != "false",
+		"new lifecycles ask the ledger for budget with its ask update, answered in the call; false while upgrading from a release without it (env ASK_BY_UPDATE; docs/DEPLOYMENT.md)")
 	return cmd
 }
 

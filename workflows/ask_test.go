@@ -189,3 +189,20 @@ func TestLedgerTurnsAsksAwayWhileClosing(t *testing.T) {
 	require.Contains(t, next.Allocations, "worker-fix-a")
 	require.NotContains(t, next.Allocations, "worker-fix-b", "the rejected ask wrote nothing")
 }
+
+// While a fleet is upgraded (SetAskByUpdate(false)) a new lifecycle asks
+// by signal alone, with no reserve-ask marker, as the previous release did.
+func (s *lifecycleSuite) TestAskBySignalWhileUpgrading() {
+	SetAskByUpdate(false)
+	s.T().Cleanup(func() { SetAskByUpdate(true) })
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.MatchedBy(func(in activities.ReserveInput) bool {
+		return in.Ask && !in.Update
+	})).Return(activities.ReserveResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
+	s.expectRelease(1)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
+}

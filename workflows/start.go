@@ -59,6 +59,25 @@ func SetReserveBySignal(on bool) {
 	}
 }
 
+// askByUpdateMax is the VersionReserveAsk new lifecycles take: 1, or
+// DefaultVersion while a fleet is upgraded (SetAskByUpdate).
+var askByUpdateMax workflow.Version = 1
+
+// SetAskByUpdate chooses how the lifecycles this worker program starts ask
+// for their budget: with the ledger's ask update, answered in the call
+// (true, the default), or by signal alone, as the previous release did. An
+// upgrade from that release runs its new worker programs with false until
+// every worker program runs the new code: the previous release's ledger
+// code has no handler for the update, and a worker program of it that
+// replays a ledger history holding an accepted ask fails that task
+// (docs/DEPLOYMENT.md). Call it before the worker starts.
+func SetAskByUpdate(on bool) {
+	askByUpdateMax = workflow.DefaultVersion
+	if on {
+		askByUpdateMax = 1
+	}
+}
+
 // reserve asks the ledger for the budget with a signal and waits for its
 // answer: granted (the refund is registered at once), refused (the spawn
 // fails holding nothing), or queued, when the request may wait. A queued
@@ -68,7 +87,7 @@ func SetReserveBySignal(on bool) {
 func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 	r := w.st.Request
 	answers := workflow.GetSignalChannel(ctx, SignalBudgetAnswer)
-	byUpdate := workflow.GetVersion(ctx, VersionReserveAsk, workflow.DefaultVersion, 1) == 1
+	byUpdate := workflow.GetVersion(ctx, VersionReserveAsk, workflow.DefaultVersion, askByUpdateMax) == 1
 	var res activities.ReserveResult
 	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,

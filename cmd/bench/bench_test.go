@@ -50,6 +50,8 @@ func TestSmoke(t *testing.T) {
 		require.GreaterOrEqual(t, s.Samples, cfg.SpawnSamples)
 		require.Positive(t, s.P50ms)
 		require.LessOrEqual(t, s.P50ms, s.P99ms)
+		require.Equal(t, s.Samples, s.Noop.Samples, "a burst of as many no-op workflows before each round")
+		require.Positive(t, s.Noop.P99ms)
 	}
 
 	require.Len(t, res.Live, 1)

@@ -7,6 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
 	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -128,15 +132,39 @@ func measureLifecycles(ctx context.Context, f *fleet.Client, n, concurrency int)
 type SpawnLatency struct {
 	Concurrency int `json:"concurrency"`
 	Percentiles
+	// Noop is the same burst of no-op workflows (start to completed), run
+	// just before each round: what the server itself takes for as many
+	// workflows at once, which no spawn can beat.
+	Noop Percentiles `json:"noop"`
 }
 
 // measureSpawnLatency spawns `concurrency` workers at once, rounds times,
-// stopping each round's workers before the next.
-func measureSpawnLatency(ctx context.Context, f *fleet.Client, concurrency, rounds int) (SpawnLatency, error) {
-	var lat collector
-	for range rounds {
-		ids := make([]string, concurrency)
+// stopping each round's workers before the next; before each round, a
+// burst of as many no-op workflows measures the server's own floor.
+func measureSpawnLatency(ctx context.Context, c client.Client, f *fleet.Client, concurrency, rounds int) (SpawnLatency, error) {
+	w := sdkworker.New(c, ceilingQueue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(noopWorkflow, workflow.RegisterOptions{Name: "BenchNoop"})
+	if err := w.Start(); err != nil {
+		return SpawnLatency{Concurrency: concurrency}, err
+	}
+	defer w.Stop()
+	var lat, noop collector
+	for r := range rounds {
+		tag := fmt.Sprintf("bench-burst-%s-%d-%d-", runTag, concurrency, r)
 		err := forEach(ctx, concurrency, concurrency, func(ctx context.Context, i int) error {
+			t0 := time.Now()
+			wr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: tag + strconv.Itoa(i), TaskQueue: ceilingQueue}, "BenchNoop")
+			if err == nil {
+				err = wr.Get(ctx, nil)
+			}
+			noop.add(time.Since(t0))
+			return err
+		})
+		if err != nil {
+			return SpawnLatency{Concurrency: concurrency}, fmt.Errorf("no-op burst: %w", err)
+		}
+		ids := make([]string, concurrency)
+		err = forEach(ctx, concurrency, concurrency, func(ctx context.Context, i int) error {
 			req := spawnRequest(workflows.Limits{})
 			ids[i] = req.WorkerID
 			t0 := time.Now()
@@ -157,7 +185,7 @@ func measureSpawnLatency(ctx context.Context, f *fleet.Client, concurrency, roun
 			return SpawnLatency{Concurrency: concurrency}, err
 		}
 	}
-	return SpawnLatency{Concurrency: concurrency, Percentiles: percentiles(lat.all())}, nil
+	return SpawnLatency{Concurrency: concurrency, Percentiles: percentiles(lat.all()), Noop: percentiles(noop.all())}, nil
 }
 
 // ZombieLag is from a silent worker's zombie deadline (its start plus the
