@@ -71,6 +71,12 @@ func (l *Budget) Ask(ctx context.Context, req workflows.ReserveRequest) error {
 	return err
 }
 
+// askWithin bounds the ask update's call. The SDK retries an update the
+// server turns away for its in-flight limit until the caller's deadline,
+// which would spend the whole activity's; past this bound the request goes
+// as the signal instead. A variable so that tests can shorten it.
+var askWithin = 5 * time.Second
+
 // Request asks for a reservation with the ask update and returns the
 // ledger's answer (granted, queued or refused) with answered true. It is
 // what lifecycles use: the answer comes in the call, in the ledger's next
@@ -79,27 +85,31 @@ func (l *Budget) Ask(ctx context.Context, req workflows.ReserveRequest) error {
 // When the ledger cannot take the update, the request goes as the reserve
 // signal instead (Ask) and answered is false: the answer then comes to the
 // lease's lifecycle as workflows.SignalBudgetAnswer. That is when the server
-// turns the update away (more in flight than it admits per workflow, or the
-// ledger closing its run for continue-as-new), when there is no ledger yet
-// (the signal starts it), when the running ledger is of a release without
-// the update, or when the call fails on its way. A request the ledger took
-// before the call failed is answered again, as it stands: the ledger knows
-// each lease once. Only a cancelled or expired ctx returns an error.
+// turns the update away (more in flight than it admits per workflow: the
+// SDK retries those until askWithin has passed), when the ledger is closing
+// its run for continue-as-new, when there is no ledger yet (the signal
+// starts it), when the running ledger is of a release without the update,
+// or when the call fails on its way. A request the ledger took before the
+// call failed is answered again, as it stands: the ledger knows each lease
+// once. An error is returned when ctx ends, or when the signal cannot be
+// sent either.
 func (l *Budget) Request(ctx context.Context, req workflows.ReserveRequest) (ans workflows.BudgetAnswer, answered bool, err error) {
-	h, err := l.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	uctx, cancel := context.WithTimeout(ctx, askWithin)
+	defer cancel()
+	h, err := l.temporal.UpdateWorkflow(uctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.LedgerWorkflowID,
 		UpdateName:   workflows.UpdateAsk,
 		Args:         []any{req},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
-		err = h.Get(ctx, &ans)
+		err = h.Get(uctx, &ans)
 	}
 	if err == nil {
 		return ans, true, nil
 	}
 	if ctx.Err() != nil {
-		return ans, false, ctx.Err()
+		return workflows.BudgetAnswer{}, false, ctx.Err()
 	}
 	return workflows.BudgetAnswer{}, false, l.Ask(ctx, req)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
@@ -156,6 +157,26 @@ func TestRequestFallsBackToTheSignal(t *testing.T) {
 			require.Zero(t, ans)
 		})
 	}
+}
+
+// TestRequestFallsBackWhenTheUpdateStalls: the SDK retries an update the
+// server turns away for its in-flight limit (ResourceExhausted) until the
+// deadline it is given, so the fallback must not wait for the caller's: past
+// askWithin the request goes as the signal while the caller still waits.
+func TestRequestFallsBackWhenTheUpdateStalls(t *testing.T) {
+	defer func(d time.Duration) { askWithin = d }(askWithin)
+	askWithin = 50 * time.Millisecond
+	c := mocks.NewClient(t)
+	c.On("UpdateWorkflow", mock.Anything, askUpdate).Run(func(args mock.Arguments) {
+		<-args.Get(0).(context.Context).Done() // retrying the in-flight limit
+	}).Return(nil, context.DeadlineExceeded)
+	c.On("SignalWithStartWorkflow", mock.Anything, workflows.LedgerWorkflowID, workflows.SignalReserve, askRequest,
+		mock.Anything, mock.Anything, workflows.NewLedgerState(workflows.DefaultBudgetTotal)).Return(nil, nil).Once()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // the activity's
+	defer cancel()
+	_, answered, err := NewBudget(c).Request(ctx, askRequest)
+	require.NoError(t, err)
+	require.False(t, answered, "the answer comes by signal")
 }
 
 // TestRequestWithAnEndedContextSendsNothingMore: a caller that gave up is
