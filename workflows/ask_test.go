@@ -111,6 +111,25 @@ func (s *lifecycleSuite) TestShutdownDuringTheAskIsTakenBeforeItsGrant() {
 	s.Zero(spec.PID)
 }
 
+// An answer by signal meant for an earlier lifecycle of this worker id
+// (queued, then terminated before its grant) that came while the ledger
+// answered this one's ask is given back, not left held by nobody.
+func (s *lifecycleSuite) TestAStaleGrantBesideTheAsksAnswerIsGivenBack() {
+	old := "worker-lifecycle/worker-implementation-001/old-run"
+	s.askAnswers(activities.ReserveResult{Answered: true, Reason: "worker worker-implementation-001 already holds 10000 tokens for another lifecycle"}, 5*time.Second)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(SignalBudgetAnswer, BudgetAnswer{WorkerID: testRequest().WorkerID, Lease: old, Granted: true})
+	}, time.Second)
+	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease,
+		ReleaseRequest{WorkerID: testRequest().WorkerID, Lease: old}).Return(nil).Once()
+	s.expectWithdraw()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusFailed}, statuses(spec))
+	s.Contains(spec.Cleanup.Reason, "already holds")
+}
+
 // When the update could not be used the request went as a signal, and
 // the answer by signal is awaited as before.
 func (s *lifecycleSuite) TestAskFallsBackToTheSignalledAnswer() {
@@ -191,7 +210,8 @@ func TestLedgerTurnsAsksAwayWhileClosing(t *testing.T) {
 }
 
 // While a fleet is upgraded (SetAskByUpdate(false)) a new lifecycle asks
-// by signal alone, with no reserve-ask marker, as the previous release did.
+// by signal alone (its reserve-ask marker records the default version), as the
+// previous release did.
 func (s *lifecycleSuite) TestAskBySignalWhileUpgrading() {
 	SetAskByUpdate(false)
 	s.T().Cleanup(func() { SetAskByUpdate(true) })

@@ -131,6 +131,10 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 		var ended *outcome
 		if first != nil {
 			ans, first = *first, nil
+			// Answers by signal that came meanwhile are an earlier
+			// lifecycle's of this worker id (what it grants or queues is
+			// given back, as below), or an earlier attempt's of this one.
+			w.dropStaleAnswers(ctx, answers, lease)
 			// A stop or a cancel that came while the ledger answered is
 			// taken before the answer, as with an answer by signal.
 			if w.wake.ReceiveAsync(nil) {
@@ -180,6 +184,16 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			return &outcome{kind: outcomeFailed, reason: ans.Reason}
 		}
 	}
+}
+
+// dropStaleAnswers takes the answers by signal already received, and gives
+// back what those meant for another lease grant or queue.
+func (w *lifecycle) dropStaleAnswers(ctx workflow.Context, answers workflow.ReceiveChannel, lease string) {
+	drainSignals(answers, func(ans BudgetAnswer, err error) {
+		if err == nil && ans.Lease != lease && ans.Lease != "" && (ans.Granted || ans.Queued) {
+			w.withdraw(ctx, ans.Lease)
+		}
+	})
 }
 
 // awaitAnswer waits for the ledger's answer by signal, a stop, a cancel or
