@@ -227,6 +227,8 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
 		{file: "lifecycle-queued-shutdown-r6", last: completed, started: "first", sent: SignalRelease, inCall: true,
 			versions: map[string]int{VersionFrozenLimits: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
+		{file: "lifecycle-zombie-r6", last: completed, started: "first", sent: SignalRelease, inCall: true, signal: SignalHeartbeat, answers: 1,
+			versions: map[string]int{VersionFrozenLimits: 1, VersionReleaseSignal: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
 		{file: "lifecycle-queue-timeout-r6", last: completed, started: "first", sent: SignalRelease, inCall: true,
 			versions: map[string]int{VersionFrozenLimits: 1, VersionReserveSignal: 1, VersionPools: 1, VersionReserveAsk: 1}},
 		// The ledger run of 200 spawns that waited for a budget for 10:

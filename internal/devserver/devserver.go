@@ -166,8 +166,9 @@ func SearchAttributeArgs() []string {
 // ledger's next workflow task. The server's default admits 10 in flight
 // per workflow, so 50 concurrent spawns would mostly be turned away (and
 // fall back to the slower signal path); 500 lets a wave of spawns share
-// the ledger's tasks. The ledger continues as new after 500 updates, well
-// under the per-run total (history.maxTotalUpdates, 2000).
+// the ledger's tasks. The ledger continues as new after 500 updates that
+// change it, or when the server suggests it (before the per-run total of
+// history.maxTotalUpdates, 2000, which repeats and refusals count toward).
 var DynamicConfig = [][2]string{
 	{"history.maxInFlightUpdates", "500"},
 }
