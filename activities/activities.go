@@ -148,6 +148,8 @@ type ReserveResult struct {
 	Queued   bool   `json:"queued,omitempty"`
 	Position int    `json:"position,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// QueueTimeout is the pool's, with a queued answer.
+	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
 }
 
 // ReleaseInput returns a lease's allocation to the budget.

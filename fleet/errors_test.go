@@ -82,6 +82,17 @@ func TestResolveOrderOfLimits(t *testing.T) {
 	require.Contains(t, err.Error(), "heartbeat limits must grow")
 }
 
+// TestResolveLeavesTheQueueTimeoutToThePool: a waiting spawn that sets no
+// queue timeout keeps 0, which the lifecycle takes as its pool's.
+func TestResolveLeavesTheQueueTimeoutToThePool(t *testing.T) {
+	req, err := offline(t).Resolve(workflows.SpawnRequest{WorkerType: "fix-worker", Master: "m", WaitForBudget: true})
+	require.NoError(t, err)
+	require.Zero(t, req.QueueTimeout)
+	req, err = offline(t).Resolve(workflows.SpawnRequest{WorkerType: "fix-worker", Master: "m", WaitForBudget: true, QueueTimeout: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, time.Hour, req.QueueTimeout)
+}
+
 // TestRefusedBeforeAnyCall: every operation checks its input first; the
 // offline client has no connection, so reaching the network would panic.
 func TestRefusedBeforeAnyCall(t *testing.T) {

@@ -115,9 +115,6 @@ func (f *Client) Resolve(req workflows.SpawnRequest) (workflows.SpawnRequest, er
 	if req.WorkerID == "" {
 		req.WorkerID = NewWorkerID(t.Name)
 	}
-	if req.WaitForBudget && req.QueueTimeout == 0 {
-		req.QueueTimeout = workflows.DefaultQueueTimeout
-	}
 	if err := req.Validate(); err != nil {
 		return req, invalid("", err)
 	}

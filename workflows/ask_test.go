@@ -172,7 +172,7 @@ func TestLedgerAnswersAnAskInItsResult(t *testing.T) {
 	}
 	lease := func(id string) string { return WorkflowID(id) + "/r1" }
 	require.Equal(t, BudgetAnswer{WorkerID: "worker-fix-a", Lease: lease("worker-fix-a"), Granted: true}, first.result)
-	require.Equal(t, BudgetAnswer{WorkerID: "worker-fix-b", Lease: lease("worker-fix-b"), Queued: true, Position: 1}, queued.result)
+	require.Equal(t, BudgetAnswer{WorkerID: "worker-fix-b", Lease: lease("worker-fix-b"), Queued: true, Position: 1, QueueTimeout: DefaultQueueTimeout}, queued.result)
 	require.Equal(t, "insufficient budget: available 20 < required 50", refused.result.(BudgetAnswer).Reason)
 	require.Equal(t, first.result, again.result, "a repeat is answered again")
 	require.Contains(t, bad.result.(BudgetAnswer).Reason, `priority "urgent" must be one of`)
@@ -225,4 +225,80 @@ func (s *lifecycleSuite) TestAskBySignalWhileUpgrading() {
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
 	spec := s.result()
 	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
+}
+
+// TestLedgerQueuedAnswerCarriesThePoolsQueueTimeout: a queued answer says
+// how long the request waits when its spawn set no queue timeout: its
+// pool's setting, the defaults' for a pool without settings, the root's
+// for the unnamed pool, else DefaultQueueTimeout; a bad one is refused.
+func TestLedgerQueuedAnswerCarriesThePoolsQueueTimeout(t *testing.T) {
+	h := newLedgerHarness(t)
+	h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-a", Settings: PoolSettings{QueueTimeout: 10 * time.Minute}})
+	h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Defaults: true, Settings: PoolSettings{QueueTimeout: 20 * time.Minute}})
+	negative := h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-b", Settings: PoolSettings{QueueTimeout: -time.Second}})
+	long := h.at(1*time.Second, UpdatePoolSet, PoolSetRequest{Name: "team-b", Settings: PoolSettings{QueueTimeout: 8 * 24 * time.Hour}})
+	h.at(2*time.Second, UpdateAsk, inPool("team-a", "worker-fix-full", 100, "medium", false))
+	a := h.at(3*time.Second, UpdateAsk, inPool("team-a", "worker-fix-a", 10, "medium", true))
+	m := h.at(3*time.Second, UpdateAsk, inPool("some-master", "worker-fix-m", 10, "medium", true))
+	root := h.at(3*time.Second, UpdateAsk, inPool("", "worker-fix-r", 10, "medium", true))
+	h.at(4*time.Second, UpdatePoolSet, PoolSetRequest{Name: PoolRoot, Settings: PoolSettings{QueueTimeout: 40 * time.Minute}, Fields: []string{"queue_timeout"}})
+	again := h.at(5*time.Second, UpdateAsk, inPool("", "worker-fix-r", 10, "medium", true))
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 6*time.Second)
+
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalBudgetAnswer, mock.Anything).Return(nil).Maybe()
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(100))
+	require.ErrorContains(t, negative.rejected, "queue timeout -1s is not in 0..168h0m0s")
+	require.ErrorContains(t, long.rejected, "queue timeout 192h0m0s is not in 0..168h0m0s")
+	require.Equal(t, 10*time.Minute, a.result.(BudgetAnswer).QueueTimeout, "the pool's own")
+	require.Equal(t, 20*time.Minute, m.result.(BudgetAnswer).QueueTimeout, "the defaults, for a pool without settings")
+	require.Equal(t, DefaultQueueTimeout, root.result.(BudgetAnswer).QueueTimeout, "the root sets none yet")
+	require.Equal(t, 40*time.Minute, again.result.(BudgetAnswer).QueueTimeout, "the root's, for the unnamed pool")
+	for _, c := range []*ledgerCall{a, m, root, again} {
+		require.True(t, c.result.(BudgetAnswer).Queued)
+	}
+}
+
+// A spawn that sets no queue timeout waits as long as its pool says.
+func (s *lifecycleSuite) TestQueuedForThePoolsQueueTimeout() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 1, QueueTimeout: 10 * time.Minute}, 0)
+	s.expectWithdraw()
+	var queued WorkerSpec
+	s.env.RegisterDelayedCallback(func() { queued = s.status() }, time.Minute)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusFailed}, statuses(spec))
+	s.Equal("queue timeout: no budget for 10000 tokens within 10m0s", spec.Cleanup.Reason)
+	s.Equal(10*time.Minute, spec.CompletedAt.Sub(spec.CreatedAt).Round(time.Second))
+	s.Require().NotNil(queued.Queue)
+	s.Require().NotNil(queued.Queue.Deadline)
+	s.Equal(10*time.Minute, queued.Queue.Deadline.Sub(queued.Queue.Since))
+}
+
+// The spawn's own queue timeout wins over its pool's.
+func (s *lifecycleSuite) TestTheSpawnsQueueTimeoutWinsOverThePools() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 1, QueueTimeout: 10 * time.Minute}, 0)
+	s.expectWithdraw()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(45*time.Minute)))
+	spec := s.result()
+	s.Equal("queue timeout: no budget for 10000 tokens within 45m0s", spec.Cleanup.Reason)
+	s.Equal(45*time.Minute, spec.CompletedAt.Sub(spec.CreatedAt).Round(time.Second))
+}
+
+// When the ask went by signal, the wait for the first answer is bound as
+// any answer is; once queued, the pool's queue timeout runs from the ask.
+func (s *lifecycleSuite) TestQueuedBySignalForThePoolsQueueTimeout() {
+	s.ledger = func(in activities.ReserveInput) *BudgetAnswer {
+		return &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Queued: true, Position: 2, QueueTimeout: 10 * time.Minute}
+	}
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+	s.expectWithdraw()
+	timers := s.answerTimers()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
+	spec := s.result()
+	s.Equal("queue timeout: no budget for 10000 tokens within 10m0s", spec.Cleanup.Reason)
+	s.Equal(10*time.Minute, spec.CompletedAt.Sub(spec.CreatedAt).Round(time.Second))
+	s.Equal(1, *timers, "the first answer's bound, cancelled when it came")
 }

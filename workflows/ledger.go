@@ -110,6 +110,9 @@ type BudgetAnswer struct {
 	// Reason says why a request was refused, as the update would have:
 	// "insufficient budget: available X < required Y".
 	Reason string `json:"reason,omitempty"`
+	// QueueTimeout, with a queued answer, is the pool's queue timeout: how
+	// long the request waits when its spawn set none.
+	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
 }
 
 // ReleaseRequest gives a lease's budget back.
@@ -606,7 +609,7 @@ func (l *ledger) decide(ctx workflow.Context, req ReserveRequest) BudgetAnswer {
 		l.admit(ctx)
 	}
 	if i := l.queued(req.Lease); i >= 0 {
-		ans.Queued, ans.Position = true, l.position(i)
+		ans.Queued, ans.Position, ans.QueueTimeout = true, l.position(i), l.queueTimeout(req.Pool)
 		return ans
 	}
 	l.st.UpdatesThisRun++
@@ -628,7 +631,7 @@ func (l *ledger) decide(ctx workflow.Context, req ReserveRequest) BudgetAnswer {
 		ans.Granted = true
 		l.checkAlerts(ctx)
 	case req.Wait:
-		ans.Queued, ans.Position = true, l.position(i)
+		ans.Queued, ans.Position, ans.QueueTimeout = true, l.position(i), l.queueTimeout(req.Pool)
 	default:
 		if why == "" {
 			// Another request may be admitted first (a freed head not

@@ -75,6 +75,10 @@ type PoolSettings struct {
 	// AlertAt is the alert threshold in percent of the quota held or the
 	// window limit spent (0: DefaultAlertAt).
 	AlertAt int `json:"alert_at,omitempty"`
+	// QueueTimeout is how long a queued spawn of the pool that sets no
+	// queue timeout of its own waits before it fails holding nothing (0:
+	// DefaultQueueTimeout).
+	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
 }
 
 // DefaultAlertAt is the alert threshold of a pool or the root that sets
@@ -101,7 +105,7 @@ type PoolSetRequest struct {
 }
 
 // PoolFields are the names PoolSetRequest.Fields may list.
-var PoolFields = []string{"quota", "borrow", "lend", "max_workers", "hold", "best_effort", "window", "window_limit", "window_from", "alert_at"}
+var PoolFields = []string{"quota", "borrow", "lend", "max_workers", "hold", "best_effort", "window", "window_limit", "window_from", "alert_at", "queue_timeout"}
 
 // Merge returns base with the listed fields taken from s (all of s when
 // fields is empty).
@@ -131,6 +135,8 @@ func (s PoolSettings) Merge(base PoolSettings, fields []string) (PoolSettings, e
 			base.WindowFrom = s.WindowFrom
 		case "alert_at":
 			base.AlertAt = s.AlertAt
+		case "queue_timeout":
+			base.QueueTimeout = s.QueueTimeout
 		default:
 			return base, fmt.Errorf("unknown pool setting %s: one of %s", Quote(f), strings.Join(PoolFields, ", "))
 		}
@@ -194,6 +200,8 @@ func (s PoolSettings) Validate() error {
 		return fmt.Errorf("a window limit needs a window (e.g. 24h)")
 	case s.AlertAt < 0 || s.AlertAt > 100:
 		return fmt.Errorf("alert threshold %d%% is not in 1..100", s.AlertAt)
+	case s.QueueTimeout < 0 || s.QueueTimeout > maxLimitDuration:
+		return fmt.Errorf("queue timeout %s is not in 0..%s", s.QueueTimeout, maxLimitDuration)
 	}
 	return nil
 }
@@ -202,7 +210,7 @@ func (s PoolSettings) Validate() error {
 // alert threshold: the root is the whole budget.
 func (s PoolSettings) ValidateRoot() error {
 	if s.Quota != 0 || s.Borrow != 0 || s.Lend != nil || s.MaxWorkers != 0 || s.Hold || s.BestEffort {
-		return fmt.Errorf("%q is the whole budget, not a pool: it has no quota, borrowing, lending, worker cap, hold or order; size it with `budget set --total` (it takes --window, --window-limit, --window-from and --alert-at)", PoolRoot)
+		return fmt.Errorf("%q is the whole budget, not a pool: it has no quota, borrowing, lending, worker cap, hold or order; size it with `budget set --total` (it takes --window, --window-limit, --window-from, --alert-at and --queue-timeout)", PoolRoot)
 	}
 	return nil
 }
@@ -227,6 +235,20 @@ func (l *ledger) settings(pool string) PoolSettings {
 		return s
 	}
 	return l.st.PoolDefaults
+}
+
+// queueTimeout is how long a queued request of the pool waits when its
+// spawn set no queue timeout: the pool's own or the defaults' setting, the
+// root's for the unnamed pool, else DefaultQueueTimeout.
+func (l *ledger) queueTimeout(pool string) time.Duration {
+	s := l.settings(pool)
+	if pool == "" {
+		s = l.st.Root
+	}
+	if s.QueueTimeout > 0 {
+		return s.QueueTimeout
+	}
+	return DefaultQueueTimeout
 }
 
 // poolUse is what a pool holds, and how many workers.

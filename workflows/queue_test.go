@@ -124,7 +124,7 @@ func (s *lifecycleSuite) TestCancelWhileQueuedWithdraws() {
 	s.queueAnswer(1)
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
-	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, time.Hour)
+	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 10*time.Minute)
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
 	spec := s.result()
@@ -298,7 +298,7 @@ func TestLedgerQueueOrder(t *testing.T) {
 	require.Equal(t, []string{"worker-fix-crit", "worker-fix-high1", "worker-fix-high2", "worker-fix-low", "worker-fix-small"}, order)
 	require.Equal(t, int64(280), queued.Queued)
 	require.Equal(t, []int{1, 2, 3, 4, 5}, positions(queued))
-	require.Equal(t, []BudgetAnswer{{WorkerID: "worker-fix-crit", Lease: WorkflowID("worker-fix-crit") + "/r1", Queued: true, Position: 1}}, a.of("worker-fix-crit")[:1],
+	require.Equal(t, []BudgetAnswer{{WorkerID: "worker-fix-crit", Lease: WorkflowID("worker-fix-crit") + "/r1", Queued: true, Position: 1, QueueTimeout: DefaultQueueTimeout}}, a.of("worker-fix-crit")[:1],
 		"the critical request went to the head on arrival")
 	require.Len(t, afterFirst.Queue, 4, "the refund of 100 admitted the critical 90 alone: the next (60) does not fit in 10")
 	require.Equal(t, int64(10), afterFirst.Available, "the small request behind does not pass the head")

@@ -89,8 +89,10 @@ type SpawnRequest struct {
 	// cannot cover it now, instead of failing the spawn.
 	WaitForBudget bool `json:"wait_for_budget,omitempty"`
 	// QueueTimeout ends a queued lifecycle failed, holding nothing, after
-	// this long; zero waits until it is admitted or stopped. The client
-	// fills in DefaultQueueTimeout.
+	// this long; zero takes its pool's queue timeout (PoolSettings), which
+	// is DefaultQueueTimeout unless set. (Lifecycles that ask by signal
+	// alone, of earlier releases or under --ask-by-update=false, wait
+	// until admitted or stopped when it is zero.)
 	QueueTimeout time.Duration `json:"queue_timeout,omitempty"`
 	// Pool is the budget pool to reserve in; empty is the master's own
 	// pool (pools.go).

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -108,12 +109,17 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 
 	// A request that may not wait is answered in one ledger task; the
 	// bound only keeps a lost answer from holding the lifecycle forever.
+	// By update, a waiting request is bound by it too until it is queued,
+	// and from then by its queue timeout, the pool's when the spawn set
+	// none; before, by the spawn's queue timeout from the start (none when
+	// zero).
 	limit, timedOut := answerWithin, fmt.Sprintf("the budget ledger did not answer within %s", answerWithin)
-	if r.WaitForBudget {
-		limit, timedOut = r.QueueTimeout, fmt.Sprintf("queue timeout: no budget for %d tokens within %s", r.Budget, r.QueueTimeout)
+	if r.WaitForBudget && !byUpdate {
+		limit, timedOut = r.QueueTimeout, queueTimedOut(r.Budget, r.QueueTimeout)
 	}
+	queueing := false
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	defer cancelTimer()
+	defer func() { cancelTimer() }()
 	var timer workflow.Future
 	asked := workflow.Now(ctx).UTC()
 	// The answer the update brought is taken first; the timer is started
@@ -121,7 +127,8 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 	// for a grant or a refusal).
 	var first *BudgetAnswer
 	if byUpdate && res.Answered {
-		first = &BudgetAnswer{WorkerID: r.WorkerID, Lease: lease, Granted: res.Granted, Queued: res.Queued, Position: res.Position, Reason: res.Reason}
+		first = &BudgetAnswer{WorkerID: r.WorkerID, Lease: lease, Granted: res.Granted, Queued: res.Queued, Position: res.Position, Reason: res.Reason,
+			QueueTimeout: res.QueueTimeout}
 	}
 	if limit > 0 && !byUpdate {
 		timer = workflow.NewTimer(timerCtx, limit)
@@ -147,7 +154,7 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			}
 		} else {
 			if timer == nil && limit > 0 {
-				timer = workflow.NewTimer(timerCtx, limit-workflow.Now(ctx).Sub(asked))
+				timer = workflow.NewTimer(timerCtx, max(limit-workflow.Now(ctx).Sub(asked), time.Millisecond))
 			}
 			ended = w.awaitAnswer(ctx, answers, timer, timedOut, &ans)
 		}
@@ -171,6 +178,18 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			w.granted(ctx, lease)
 			return nil
 		case ans.Queued:
+			if byUpdate && !queueing {
+				// Answered: from now on the queue timeout runs, from the ask.
+				queueing = true
+				cancelTimer()
+				timerCtx, cancelTimer = workflow.WithCancel(ctx)
+				timer = nil
+				limit = r.QueueTimeout
+				if limit == 0 {
+					limit = orDuration(ans.QueueTimeout, DefaultQueueTimeout)
+				}
+				timedOut = queueTimedOut(r.Budget, limit)
+			}
 			w.st.Spec.Queue = &QueueInfo{Position: ans.Position, Pool: w.st.Spec.TokenBudget.Pool, Since: workflow.Now(ctx).UTC()}
 			if limit > 0 {
 				w.st.Spec.Queue.Deadline = ptr(asked.Add(limit))
@@ -194,6 +213,18 @@ func (w *lifecycle) dropStaleAnswers(ctx workflow.Context, answers workflow.Rece
 			w.withdraw(ctx, ans.Lease)
 		}
 	})
+}
+
+func queueTimedOut(budget int64, limit time.Duration) string {
+	return fmt.Sprintf("queue timeout: no budget for %d tokens within %s", budget, limit)
+}
+
+// orDuration is d, or def when d is zero.
+func orDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
 // awaitAnswer waits for the ledger's answer by signal, a stop, a cancel or

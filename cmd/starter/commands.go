@@ -125,7 +125,7 @@ func (a *app) spawnCommand() *cobra.Command {
 	f.DurationVar(&req.Limits.SampleEvery, "sample-every", 0, "measure the process tree's CPU and memory this often (default 30s)")
 	f.StringVar(&req.Pool, "pool", "", "budget pool to reserve in (default: the master's own pool)")
 	f.BoolVar(&req.WaitForBudget, "wait-for-budget", false, "when the budget is short, wait in the queue (pending, by priority then arrival) instead of failing")
-	f.DurationVar(&req.QueueTimeout, "queue-timeout", 0, "with --wait-for-budget: fail, holding nothing, after waiting this long (default 30m)")
+	f.DurationVar(&req.QueueTimeout, "queue-timeout", 0, "with --wait-for-budget: fail, holding nothing, after waiting this long (default: the pool's queue timeout, 30m unless `budget pool set --queue-timeout`)")
 	f.BoolVar(&wait, "wait", true, "wait until the worker runs, is queued for budget, or failed to start")
 	f.StringVar(&specPath, "from-spec", "", "spawn from a worker spec JSON file (the runbook's spec shape)")
 	cmd.MarkFlagsMutuallyExclusive("from-spec", "type")

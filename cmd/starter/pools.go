@@ -36,6 +36,7 @@ func (a *app) poolCommand() *cobra.Command {
 		windowLimit      int64
 		windowFrom       string
 		alertAt          int
+		queueTimeout     time.Duration
 	)
 	set := &cobra.Command{
 		Use:   "set NAME | root | --defaults [flags]",
@@ -50,7 +51,9 @@ func (a *app) poolCommand() *cobra.Command {
   # At most 2M tokens spent per day by team-a, alert at 80 %
   starter budget pool set team-a --window 24h --window-from 2026-12-01T00:00:00Z --window-limit 2000000 --alert-at 80
   # The whole budget's weekly limit
-  starter budget pool set root --window 168h --window-limit 10000000`,
+  starter budget pool set root --window 168h --window-limit 10000000
+  # Queued spawns of team-a that set no --queue-timeout give up after 2 hours
+  starter budget pool set team-a --queue-timeout 2h`,
 		Args: func(_ *cobra.Command, argv []string) error {
 			switch {
 			case defaults && len(argv) > 0:
@@ -125,8 +128,9 @@ func (a *app) poolCommand() *cobra.Command {
 				return usageError{fmt.Errorf("--alert-at %d is not in 1..100 (percent)", alertAt)}
 			}
 			change("alert-at", "alert_at", func() { s.AlertAt = alertAt })
+			change("queue-timeout", "queue_timeout", func() { s.QueueTimeout = queueTimeout })
 			if len(fields) == 0 {
-				return usageError{fmt.Errorf("nothing to set: give --quota, --borrow, --lend, --max-workers, --hold, --best-effort, --window, --window-limit, --window-from or --alert-at")}
+				return usageError{fmt.Errorf("nothing to set: give --quota, --borrow, --lend, --max-workers, --hold, --best-effort, --window, --window-limit, --window-from, --alert-at or --queue-timeout")}
 			}
 			v, err := fc.Budget().SetPool(cmd.Context(), name, s, fields...)
 			if err != nil {
@@ -158,6 +162,7 @@ func (a *app) poolCommand() *cobra.Command {
 	f.Int64Var(&windowLimit, "window-limit", 0, "most tokens the pool's workers may spend per window, held tokens included")
 	f.StringVar(&windowFrom, "window-from", "", "start of the first window, RFC 3339 (default: now)")
 	f.IntVar(&alertAt, "alert-at", 0, "alert when the quota held or the window limit spent reaches this percent (default 75)")
+	f.DurationVar(&queueTimeout, "queue-timeout", 0, "how long a queued spawn of the pool that sets no --queue-timeout waits before it fails holding nothing (0: 30m)")
 
 	del := &cobra.Command{
 		Use:     "delete NAME",
@@ -266,6 +271,9 @@ func printPools(w io.Writer, v workflows.BudgetView) {
 		}
 		if s.BestEffort {
 			limits = append(limits, "best effort")
+		}
+		if s.QueueTimeout > 0 {
+			limits = append(limits, fmt.Sprintf("queue timeout %s", s.QueueTimeout))
 		}
 		if s.Hold {
 			limits = append(limits, "ON HOLD")

@@ -55,7 +55,8 @@ func (l *Ledger) Ask(ctx context.Context, in activities.ReserveInput) (activitie
 	if err != nil || !answered {
 		return activities.ReserveResult{}, err
 	}
-	return activities.ReserveResult{Answered: true, Granted: ans.Granted, Queued: ans.Queued, Position: ans.Position, Reason: ans.Reason}, nil
+	return activities.ReserveResult{Answered: true, Granted: ans.Granted, Queued: ans.Queued, Position: ans.Position, Reason: ans.Reason,
+		QueueTimeout: ans.QueueTimeout}, nil
 }
 
 // refusal makes the ledger's refusal the activities' one; other errors

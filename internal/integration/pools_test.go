@@ -145,6 +145,8 @@ func TestPoolWindowAndAlert(t *testing.T) {
 		{[]string{"budget", "pool", "set", "team-delta", "--window-limit", "10"}, "a window limit needs a window"},
 		{[]string{"budget", "pool", "set", "team-gamma", "--window-from", "yesterday"}, `--window-from "yesterday" is not a time`},
 		{[]string{"budget", "pool", "set", "root", "--quota", "10"}, `"root" is the whole budget`},
+		{[]string{"budget", "pool", "set", "team-gamma", "--queue-timeout", "-1s"}, "queue timeout -1s is not in 0..168h0m0s"},
+		{[]string{"budget", "pool", "set", "team-gamma", "--queue-timeout", "200h"}, "queue timeout 200h0m0s is not in 0..168h0m0s"},
 	} {
 		_, errOut, code := h.starter(t, tc.args...)
 		require.Equal(t, 2, code, "%v: %s", tc.args, errOut)
@@ -177,6 +179,17 @@ func TestPoolWindowAndAlert(t *testing.T) {
 	out := h.spawnOK(t, waiting, "--type", "sleeper-worker", "--task-id", "task-window", "--master", "master-gamma", "--pool", "team-gamma",
 		"--budget", "100", "--wait-for-budget")
 	require.Contains(t, out, "queued for budget: position 1 in pool team-gamma")
+
+	// The pool's queue timeout, for a spawn that sets none.
+	require.Contains(t, h.starterOK(t, "budget", "pool", "set", "team-gamma", "--queue-timeout", "3s"), "queue timeout 3s")
+	impatient := newID("sleeper")
+	out = h.spawnOK(t, impatient, "--type", "sleeper-worker", "--task-id", "task-window", "--master", "master-gamma", "--pool", "team-gamma",
+		"--budget", "100", "--wait-for-budget")
+	require.Contains(t, out, "queued for budget: position 2 in pool team-gamma")
+	failed := h.waitStatus(t, impatient, workflows.StatusFailed, 30*time.Second)
+	require.Equal(t, "queue timeout: no budget for 100 tokens within 3s", failed.Cleanup.Reason)
+	require.Zero(t, failed.Cleanup.Refunded, "it held nothing")
+
 	h.starterOK(t, "shutdown", waiting)
 	h.recordHistory(t, "ledger-windows", workflows.LedgerWorkflowID)
 	require.Equal(t, before.Used, h.budget(t).Used)
