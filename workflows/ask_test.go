@@ -286,19 +286,85 @@ func (s *lifecycleSuite) TestTheSpawnsQueueTimeoutWinsOverThePools() {
 	s.Equal(45*time.Minute, spec.CompletedAt.Sub(spec.CreatedAt).Round(time.Second))
 }
 
-// When the ask went by signal, the wait for the first answer is bound as
-// any answer is; once queued, the pool's queue timeout runs from the ask.
+// timerDurations records the durations of the timers the lifecycle starts.
+func (s *lifecycleSuite) timerDurations() *[]time.Duration {
+	var d []time.Duration
+	s.env.SetOnTimerScheduledListener(func(_ string, t time.Duration) { d = append(d, t) })
+	return &d
+}
+
+// When the ask went by signal, the wait for the first answer is bound by
+// the default queue timeout; once queued, the pool's runs, from the ask.
 func (s *lifecycleSuite) TestQueuedBySignalForThePoolsQueueTimeout() {
 	s.ledger = func(in activities.ReserveInput) *BudgetAnswer {
 		return &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Queued: true, Position: 2, QueueTimeout: 10 * time.Minute}
 	}
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
-	timers := s.answerTimers()
+	timers := s.timerDurations()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
 	spec := s.result()
 	s.Equal("queue timeout: no budget for 10000 tokens within 10m0s", spec.Cleanup.Reason)
 	s.Equal(10*time.Minute, spec.CompletedAt.Sub(spec.CreatedAt).Round(time.Second))
-	s.Equal(1, *timers, "the first answer's bound, cancelled when it came")
+	s.Require().Len(*timers, 2, "the first answer's bound, then the pool's")
+	s.Equal(DefaultQueueTimeout, (*timers)[0])
+}
+
+// A queued answer of a ledger that names no queue timeout (one of an
+// earlier release, answering the signal) leaves the default.
+func (s *lifecycleSuite) TestQueuedWithoutAPoolQueueTimeoutWaitsTheDefault() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 1}, 0)
+	s.expectWithdraw()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
+	spec := s.result()
+	s.Equal("queue timeout: no budget for 10000 tokens within 30m0s", spec.Cleanup.Reason)
+}
+
+// A grant by signal that came while the ask's result said "queued" is this
+// lifecycle's admission, not a stale answer: it starts.
+func (s *lifecycleSuite) TestAGrantBesideTheAsksQueuedAnswerStarts() {
+	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 1}, 5*time.Second)
+	s.grantAt(time.Second)
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
+	s.expectRelease(1)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
+	s.Equal(5*time.Second, spec.StartedAt.Sub(spec.CreatedAt).Round(time.Second))
+}
+
+// By signal alone (SetAskByUpdate(false)) a spawn without a queue timeout
+// waits as long as its pool's queued answer says, and, when the answer
+// names none (a ledger of an earlier release), until it is admitted or
+// stopped, as before.
+func (s *lifecycleSuite) TestBySignalAloneThePoolsQueueTimeoutRuns() {
+	SetAskByUpdate(false)
+	s.T().Cleanup(func() { SetAskByUpdate(true) })
+	s.ledger = func(in activities.ReserveInput) *BudgetAnswer {
+		return &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Queued: true, Position: 1, QueueTimeout: 10 * time.Minute}
+	}
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+	s.expectWithdraw()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
+	spec := s.result()
+	s.Equal("queue timeout: no budget for 10000 tokens within 10m0s", spec.Cleanup.Reason)
+	s.Equal(10*time.Minute, spec.CompletedAt.Sub(spec.CreatedAt).Round(time.Second))
+}
+
+func (s *lifecycleSuite) TestBySignalAloneWithoutAPoolQueueTimeoutWaits() {
+	SetAskByUpdate(false)
+	s.T().Cleanup(func() { SetAskByUpdate(true) })
+	s.queueAnswer(1)
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+	s.expectWithdraw()
+	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 2*time.Hour)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
+	spec := s.result()
+	s.Equal("lifecycle cancelled while queued for budget", spec.Cleanup.Reason)
 }

@@ -206,8 +206,8 @@ func (s PoolSettings) Validate() error {
 	return nil
 }
 
-// ValidateRoot refuses root settings other than a spend window and an
-// alert threshold: the root is the whole budget.
+// ValidateRoot refuses root settings other than a spend window, an alert
+// threshold and a queue timeout: the root is the whole budget.
 func (s PoolSettings) ValidateRoot() error {
 	if s.Quota != 0 || s.Borrow != 0 || s.Lend != nil || s.MaxWorkers != 0 || s.Hold || s.BestEffort {
 		return fmt.Errorf("%q is the whole budget, not a pool: it has no quota, borrowing, lending, worker cap, hold or order; size it with `budget set --total` (it takes --window, --window-limit, --window-from, --alert-at and --queue-timeout)", PoolRoot)

@@ -109,15 +109,17 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 
 	// A request that may not wait is answered in one ledger task; the
 	// bound only keeps a lost answer from holding the lifecycle forever.
-	// By update, a waiting request is bound by it too until it is queued,
-	// and from then by its queue timeout, the pool's when the spawn set
-	// none; before, by the spawn's queue timeout from the start (none when
-	// zero).
+	// A waiting one is bound by its queue timeout, from its ask: the
+	// spawn's, or else its pool's, which a queued answer carries (30 m
+	// until one has come, by update; none, before the ask update).
 	limit, timedOut := answerWithin, fmt.Sprintf("the budget ledger did not answer within %s", answerWithin)
-	if r.WaitForBudget && !byUpdate {
-		limit, timedOut = r.QueueTimeout, queueTimedOut(r.Budget, r.QueueTimeout)
+	if r.WaitForBudget {
+		limit = r.QueueTimeout
+		if byUpdate {
+			limit = orDuration(r.QueueTimeout, DefaultQueueTimeout)
+		}
+		timedOut = queueTimedOut(r.Budget, limit)
 	}
-	queueing := false
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
 	defer func() { cancelTimer() }()
 	var timer workflow.Future
@@ -138,10 +140,14 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 		var ended *outcome
 		if first != nil {
 			ans, first = *first, nil
-			// Answers by signal that came meanwhile are an earlier
-			// lifecycle's of this worker id (what it grants or queues is
-			// given back, as below), or an earlier attempt's of this one.
-			w.dropStaleAnswers(ctx, answers, lease)
+			if !ans.Queued {
+				// The wait ends here: answers by signal that came
+				// meanwhile are an earlier lifecycle's of this worker id
+				// (what they grant or queue is given back, as below) or
+				// repeat this one's. A queued one leaves them to the loop,
+				// where this lease's grant may be among them.
+				w.dropStaleAnswers(ctx, answers, lease)
+			}
 			// A stop or a cancel that came while the ledger answered is
 			// taken before the answer, as with an answer by signal.
 			if w.wake.ReceiveAsync(nil) {
@@ -154,7 +160,7 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			}
 		} else {
 			if timer == nil && limit > 0 {
-				timer = workflow.NewTimer(timerCtx, max(limit-workflow.Now(ctx).Sub(asked), time.Millisecond))
+				timer = workflow.NewTimer(timerCtx, limit-workflow.Now(ctx).Sub(asked))
 			}
 			ended = w.awaitAnswer(ctx, answers, timer, timedOut, &ans)
 		}
@@ -178,17 +184,14 @@ func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 			w.granted(ctx, lease)
 			return nil
 		case ans.Queued:
-			if byUpdate && !queueing {
-				// Answered: from now on the queue timeout runs, from the ask.
-				queueing = true
+			if r.WaitForBudget && r.QueueTimeout == 0 && ans.QueueTimeout > 0 && ans.QueueTimeout != limit {
+				// The spawn set none: its pool's runs, from the ask.
+				// (Answers of ledgers before pool queue timeouts carry
+				// none, so the histories they are in take no new timer.)
+				limit, timedOut = ans.QueueTimeout, queueTimedOut(r.Budget, ans.QueueTimeout)
 				cancelTimer()
 				timerCtx, cancelTimer = workflow.WithCancel(ctx)
 				timer = nil
-				limit = r.QueueTimeout
-				if limit == 0 {
-					limit = orDuration(ans.QueueTimeout, DefaultQueueTimeout)
-				}
-				timedOut = queueTimedOut(r.Budget, limit)
 			}
 			w.st.Spec.Queue = &QueueInfo{Position: ans.Position, Pool: w.st.Spec.TokenBudget.Pool, Since: workflow.Now(ctx).UTC()}
 			if limit > 0 {

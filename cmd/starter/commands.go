@@ -540,6 +540,14 @@ func printBudget(w io.Writer, v workflows.BudgetView) {
 		fmt.Fprintf(w, "  queued %d (%d requests)", v.Queued, len(v.Queue))
 	}
 	fmt.Fprintln(w)
+	// Queue timeouts the pools' lines do not show: the root's (for what
+	// reserves in the root) and the defaults' (for pools created on use).
+	if v.Root != nil && v.Root.QueueTimeout > 0 {
+		fmt.Fprintf(w, "root queue timeout %s\n", v.Root.QueueTimeout)
+	}
+	if v.PoolDefaults != nil && v.PoolDefaults.QueueTimeout > 0 {
+		fmt.Fprintf(w, "pool defaults: queue timeout %s\n", v.PoolDefaults.QueueTimeout)
+	}
 	printWindowAndAlert(w, "", v.Window, v.Alert)
 	printPools(w, v)
 	for _, al := range v.Allocations {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -22,4 +24,17 @@ func TestCurrentSettings(t *testing.T) {
 	require.Equal(t, int64(50000), currentSettings(v, "master-b").Quota)
 	require.Equal(t, int64(50000), currentSettings(v, "").Quota, "--defaults")
 	require.Equal(t, workflows.PoolSettings{}, currentSettings(workflows.BudgetView{}, workflows.PoolRoot))
+}
+
+// budget show prints the queue timeouts a pool's line cannot: the root's
+// and the defaults'; a pool's own is in its line.
+func TestPrintBudgetShowsQueueTimeouts(t *testing.T) {
+	var b strings.Builder
+	printBudget(&b, workflows.BudgetView{Total: 100, Available: 100,
+		Root:         &workflows.PoolSettings{QueueTimeout: 2 * time.Hour},
+		PoolDefaults: &workflows.PoolSettings{QueueTimeout: 20 * time.Minute},
+		Pools:        []workflows.PoolView{{Name: "team-a", Configured: true, Settings: workflows.PoolSettings{QueueTimeout: 5 * time.Minute}}}})
+	require.Contains(t, b.String(), "root queue timeout 2h0m0s\n")
+	require.Contains(t, b.String(), "pool defaults: queue timeout 20m0s\n")
+	require.Contains(t, b.String(), "queue timeout 5m0s]")
 }
