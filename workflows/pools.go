@@ -161,9 +161,11 @@ type PoolView struct {
 	Workers  int   `json:"workers"`
 	Queued   int64 `json:"queued,omitempty"`
 	Waiting  int   `json:"waiting,omitempty"`
-	// Window is its open spend window, Alert its raised alert.
-	Window *WindowView `json:"window,omitempty"`
-	Alert  *AlertView  `json:"alert,omitempty"`
+	// Window is its open spend window, Alert its raised alert, LastAlert
+	// its latest crossing, raised now or since re-armed.
+	Window    *WindowView `json:"window,omitempty"`
+	Alert     *AlertView  `json:"alert,omitempty"`
+	LastAlert *AlertView  `json:"last_alert,omitempty"`
 }
 
 // ValidatePoolName refuses a name that cannot be a pool.
@@ -663,7 +665,7 @@ func (l *ledger) poolViews() []PoolView {
 		if q := p.Settings.Quota; q > 0 && p.Held > q {
 			p.Borrowed = p.Held - q
 		}
-		p.Window, p.Alert = l.windowView(l.ctx, p.Name), l.alertView(p.Name)
+		p.Window, p.Alert, p.LastAlert = l.windowView(l.ctx, p.Name), l.alertView(p.Name), l.lastAlertView(p.Name)
 		out = append(out, *p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -226,7 +226,7 @@ func (l *ledger) checkAlerts(ctx workflow.Context) {
 			a = AlertState{Active: true, Seq: a.Seq + 1, Message: msg, Since: workflow.Now(ctx).UTC()}
 			workflow.GetLogger(ctx).Warn("Budget alert", "pool", name, "alert", msg)
 		case msg == "" && a.Active:
-			a.Active, a.Message = false, ""
+			a.Active = false // its message and time stay, for LastAlert
 		default:
 			continue
 		}
@@ -294,6 +294,15 @@ func (l *ledger) windowView(ctx workflow.Context, name string) *WindowView {
 		return nil
 	}
 	return &WindowView{Limit: s.WindowLimit, Spent: l.spent(ctx, name), Ends: windowStart(s, workflow.Now(ctx)).Add(s.Window).UTC()}
+}
+
+// lastAlertView is the latest alert of name, raised now or re-armed since,
+// or nil when it has had none.
+func (l *ledger) lastAlertView(name string) *AlertView {
+	if a := l.st.Alerts[name]; a.Seq > 0 {
+		return &AlertView{Message: a.Message, Since: a.Since, Seq: a.Seq}
+	}
+	return nil
 }
 
 // alertView is the raised alert of name, or nil.

@@ -133,27 +133,38 @@ func (m *Mirror) Sync(ctx context.Context) error {
 	return writeAtomic(m.statePath(), data)
 }
 
-// budgetAlerts turns the ledger's raised alerts not yet written into
-// budget_alert events, one per crossing.
+// budgetAlerts turns the ledger's alerts not yet written into budget_alert
+// events, one per crossing seen: the latest crossing of each pool (and the
+// root), so that an alert raised and re-armed between two syncs is written
+// too, marked "cleared". A ledger of a release before last_alert shows only
+// raised alerts.
 func (m *Mirror) budgetAlerts(v workflows.BudgetView) []Event {
 	if m.state.BudgetAlerts == nil {
 		m.state.BudgetAlerts = map[string]time.Time{}
 	}
 	var events []Event
-	add := func(pool string, a *workflows.AlertView) {
+	add := func(pool string, raised, last *workflows.AlertView) {
+		a := last
+		if a == nil {
+			a = raised
+		}
 		if a == nil || !a.Since.After(m.state.BudgetAlerts[pool]) {
 			return
 		}
 		m.state.BudgetAlerts[pool] = a.Since
+		data := map[string]any{"pool": pool, "message": a.Message}
+		if raised == nil || !raised.Since.Equal(a.Since) {
+			data["cleared"] = true
+		}
 		events = append(events, Event{
 			ID:        fmt.Sprintf("evt-budget-alert-%s-%d", pool, a.Since.UnixNano()),
 			Timestamp: a.Since, Type: "budget_alert", Source: "worker-lifecycle",
-			Data: map[string]any{"pool": pool, "message": a.Message},
+			Data: data,
 		})
 	}
-	add(workflows.PoolRoot, v.Alert)
+	add(workflows.PoolRoot, v.Alert, v.LastAlert)
 	for _, p := range v.Pools {
-		add(p.Name, p.Alert)
+		add(p.Name, p.Alert, p.LastAlert)
 	}
 	return events
 }

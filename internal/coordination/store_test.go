@@ -176,6 +176,16 @@ func TestBudgetAlertEvents(t *testing.T) {
 	require.Equal(t, "again", again[0].Data.(map[string]any)["message"])
 	v.Pools[0].Alert = &workflows.AlertView{Message: "a ledger made anew", Since: t0.Add(2 * time.Hour), Seq: 1}
 	require.Len(t, m.budgetAlerts(v), 1, "a new alert though its number starts again")
+
+	// Raised and re-armed between two syncs: the ledger's last alert says
+	// so, and it is written, marked cleared; the raised one still shows.
+	v.Pools[0].Alert = nil
+	v.Pools[0].LastAlert = &workflows.AlertView{Message: "brief", Since: t0.Add(3 * time.Hour), Seq: 2}
+	v.LastAlert = v.Alert
+	brief := m.budgetAlerts(v)
+	require.Len(t, brief, 1, "the root's raised alert was written already")
+	require.Equal(t, map[string]any{"pool": "team-a", "message": "brief", "cleared": true}, brief[0].Data)
+	require.Empty(t, m.budgetAlerts(v))
 }
 
 // TestArchivalRacingTheMirror moves specs to archived/ while the mirror
