@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -74,11 +75,21 @@ func shutdownOne(ctx context.Context, f *fleet.Client, id string) error {
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	spec, err := f.Wait(wctx, id)
-	if stopErr != nil {
+	if err != nil {
+		if stopErr != nil {
+			return fmt.Errorf("shutting %s down: %w", id, stopErr)
+		}
+		return err
+	}
+	// "Already ended": the SDK retried a shutdown the overloaded server had
+	// taken but not answered in time, or the worker ended by itself (a
+	// false zombie, cleaned up) just before. Either way it must have ended
+	// as the shutdown or the cleanup ends it, refunded.
+	if stopErr != nil && !errors.Is(stopErr, fleet.ErrEnded) {
 		return fmt.Errorf("shutting %s down: %w", id, stopErr)
 	}
-	if err != nil {
-		return err
+	if stopErr != nil && spec.Status == workflows.StatusCleanedUp {
+		return checkEnded(spec, workflows.StatusCleanedUp)
 	}
 	return checkEnded(spec, workflows.StatusCompleted)
 }
