@@ -145,13 +145,15 @@ type BudgetView struct {
 	Pools        []PoolView    `json:"pools,omitempty"`
 	PoolDefaults *PoolSettings `json:"pool_defaults,omitempty"`
 	// Root is the root's spend window and alert threshold, when set;
-	// Window its open window, Alert its raised alert, LastAlert its latest
-	// crossing, raised now or since re-armed (so that one raised and
-	// cleared between two reads is still seen).
-	Root      *PoolSettings `json:"root,omitempty"`
-	Window    *WindowView   `json:"window,omitempty"`
-	Alert     *AlertView    `json:"alert,omitempty"`
-	LastAlert *AlertView    `json:"last_alert,omitempty"`
+	// Window its open window, Alert its raised alert.
+	Root   *PoolSettings `json:"root,omitempty"`
+	Window *WindowView   `json:"window,omitempty"`
+	Alert  *AlertView    `json:"alert,omitempty"`
+	// LastAlerts is the latest crossing of the root ("root") and of every
+	// pool that has had one, raised now or since re-armed, so that an
+	// alert raised and cleared between two reads is still seen, even of a
+	// pool on the defaults that holds nothing any more.
+	LastAlerts map[string]AlertView `json:"last_alerts,omitempty"`
 }
 
 // QueuedEntry is one waiting reservation as operators see it.
@@ -363,7 +365,7 @@ func (l *ledger) view() BudgetView {
 	if r := l.st.Root; r != (PoolSettings{}) {
 		v.Root = &r
 	}
-	v.Window, v.Alert, v.LastAlert = l.windowView(l.ctx, PoolRoot), l.alertView(PoolRoot), l.lastAlertView(PoolRoot)
+	v.Window, v.Alert, v.LastAlerts = l.windowView(l.ctx, PoolRoot), l.alertView(PoolRoot), l.lastAlerts()
 	return v
 }
 

@@ -99,8 +99,8 @@ func TestLedgerReserveReleaseIdempotent(t *testing.T) {
 	require.Equal(t, int64(600), rel1.result)
 	require.Equal(t, int64(0), rel2.result, "a second release must refund nothing")
 	require.NotNil(t, mid.Alert, "900 of 1000 held: the root's alert is raised")
-	require.Equal(t, mid.Alert, end.LastAlert, "re-armed at 300, and still the last one")
-	end.LastAlert = nil
+	require.Equal(t, map[string]AlertView{PoolRoot: *mid.Alert}, end.LastAlerts, "re-armed at 300, and still the last one")
+	end.LastAlerts = nil
 	require.Equal(t, BudgetView{Total: 1000, Available: 700, Used: 300,
 		Allocations: []WorkerAllocation{{WorkerID: "worker-fix-b", Amount: 300, Lease: "L2", ReservedAt: end.Allocations[0].ReservedAt}}}, end)
 }

@@ -161,11 +161,9 @@ type PoolView struct {
 	Workers  int   `json:"workers"`
 	Queued   int64 `json:"queued,omitempty"`
 	Waiting  int   `json:"waiting,omitempty"`
-	// Window is its open spend window, Alert its raised alert, LastAlert
-	// its latest crossing, raised now or since re-armed.
-	Window    *WindowView `json:"window,omitempty"`
-	Alert     *AlertView  `json:"alert,omitempty"`
-	LastAlert *AlertView  `json:"last_alert,omitempty"`
+	// Window is its open spend window, Alert its raised alert.
+	Window *WindowView `json:"window,omitempty"`
+	Alert  *AlertView  `json:"alert,omitempty"`
 }
 
 // ValidatePoolName refuses a name that cannot be a pool.
@@ -614,7 +612,7 @@ func (l *ledger) poolDelete(ctx workflow.Context, req PoolDeleteRequest) (Budget
 	if a, ok := l.st.Alerts[req.Name]; ok && a.Active {
 		// Its number is kept, so that a pool of the name made again
 		// raises new alerts, not old ones.
-		a.Active, a.Message = false, ""
+		a.Active = false // its message stays, for LastAlerts
 		l.st.Alerts[req.Name] = a
 		l.showAlerts(ctx)
 	}
@@ -665,7 +663,7 @@ func (l *ledger) poolViews() []PoolView {
 		if q := p.Settings.Quota; q > 0 && p.Held > q {
 			p.Borrowed = p.Held - q
 		}
-		p.Window, p.Alert, p.LastAlert = l.windowView(l.ctx, p.Name), l.alertView(p.Name), l.lastAlertView(p.Name)
+		p.Window, p.Alert = l.windowView(l.ctx, p.Name), l.alertView(p.Name)
 		out = append(out, *p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -148,6 +148,10 @@ func (g *schemaGen) schema(t reflect.Type) obj {
 		return obj{{"$ref", "#/$defs/" + t.Name()}}
 	case reflect.Slice:
 		return obj{{"type", "array"}, {"items", g.schema(t.Elem())}}
+	case reflect.Map:
+		if t.Key().Kind() == reflect.String {
+			return obj{{"type", "object"}, {"additionalProperties", g.schema(t.Elem())}}
+		}
 	case reflect.String:
 		return obj{{"type", "string"}}
 	case reflect.Bool:

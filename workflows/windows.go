@@ -296,13 +296,20 @@ func (l *ledger) windowView(ctx workflow.Context, name string) *WindowView {
 	return &WindowView{Limit: s.WindowLimit, Spent: l.spent(ctx, name), Ends: windowStart(s, workflow.Now(ctx)).Add(s.Window).UTC()}
 }
 
-// lastAlertView is the latest alert of name, raised now or re-armed since,
-// or nil when it has had none.
-func (l *ledger) lastAlertView(name string) *AlertView {
-	if a := l.st.Alerts[name]; a.Seq > 0 {
-		return &AlertView{Message: a.Message, Since: a.Since, Seq: a.Seq}
+// lastAlerts are the latest alert of the root and of each pool that has
+// had one, raised now or re-armed since.
+func (l *ledger) lastAlerts() map[string]AlertView {
+	var out map[string]AlertView
+	for name, a := range l.st.Alerts {
+		if a.Seq == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]AlertView{}
+		}
+		out[name] = AlertView{Message: a.Message, Since: a.Since, Seq: a.Seq}
 	}
-	return nil
+	return out
 }
 
 // alertView is the raised alert of name, or nil.

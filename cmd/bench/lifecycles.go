@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,10 +55,10 @@ func checkEnded(spec workflows.WorkerSpec, want workflows.Status) error {
 
 // shutdownAll stops the workers gracefully and checks each ended completed
 // and refunded. It returns how many did not.
-func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency int) (int, error) {
+func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool) (int, error) {
 	var bad atomic.Int64
 	err := forEach(ctx, len(ids), concurrency, func(ctx context.Context, i int) error {
-		err := shutdownOne(ctx, f, ids[i])
+		err := shutdownOne(ctx, f, ids[i], silentOK)
 		if err != nil {
 			bad.Add(1)
 		}
@@ -66,7 +67,7 @@ func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency
 	return int(bad.Load()), err
 }
 
-func shutdownOne(ctx context.Context, f *fleet.Client, id string) error {
+func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool) error {
 	_, stopErr := f.Shutdown(ctx, id, workflows.ShutdownRequest{Grace: time.Second, Reason: "bench done"})
 	// Even when the shutdown call failed (an overloaded server times it
 	// out), the lifecycle may be stopping: wait for its end, so that no
@@ -82,13 +83,15 @@ func shutdownOne(ctx context.Context, f *fleet.Client, id string) error {
 		return err
 	}
 	// "Already ended": the SDK retried a shutdown the overloaded server had
-	// taken but not answered in time, or the worker ended by itself (a
-	// false zombie, cleaned up) just before. Either way it must have ended
-	// as the shutdown or the cleanup ends it, refunded.
+	// taken but not answered in time, so it ended completed; or, with
+	// silentOK (a fleet whose heartbeats were stopped before its teardown),
+	// it went silent for its zombie limit just before and was cleaned up.
+	// Anything else it ended as (a crash, a time limit) is a failure.
 	if stopErr != nil && !errors.Is(stopErr, fleet.ErrEnded) {
 		return fmt.Errorf("shutting %s down: %w", id, stopErr)
 	}
-	if stopErr != nil && spec.Status == workflows.StatusCleanedUp {
+	if stopErr != nil && silentOK && spec.Status == workflows.StatusCleanedUp && spec.Cleanup != nil &&
+		strings.HasPrefix(spec.Cleanup.Reason, "no heartbeat for") {
 		return checkEnded(spec, workflows.StatusCleanedUp)
 	}
 	return checkEnded(spec, workflows.StatusCompleted)
@@ -119,7 +122,7 @@ func measureLifecycles(ctx context.Context, f *fleet.Client, n, concurrency int)
 			err = f.Heartbeat(ctx, spec.WorkerID, workflows.Heartbeat{TokensUsed: hb * 10, Status: workflows.HeartbeatBusy})
 		}
 		if err == nil {
-			err = shutdownOne(ctx, f, spec.WorkerID)
+			err = shutdownOne(ctx, f, spec.WorkerID, false)
 		}
 		if err != nil {
 			failed.Add(1)
@@ -189,7 +192,7 @@ func measureSpawnLatency(ctx context.Context, c client.Client, f *fleet.Client, 
 			lat.add(spec.StartedAt.Sub(t0))
 			return nil
 		})
-		if _, serr := shutdownAll(ctx, f, ids, concurrency); err == nil {
+		if _, serr := shutdownAll(ctx, f, ids, concurrency, false); err == nil {
 			err = serr
 		}
 		if err != nil {

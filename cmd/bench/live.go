@@ -142,7 +142,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	if err != nil {
 		stopHeartbeats()
 		wg.Wait()
-		_, _ = shutdownAll(ctx, f, ids, concurrency)
+		_, _ = shutdownAll(ctx, f, ids, concurrency, true)
 		return res, err
 	}
 
@@ -217,7 +217,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 			bad.Add(1)
 		}
 	}
-	stopFailed, err := shutdownAll(ctx, f, live, teardownConcurrency)
+	stopFailed, err := shutdownAll(ctx, f, live, teardownConcurrency, true)
 	res.ShutdownFailed = stopFailed + int(bad.Load())
 	if err == nil && res.ShutdownFailed > 0 {
 		err = fmt.Errorf("%d lifecycles did not end completed or cleaned up with their budget refunded", res.ShutdownFailed)

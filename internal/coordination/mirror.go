@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -134,26 +136,43 @@ func (m *Mirror) Sync(ctx context.Context) error {
 }
 
 // budgetAlerts turns the ledger's alerts not yet written into budget_alert
-// events, one per crossing seen: the latest crossing of each pool (and the
-// root), so that an alert raised and re-armed between two syncs is written
-// too, marked "cleared". A ledger of a release before last_alert shows only
-// raised alerts.
+// events, one per crossing seen: the raised ones, and the latest crossing
+// of the root and of each pool (last_alerts) when it was raised and
+// re-armed since the previous sync, marked "cleared" (a ledger of a
+// release before last_alerts shows only raised alerts). A cleared one from
+// before this process's previous sync is not written: it happened while
+// nobody mirrored, or was written then.
 func (m *Mirror) budgetAlerts(v workflows.BudgetView) []Event {
 	if m.state.BudgetAlerts == nil {
 		m.state.BudgetAlerts = map[string]time.Time{}
 	}
+	raised := map[string]*workflows.AlertView{workflows.PoolRoot: v.Alert}
+	names := []string{workflows.PoolRoot}
+	for _, p := range v.Pools {
+		raised[p.Name] = p.Alert
+		names = append(names, p.Name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(v.LastAlerts)) {
+		if _, ok := raised[name]; !ok {
+			names = append(names, name)
+		}
+	}
 	var events []Event
-	add := func(pool string, raised, last *workflows.AlertView) {
-		a := last
-		if a == nil {
-			a = raised
+	for _, pool := range names {
+		r := raised[pool]
+		a := r
+		if last, ok := v.LastAlerts[pool]; ok && (a == nil || last.Since.After(a.Since)) {
+			a = &last
 		}
 		if a == nil || !a.Since.After(m.state.BudgetAlerts[pool]) {
-			return
+			continue
 		}
 		m.state.BudgetAlerts[pool] = a.Since
 		data := map[string]any{"pool": pool, "message": a.Message}
-		if raised == nil || !raised.Since.Equal(a.Since) {
+		if cleared := r == nil || !r.Since.Equal(a.Since); cleared {
+			if a.Message == "" || m.lastSync.IsZero() || a.Since.Before(m.lastSync.Add(-time.Minute)) {
+				continue
+			}
 			data["cleared"] = true
 		}
 		events = append(events, Event{
@@ -161,10 +180,6 @@ func (m *Mirror) budgetAlerts(v workflows.BudgetView) []Event {
 			Timestamp: a.Since, Type: "budget_alert", Source: "worker-lifecycle",
 			Data: data,
 		})
-	}
-	add(workflows.PoolRoot, v.Alert, v.LastAlert)
-	for _, p := range v.Pools {
-		add(p.Name, p.Alert, p.LastAlert)
 	}
 	return events
 }

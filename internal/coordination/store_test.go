@@ -177,15 +177,32 @@ func TestBudgetAlertEvents(t *testing.T) {
 	v.Pools[0].Alert = &workflows.AlertView{Message: "a ledger made anew", Since: t0.Add(2 * time.Hour), Seq: 1}
 	require.Len(t, m.budgetAlerts(v), 1, "a new alert though its number starts again")
 
-	// Raised and re-armed between two syncs: the ledger's last alert says
-	// so, and it is written, marked cleared; the raised one still shows.
+	// Raised and re-armed between two syncs: the ledger's last alerts say
+	// so, and it is written, marked cleared, also for a pool on the
+	// defaults that no longer shows among the pools; the raised one
+	// still shows and was written already.
+	m.lastSync = t0.Add(150 * time.Minute)
 	v.Pools[0].Alert = nil
-	v.Pools[0].LastAlert = &workflows.AlertView{Message: "brief", Since: t0.Add(3 * time.Hour), Seq: 2}
-	v.LastAlert = v.Alert
+	v.LastAlerts = map[string]workflows.AlertView{
+		"root":   *v.Alert,
+		"team-a": {Message: "brief", Since: t0.Add(3 * time.Hour), Seq: 2},
+		"team-z": {Message: "gone", Since: t0.Add(3 * time.Hour), Seq: 1},
+		"team-y": {Message: "long ago", Since: t0, Seq: 1},
+		"team-x": {Since: t0.Add(3 * time.Hour), Seq: 1},
+	}
 	brief := m.budgetAlerts(v)
-	require.Len(t, brief, 1, "the root's raised alert was written already")
+	require.Len(t, brief, 2, "not the root's (written), nor one from before the last sync, nor one without its message (re-armed by an earlier release)")
 	require.Equal(t, map[string]any{"pool": "team-a", "message": "brief", "cleared": true}, brief[0].Data)
+	require.Equal(t, map[string]any{"pool": "team-z", "message": "gone", "cleared": true}, brief[1].Data)
 	require.Empty(t, m.budgetAlerts(v))
+
+	// A mirror that has not synced before in this process writes no
+	// cleared alert: it would be one nobody mirrored, however old.
+	fresh := &Mirror{}
+	v.LastAlerts = map[string]workflows.AlertView{"team-w": {Message: "while down", Since: t0.Add(4 * time.Hour), Seq: 1}}
+	v.Alert = nil
+	v.Pools = nil
+	require.Empty(t, fresh.budgetAlerts(v))
 }
 
 // TestArchivalRacingTheMirror moves specs to archived/ while the mirror
