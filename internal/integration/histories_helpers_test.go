@@ -144,7 +144,7 @@ func currentRunID(t *testing.T, workflowID string) string {
 // those of the scenario.
 func lifecycleVersions(scenario map[string]int) map[string]int {
 	v := map[string]int{workflows.VersionFrozenLimits: 1, workflows.VersionReleaseSignal: 1, workflows.VersionReserveSignal: 1,
-		workflows.VersionPools: 1}
+		workflows.VersionPools: 1, workflows.VersionReserveAsk: 1}
 	for id, n := range scenario {
 		v[id] = n
 	}

@@ -85,30 +85,36 @@ func lifecyclePayloads(t *testing.T, workerID string) []wirePayload {
 	return out
 }
 
-// reserveSignal is the ledger's "reserve" signal for the worker, from the
-// ledger's current run or the runs before it.
-func reserveSignal(t *testing.T, workerID string) []byte {
+// askPayloads are the request and the result of the ledger's "ask" update
+// for the worker (how a lifecycle reserves since version reserve-ask), from
+// the ledger's current run or the runs before it.
+func askPayloads(t *testing.T, workerID string) []wirePayload {
 	t.Helper()
 	runID := ""
 	for range 5 {
 		rh := fetchHistory(t, workflows.LedgerWorkflowID, runID)
+		var out []wirePayload
+		asked := ""
 		for _, ev := range rh.events {
-			a := ev.GetWorkflowExecutionSignaledEventAttributes()
-			if a.GetSignalName() != workflows.SignalReserve {
-				continue
+			if a := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); a != nil && a.GetAcceptedRequest().GetInput().GetName() == workflows.UpdateAsk {
+				raw := onePayload(t, "an ask", a.GetAcceptedRequest().GetInput().GetArgs())
+				var req workflows.ReserveRequest
+				require.NoError(t, json.Unmarshal(raw, &req))
+				if req.WorkerID == workerID && asked == "" {
+					asked = a.GetAcceptedRequest().GetMeta().GetUpdateId()
+					out = append(out, wirePayload{"ReserveRequest", "ask-request", raw, true})
+				}
 			}
-			raw := onePayload(t, "a reserve signal", a.GetInput())
-			var req workflows.ReserveRequest
-			require.NoError(t, json.Unmarshal(raw, &req))
-			if req.WorkerID == workerID {
-				return raw
+			if c := ev.GetWorkflowExecutionUpdateCompletedEventAttributes(); c != nil && asked != "" && c.GetMeta().GetUpdateId() == asked {
+				out = append(out, wirePayload{"BudgetAnswer", "ask-result", onePayload(t, "an ask's answer", c.GetOutcome().GetSuccess()), false})
+				return out
 			}
 		}
 		if runID = rh.events[0].GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId(); runID == "" {
 			break
 		}
 	}
-	t.Fatalf("no reserve signal of %s in the ledger's last runs", workerID)
+	t.Fatalf("no ask update of %s with its answer in the ledger's last runs", workerID)
 	return nil
 }
 
@@ -209,11 +215,12 @@ func TestPayloadsOfARealRunValidate(t *testing.T) {
 	killedPayloads := lifecyclePayloads(t, killed)
 	// What each history must have held, so that a payload the extraction
 	// missed cannot pass unnoticed.
-	require.Equal(t, []string{"start", "start", "budget-answer", "heartbeat-1", "heartbeat-2", "heartbeat-3", "shutdown-request", "shutdown-result", "result"},
+	// The ledger's answer came in the ask's result, not as a signal.
+	require.Equal(t, []string{"start", "start", "heartbeat-1", "heartbeat-2", "heartbeat-3", "shutdown-request", "shutdown-result", "result"},
 		payloadNames(gracefulPayloads))
-	require.Equal(t, []string{"start", "start", "budget-answer", "kill-request", "kill-result", "result"}, payloadNames(killedPayloads))
-	gracefulPayloads = append(gracefulPayloads, wirePayload{"ReserveRequest", "reserve-signal", reserveSignal(t, graceful), true})
-	killedPayloads = append(killedPayloads, wirePayload{"ReserveRequest", "reserve-signal", reserveSignal(t, killed), true})
+	require.Equal(t, []string{"start", "start", "kill-request", "kill-result", "result"}, payloadNames(killedPayloads))
+	gracefulPayloads = append(gracefulPayloads, askPayloads(t, graceful)...)
+	killedPayloads = append(killedPayloads, askPayloads(t, killed)...)
 
 	checkPayloads(t, "starter-graceful", gracefulPayloads)
 	checkPayloads(t, "starter-killed", killedPayloads)
