@@ -79,9 +79,11 @@ func SetAskByUpdate(on bool) {
 	}
 }
 
-// reserve asks the ledger for the budget with a signal and waits for its
-// answer: granted (the refund is registered at once), refused (the spawn
-// fails holding nothing), or queued, when the request may wait. A queued
+// reserve asks the ledger for the budget (with the ask update since
+// VersionReserveAsk, whose answer comes in the activity's result; with the
+// reserve signal before it, or when the update cannot be used) and takes
+// its answer: granted (the refund is registered at once), refused (the
+// spawn fails holding nothing), or queued, when the request may wait. A queued
 // lifecycle stays pending until it is admitted; a shutdown, kill, cancel or
 // its queue timeout withdraws it instead. It returns the outcome when the
 // lifecycle cannot go on.
