@@ -75,7 +75,7 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 		}
 		if leader == nil {
 			for _, m := range members {
-				_ = syscall.Kill(m.PID, syscall.SIGKILL)
+				_ = signalProcess(m.PID, m.StartTicks, syscall.SIGKILL)
 			}
 			_ = os.Remove(a.statePath(workerID))
 			return ProcessInfo{}, false, nil

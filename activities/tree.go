@@ -61,9 +61,9 @@ func signalTree(p ProcessInfo, groupOurs bool, members []procStat, sig syscall.S
 		}
 	}
 	for _, m := range members {
-		// A member that exited meanwhile is fine; its PID cannot have been
-		// reused yet, since we saw it unreaped or alive a moment ago.
-		_ = syscall.Kill(m.PID, sig)
+		// A member that exited meanwhile, or whose PID was recycled since
+		// the scan, is left alone (signalProcess).
+		_ = signalProcess(m.PID, m.StartTicks, sig)
 	}
 	return nil
 }
