@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 )
@@ -66,4 +67,21 @@ func TestSignalProcessOfAGoneProcess(t *testing.T) {
 	require.NoError(t, s.cmd.Process.Kill())
 	require.True(t, s.exited(5*time.Second))
 	require.NoError(t, signalProcess(s.cmd.Process.Pid, s.ticks, syscall.SIGTERM))
+}
+
+// Where pidfds cannot be had (an old kernel, a seccomp profile, no file
+// descriptor left), the member is still signalled after its identity is
+// checked, and a recycled PID is still spared.
+func TestSignalProcessWithoutPidfds(t *testing.T) {
+	for _, refusal := range []error{unix.ENOSYS, unix.EPERM, unix.EMFILE} {
+		t.Run(refusal.Error(), func(t *testing.T) {
+			defer func(open func(int, int) (int, error)) { pidfdOpen = open }(pidfdOpen)
+			pidfdOpen = func(int, int) (int, error) { return -1, refusal }
+			killed, spared := startSleeper(t), startSleeper(t)
+			require.NoError(t, signalProcess(killed.cmd.Process.Pid, killed.ticks, syscall.SIGKILL))
+			require.NoError(t, signalProcess(spared.cmd.Process.Pid, spared.ticks+1, syscall.SIGKILL))
+			require.True(t, killed.exited(5*time.Second), "the member is signalled without a pidfd")
+			require.False(t, spared.exited(300*time.Millisecond), "a recycled PID is spared without a pidfd too")
+		})
+	}
 }
