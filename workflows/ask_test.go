@@ -28,6 +28,21 @@ func (s *lifecycleSuite) askAnswers(res activities.ReserveResult, after time.Dur
 	})).Return(res, nil).After(after).Once()
 }
 
+// expectRunAndRefund expects the process to start and run for a minute,
+// and the reservation to be given back by signal when it ends.
+func (s *lifecycleSuite) expectRunAndRefund() {
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
+	s.expectRelease(1)
+}
+
+// askBySignalAlone runs the test as a worker program started with
+// --ask-by-update=false.
+func (s *lifecycleSuite) askBySignalAlone() {
+	SetAskByUpdate(false)
+	s.T().Cleanup(func() { SetAskByUpdate(true) })
+}
+
 // answerTimers counts the timers started to bound the wait for the
 // ledger's answer.
 func (s *lifecycleSuite) answerTimers() *int {
@@ -42,9 +57,7 @@ func (s *lifecycleSuite) answerTimers() *int {
 
 func (s *lifecycleSuite) TestGrantedInTheAsksResult() {
 	s.askAnswers(activities.ReserveResult{Answered: true, Granted: true}, 0)
-	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
-	s.expectRelease(1)
+	s.expectRunAndRefund()
 	timers := s.answerTimers()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -57,9 +70,7 @@ func (s *lifecycleSuite) TestGrantedInTheAsksResult() {
 
 func (s *lifecycleSuite) TestQueuedInTheAsksResultThenGrantedBySignal() {
 	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 2}, 0)
-	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
-	s.expectRelease(1)
+	s.expectRunAndRefund()
 	var queued WorkerSpec
 	s.env.RegisterDelayedCallback(func() { queued = s.status() }, 5*time.Minute)
 	s.grantAt(20 * time.Minute)
@@ -136,9 +147,7 @@ func (s *lifecycleSuite) TestAskFallsBackToTheSignalledAnswer() {
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.MatchedBy(func(in activities.ReserveInput) bool {
 		return in.Update
 	})).Return(activities.ReserveResult{}, nil).Once()
-	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
-	s.expectRelease(1)
+	s.expectRunAndRefund()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
 	spec := s.result()
@@ -213,14 +222,11 @@ func TestLedgerTurnsAsksAwayWhileClosing(t *testing.T) {
 // by signal alone (its reserve-ask marker records the default version), as the
 // previous release did.
 func (s *lifecycleSuite) TestAskBySignalWhileUpgrading() {
-	SetAskByUpdate(false)
-	s.T().Cleanup(func() { SetAskByUpdate(true) })
+	s.askBySignalAlone()
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.MatchedBy(func(in activities.ReserveInput) bool {
 		return in.Ask && !in.Update
 	})).Return(activities.ReserveResult{}, nil).Once()
-	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
-	s.expectRelease(1)
+	s.expectRunAndRefund()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
 	spec := s.result()
@@ -327,9 +333,7 @@ func (s *lifecycleSuite) TestQueuedWithoutAPoolQueueTimeoutWaitsTheDefault() {
 func (s *lifecycleSuite) TestAGrantBesideTheAsksQueuedAnswerStarts() {
 	s.askAnswers(activities.ReserveResult{Answered: true, Queued: true, Position: 1}, 5*time.Second)
 	s.grantAt(time.Second)
-	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
-	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{}, nil).After(time.Minute)
-	s.expectRelease(1)
+	s.expectRunAndRefund()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(waitingRequest(0)))
 	spec := s.result()
@@ -342,8 +346,7 @@ func (s *lifecycleSuite) TestAGrantBesideTheAsksQueuedAnswerStarts() {
 // names none (a ledger of an earlier release), until it is admitted or
 // stopped, as before.
 func (s *lifecycleSuite) TestBySignalAloneThePoolsQueueTimeoutRuns() {
-	SetAskByUpdate(false)
-	s.T().Cleanup(func() { SetAskByUpdate(true) })
+	s.askBySignalAlone()
 	s.ledger = func(in activities.ReserveInput) *BudgetAnswer {
 		return &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Queued: true, Position: 1, QueueTimeout: 10 * time.Minute}
 	}
@@ -357,8 +360,7 @@ func (s *lifecycleSuite) TestBySignalAloneThePoolsQueueTimeoutRuns() {
 }
 
 func (s *lifecycleSuite) TestBySignalAloneWithoutAPoolQueueTimeoutWaits() {
-	SetAskByUpdate(false)
-	s.T().Cleanup(func() { SetAskByUpdate(true) })
+	s.askBySignalAlone()
 	s.queueAnswer(1)
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
 	s.expectWithdraw()
