@@ -73,6 +73,15 @@ type HostActivities struct {
 	// Event records what the sweep did in the operators' events file;
 	// nil records nothing.
 	Event EventRecorder
+	// Monitor is the command that runs a monitor (the worker program's own
+	// binary); each process is started under one, which records its end in
+	// StateDir so that it survives a restart of this program. Empty: this
+	// program parents the processes itself, and the end of one that
+	// outlived a restart is unknown.
+	Monitor []string
+	// CgroupRoot is the cgroup v2 folder under which each process gets a
+	// cgroup of its own; empty contains workers by process group and token.
+	CgroupRoot string
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration
@@ -197,6 +206,12 @@ type ProcessInfo struct {
 	Token string `json:"token,omitempty"`
 	// Lease is StartInput.Lease of the lifecycle that started the process.
 	Lease string `json:"lease,omitempty"`
+	// Cgroup is the worker's own cgroup v2, whose members are its
+	// processes; empty where the host contains it by process group.
+	Cgroup string `json:"cgroup,omitempty"`
+	// Monitor is the process's parent that records its end; nil when the
+	// worker program parents it itself.
+	Monitor *MonitorProcess `json:"monitor,omitempty"`
 }
 
 // ResourceSample is what the watcher measured of a worker's whole process
@@ -237,6 +252,8 @@ type ExitStatus struct {
 	// Lost is true when the process vanished while this host did not hold
 	// its exit status (for example after a restart of the worker program).
 	Lost bool `json:"lost,omitempty"`
+	// OOM is true when the kernel's out-of-memory killer ended it.
+	OOM bool `json:"oom,omitempty"`
 }
 
 // StopInput asks to stop a process group: SIGTERM, Grace, then SIGKILL.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
 )
 
 // Archive is where final specs of ended workers are kept, and what finds
@@ -79,7 +81,7 @@ func (a *SharedActivities) ArchiveSpecs(ctx context.Context, in ArchiveInput) (A
 		if err != nil {
 			return res, fmt.Errorf("final spec of %s: %w", l.WorkerID, err)
 		}
-		if err := writeFileAtomic(path, append(spec, '\n')); err != nil {
+		if err := atomicfile.Write(path, append(spec, '\n')); err != nil {
 			return res, err
 		}
 		res.Archived = append(res.Archived, l.WorkerID)

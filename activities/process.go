@@ -9,12 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
+	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 )
 
 // workerIDPattern is what a worker id must look like before it becomes part
@@ -52,10 +54,10 @@ func (a *HostActivities) StartProcess(ctx context.Context, in StartInput) (Proce
 			fmt.Sprintf("invalid worker id %q: must match %s", in.WorkerID, workerIDPattern),
 			ErrTypeSpawnFailed, nil)
 	}
-	if a.Procs == nil || a.Registry == nil || a.LogDir == "" {
+	if a.Procs == nil || a.Registry == nil || a.LogDir == "" || (len(a.Monitor) > 0 && a.StateDir == "") {
 		// A wiring mistake of the worker program: retrying cannot fix it.
 		return ProcessInfo{}, temporal.NewNonRetryableApplicationError(
-			"activities are not configured to start processes (Procs, Registry and LogDir are required)",
+			"activities are not configured to start processes (Procs, Registry and LogDir are required, and StateDir with a Monitor)",
 			ErrTypeSpawnFailed, nil)
 	}
 	typ, err := a.Registry.Lookup(in.WorkerType)
@@ -85,7 +87,7 @@ func (a *HostActivities) StartProcess(ctx context.Context, in StartInput) (Proce
 			}
 		}
 	}
-	return a.Procs.startOnce(in.WorkerID, in.Lease, func() (*exec.Cmd, ProcessInfo, error) {
+	return a.Procs.startOnce(in.WorkerID, in.Lease, func() (func() ExitStatus, ProcessInfo, error) {
 		return a.spawn(in, typ.Name, argv)
 	})
 }
@@ -107,7 +109,7 @@ func (a *HostActivities) stopLeftover(ctx context.Context, workerID string, p Pr
 	return nil
 }
 
-func (a *HostActivities) spawn(in StartInput, typeName string, argv []string) (*exec.Cmd, ProcessInfo, error) {
+func (a *HostActivities) spawn(in StartInput, typeName string, argv []string) (func() ExitStatus, ProcessInfo, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, ProcessInfo{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("worker type %q has an empty command", typeName), ErrTypeSpawnFailed, nil)
@@ -140,45 +142,50 @@ func (a *HostActivities) spawn(in StartInput, typeName string, argv []string) (*
 	if err := a.saveState(in.WorkerID, info); err != nil {
 		return nil, ProcessInfo{}, fmt.Errorf("record the start of %s: %w", in.WorkerID, err)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(),
-		tokenEnv+"="+token,
+	// The worker's own entries, on top of this program's environment.
+	env := append([]string{},
 		"WORKER_ID="+in.WorkerID,
 		"TASK_ID="+in.TaskID,
 		"WORKER_TYPE="+typeName,
 		"TEMPORAL_ADDRESS="+a.TemporalAddress,
 		"TEMPORAL_NAMESPACE="+a.TemporalNamespace,
 	)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	// Its own group lets StopProcess reach every descendant with one kill,
-	// and keeps signals aimed at the worker program's group off it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if a.CgroupRoot != "" {
+		// Named by the start, not only the worker: a leftover of an earlier
+		// lifecycle of the same worker id never shares it.
+		if info.Cgroup, err = cgroup.Create(a.CgroupRoot, in.WorkerID+"-"+token[:12]); err != nil {
+			a.forgetState(in.WorkerID, info)
+			return nil, ProcessInfo{}, err
+		}
+		if err := a.saveState(in.WorkerID, info); err != nil {
+			_ = cgroup.Remove(info.Cgroup)
+			return nil, ProcessInfo{}, fmt.Errorf("record the start of %s: %w", in.WorkerID, err)
+		}
+	}
+	var started startedProcess
+	if len(a.Monitor) > 0 {
+		started, err = a.startMonitored(in.WorkerID, &info, argv, env, logFile)
+	} else {
+		started, err = startDirect(info, argv, append(append(os.Environ(), env...), tokenEnv+"="+token), logFile)
+	}
+	if err != nil {
 		a.forgetState(in.WorkerID, info)
-		return nil, ProcessInfo{}, spawnError(argv[0], err)
+		return nil, ProcessInfo{}, err
 	}
 	failpoint("after-process-start")
-	pid := cmd.Process.Pid
-	// The child is not reaped until cmd.Wait, so its /proc entry is there
-	// even if it has exited already.
-	ticks, err := processStartTicks(pid)
-	if err != nil {
-		// Without its start ticks it could never be told from a later
-		// process with the same PID, so it must not run unmanaged.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		a.forgetState(in.WorkerID, info)
-		return nil, ProcessInfo{}, fmt.Errorf("read start time of %s (pid %d): %w", in.WorkerID, pid, err)
-	}
-	info.PID, info.PGID, info.StartTicks = pid, pid, ticks
+	info.PID, info.PGID, info.StartTicks = started.pid, started.pid, started.ticks
 	if err := a.saveState(in.WorkerID, info); err != nil {
 		// Unrecorded, it could be spawned twice after a restart: undo.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		_ = cmd.Wait()
+		started.abort()
+		a.forgetState(in.WorkerID, info)
 		return nil, ProcessInfo{}, fmt.Errorf("record process of %s: %w", in.WorkerID, err)
 	}
-	return cmd, info, nil
+	return started.wait, info, nil
+}
+
+// spawnFailed is a start that retrying cannot fix.
+func spawnFailed(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeSpawnFailed, nil)
 }
 
 // spawnError makes a command that cannot be run a non-retryable failure, and
@@ -201,8 +208,9 @@ func spawnError(command string, err error) error {
 //
 // A process this program started is reaped by the table, so its exit status
 // is exact. A process started before a restart of this program is not our
-// child any more: it is polled through /proc, and its end is reported as
-// Lost with exit code -1 because its status went to another parent.
+// child any more: it is polled through /proc, and its end is the one its
+// monitor wrote; it is Lost, exit code -1, only when it had no monitor or
+// its monitor was killed before it could write.
 func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatus, error) {
 	p := in.Process
 	tick := time.NewTicker(a.watchPoll())
@@ -228,7 +236,7 @@ func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitS
 				return ExitStatus{}, fmt.Errorf("watch pid %d: %w", p.PID, err)
 			}
 			if !running {
-				return ExitStatus{ExitCode: -1, Lost: true}, nil
+				return endAfterGone(p), nil
 			}
 		}
 		select {
@@ -328,19 +336,26 @@ func (a *HostActivities) ownsGroup(workerID string, p ProcessInfo) (bool, error)
 		// The number went to another of our workers' new process.
 		return false, nil
 	}
-	// A group never spans sessions, and our workers stay in this program's
-	// session (a worker calling setsid leaves the group). So a group in
-	// another session reused the id after ours emptied.
+	// A group never spans sessions, and our workers stay in the session
+	// they were started in, this program's or their monitor's (a worker
+	// calling setsid leaves the group). So a group in another session
+	// reused the id after ours emptied.
 	members, err := groupMembers(p.PGID)
 	if err != nil {
 		return false, err
 	}
-	self, err := readProcStat(os.Getpid())
-	if err != nil {
-		return false, fmt.Errorf("read own session: %w", err)
+	session := 0
+	if p.Monitor != nil {
+		session = p.Monitor.PID // it called setsid
+	} else {
+		self, err := readProcStat(os.Getpid())
+		if err != nil {
+			return false, fmt.Errorf("read own session: %w", err)
+		}
+		session = self.Session
 	}
 	for _, m := range members {
-		if m.Session != self.Session {
+		if m.Session != session {
 			return false, nil
 		}
 	}
@@ -391,55 +406,10 @@ func waitTreeEmpty(ctx context.Context, p ProcessInfo, groupOurs bool, timeout t
 // exitStatusOf turns a reaped process's state into an ExitStatus, with the
 // shell's 128+N convention for a death by signal N.
 func exitStatusOf(state *os.ProcessState) ExitStatus {
-	if state == nil {
-		return ExitStatus{ExitCode: -1}
-	}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		sig := ws.Signal()
-		return ExitStatus{ExitCode: 128 + int(sig), Signal: signalName(sig)}
-	}
-	return ExitStatus{ExitCode: state.ExitCode()}
-}
-
-var signalNames = map[syscall.Signal]string{
-	syscall.SIGHUP:    "SIGHUP",
-	syscall.SIGINT:    "SIGINT",
-	syscall.SIGQUIT:   "SIGQUIT",
-	syscall.SIGILL:    "SIGILL",
-	syscall.SIGTRAP:   "SIGTRAP",
-	syscall.SIGABRT:   "SIGABRT",
-	syscall.SIGBUS:    "SIGBUS",
-	syscall.SIGFPE:    "SIGFPE",
-	syscall.SIGKILL:   "SIGKILL",
-	syscall.SIGUSR1:   "SIGUSR1",
-	syscall.SIGSEGV:   "SIGSEGV",
-	syscall.SIGUSR2:   "SIGUSR2",
-	syscall.SIGPIPE:   "SIGPIPE",
-	syscall.SIGALRM:   "SIGALRM",
-	syscall.SIGTERM:   "SIGTERM",
-	syscall.SIGSTKFLT: "SIGSTKFLT",
-	syscall.SIGCHLD:   "SIGCHLD",
-	syscall.SIGCONT:   "SIGCONT",
-	syscall.SIGSTOP:   "SIGSTOP",
-	syscall.SIGTSTP:   "SIGTSTP",
-	syscall.SIGTTIN:   "SIGTTIN",
-	syscall.SIGTTOU:   "SIGTTOU",
-	syscall.SIGURG:    "SIGURG",
-	syscall.SIGXCPU:   "SIGXCPU",
-	syscall.SIGXFSZ:   "SIGXFSZ",
-	syscall.SIGVTALRM: "SIGVTALRM",
-	syscall.SIGPROF:   "SIGPROF",
-	syscall.SIGWINCH:  "SIGWINCH",
-	syscall.SIGIO:     "SIGIO",
-	syscall.SIGPWR:    "SIGPWR",
-	syscall.SIGSYS:    "SIGSYS",
+	code, sig := monitor.StatusOf(state)
+	return ExitStatus{ExitCode: code, Signal: sig}
 }
 
 // signalName is the conventional name of sig ("SIGKILL"); syscall's own
 // String gives descriptions ("killed") instead.
-func signalName(sig syscall.Signal) string {
-	if name, ok := signalNames[sig]; ok {
-		return name
-	}
-	return "SIG" + strconv.Itoa(int(sig))
-}
+func signalName(sig syscall.Signal) string { return monitor.SignalName(sig) }

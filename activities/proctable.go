@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"os/exec"
 	"sort"
 	"sync"
 )
@@ -11,8 +10,8 @@ import (
 // status is known exactly and it never lingers as a zombie.
 //
 // The table lives only as long as the worker program. Processes that outlive
-// a restart are found again through /proc by PID and start ticks, without an
-// exit status.
+// a restart are found again through /proc by PID and start ticks; their exit
+// status is the one their monitor wrote, where they have one.
 type ProcessTable struct {
 	// spawnMu serializes check-then-start, so that a retried StartProcess
 	// racing its own first attempt cannot start a second process.
@@ -121,15 +120,15 @@ func (t *ProcessTable) withoutStarts(fn func()) {
 
 // startOnce returns the live process of workerID started under lease if
 // there is one, and otherwise calls spawn and starts reaping the process it
-// started. spawn must return a started command whose process has not been
-// waited for.
-func (t *ProcessTable) startOnce(workerID, lease string, spawn func() (*exec.Cmd, ProcessInfo, error)) (ProcessInfo, error) {
+// started. spawn returns, beside the process, the function that waits for
+// its end.
+func (t *ProcessTable) startOnce(workerID, lease string, spawn func() (func() ExitStatus, ProcessInfo, error)) (ProcessInfo, error) {
 	t.spawnMu.Lock()
 	defer t.spawnMu.Unlock()
 	if e := t.entryFor(workerID); e != nil && !e.exited() && sameLease(e.info.Lease, lease) {
 		return e.info, nil
 	}
-	cmd, info, err := spawn()
+	wait, info, err := spawn()
 	if err != nil {
 		return ProcessInfo{}, err
 	}
@@ -141,10 +140,7 @@ func (t *ProcessTable) startOnce(workerID, lease string, spawn func() (*exec.Cmd
 	t.entries[workerID] = e
 	t.mu.Unlock()
 	go func() {
-		// A non-nil error only repeats what ProcessState says: the
-		// output goes straight to a file, so there is nothing to copy.
-		_ = cmd.Wait()
-		e.status = exitStatusOf(cmd.ProcessState)
+		e.status = wait()
 		close(e.done)
 	}()
 	return info, nil

@@ -9,6 +9,10 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
+
+	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 )
 
 // The state folder holds one record per started process, so that a worker
@@ -40,7 +44,7 @@ func (a *HostActivities) saveState(workerID string, p ProcessInfo) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(a.statePath(workerID), data)
+	return atomicfile.Write(a.statePath(workerID), data)
 }
 
 // readopt returns the recorded process of workerID when it is still that
@@ -69,22 +73,29 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 		return ProcessInfo{}, false, nil
 	}
 	if p.PID == 0 {
-		leader, members, err := startedByToken(p.Token)
+		leader, mon, members, err := a.startedByToken(p)
 		if err != nil {
 			return ProcessInfo{}, false, fmt.Errorf("look for the process whose start of %s was not recorded: %w", workerID, err)
 		}
 		if leader == nil {
+			if mon != nil {
+				_ = signalProcess(mon.PID, mon.StartTicks, syscall.SIGKILL)
+			}
 			for _, m := range members {
 				_ = signalProcess(m.PID, m.StartTicks, syscall.SIGKILL)
 			}
 			_ = os.Remove(a.statePath(workerID))
+			forgetContainment(p)
 			return ProcessInfo{}, false, nil
 		}
 		p.PID, p.PGID, p.StartTicks = leader.PID, leader.PID, leader.StartTicks
+		if mon != nil {
+			p.Monitor = &MonitorProcess{PID: mon.PID, StartTicks: mon.StartTicks, ExitFile: a.exitFilePath(workerID, p.Token)}
+		}
 		// Unsaved, the record still names the token, which finds the
 		// process again next time.
 		if data, err := json.Marshal(p); err == nil {
-			_ = writeFileAtomic(a.statePath(workerID), data)
+			_ = atomicfile.Write(a.statePath(workerID), data)
 		}
 		return p, true, nil
 	}
@@ -95,19 +106,31 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 	return p, true, nil
 }
 
-// startedByToken finds the processes carrying token and, among them, the
-// one StartProcess started: it leads its own process group.
-func startedByToken(token string) (*procStat, []procStat, error) {
-	members, err := treeMembers(ProcessInfo{Token: token}, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, m := range members {
-		if m.PID == m.PGRP && hasEnvEntry(m.PID, tokenEnv+"="+token) {
-			return &members[i], members, nil
+// startedByToken finds the processes carrying p's token and, among them,
+// the one StartProcess started: it leads its own process group. A monitor
+// started for the token may not have started it yet: it is given the time
+// a monitor has to report before the search gives up.
+func (a *HostActivities) startedByToken(p ProcessInfo) (leader, mon *procStat, members []procStat, err error) {
+	deadline := time.Now().Add(monitorReportWait)
+	for {
+		if members, err = treeMembers(ProcessInfo{Token: p.Token, Cgroup: p.Cgroup}, false); err != nil {
+			return nil, nil, nil, err
 		}
+		if len(a.Monitor) > 0 {
+			if mon, err = findMonitor(p.Token); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		for i, m := range members {
+			if m.PID == m.PGRP && hasEnvEntry(m.PID, tokenEnv+"="+p.Token) {
+				return &members[i], mon, members, nil
+			}
+		}
+		if mon == nil || !time.Now().Before(deadline) {
+			return nil, mon, members, nil
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return nil, members, nil
 }
 
 // forgetState removes the record of p once its tree is gone; a record of a
@@ -129,37 +152,26 @@ func (a *HostActivities) forgetState(workerID string, p ProcessInfo) {
 	// The token names one start, also one recorded before its PID was known.
 	if (recorded.Token != "" && recorded.Token == p.Token) || (recorded.PID == p.PID && recorded.StartTicks == p.StartTicks) {
 		_ = os.Remove(a.statePath(workerID))
+		forgetContainment(recorded)
 	}
+	forgetContainment(p)
 }
 
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
+// cgroupReapWait bounds the wait for a stopped tree's last members to be
+// reaped (by init, for orphans) before their cgroup can be removed; the
+// orphan sweep removes one that outlasts it.
+const cgroupReapWait = 2 * time.Second
+
+// forgetContainment removes what a process's containment left once its
+// tree is gone: the monitor's exit file (read by then) and the emptied
+// cgroup.
+func forgetContainment(p ProcessInfo) {
+	if p.Monitor != nil && p.Monitor.ExitFile != "" {
+		_ = os.Remove(p.Monitor.ExitFile)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	if p.Cgroup != "" {
+		_ = cgroup.RemoveWhenEmptied(p.Cgroup, cgroupReapWait)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// The rename itself is only durable once the folder is synced; without
-	// it a power loss could lose the record of a running process.
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
 }
 
 // newToken is a random marker, unique to one started process.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 )
 
 // Sweeper is what the hourly sweep asks of the fleet. The worker program
@@ -135,7 +137,67 @@ func (a *HostActivities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 		a.Event.record("orphan_process_stopped", map[string]any{"worker_id": workerID, "host": a.Host, "pid": p.PID, "stopped": o.Stopped, "error": o.Error})
 		orphans = append(orphans, o)
 	}
+	if a.CgroupRoot != "" {
+		var stray []Orphan
+		a.Procs.withoutStarts(func() { stray = a.sweepCgroups(ctx) })
+		orphans = append(orphans, stray...)
+	}
 	return orphans, nil
+}
+
+// sweepCgroups removes the host's worker cgroups that no record names: an
+// empty one a stop could not remove while its last members were reaped,
+// and one whose record is gone while processes remain in it, which are
+// killed (nothing else would ever stop them). Starts are held off, since
+// a start creates its cgroup just before recording it.
+func (a *HostActivities) sweepCgroups(ctx context.Context) []Orphan {
+	named := map[string]bool{}
+	records, _ := filepath.Glob(filepath.Join(a.StateDir, "worker-*.json"))
+	for _, f := range records {
+		var p ProcessInfo
+		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &p) == nil && p.Cgroup != "" {
+			named[p.Cgroup] = true
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(a.CgroupRoot, "worker-*"))
+	var orphans []Orphan
+	for _, dir := range dirs {
+		if named[dir] {
+			continue
+		}
+		activity.RecordHeartbeat(ctx, dir)
+		populated, err := cgroup.Populated(dir)
+		if err != nil || !populated {
+			_ = cgroup.Remove(dir)
+			continue
+		}
+		members, _ := cgroup.Procs(dir)
+		o := Orphan{WorkerID: workerIDOfCgroup(dir), Host: a.Host}
+		if len(members) > 0 {
+			o.PID = members[0]
+		}
+		err = cgroup.Kill(dir)
+		if err == nil {
+			err = cgroup.RemoveWhenEmptied(dir, killWait)
+		}
+		o.Stopped = err == nil
+		if err != nil {
+			o.Error = err.Error()
+		}
+		a.Event.record("orphan_process_stopped", map[string]any{"worker_id": o.WorkerID, "host": a.Host, "pid": o.PID, "stopped": o.Stopped, "error": o.Error, "cgroup": dir})
+		orphans = append(orphans, o)
+	}
+	return orphans
+}
+
+// workerIDOfCgroup reads the worker id back from a cgroup's name,
+// <worker_id>-<token prefix>.
+func workerIDOfCgroup(dir string) string {
+	name := filepath.Base(dir)
+	if i := strings.LastIndex(name, "-"); i > 0 {
+		return name[:i]
+	}
+	return name
 }
 
 // RecalcLedger releases what the ledger holds for no live lifecycle.

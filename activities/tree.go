@@ -3,6 +3,8 @@ package activities
 import (
 	"os"
 	"syscall"
+
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 )
 
 // tokenEnv names the environment entry that marks every process of a
@@ -14,7 +16,14 @@ const tokenEnv = "WORKER_LIFECYCLE_TOKEN"
 // when groupOurs (the group is provably this worker's), every process that
 // carries its token, and every descendant of those. The worker program
 // itself and init are never part of it.
+//
+// A worker with a cgroup is its cgroup's members, and nothing else: the
+// kernel keeps that list whatever a member does to its environment, group
+// or session, and reading it costs nothing like a scan of /proc.
 func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
+	if p.Cgroup != "" {
+		return cgroupMembers(p.Cgroup)
+	}
 	procs, err := allProcs()
 	if err != nil {
 		return nil, err
@@ -55,7 +64,11 @@ func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
 // signalTree sends sig to the group (when it is ours) and to every member,
 // so that a member outside the group is reached too.
 func signalTree(p ProcessInfo, groupOurs bool, members []procStat, sig syscall.Signal) error {
-	if groupOurs {
+	if p.Cgroup != "" && sig == syscall.SIGKILL {
+		// One write that a member forking meanwhile cannot outrun.
+		return cgroup.Kill(p.Cgroup)
+	}
+	if groupOurs && p.Cgroup == "" {
 		if err := signalGroup(p.PGID, sig); err != nil {
 			return err
 		}

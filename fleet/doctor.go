@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -56,10 +57,11 @@ func (f *Client) Doctor(ctx context.Context, namespace string) []Check {
 	}
 	for _, host := range f.Hosts(ctx) {
 		queue := workflows.HostTaskQueue(host)
-		if len(f.pollers(ctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) == 0 {
+		pollers := f.pollers(ctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		if len(pollers) == 0 {
 			add(Check{Name: "host " + host, Detail: "nobody polls " + queue, Fix: "restart the worker program of host " + host})
 		} else {
-			add(Check{Name: "host " + host, OK: true, Detail: "polls " + queue})
+			add(Check{Name: "host " + host, OK: true, Detail: "polls " + queue + containmentOf(pollers)})
 		}
 	}
 	add(f.checkLedger(ctx))
@@ -131,6 +133,27 @@ func (f *Client) pollers(ctx context.Context, queue string, kind enumspb.TaskQue
 		if time.Since(p.GetLastAccessTime().AsTime()) < pollerFresh {
 			out = append(out, p.GetIdentity())
 		}
+	}
+	return out
+}
+
+// containmentOf says how a host's worker programs contain their processes
+// (README, Supervision); a process-group host is told what it does not
+// cover.
+func containmentOf(identities []string) string {
+	var modes []string
+	for _, id := range identities {
+		if c := workflows.ContainmentOfIdentity(id); c != "" && !slices.Contains(modes, c) {
+			modes = append(modes, c)
+		}
+	}
+	if len(modes) == 0 {
+		return ""
+	}
+	sort.Strings(modes)
+	out := "; containment " + strings.Join(modes, ", ")
+	if slices.Contains(modes, "process-group") {
+		out += " (a descendant that clears its environment and leaves its group and session escapes a stop)"
 	}
 	return out
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/fleet"
 	"github.com/commit-relay/worker-lifecycle/internal/adapters"
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/internal/coordination"
+	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -48,6 +50,9 @@ func command() *cobra.Command {
 		// workflows.SetAskByUpdate.
 		reserveBySignal bool
 		askByUpdate     bool
+		containment     string
+		cgroupRoot      string
+		useMonitor      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -90,6 +95,18 @@ func command() *cobra.Command {
 			}
 			if archiveDir, err = filepath.Abs(archiveDir); err != nil {
 				return err
+			}
+			contained, err := chooseContainment(containment, cgroupRoot, host)
+			if err != nil {
+				return err
+			}
+			var monitorCmd []string
+			if useMonitor {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("--monitor: find this program's binary: %w", err)
+				}
+				monitorCmd = []string{exe}
 			}
 			var store *coordination.Store
 			if coordDir != "" {
@@ -142,13 +159,15 @@ func command() *cobra.Command {
 				Reporter:          &adapters.Reporter{Client: c},
 				Owners:            sweeper,
 				Event:             record,
+				Monitor:           monitorCmd,
+				CgroupRoot:        contained.root,
 			}
 			// The shared queue runs the workflows and the work any host can
 			// do; the host's own queue runs the work on its processes.
 			// The identity names the host, so `starter doctor` can find
 			// every host's queue from the shared one.
 			hostname, _ := os.Hostname()
-			opts := sdkworker.Options{Identity: workflows.HostIdentity(os.Getpid(), hostname, host)}
+			opts := sdkworker.Options{Identity: workflows.HostIdentity(os.Getpid(), hostname, host, contained.mode)}
 			shared := sdkworker.New(c, workflows.TaskQueue, opts)
 			workflows.SetReserveBySignal(reserveBySignal)
 			if !reserveBySignal {
@@ -169,7 +188,11 @@ func command() *cobra.Command {
 			workflows.RegisterHost(own, hostActs)
 
 			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host_queue", workflows.HostTaskQueue(host),
-				"types", registry.Names(), "log_dir", logDir, "state_dir", stateDir, "address", conn.Address, "namespace", conn.Namespace)
+				"types", registry.Names(), "log_dir", logDir, "state_dir", stateDir, "address", conn.Address, "namespace", conn.Namespace,
+				"containment", contained.mode, "cgroup_root", contained.root, "monitor", useMonitor)
+			if contained.why != "" {
+				slog.Warn("Workers are contained by process group and token: a descendant that clears its environment and leaves its group and session escapes a stop", "why", contained.why)
+			}
 			if err := own.Start(); err != nil {
 				return err
 			}
@@ -182,8 +205,9 @@ func command() *cobra.Command {
 				go func() { _ = mirror.Run(ctx) }()
 				slog.Info("Mirroring the coordination files", "dir", store.Dir)
 			}
-			// Spawned processes lead their own process groups, so they
-			// outlive this program; their lifecycles pick them up again.
+			// Spawned processes run under their monitors (or lead their
+			// own process groups), so they outlive this program; their
+			// lifecycles pick them up again.
 			return shared.Run(sdkworker.InterruptCh())
 		},
 	}
@@ -199,7 +223,57 @@ func command() *cobra.Command {
 		"new lifecycles ask the ledger for budget by signal, with the queue; false while upgrading from a release without it (env RESERVE_BY_SIGNAL; docs/DEPLOYMENT.md)")
 	cmd.Flags().BoolVar(&askByUpdate, "ask-by-update", envOr("ASK_BY_UPDATE", "true") != "false",
 		"new lifecycles ask the ledger for budget with its ask update, answered in the call; false while upgrading from a release without it (env ASK_BY_UPDATE; docs/DEPLOYMENT.md)")
+	cmd.Flags().StringVar(&containment, "containment", envOr("WORKER_CONTAINMENT", "auto"),
+		"how each worker's processes are kept together: cgroup (one cgroup v2 per worker; refused at start where the host cannot), process-group (group, token and parent walk), or auto: cgroup where the host allows it (env WORKER_CONTAINMENT; README, Supervision)")
+	cmd.Flags().StringVar(&cgroupRoot, "cgroup-root", os.Getenv("WORKER_CGROUP_ROOT"),
+		"cgroup v2 folder under which each worker gets its cgroup, in a folder per host (env WORKER_CGROUP_ROOT; default: "+cgroup.SubtreeName+" under this program's own cgroup)")
+	cmd.Flags().BoolVar(&useMonitor, "monitor", envOr("WORKER_MONITOR", "true") != "false",
+		"start each process under a small monitor (this binary) that records its exact end in the state folder, so that it survives a restart of this program (env WORKER_MONITOR)")
+	cmd.AddCommand(&cobra.Command{
+		Use:                monitor.Command,
+		Short:              "Run as the monitor of one worker process (started by the worker program itself)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		Run:                func(_ *cobra.Command, args []string) { os.Exit(monitor.Main(args)) },
+	})
 	return cmd
+}
+
+// containment is what chooseContainment decided.
+type containment struct {
+	mode string // activities.ContainmentCgroup or ContainmentProcessGroup
+	root string // the cgroup root, for cgroup
+	why  string // why auto fell back to process-group
+}
+
+// chooseContainment applies --containment: cgroup is refused when the host
+// cannot give one, auto falls back to process-group and says why.
+//
+// Each host gets its own folder under the root: two worker programs on one
+// machine sweep only their own workers' cgroups.
+func chooseContainment(mode, root, host string) (containment, error) {
+	switch mode {
+	case activities.ContainmentProcessGroup:
+		return containment{mode: mode}, nil
+	case activities.ContainmentCgroup, "auto":
+	default:
+		return containment{}, fmt.Errorf("--containment %q: must be auto, %s or %s", mode, activities.ContainmentCgroup, activities.ContainmentProcessGroup)
+	}
+	var err error
+	if root == "" {
+		root, err = cgroup.Detect()
+	}
+	if err == nil {
+		root, err = cgroup.Prepare(filepath.Join(root, host))
+	}
+	switch {
+	case err == nil:
+		return containment{mode: activities.ContainmentCgroup, root: root}, nil
+	case mode == "auto":
+		return containment{mode: activities.ContainmentProcessGroup, why: err.Error()}, nil
+	default:
+		return containment{}, fmt.Errorf("--containment cgroup: %w", err)
+	}
 }
 
 // defaultLogDir follows the old system's layout when COMMIT_RELAY_HOME is

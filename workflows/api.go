@@ -143,17 +143,34 @@ func WorkerIDFromWorkflowID(workflowID string) (workerID string, ok bool) {
 // serves, so the hosts can be read off the pollers of the shared queue.
 const hostIdentityMark = "@host="
 
+// containmentMark introduces, after the host, how that worker program
+// contains its processes, so `starter doctor` can say it.
+const containmentMark = "@contain="
+
 // HostIdentity is the Temporal worker identity of a worker program: the
-// SDK's usual pid@hostname, then the host whose queue it polls.
-func HostIdentity(pid int, hostname, host string) string {
-	return fmt.Sprintf("%d@%s%s%s", pid, hostname, hostIdentityMark, host)
+// SDK's usual pid@hostname, then the host whose queue it polls and how it
+// contains its processes.
+func HostIdentity(pid int, hostname, host, containment string) string {
+	id := fmt.Sprintf("%d@%s%s%s", pid, hostname, hostIdentityMark, host)
+	if containment != "" {
+		id += containmentMark + containment
+	}
+	return id
 }
 
 // HostOfIdentity reads the host back from a HostIdentity; ok is false for a
 // poller that is not one of our worker programs.
 func HostOfIdentity(identity string) (host string, ok bool) {
 	_, host, ok = strings.Cut(identity, hostIdentityMark)
+	host, _, _ = strings.Cut(host, containmentMark)
 	return host, ok && host != ""
+}
+
+// ContainmentOfIdentity reads how the worker program contains its
+// processes; "" for one of a release that did not say.
+func ContainmentOfIdentity(identity string) string {
+	_, c, _ := strings.Cut(identity, containmentMark)
+	return c
 }
 
 // Heartbeat is what a worker process sends, every 30 s by default.
@@ -199,11 +216,14 @@ type WorkerSpec struct {
 	PID         int           `json:"pid,omitempty"`
 	Host        string        `json:"host,omitempty"`
 	LogPath     string        `json:"log_path,omitempty"`
-	CreatedAt   time.Time     `json:"created_at"`
-	StartedAt   *time.Time    `json:"started_at,omitempty"`
-	CompletedAt *time.Time    `json:"completed_at"`
-	ExitCode    *int          `json:"exit_code"`
-	Cleanup     *CleanupInfo  `json:"cleanup,omitempty"`
+	// Containment is how its host keeps the process's tree together:
+	// "cgroup" or "process-group" (README, Supervision).
+	Containment string       `json:"containment,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	StartedAt   *time.Time   `json:"started_at,omitempty"`
+	CompletedAt *time.Time   `json:"completed_at"`
+	ExitCode    *int         `json:"exit_code"`
+	Cleanup     *CleanupInfo `json:"cleanup,omitempty"`
 	// Health is the true health: the old system's formula over the sampled
 	// CPU and memory of the whole process tree and the tokens remaining.
 	Health HealthInfo `json:"health"`

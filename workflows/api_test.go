@@ -21,9 +21,16 @@ func TestWorkerIDFromWorkflowIDInvertsWorkflowID(t *testing.T) {
 }
 
 func TestHostOfIdentityInvertsHostIdentity(t *testing.T) {
-	host, ok := HostOfIdentity(HostIdentity(42, "box.example", "host-a"))
+	host, ok := HostOfIdentity(HostIdentity(42, "box.example", "host-a", ""))
 	require.True(t, ok)
 	require.Equal(t, "host-a", host)
+	require.Empty(t, ContainmentOfIdentity(HostIdentity(42, "box.example", "host-a", "")), "a release that did not say")
+
+	id := HostIdentity(42, "box.example", "host-a", "cgroup")
+	host, ok = HostOfIdentity(id)
+	require.True(t, ok)
+	require.Equal(t, "host-a", host)
+	require.Equal(t, "cgroup", ContainmentOfIdentity(id))
 	for _, other := range []string{"42@box", "42@box@host=", "temporal-cli"} {
 		_, ok := HostOfIdentity(other)
 		require.False(t, ok, other)

@@ -374,6 +374,7 @@ func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 	now := workflow.Now(ctx).UTC()
 	w.st.Spec.PID = info.PID
 	w.st.Spec.LogPath = info.LogPath
+	w.st.Spec.Containment = info.Containment()
 	w.st.Spec.StartedAt = &now
 	w.st.Spec.Heartbeat.Alert = ""
 	w.transition(ctx, StatusRunning, "process started")

@@ -498,6 +498,9 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 	}
 	if s.PID != 0 {
 		fmt.Fprintf(w, "  pid %d on %s, log %s\n", s.PID, s.Host, s.LogPath)
+		if s.Containment != "" {
+			fmt.Fprintf(w, "  containment %s\n", s.Containment)
+		}
 	}
 	for i, r := range s.Restarts {
 		fmt.Fprintf(w, "  restart %d at %s after %s (delay %s)\n", i+1, r.At.Local().Format("15:04:05"), r.Reason, r.Delay)

@@ -72,8 +72,11 @@ func testTypes(agent, dir string) string {
   "hog-worker": {"command": [%[1]q, "hog", "700"], "token_budget": 1000, "timeout_minutes": 10, "max_restarts": 0},
   "printer-worker": {"command": [%[1]q, "print"], "token_budget": 400, "timeout_minutes": 10, "max_restarts": 0, "heartbeat": "output"},
   "mute-worker": {"command": [%[1]q, "silent"], "token_budget": 400, "timeout_minutes": 10, "max_restarts": 0, "heartbeat": "output"},
+  "daemon-worker": {"command": [%[1]q, "daemon", %[3]q], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
+  "exit-on-worker": {"command": [%[1]q, "exit-on", %[4]q, "0"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 2},
+  "exit3-on-worker": {"command": [%[1]q, "exit-on", %[4]q, "3"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
   "implementation-worker": {"command": ["sleep", "300"]}
-}}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"))
+}}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"), filepath.Join(dir, "daemon-$WORKER_ID.pid"), filepath.Join(dir, "exit-$WORKER_ID"))
 }
 
 func TestMain(m *testing.M) {

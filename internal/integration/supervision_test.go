@@ -102,6 +102,29 @@ func TestDiedWhileUnwatchedIsReported(t *testing.T) {
 	require.NoError(t, h.startWorker("it-host-a"))
 
 	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
+	require.Equal(t, "process killed by SIGKILL", final.Cleanup.Reason, "its monitor saw the end the worker program missed")
+	require.NotNil(t, final.ExitCode)
+	require.Equal(t, 137, *final.ExitCode)
+	require.Equal(t, before, h.budget(t))
+}
+
+// Lost is left for what nobody can know: the process's monitor was killed
+// too, as a reboot or an operator's kill -9 of it would.
+func TestDiedWithItsMonitorIsLost(t *testing.T) {
+	before := h.budget(t)
+	id := newID("sleeper")
+	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-unwatched", "--master", "development-master",
+		"--worker-id", id, "--watch-heartbeat", "2s")
+	pid := h.status(t, id).PID
+	st, err := procfs.ReadStat(pid)
+	require.NoError(t, err)
+
+	h.crashWorker(t, "it-host-a")
+	require.NoError(t, syscall.Kill(st.PPID, syscall.SIGKILL), "its monitor")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	require.NoError(t, h.startWorker("it-host-a"))
+
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
 	require.Equal(t, "process died while its worker program was down; exit status unknown", final.Cleanup.Reason)
 	require.Nil(t, final.ExitCode)
 	require.Equal(t, before, h.budget(t))

@@ -16,7 +16,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testagent tree|escapee|flaky N FILE|hog MIB|print|silent")
+		fmt.Fprintln(os.Stderr, "usage: testagent tree|escapee|daemon FILE|flaky N FILE|hog MIB|print|silent|exit-on FILE CODE")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -35,6 +35,20 @@ func main() {
 		grandchild.Stdout, grandchild.Stderr = os.Stdout, os.Stderr
 		must(grandchild.Start())
 		fmt.Println("escapee: started grandchild in a new session", grandchild.Process.Pid)
+		time.Sleep(time.Hour)
+	case "daemon":
+		// Daemonizes as sudo, docker run or a dev server does: a child
+		// that clears its environment, starts a new session and is
+		// orphaned to init when its parent exits at once. Only a cgroup
+		// still ties it to the worker. It writes its PID to FILE.
+		cmd := exec.Command("sh", "-c", `(env -i setsid "$0" stubborn-pidfile "$1" &)`, os.Args[0], os.Args[2])
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		must(cmd.Run())
+		fmt.Println("daemon: started a daemon that left environment, group and session")
+		time.Sleep(time.Hour)
+	case "stubborn-pidfile":
+		must(os.WriteFile(os.Args[2], []byte(strconv.Itoa(os.Getpid())), 0o644))
+		signal.Ignore(syscall.SIGTERM, syscall.SIGHUP)
 		time.Sleep(time.Hour)
 	case "stubborn":
 		signal.Ignore(syscall.SIGTERM, syscall.SIGHUP)
@@ -66,6 +80,17 @@ func main() {
 		for i := 0; ; i++ {
 			fmt.Println("working", i)
 			time.Sleep(200 * time.Millisecond)
+		}
+	case "exit-on":
+		// Runs until FILE exists, then exits with CODE: a test ends it
+		// while the worker program is down.
+		code, _ := strconv.Atoi(os.Args[3])
+		for {
+			if _, err := os.Stat(os.Args[2]); err == nil {
+				fmt.Println("exit-on: exiting with", code)
+				os.Exit(code)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	case "silent":
 		time.Sleep(time.Hour)

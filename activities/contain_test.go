@@ -1,0 +1,315 @@
+package activities
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
+	"github.com/commit-relay/worker-lifecycle/internal/monitor"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
+)
+
+// TestMain lets this test binary serve as the monitor, as the worker
+// program's binary does: `<binary> monitor --exit-file ... -- command`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == monitor.Command {
+		os.Exit(monitor.Main(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// withMonitor makes a start its processes under a monitor (this test
+// binary), with a state folder for the exit files.
+func withMonitor(t *testing.T, a *HostActivities) *HostActivities {
+	t.Helper()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	a.Monitor = []string{exe}
+	if a.StateDir == "" {
+		a.StateDir = filepath.Join(t.TempDir(), "state")
+	}
+	return a
+}
+
+// cgroupRoot is the host's cgroup root for workers; CI runs as root on a
+// host with cgroup v2, so it must be there.
+func cgroupRoot(t *testing.T) string {
+	t.Helper()
+	root, err := cgroup.Detect()
+	if err == nil {
+		root, err = cgroup.Prepare(filepath.Join(root, "activities-test"))
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI runs as root on a host with cgroup v2: %v", err)
+		}
+		t.Skipf("no usable cgroup v2 here: %v", err)
+	}
+	return root
+}
+
+// restarted is the worker program after a restart: an empty table, the
+// same folders.
+func restarted(t *testing.T, types map[string][]string, first *HostActivities) *HostActivities {
+	t.Helper()
+	a := newProcActivities(t, types)
+	a.StateDir, a.LogDir, a.Monitor, a.CgroupRoot = first.StateDir, first.LogDir, first.Monitor, first.CgroupRoot
+	return a
+}
+
+func watchIn(t *testing.T, a *HostActivities, id string, p ProcessInfo) <-chan ExitStatus {
+	t.Helper()
+	watched := make(chan ExitStatus, 1)
+	go func() {
+		val, err := newActivityEnv(a).ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: id, Process: p})
+		var st ExitStatus
+		if err == nil {
+			err = val.Get(&st)
+		}
+		assert.NoError(t, err)
+		watched <- st
+	}()
+	return watched
+}
+
+func awaitExit(t *testing.T, watched <-chan ExitStatus) ExitStatus {
+	t.Helper()
+	select {
+	case st := <-watched:
+		return st
+	case <-time.After(15 * time.Second):
+		t.Fatal("the watch did not see the end of the process")
+		return ExitStatus{}
+	}
+}
+
+// The issue's deploy case: a process that ends while its worker program is
+// down is reported, by the program that comes back, with its true status.
+func TestMonitoredEndSurvivesARestartOfTheWorkerProgram(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		command string
+		end     func(pid int)
+		want    ExitStatus
+	}{
+		{"exit 0", "read line; exit 0", nil, ExitStatus{ExitCode: 0}},
+		{"exit 3", "read line; exit 3", nil, ExitStatus{ExitCode: 3}},
+		{"killed", "sleep 300", func(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The command waits on a fifo, so that it ends only once the
+			// first program is out of the picture.
+			fifo := filepath.Join(t.TempDir(), "go")
+			require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+			types := map[string][]string{"job": {"sh", "-c", "exec <" + fifo + "; " + tc.command}}
+			id := uniqueWorkerID("job")
+			first := withMonitor(t, newProcActivities(t, types))
+			info := mustStart(t, newActivityEnv(first), first, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+			require.NotNil(t, info.Monitor)
+			require.NotEqual(t, info.Monitor.PID, info.PID)
+			require.Equal(t, info.Monitor.PID, procStatOf(t, info.PID).PPID, "the monitor is the process's parent")
+
+			second := restarted(t, types, first)
+			watched := watchIn(t, second, id, info)
+			if tc.end != nil {
+				tc.end(info.PID)
+			} else {
+				require.NoError(t, os.WriteFile(fifo, []byte("go\n"), 0o600))
+			}
+			assert.Equal(t, tc.want, awaitExit(t, watched), "the restarted program reads the monitor's record")
+			require.Eventually(t, func() bool { return !procfs.Alive(info.Monitor.PID) }, 5*time.Second, 20*time.Millisecond,
+				"the monitor ends with its process")
+
+			res := stopProc(t, newActivityEnv(second), second, StopInput{WorkerID: id, Process: info, Grace: time.Second})
+			assert.True(t, res.AlreadyGone)
+			assert.NoFileExists(t, info.Monitor.ExitFile, "the exit file goes with the record")
+			assert.NoFileExists(t, filepath.Join(first.StateDir, id+".json"))
+		})
+	}
+}
+
+func TestMonitoredExitCodeInTheSameProgram(t *testing.T) {
+	types := map[string][]string{"job": {"sh", "-c", "sleep 0.2; exit 7"}}
+	a := withMonitor(t, newProcActivities(t, types))
+	env := newActivityEnv(a)
+	info := mustStart(t, env, a, StartInput{WorkerID: uniqueWorkerID("job"), WorkerType: "job", TaskID: "task-1"})
+	assert.Equal(t, ExitStatus{ExitCode: 7}, watchProc(t, env, a, info))
+}
+
+// Lost is left for what nobody can know: the monitor itself killed before
+// its process ended.
+func TestKilledMonitorLeavesTheEndUnknown(t *testing.T) {
+	types := map[string][]string{"job": {"sleep", "300"}}
+	id := uniqueWorkerID("job")
+	first := withMonitor(t, newProcActivities(t, types))
+	info := mustStart(t, newActivityEnv(first), first, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+	require.NoError(t, syscall.Kill(info.Monitor.PID, syscall.SIGKILL))
+	require.Eventually(t, func() bool { return !procfs.Alive(info.Monitor.PID) }, 5*time.Second, 20*time.Millisecond)
+	require.True(t, procfs.Alive(info.PID), "the process outlives its monitor")
+
+	sameProgram := watchIn(t, first, id, info)
+	second := restarted(t, types, first)
+	restartedProgram := watchIn(t, second, id, info)
+	select {
+	case st := <-sameProgram:
+		t.Fatalf("the watch ended while the process ran: %+v", st)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, syscall.Kill(info.PID, syscall.SIGKILL))
+	assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true}, awaitExit(t, sameProgram))
+	assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true}, awaitExit(t, restartedProgram))
+}
+
+func TestMonitorRefusesACommandThatCannotRun(t *testing.T) {
+	a := withMonitor(t, newProcActivities(t, map[string][]string{"ghost": {"/nonexistent/agent"}}))
+	_, err := startProc(t, newActivityEnv(a), a, StartInput{WorkerID: uniqueWorkerID("ghost"), WorkerType: "ghost", TaskID: "task-1"})
+	appErr := requireAppError(t, err, ErrTypeSpawnFailed)
+	assert.True(t, appErr.NonRetryable())
+	assert.Contains(t, appErr.Error(), `start worker command "/nonexistent/agent"`)
+	entries, _ := os.ReadDir(a.StateDir)
+	assert.Empty(t, entries, "no record or exit file is left of a start that did not happen")
+}
+
+// escapeeCommand starts a descendant that clears its environment (the
+// token with it), leaves the group and session, and is orphaned to init
+// by a double fork, as sudo, docker run or a daemonizing dev server do;
+// marker makes it findable by this test.
+func escapeeCommand(marker string) []string {
+	return []string{"sh", "-c", "(env -i setsid sleep " + marker + " &); exec sleep 300"}
+}
+
+// findByCmdline returns the PID of the live process whose command line is
+// exactly cmdline, or 0.
+func findByCmdline(t *testing.T, cmdline string) int {
+	t.Helper()
+	pids, err := procfs.PIDs()
+	require.NoError(t, err)
+	for _, pid := range pids {
+		if procfs.Cmdline(pid) == cmdline && procfs.Alive(pid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+func escapeeMarker() string { return fmt.Sprintf("%d.%d", 400+os.Getpid()%500, time.Now().UnixNano()%1000000) }
+
+func TestCgroupContainsADescendantThatEscapesItsSession(t *testing.T) {
+	for _, monitored := range []bool{false, true} {
+		t.Run(fmt.Sprintf("monitor=%v", monitored), func(t *testing.T) {
+			marker := escapeeMarker()
+			types := map[string][]string{"escaper": escapeeCommand(marker)}
+			a := newProcActivities(t, types)
+			a.CgroupRoot = cgroupRoot(t)
+			if monitored {
+				withMonitor(t, a)
+			}
+			env := newActivityEnv(a)
+			id := uniqueWorkerID("escaper")
+			info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1"})
+			require.Equal(t, ContainmentCgroup, info.Containment())
+			var escapee int
+			require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
+				5*time.Second, 20*time.Millisecond)
+			t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
+			require.NotEqual(t, procStatOf(t, info.PID).Session, procStatOf(t, escapee).Session, "it left the session")
+			require.False(t, hasEnvEntry(escapee, tokenEnv+"="+info.Token), "and the token")
+			if monitored {
+				pids, err := cgroup.Procs(info.Cgroup)
+				require.NoError(t, err)
+				assert.NotContains(t, pids, info.Monitor.PID, "the monitor stays outside the cgroup it may kill")
+				assert.False(t, hasEnvEntry(info.Monitor.PID, "WORKER_ID="+id), "the monitor does not pass for one of the worker's processes")
+				assert.True(t, hasEnvEntry(info.PID, "WORKER_ID="+id))
+			}
+
+			res := stopProc(t, env, a, StopInput{WorkerID: id, Process: info, Grace: time.Second})
+			assert.False(t, res.AlreadyGone)
+			assert.False(t, procfs.Alive(escapee), "the escapee was stopped with its worker")
+			assert.False(t, procfs.Alive(info.PID))
+			assert.Eventually(t, func() bool { _, err := os.Stat(info.Cgroup); return os.IsNotExist(err) },
+				5*time.Second, 20*time.Millisecond, "the emptied cgroup is removed once its last process is reaped")
+		})
+	}
+}
+
+// The fallback's limit, as the README states it: without a cgroup, a
+// descendant that drops the token and leaves group and session is out of
+// reach. This proves the fallback is what the README says, not more.
+func TestProcessGroupFallbackCannotFollowAnEscapee(t *testing.T) {
+	marker := escapeeMarker()
+	a := newProcActivities(t, map[string][]string{"escaper": escapeeCommand(marker)})
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("escaper")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1"})
+	require.Equal(t, ContainmentProcessGroup, info.Containment())
+	var escapee int
+	require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
+		5*time.Second, 20*time.Millisecond)
+	t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
+
+	// Its parent is gone, its group, session and token too: nothing
+	// outside the kernel's cgroups links it to the worker any more.
+	require.NotEqual(t, info.PID, procStatOf(t, escapee).PPID)
+	res := stopProc(t, env, a, StopInput{WorkerID: id, Process: info, Grace: time.Second})
+	assert.False(t, res.AlreadyGone)
+	assert.False(t, procfs.Alive(info.PID))
+	assert.True(t, procfs.Alive(escapee), "the fallback's documented limit: pid %d escapes it", escapee)
+}
+
+func procStatOf(t *testing.T, pid int) procStat {
+	t.Helper()
+	st, err := readProcStat(pid)
+	require.NoError(t, err)
+	return st
+}
+
+
+// A cgroup no record names is swept: an empty one removed, one with
+// processes killed and removed; a recorded worker's is left alone.
+func TestSweepRemovesCgroupsNoRecordNames(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"sleep": {"sleep", "300"}})
+	a.StateDir = t.TempDir()
+	root, err := cgroup.Prepare(filepath.Join(cgroupRoot(t), uniqueWorkerID("host")))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cgroup.Remove(root) })
+	a.CgroupRoot = root
+	a.Owners = &fakeSweeper{owned: map[string]bool{"worker-sleep-kept1": true}}
+	var events []string
+	a.Event = func(typ string, data map[string]any) { events = append(events, typ+" "+data["worker_id"].(string)) }
+	env := newActivityEnv(a)
+	kept := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-kept1", WorkerType: "sleep", TaskID: "task-1"})
+	t.Cleanup(func() { _ = cgroup.Kill(kept.Cgroup); _ = cgroup.RemoveWhenEmptied(kept.Cgroup, time.Second) })
+
+	empty, err := cgroup.Create(root, "worker-sleep-gone1-0123456789ab")
+	require.NoError(t, err)
+	stray, err := cgroup.Create(root, "worker-sleep-lost1-0123456789ab")
+	require.NoError(t, err)
+	dir, err := os.Open(stray)
+	require.NoError(t, err)
+	cmd := exec.Command("sleep", "300")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	require.NoError(t, cmd.Start())
+	dir.Close()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+
+	v, err := env.ExecuteActivity(a.StopOrphans)
+	require.NoError(t, err)
+	var orphans []Orphan
+	require.NoError(t, v.Get(&orphans))
+	assert.Equal(t, []Orphan{{WorkerID: "worker-sleep-lost1", Host: "test-host", PID: cmd.Process.Pid, Stopped: true}}, orphans)
+	assert.Equal(t, []string{"orphan_process_stopped worker-sleep-lost1"}, events)
+	<-exited
+	assert.NoDirExists(t, empty)
+	assert.NoDirExists(t, stray)
+	assert.DirExists(t, kept.Cgroup)
+	assert.True(t, procfs.Alive(kept.PID))
+}

@@ -1,0 +1,277 @@
+// Package monitor is the small parent every worker process runs under, as
+// conmon and containerd-shim are for containers: the worker program starts
+// its own binary in monitor mode, in a session of its own, and the monitor
+// starts the worker's command, waits for it and writes how it ended into
+// the host's state folder. The monitor outlives a crash or a deploy of the
+// worker program, so a worker program that comes back reads the exact end
+// of a process it no longer parents instead of reporting it lost.
+//
+// The worker program and the monitor speak over two channels: a line on
+// file descriptor 3 once the command has started (its PID and start time,
+// or why it could not start), and the exit file once it has ended.
+package monitor
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
+)
+
+// Command is the worker program's argument that runs it as a monitor.
+const Command = "monitor"
+
+// Options are what the worker program tells a monitor.
+type Options struct {
+	// ExitFile is where the end of the command is written, atomically.
+	ExitFile string
+	// Cgroup is a cgroup v2 folder the command is started in (clone3's
+	// CLONE_INTO_CGROUP, so not even its first fork escapes); empty for
+	// none. The monitor itself stays outside, so that killing the cgroup
+	// never kills the one process that can tell how the command ended.
+	Cgroup string
+	// Setenv are NAME=VALUE entries the command gets on top of the
+	// monitor's environment; the monitor does not carry them itself, so a
+	// search of /proc for them finds the command's tree and not its
+	// monitor.
+	Setenv []string
+	// Argv is the command.
+	Argv []string
+}
+
+// Args are the arguments that follow Command.
+func (o Options) Args() []string {
+	args := []string{"--exit-file", o.ExitFile}
+	if o.Cgroup != "" {
+		args = append(args, "--cgroup", o.Cgroup)
+	}
+	for _, e := range o.Setenv {
+		args = append(args, "--setenv", e)
+	}
+	return append(append(args, "--"), o.Argv...)
+}
+
+// Started is the line the monitor writes on descriptor 3: the command's
+// PID and start ticks, or why it could not be started.
+type Started struct {
+	PID        int    `json:"pid,omitempty"`
+	StartTicks uint64 `json:"start_ticks,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// Permanent says that starting again cannot help (no such program,
+	// not executable).
+	Permanent bool `json:"permanent,omitempty"`
+}
+
+// Exit is how the command ended, as its monitor saw it.
+type Exit struct {
+	PID        int    `json:"pid"`
+	StartTicks uint64 `json:"start_ticks"`
+	// ExitCode is the command's exit code, or 128+N for a death by signal N.
+	ExitCode int    `json:"exit_code"`
+	Signal   string `json:"signal,omitempty"`
+	// OOM is true when the kernel's out-of-memory killer ended it.
+	OOM     bool      `json:"oom,omitempty"`
+	EndedAt time.Time `json:"ended_at"`
+}
+
+// ReadExit reads an exit file. A file that does not exist yields an error
+// for which errors.Is(err, fs.ErrNotExist) holds.
+func ReadExit(path string) (Exit, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Exit{}, err
+	}
+	var e Exit
+	if err := json.Unmarshal(data, &e); err != nil {
+		return Exit{}, fmt.Errorf("exit file %s: %w", path, err)
+	}
+	return e, nil
+}
+
+// Main runs a monitor with the arguments after Command and returns its
+// exit code: 0 once the command's end is written, 2 when it could not be
+// started, 1 when its end could not be written.
+func Main(args []string) int {
+	fset := flag.NewFlagSet(Command, flag.ContinueOnError)
+	var o Options
+	fset.StringVar(&o.ExitFile, "exit-file", "", "where the command's end is written")
+	fset.StringVar(&o.Cgroup, "cgroup", "", "cgroup v2 folder the command starts in")
+	fset.Func("setenv", "NAME=VALUE for the command", func(s string) error {
+		if !strings.Contains(s, "=") {
+			return fmt.Errorf("--setenv %q is not NAME=VALUE", s)
+		}
+		o.Setenv = append(o.Setenv, s)
+		return nil
+	})
+	if err := fset.Parse(args); err != nil {
+		return 2
+	}
+	o.Argv = fset.Args()
+	report := os.NewFile(3, "monitor-report")
+	if o.ExitFile == "" || len(o.Argv) == 0 {
+		writeStarted(report, Started{Error: "monitor: --exit-file and a command are required", Permanent: true})
+		return 2
+	}
+	// The monitor's life is bound to its command's. A signal meant for a
+	// group or session it was once in, or a stray pkill, must not take
+	// it: the status would be lost. Handled rather than ignored, so the
+	// command does not inherit an ignored disposition across exec.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+
+	cmd, err := start(o)
+	if err != nil {
+		writeStarted(report, Started{Error: err.Error(), Permanent: permanent(err)})
+		return 2
+	}
+	pid := cmd.Process.Pid
+	// Not reaped until Wait: the /proc entry is there even if it exited.
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		writeStarted(report, Started{Error: fmt.Sprintf("read start time of pid %d: %v", pid, err)})
+		return 2
+	}
+	writeStarted(report, Started{PID: pid, StartTicks: st.StartTicks})
+
+	_ = cmd.Wait()
+	exit := Exit{PID: pid, StartTicks: st.StartTicks, EndedAt: time.Now().UTC()}
+	exit.ExitCode, exit.Signal = StatusOf(cmd.ProcessState)
+	if o.Cgroup != "" {
+		exit.OOM = oomKilled(o.Cgroup)
+	}
+	data, _ := json.Marshal(exit)
+	if err := atomicfile.Write(o.ExitFile, data); err != nil {
+		fmt.Fprintf(os.Stderr, "monitor: write the end of pid %d: %v\n", pid, err)
+		return 1
+	}
+	if o.Cgroup != "" {
+		// Emptied, the cgroup goes; a stop that found it empty before the
+		// reap could not remove it. Members left keep it (EBUSY).
+		_ = syscall.Rmdir(o.Cgroup)
+	}
+	return 0
+}
+
+func start(o Options) (*exec.Cmd, error) {
+	cmd := exec.Command(o.Argv[0], o.Argv[1:]...)
+	cmd.Env = append(os.Environ(), o.Setenv...)
+	cmd.Stdin = nil
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	// Its own group: a stop reaches every descendant that stays in it
+	// with one kill, and the monitor is never in it.
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	if o.Cgroup != "" {
+		dir, err := os.Open(o.Cgroup)
+		if err != nil {
+			return nil, fmt.Errorf("open cgroup %s: %w", o.Cgroup, err)
+		}
+		defer dir.Close()
+		attr.UseCgroupFD, attr.CgroupFD = true, int(dir.Fd())
+	}
+	cmd.SysProcAttr = attr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start worker command %q: %w", o.Argv[0], err)
+	}
+	return cmd, nil
+}
+
+// permanent says whether a start failure is one a retry cannot fix.
+func permanent(err error) bool {
+	return errors.Is(err, exec.ErrNotFound) || errors.Is(err, exec.ErrDot) ||
+		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+		errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EISDIR)
+}
+
+func writeStarted(f *os.File, s Started) {
+	if f == nil {
+		return
+	}
+	data, _ := json.Marshal(s)
+	_, _ = f.Write(append(data, '\n'))
+	_ = f.Close()
+}
+
+// StatusOf is the shell's view of an end: the exit code, or 128+N and the
+// signal's name for a death by signal N; -1 for no state.
+func StatusOf(state *os.ProcessState) (int, string) {
+	if state == nil {
+		return -1, ""
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		sig := ws.Signal()
+		return 128 + int(sig), SignalName(sig)
+	}
+	return state.ExitCode(), ""
+}
+
+// oomKilled reads the cgroup's memory.events; without a memory controller
+// there is no such file and no out-of-memory kill to report.
+func oomKilled(cgroup string) bool {
+	data, err := os.ReadFile(filepath.Join(cgroup, "memory.events"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
+			return true
+		}
+	}
+	return false
+}
+
+// SignalName is the conventional name of sig ("SIGKILL"); syscall's own
+// String gives descriptions ("killed") instead.
+func SignalName(sig syscall.Signal) string {
+	if name, ok := signalNames[sig]; ok {
+		return name
+	}
+	return "SIG" + strconv.Itoa(int(sig))
+}
+
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGHUP:    "SIGHUP",
+	syscall.SIGINT:    "SIGINT",
+	syscall.SIGQUIT:   "SIGQUIT",
+	syscall.SIGILL:    "SIGILL",
+	syscall.SIGTRAP:   "SIGTRAP",
+	syscall.SIGABRT:   "SIGABRT",
+	syscall.SIGBUS:    "SIGBUS",
+	syscall.SIGFPE:    "SIGFPE",
+	syscall.SIGKILL:   "SIGKILL",
+	syscall.SIGUSR1:   "SIGUSR1",
+	syscall.SIGSEGV:   "SIGSEGV",
+	syscall.SIGUSR2:   "SIGUSR2",
+	syscall.SIGPIPE:   "SIGPIPE",
+	syscall.SIGALRM:   "SIGALRM",
+	syscall.SIGTERM:   "SIGTERM",
+	syscall.SIGSTKFLT: "SIGSTKFLT",
+	syscall.SIGCHLD:   "SIGCHLD",
+	syscall.SIGCONT:   "SIGCONT",
+	syscall.SIGSTOP:   "SIGSTOP",
+	syscall.SIGTSTP:   "SIGTSTP",
+	syscall.SIGTTIN:   "SIGTTIN",
+	syscall.SIGTTOU:   "SIGTTOU",
+	syscall.SIGURG:    "SIGURG",
+	syscall.SIGXCPU:   "SIGXCPU",
+	syscall.SIGXFSZ:   "SIGXFSZ",
+	syscall.SIGVTALRM: "SIGVTALRM",
+	syscall.SIGPROF:   "SIGPROF",
+	syscall.SIGWINCH:  "SIGWINCH",
+	syscall.SIGIO:     "SIGIO",
+	syscall.SIGPWR:    "SIGPWR",
+	syscall.SIGSYS:    "SIGSYS",
+}
