@@ -200,7 +200,9 @@ func findByCmdline(t *testing.T, cmdline string) int {
 	return 0
 }
 
-func escapeeMarker() string { return fmt.Sprintf("%d.%d", 400+os.Getpid()%500, time.Now().UnixNano()%1000000) }
+func escapeeMarker() string {
+	return fmt.Sprintf("%d.%d", 400+os.Getpid()%500, time.Now().UnixNano()%1000000)
+}
 
 func TestCgroupContainsADescendantThatEscapesItsSession(t *testing.T) {
 	for _, monitored := range []bool{false, true} {
@@ -270,7 +272,6 @@ func procStatOf(t *testing.T, pid int) procStat {
 	require.NoError(t, err)
 	return st
 }
-
 
 // A cgroup no record names is swept: an empty one removed, one with
 // processes killed and removed; a recorded worker's is left alone.
