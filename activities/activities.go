@@ -212,6 +212,9 @@ type ProcessInfo struct {
 	// Monitor is the process's parent that records its end; nil when the
 	// worker program parents it itself.
 	Monitor *MonitorProcess `json:"monitor,omitempty"`
+	// WorkerType is the type it was started as, whose exit rules judge
+	// its end.
+	WorkerType string `json:"worker_type,omitempty"`
 }
 
 // ResourceSample is what the watcher measured of a worker's whole process
@@ -254,6 +257,13 @@ type ExitStatus struct {
 	Lost bool `json:"lost,omitempty"`
 	// OOM is true when the kernel's out-of-memory killer ended it.
 	OOM bool `json:"oom,omitempty"`
+	// Action is what the type's exit rules make of this end
+	// (workertypes.ExitAction: complete, restart, fail, ignore); empty
+	// from a host of an earlier release, whose lifecycles judge by the
+	// exit code alone.
+	Action string `json:"action,omitempty"`
+	// Rule names the exit rule that chose Action; empty for a default.
+	Rule string `json:"rule,omitempty"`
 }
 
 // StopInput asks to stop a process group: SIGTERM, Grace, then SIGKILL.

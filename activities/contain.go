@@ -128,7 +128,12 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 	if err != nil {
 		return startedProcess{}, fmt.Errorf("monitor of %s: %w", workerID, err)
 	}
-	defer r.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			r.Close()
+		}
+	}()
 	cmd := exec.Command(a.Monitor[0], append(append(append([]string{}, a.Monitor[1:]...), monitor.Command), opts.Args()...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -148,7 +153,8 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 
 	_ = r.SetReadDeadline(time.Now().Add(monitorReportWait))
 	var rep monitor.Started
-	line, readErr := bufio.NewReader(r).ReadBytes('\n')
+	lines := bufio.NewReader(r)
+	line, readErr := lines.ReadBytes('\n')
 	if readErr == nil {
 		readErr = json.Unmarshal(line, &rep)
 	}
@@ -172,13 +178,27 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 	pid := rep.PID
 	abort := func() {
 		_ = signalProcess(pid, rep.StartTicks, syscall.SIGKILL)
+		r.Close()
 		_ = cmd.Wait()
 		_ = os.Remove(exitFile)
 		_ = cgroup.Remove(info.Cgroup)
 	}
 	p := *info
 	p.PID, p.StartTicks = pid, rep.StartTicks
+	// The monitor's second line is the end of the process. It may linger
+	// after it, reaping orphaned descendants until a stop ends them, so
+	// the end is not waited for through the monitor's exit.
+	keep = true
+	_ = r.SetReadDeadline(time.Time{})
 	wait := func() ExitStatus {
+		defer r.Close()
+		var e monitor.Exit
+		line, err := lines.ReadBytes('\n')
+		if err == nil && json.Unmarshal(line, &e) == nil && e.PID == p.PID {
+			go func() { _ = cmd.Wait() }()
+			return ExitStatus{ExitCode: e.ExitCode, Signal: e.Signal, OOM: e.OOM}
+		}
+		// The monitor is gone without a word: killed, or its pipe broken.
 		_ = cmd.Wait()
 		return endOfMonitored(p)
 	}

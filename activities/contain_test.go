@@ -15,6 +15,7 @@ import (
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
 // TestMain lets this test binary serve as the monitor, as the worker
@@ -100,9 +101,9 @@ func TestMonitoredEndSurvivesARestartOfTheWorkerProgram(t *testing.T) {
 		end     func(pid int)
 		want    ExitStatus
 	}{
-		{"exit 0", "read line; exit 0", nil, ExitStatus{ExitCode: 0}},
-		{"exit 3", "read line; exit 3", nil, ExitStatus{ExitCode: 3}},
-		{"killed", "sleep 300", func(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}},
+		{"exit 0", "read line; exit 0", nil, ExitStatus{ExitCode: 0, Action: "complete"}},
+		{"exit 3", "read line; exit 3", nil, ExitStatus{ExitCode: 3, Action: "restart"}},
+		{"killed", "sleep 300", func(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }, ExitStatus{ExitCode: 137, Signal: "SIGKILL", Action: "restart"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The command waits on a fifo, so that it ends only once the
@@ -141,7 +142,7 @@ func TestMonitoredExitCodeInTheSameProgram(t *testing.T) {
 	a := withMonitor(t, newProcActivities(t, types))
 	env := newActivityEnv(a)
 	info := mustStart(t, env, a, StartInput{WorkerID: uniqueWorkerID("job"), WorkerType: "job", TaskID: "task-1"})
-	assert.Equal(t, ExitStatus{ExitCode: 7}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 7, Action: "restart"}, watchProc(t, env, a, info))
 }
 
 // Lost is left for what nobody can know: the monitor itself killed before
@@ -164,8 +165,9 @@ func TestKilledMonitorLeavesTheEndUnknown(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	require.NoError(t, syscall.Kill(info.PID, syscall.SIGKILL))
-	assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true}, awaitExit(t, sameProgram))
-	assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true}, awaitExit(t, restartedProgram))
+	lost := ExitStatus{ExitCode: -1, Lost: true, Action: "fail"}
+	assert.Equal(t, lost, awaitExit(t, sameProgram), "not restarted blindly")
+	assert.Equal(t, lost, awaitExit(t, restartedProgram))
 }
 
 func TestMonitorRefusesACommandThatCannotRun(t *testing.T) {
@@ -236,34 +238,57 @@ func TestCgroupContainsADescendantThatEscapesItsSession(t *testing.T) {
 			assert.False(t, res.AlreadyGone)
 			assert.False(t, procfs.Alive(escapee), "the escapee was stopped with its worker")
 			assert.False(t, procfs.Alive(info.PID))
-			assert.Eventually(t, func() bool { _, err := os.Stat(info.Cgroup); return os.IsNotExist(err) },
-				5*time.Second, 20*time.Millisecond, "the emptied cgroup is removed once its last process is reaped")
+			if monitored {
+				// The monitor, a subreaper, reaps the orphan at once.
+				assert.Eventually(t, func() bool { _, err := os.Stat(info.Cgroup); return os.IsNotExist(err) },
+					5*time.Second, 20*time.Millisecond, "the emptied cgroup is removed once its last process is reaped")
+			} else {
+				// The orphan is init's to reap, whenever it does: the
+				// cgroup is empty, and the sweep removes it if the stop
+				// could not (TestSweepRemovesCgroupsNoRecordNames).
+				populated, err := cgroup.Populated(info.Cgroup)
+				assert.NoError(t, err)
+				assert.False(t, populated)
+				t.Cleanup(func() { _ = cgroup.RemoveWhenEmptied(info.Cgroup, 10*time.Second) })
+			}
 		})
 	}
 }
 
-// The fallback's limit, as the README states it: without a cgroup, a
-// descendant that drops the token and leaves group and session is out of
-// reach. This proves the fallback is what the README says, not more.
-func TestProcessGroupFallbackCannotFollowAnEscapee(t *testing.T) {
-	marker := escapeeMarker()
-	a := newProcActivities(t, map[string][]string{"escaper": escapeeCommand(marker)})
-	env := newActivityEnv(a)
-	id := uniqueWorkerID("escaper")
-	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1"})
-	require.Equal(t, ContainmentProcessGroup, info.Containment())
-	var escapee int
-	require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
-		5*time.Second, 20*time.Millisecond)
-	t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
+// Without a cgroup, a descendant that drops the token, leaves group and
+// session and is orphaned is found only as the child of the monitor, a
+// subreaper. Without a monitor as well (--monitor=false) it is out of
+// reach: the README states that limit, and this proves it is no more.
+func TestProcessGroupFallbackAndAnEscapee(t *testing.T) {
+	for _, monitored := range []bool{true, false} {
+		t.Run(fmt.Sprintf("monitor=%v", monitored), func(t *testing.T) {
+			marker := escapeeMarker()
+			a := newProcActivities(t, map[string][]string{"escaper": escapeeCommand(marker)})
+			if monitored {
+				withMonitor(t, a)
+			}
+			env := newActivityEnv(a)
+			id := uniqueWorkerID("escaper")
+			info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1"})
+			require.Equal(t, ContainmentProcessGroup, info.Containment())
+			var escapee int
+			require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
+				5*time.Second, 20*time.Millisecond)
+			t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
+			require.NotEqual(t, info.PID, procStatOf(t, escapee).PPID, "orphaned")
+			require.False(t, hasEnvEntry(escapee, tokenEnv+"="+info.Token))
 
-	// Its parent is gone, its group, session and token too: nothing
-	// outside the kernel's cgroups links it to the worker any more.
-	require.NotEqual(t, info.PID, procStatOf(t, escapee).PPID)
-	res := stopProc(t, env, a, StopInput{WorkerID: id, Process: info, Grace: time.Second})
-	assert.False(t, res.AlreadyGone)
-	assert.False(t, procfs.Alive(info.PID))
-	assert.True(t, procfs.Alive(escapee), "the fallback's documented limit: pid %d escapes it", escapee)
+			res := stopProc(t, env, a, StopInput{WorkerID: id, Process: info, Grace: time.Second})
+			assert.False(t, res.AlreadyGone)
+			assert.False(t, procfs.Alive(info.PID))
+			if monitored {
+				assert.Eventually(t, func() bool { return !procfs.Alive(escapee) }, 5*time.Second, 20*time.Millisecond,
+					"the monitor's orphan was stopped with the worker")
+			} else {
+				assert.True(t, procfs.Alive(escapee), "the documented limit: without cgroup or monitor, pid %d escapes", escapee)
+			}
+		})
+	}
 }
 
 func procStatOf(t *testing.T, pid int) procStat {
@@ -313,4 +338,28 @@ func TestSweepRemovesCgroupsNoRecordNames(t *testing.T) {
 	assert.NoDirExists(t, stray)
 	assert.DirExists(t, kept.Cgroup)
 	assert.True(t, procfs.Alive(kept.PID))
+}
+
+// The type's exit rules judge the end on the host, also after a restart of
+// the worker program; a record of an earlier release, without its type, is
+// left to the lifecycle.
+func TestExitRulesJudgeTheEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "types.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"types": {"ruled-worker": {"command": ["sh", "-c", "exit 3"], "token_budget": 10, "timeout_minutes": 5,
+		"exit_rules": [{"exit_codes": [3], "action": "fail"}]}}}`), 0o644))
+	reg, err := workertypes.Load(path)
+	require.NoError(t, err)
+	a := withMonitor(t, newProcActivities(t, nil))
+	a.Registry = reg
+	env := newActivityEnv(a)
+	info := mustStart(t, env, a, StartInput{WorkerID: uniqueWorkerID("ruled"), WorkerType: "ruled-worker", TaskID: "task-1"})
+	assert.Equal(t, "ruled-worker", info.WorkerType)
+	assert.Equal(t, ExitStatus{ExitCode: 3, Action: "fail", Rule: "exit_rules[0] (exit code 3)"}, watchProc(t, env, a, info))
+
+	earlier := info
+	earlier.WorkerType = ""
+	assert.Equal(t, ExitStatus{ExitCode: 3}, a.judge(earlier, ExitStatus{ExitCode: 3}))
+	gone := info
+	gone.WorkerType = "retired-worker"
+	assert.Equal(t, ExitStatus{ExitCode: 3, Action: "restart"}, a.judge(gone, ExitStatus{ExitCode: 3}), "a type the host no longer knows gets the defaults")
 }

@@ -203,7 +203,7 @@ func TestWatcherSurvivesReporterErrors(t *testing.T) {
 	require.NoError(t, err)
 	var st ExitStatus
 	require.NoError(t, val.Get(&st))
-	assert.Equal(t, ExitStatus{ExitCode: 0}, st, "the watch lasts until the process ends")
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, st, "the watch lasts until the process ends")
 	_, _, calls := rep.reported()
 	assert.Greater(t, calls, 2, "a failed report is tried again at the next sample")
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/monitor"
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
 // workerIDPattern is what a worker id must look like before it becomes part
@@ -138,7 +139,7 @@ func (a *HostActivities) spawn(in StartInput, typeName string, argv []string) (f
 	// Recorded before it exists: should this program die between the start
 	// and the full record, its successor finds the process by its token
 	// instead of starting a second one.
-	info := ProcessInfo{Host: a.Host, LogPath: logPath, StartedAt: time.Now(), Token: token, Lease: in.Lease}
+	info := ProcessInfo{Host: a.Host, LogPath: logPath, StartedAt: time.Now(), Token: token, Lease: in.Lease, WorkerType: typeName}
 	if err := a.saveState(in.WorkerID, info); err != nil {
 		return nil, ProcessInfo{}, fmt.Errorf("record the start of %s: %w", in.WorkerID, err)
 	}
@@ -236,12 +237,12 @@ func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitS
 				return ExitStatus{}, fmt.Errorf("watch pid %d: %w", p.PID, err)
 			}
 			if !running {
-				return endAfterGone(p), nil
+				return a.judge(p, endAfterGone(p)), nil
 			}
 		}
 		select {
 		case <-done:
-			return e.status, nil
+			return a.judge(p, e.status), nil
 		case <-ctx.Done():
 			return ExitStatus{}, ctx.Err()
 		case <-tick.C:
@@ -250,6 +251,22 @@ func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitS
 			obs.observe(ctx)
 		}
 	}
+}
+
+// judge adds what the exit rules of the process's type make of its end.
+// A process recorded without its type (by an earlier release) is left to
+// the lifecycle's own judgement; a type this host no longer knows gets the
+// defaults.
+func (a *HostActivities) judge(p ProcessInfo, st ExitStatus) ExitStatus {
+	if p.WorkerType == "" {
+		return st
+	}
+	var typ workertypes.Type
+	if a.Registry != nil {
+		typ, _ = a.Registry.Lookup(p.WorkerType)
+	}
+	st.Action, st.Rule = typ.ExitAction(workertypes.End{ExitCode: st.ExitCode, OOM: st.OOM, Lost: st.Lost})
+	return st
 }
 
 func (a *HostActivities) watchPoll() time.Duration {

@@ -294,7 +294,7 @@ func TestStartProcessIdempotentWhileLive(t *testing.T) {
 	// Once it has exited, the same worker id gets a new process.
 	res := stopProc(t, env, a, StopInput{WorkerID: in.WorkerID, Process: first})
 	assert.True(t, res.Killed)
-	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, watchProc(t, env, a, first))
+	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL", Action: "restart"}, watchProc(t, env, a, first))
 	assert.Empty(t, a.Procs.Live())
 
 	third := mustStart(t, env, a, in)
@@ -387,12 +387,12 @@ func TestWatchProcessExitCodes(t *testing.T) {
 	env := newActivityEnv(a)
 
 	info := mustStart(t, env, a, StartInput{WorkerID: "worker-three-1", WorkerType: "three", TaskID: "t"})
-	assert.Equal(t, ExitStatus{ExitCode: 3}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 3, Action: "restart"}, watchProc(t, env, a, info))
 
 	info = mustStart(t, env, a, StartInput{WorkerID: "worker-true-1", WorkerType: "true", TaskID: "t"})
-	assert.Equal(t, ExitStatus{ExitCode: 0}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, watchProc(t, env, a, info))
 	// Watching again after the end returns the kept status.
-	assert.Equal(t, ExitStatus{ExitCode: 0}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, watchProc(t, env, a, info))
 }
 
 func TestWatchProcessNotInTableIsLost(t *testing.T) {
@@ -449,7 +449,7 @@ func TestStopProcessPlainSleepExitsOnTerm(t *testing.T) {
 	res := stopProc(t, env, a, StopInput{WorkerID: "worker-sleep-1", Process: info, Grace: 2 * time.Second})
 	assert.Equal(t, StopResult{}, res)
 	assert.Less(t, time.Since(began), time.Second)
-	assert.Equal(t, ExitStatus{ExitCode: 143, Signal: "SIGTERM"}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 143, Signal: "SIGTERM", Action: "restart"}, watchProc(t, env, a, info))
 
 	// Stopping again finds nothing to stop.
 	res = stopProc(t, env, a, StopInput{WorkerID: "worker-sleep-1", Process: info, Grace: 2 * time.Second})
@@ -480,7 +480,7 @@ func TestStopProcessKillsTreeIgnoringTerm(t *testing.T) {
 	assert.Equal(t, StopResult{Killed: true}, res)
 	assert.GreaterOrEqual(t, time.Since(began), 300*time.Millisecond, "SIGKILL must wait for the grace period")
 	assert.Empty(t, runningMembers(t, info.PGID), "no process of the group may survive")
-	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL", Action: "restart"}, watchProc(t, env, a, info))
 
 	res = stopProc(t, env, a, StopInput{WorkerID: "worker-tree-1", Process: info, Grace: 300 * time.Millisecond})
 	assert.Equal(t, StopResult{AlreadyGone: true}, res)
@@ -492,7 +492,7 @@ func TestStopProcessGraceZeroKillsAtOnce(t *testing.T) {
 	info := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-2", WorkerType: "sleep", TaskID: "t"})
 	res := stopProc(t, env, a, StopInput{WorkerID: "worker-sleep-2", Process: info})
 	assert.Equal(t, StopResult{Killed: true}, res)
-	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL", Action: "restart"}, watchProc(t, env, a, info))
 }
 
 func TestStopProcessGroupOutlivingLeader(t *testing.T) {

@@ -14,8 +14,9 @@ const tokenEnv = "WORKER_LIFECYCLE_TOKEN"
 
 // treeMembers lists the live processes of the worker p started: its process group
 // when groupOurs (the group is provably this worker's), every process that
-// carries its token, and every descendant of those. The worker program
-// itself and init are never part of it.
+// carries its token, every child of its monitor (a subreaper, so that is
+// where a daemonized descendant ends up), and every descendant of those.
+// The worker program, the monitor and init are never part of it.
 //
 // A worker with a cgroup is its cgroup's members, and nothing else: the
 // kernel keeps that list whatever a member does to its environment, group
@@ -29,6 +30,17 @@ func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
 		return nil, err
 	}
 	self := os.Getpid()
+	// The monitor is a subreaper: a descendant that daemonized is its
+	// child, not init's. Its children are the worker's, the monitor itself
+	// is not (its PID is trusted only while it is the monitor started).
+	monitor := 0
+	if p.Monitor != nil {
+		for _, st := range procs {
+			if st.PID == p.Monitor.PID && st.StartTicks == p.Monitor.StartTicks && !st.exited() {
+				monitor = st.PID
+			}
+		}
+	}
 	children := map[int][]procStat{}
 	var roots []procStat
 	tokenEntry := tokenEnv + "=" + p.Token
@@ -39,6 +51,8 @@ func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
 		children[st.PPID] = append(children[st.PPID], st)
 		switch {
 		case groupOurs && st.PGRP == p.PGID:
+			roots = append(roots, st)
+		case monitor != 0 && st.PPID == monitor:
 			roots = append(roots, st)
 		case p.Token != "" && hasEnvEntry(st.PID, tokenEntry):
 			roots = append(roots, st)

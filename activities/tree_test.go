@@ -94,7 +94,7 @@ func TestStopProcessReachesGrandchildInNewSession(t *testing.T) {
 		assert.False(t, stillRunning(t, m), "pid %d (%s) survived", m.PID, commName(m.PID))
 	}
 	assert.Empty(t, tokenHolders(t, info))
-	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, watchProc(t, env, a, info))
+	assert.Equal(t, ExitStatus{ExitCode: 137, Signal: "SIGKILL", Action: "restart"}, watchProc(t, env, a, info))
 }
 
 func TestStopProcessLeavesOtherProcessesAlone(t *testing.T) {
@@ -181,7 +181,7 @@ func TestRestartedWorkerProgramReadopts(t *testing.T) {
 	assert.NoFileExists(t, stateFile(first))
 	select {
 	case st := <-watched:
-		assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true}, st)
+		assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true, Action: "fail"}, st)
 	case <-time.After(5 * time.Second):
 		t.Fatal("the watch did not notice the end of the process")
 	}

@@ -6,9 +6,10 @@
 // worker program, so a worker program that comes back reads the exact end
 // of a process it no longer parents instead of reporting it lost.
 //
-// The worker program and the monitor speak over two channels: a line on
-// file descriptor 3 once the command has started (its PID and start time,
-// or why it could not start), and the exit file once it has ended.
+// The worker program and the monitor speak over two channels: lines on
+// file descriptor 3, one once the command has started (its PID and start
+// time, or why it could not start) and one once it has ended, and the exit
+// file, for a worker program that restarted meanwhile.
 package monitor
 
 import (
@@ -25,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
@@ -121,7 +124,7 @@ func Main(args []string) int {
 	o.Argv = fset.Args()
 	report := os.NewFile(3, "monitor-report")
 	if o.ExitFile == "" || len(o.Argv) == 0 {
-		writeStarted(report, Started{Error: "monitor: --exit-file and a command are required", Permanent: true})
+		writeLine(report, Started{Error: "monitor: --exit-file and a command are required", Permanent: true})
 		return 2
 	}
 	// The monitor's life is bound to its command's. A signal meant for a
@@ -129,40 +132,63 @@ func Main(args []string) int {
 	// it: the status would be lost. Handled rather than ignored, so the
 	// command does not inherit an ignored disposition across exec.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	// A subreaper, as containerd-shim is: a descendant that daemonizes
+	// (double fork, setsid) is orphaned to the monitor, not to init. It
+	// stays in the worker's process tree, where a stop finds it even
+	// without a cgroup, and it is reaped at once when killed, so the
+	// worker's cgroup can be removed.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 	cmd, err := start(o)
 	if err != nil {
-		writeStarted(report, Started{Error: err.Error(), Permanent: permanent(err)})
+		writeLine(report, Started{Error: err.Error(), Permanent: permanent(err)})
 		return 2
 	}
 	pid := cmd.Process.Pid
-	// Not reaped until Wait: the /proc entry is there even if it exited.
+	// Not reaped yet: the /proc entry is there even if it exited.
 	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
-		writeStarted(report, Started{Error: fmt.Sprintf("read start time of pid %d: %v", pid, err)})
+		writeLine(report, Started{Error: fmt.Sprintf("read start time of pid %d: %v", pid, err)})
 		return 2
 	}
-	writeStarted(report, Started{PID: pid, StartTicks: st.StartTicks})
+	writeLine(report, Started{PID: pid, StartTicks: st.StartTicks})
 
-	_ = cmd.Wait()
-	exit := Exit{PID: pid, StartTicks: st.StartTicks, EndedAt: time.Now().UTC()}
-	exit.ExitCode, exit.Signal = StatusOf(cmd.ProcessState)
-	if o.Cgroup != "" {
-		exit.OOM = oomKilled(o.Cgroup)
-	}
-	data, _ := json.Marshal(exit)
-	if err := atomicfile.Write(o.ExitFile, data); err != nil {
-		fmt.Fprintf(os.Stderr, "monitor: write the end of pid %d: %v\n", pid, err)
-		return 1
+	code := 0
+	for {
+		var ws syscall.WaitStatus
+		reaped, err := syscall.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			break // ECHILD: no child left, the command nor an orphan
+		}
+		if reaped != pid {
+			continue // an orphaned descendant, reaped
+		}
+		exit := Exit{PID: pid, StartTicks: st.StartTicks, EndedAt: time.Now().UTC()}
+		exit.ExitCode, exit.Signal = waitStatus(ws)
+		if o.Cgroup != "" {
+			exit.OOM = oomKilled(o.Cgroup)
+		}
+		data, _ := json.Marshal(exit)
+		if err := atomicfile.Write(o.ExitFile, data); err != nil {
+			fmt.Fprintf(os.Stderr, "monitor: write the end of pid %d: %v\n", pid, err)
+			code = 1
+		}
+		// The worker program that started it hears at once; one that
+		// restarted since reads the file.
+		writeLine(report, exit)
+		_ = report.Close()
 	}
 	if o.Cgroup != "" {
 		// Emptied, the cgroup goes; a stop that found it empty before the
-		// reap could not remove it. Members left keep it (EBUSY).
+		// last reap could not remove it. Members left keep it (EBUSY).
 		_ = syscall.Rmdir(o.Cgroup)
 	}
-	return 0
+	return code
 }
 
 func start(o Options) (*exec.Cmd, error) {
@@ -196,13 +222,11 @@ func permanent(err error) bool {
 		errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EISDIR)
 }
 
-func writeStarted(f *os.File, s Started) {
-	if f == nil {
-		return
-	}
-	data, _ := json.Marshal(s)
+// writeLine writes one JSON line to the worker program; a worker program
+// that is gone (EPIPE) is not an error.
+func writeLine(f *os.File, v any) {
+	data, _ := json.Marshal(v)
 	_, _ = f.Write(append(data, '\n'))
-	_ = f.Close()
 }
 
 // StatusOf is the shell's view of an end: the exit code, or 128+N and the
@@ -211,11 +235,18 @@ func StatusOf(state *os.ProcessState) (int, string) {
 	if state == nil {
 		return -1, ""
 	}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok {
+		return waitStatus(ws)
+	}
+	return state.ExitCode(), ""
+}
+
+func waitStatus(ws syscall.WaitStatus) (int, string) {
+	if ws.Signaled() {
 		sig := ws.Signal()
 		return 128 + int(sig), SignalName(sig)
 	}
-	return state.ExitCode(), ""
+	return ws.ExitStatus(), ""
 }
 
 // oomKilled reads the cgroup's memory.events; without a memory controller

@@ -41,6 +41,9 @@ type Type struct {
 	// Heartbeat is "signal" (the worker heartbeats itself) or "output"
 	// (its log growing counts as a heartbeat).
 	Heartbeat string `json:"heartbeat"`
+	// ExitRules say what an end of the process means (ExitAction); the
+	// first that matches decides.
+	ExitRules []ExitRule `json:"exit_rules,omitempty"`
 }
 
 // Heartbeat modes.
@@ -137,11 +140,12 @@ func Load(path string) (*Registry, error) {
 // typeFields is one type in a types file; pointers tell a field left out
 // from a zero.
 type typeFields struct {
-	Command        []string `json:"command"`
-	TokenBudget    *int64   `json:"token_budget"`
-	TimeoutMinutes *int     `json:"timeout_minutes"`
-	MaxRestarts    *int     `json:"max_restarts"`
-	Heartbeat      *string  `json:"heartbeat"`
+	Command        []string   `json:"command"`
+	TokenBudget    *int64     `json:"token_budget"`
+	TimeoutMinutes *int       `json:"timeout_minutes"`
+	MaxRestarts    *int       `json:"max_restarts"`
+	Heartbeat      *string    `json:"heartbeat"`
+	ExitRules      []ExitRule `json:"exit_rules"`
 }
 
 func (r *Registry) merge(data []byte) error {
@@ -202,6 +206,9 @@ func (r *Registry) mergeType(name string, raw json.RawMessage) (Type, []error) {
 	}
 	if in.Heartbeat != nil {
 		t.Heartbeat = *in.Heartbeat
+	}
+	if in.ExitRules != nil {
+		t.ExitRules = in.ExitRules
 	}
 	// A missing field is reported as missing, not as a zero out of range.
 	missing := map[string]bool{}
@@ -287,6 +294,9 @@ func (t Type) validate() []fieldError {
 	}
 	if t.Heartbeat != HeartbeatSignal && t.Heartbeat != HeartbeatOutput {
 		errs = append(errs, fieldError{"heartbeat", fmt.Sprintf("%q must be %q or %q", t.Heartbeat, HeartbeatSignal, HeartbeatOutput)})
+	}
+	for i, r := range t.ExitRules {
+		errs = append(errs, r.validate(fmt.Sprintf("exit_rules[%d]", i))...)
 	}
 	return errs
 }

@@ -72,6 +72,13 @@ func TestBadFilesNameFileTypeAndField(t *testing.T) {
 		"fractional restarts":               {`{"types": {"fix-worker": {"max_restarts": 1.5}}}`, `type "fix-worker": max_restarts: invalid JSON: got number 1.5, want an integer`},
 		"types not an object":               {`{"types": ["fix-worker"]}`, `types: invalid JSON: got array, want an object`},
 		"two documents":                     {`{"types": {}} {"types": {"fix-worker": {"token_budget": 0}}}`, "invalid JSON: more data after the first value"},
+		"exit rule unknown action":          {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [3], "action": "explode"}]}}}`, `type "fix-worker": exit_rules[0].action "explode" must be one of fail, restart, ignore`},
+		"exit code above 255":               {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [3, 256], "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].exit_codes[1] 256 is not in 0..255`},
+		"negative exit code":                {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [-1], "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].exit_codes[0] -1 is not in 0..255`},
+		"exit rule unknown cause":           {`{"types": {"fix-worker": {"exit_rules": [{"cause": "gremlins", "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].cause "gremlins" must be "oom" or "lost"`},
+		"exit rule matching nothing":        {`{"types": {"fix-worker": {"exit_rules": [{"action": "fail"}]}}}`, `type "fix-worker": exit_rules[0] names neither exit_codes nor a cause`},
+		"exit rule both":                    {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [1], "cause": "oom", "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0] names both exit_codes and a cause`},
+		"exit rule unknown field":           {`{"types": {"fix-worker": {"exit_rules": [{"codes": [1], "action": "fail"}]}}}`, `type "fix-worker": invalid JSON: json: unknown field "codes"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := writeFile(t, tc.body)
@@ -179,4 +186,55 @@ func TestArgvNeverGoesThroughAShell(t *testing.T) {
 	typ := Type{Name: "x-worker", Command: []string{"agent", "--task", "$TASK_ID", "--id=${WORKER_ID}", "$HOME"}}
 	argv := typ.Argv("worker-x-1", "task-1; rm -rf / $(reboot)")
 	require.Equal(t, []string{"agent", "--task", "task-1; rm -rf / $(reboot)", "--id=worker-x-1", "$HOME"}, argv)
+}
+
+func TestExitAction(t *testing.T) {
+	rules := Type{ExitRules: []ExitRule{
+		{ExitCodes: []int{3, 4}, Action: ActionFail},
+		{ExitCodes: []int{75}, Action: ActionIgnore},
+		{Cause: CauseOOM, Action: ActionFail},
+		{ExitCodes: []int{0}, Action: ActionRestart},
+		{ExitCodes: []int{3}, Action: ActionRestart},
+	}}
+	for _, tc := range []struct {
+		name   string
+		typ    Type
+		end    End
+		action string
+		rule   string
+	}{
+		{"exit 0 completes by default", Type{}, End{ExitCode: 0}, ActionComplete, ""},
+		{"a crash restarts by default", Type{}, End{ExitCode: 1}, ActionRestart, ""},
+		{"a signal restarts by default", Type{}, End{ExitCode: 143}, ActionRestart, ""},
+		{"oom restarts by default", Type{}, End{ExitCode: 137, OOM: true}, ActionRestart, ""},
+		{"lost fails by default", Type{}, End{ExitCode: -1, Lost: true}, ActionFail, ""},
+		{"a listed code", rules, End{ExitCode: 4}, ActionFail, "exit_rules[0] (exit code 4)"},
+		{"the first matching rule wins", rules, End{ExitCode: 3}, ActionFail, "exit_rules[0] (exit code 3)"},
+		{"ignore", rules, End{ExitCode: 75}, ActionIgnore, "exit_rules[1] (exit code 75)"},
+		{"the oom rule before the code 137", Type{ExitRules: []ExitRule{{ExitCodes: []int{137}, Action: ActionIgnore}, {Cause: CauseOOM, Action: ActionFail}}},
+			End{ExitCode: 137, OOM: true}, ActionFail, "exit_rules[1] (oom)"},
+		{"a SIGKILL that is no oom", Type{ExitRules: []ExitRule{{ExitCodes: []int{137}, Action: ActionIgnore}, {Cause: CauseOOM, Action: ActionFail}}},
+			End{ExitCode: 137}, ActionIgnore, "exit_rules[0] (exit code 137)"},
+		{"oom without its rule falls to the codes", Type{ExitRules: []ExitRule{{ExitCodes: []int{137}, Action: ActionFail}}},
+			End{ExitCode: 137, OOM: true}, ActionFail, "exit_rules[0] (exit code 137)"},
+		{"a rule can restart exit 0", rules, End{ExitCode: 0}, ActionRestart, "exit_rules[3] (exit code 0)"},
+		{"a rule can restart a lost end", Type{ExitRules: []ExitRule{{Cause: CauseLost, Action: ActionRestart}}}, End{ExitCode: -1, Lost: true}, ActionRestart, "exit_rules[0] (lost)"},
+		{"a lost end is never matched by codes", Type{ExitRules: []ExitRule{{ExitCodes: []int{255}, Action: ActionRestart}}}, End{ExitCode: -1, Lost: true}, ActionFail, ""},
+		{"an unlisted code", rules, End{ExitCode: 9}, ActionRestart, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			action, rule := tc.typ.ExitAction(tc.end)
+			require.Equal(t, tc.action, action)
+			require.Equal(t, tc.rule, rule)
+		})
+	}
+}
+
+func TestExitRulesLoad(t *testing.T) {
+	r, err := Load(writeFile(t, `{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [3], "action": "fail"}, {"cause": "lost", "action": "restart"}]}}}`))
+	require.NoError(t, err)
+	typ, err := r.Lookup("fix-worker")
+	require.NoError(t, err)
+	require.Equal(t, []ExitRule{{ExitCodes: []int{3}, Action: ActionFail}, {Cause: CauseLost, Action: ActionRestart}}, typ.ExitRules)
+	require.Equal(t, 2, typ.MaxRestarts, "the other fields keep their defaults")
 }
