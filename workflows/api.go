@@ -218,12 +218,16 @@ type WorkerSpec struct {
 	LogPath     string        `json:"log_path,omitempty"`
 	// Containment is how its host keeps the process's tree together:
 	// "cgroup" or "process-group" (README, Supervision).
-	Containment string       `json:"containment,omitempty"`
-	CreatedAt   time.Time    `json:"created_at"`
-	StartedAt   *time.Time   `json:"started_at,omitempty"`
-	CompletedAt *time.Time   `json:"completed_at"`
-	ExitCode    *int         `json:"exit_code"`
-	Cleanup     *CleanupInfo `json:"cleanup,omitempty"`
+	Containment string     `json:"containment,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	CompletedAt *time.Time `json:"completed_at"`
+	ExitCode    *int       `json:"exit_code"`
+	// ExitReason says how the last process ended: "exit", "signal",
+	// "oom" (the out-of-memory killer, read from its cgroup) or "lost"
+	// (nobody saw its end).
+	ExitReason string       `json:"exit_reason,omitempty"`
+	Cleanup    *CleanupInfo `json:"cleanup,omitempty"`
 	// Health is the true health: the old system's formula over the sampled
 	// CPU and memory of the whole process tree and the tokens remaining.
 	Health HealthInfo `json:"health"`
@@ -313,6 +317,9 @@ type RestartRecord struct {
 	ExitCode *int          `json:"exit_code"`
 	Reason   string        `json:"reason"`
 	Delay    time.Duration `json:"delay"`
+	// Counted is false for a restart an exit rule's ignore made: not
+	// counted against max_restarts nor by the breaker.
+	Counted *bool `json:"counted,omitempty"`
 }
 
 // Process outcomes recorded in CleanupInfo.Process.

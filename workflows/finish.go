@@ -17,6 +17,11 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 		code := o.exit.ExitCode
 		w.st.Spec.ExitCode = &code
 	}
+	if o.exit != nil && o.exit.Action != "" {
+		// Judged by a host of this release, which knows oom from a
+		// plain SIGKILL.
+		w.st.Spec.ExitReason = exitReason(*o.exit)
+	}
 	cleanup := &CleanupInfo{Reason: o.reason, Automated: !o.operator}
 	w.st.Spec.Cleanup = cleanup
 	normalEnd := o.kind == outcomeStop || o.kind == outcomeExited

@@ -37,6 +37,9 @@ type LifecycleState struct {
 	IdleSince *time.Time `json:"idle_since,omitempty"`
 	// RestartCount counts restarts since the last healthy run.
 	RestartCount int `json:"restart_count,omitzero"`
+	// IgnoredRestarts counts the restarts an exit rule's ignore made, which
+	// RestartCount and the breaker do not; it grows their back-off.
+	IgnoredRestarts int `json:"ignored_restarts,omitzero"`
 	// PriorTokens is what the worker's earlier processes used; a new
 	// process reports its own count from zero.
 	PriorTokens int64 `json:"prior_tokens,omitzero"`
@@ -68,6 +71,9 @@ type outcome struct {
 	operator bool // an operator asked for it
 	// restartable failures are crashes and hangs, which a restart may cure.
 	restartable bool
+	// uncounted: an exit rule's ignore; restarted without counting it
+	// against max_restarts or the breaker.
+	uncounted bool
 	// hostLost: nobody can stop the process; it is recorded as lost.
 	hostLost bool
 }

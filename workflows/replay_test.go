@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
 )
 
 // TestReplayRecordedHistories replays every history recorded from the real
@@ -50,7 +52,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-pool-queued-r5", "ledger-pools-r5", "ledger-windows-r5",
 		// The sixth release: the ask update (version reserve-ask).
 		"lifecycle-shutdown-r6", "lifecycle-budget-refused-r6", "lifecycle-queued-r6", "lifecycle-queued-shutdown-r6",
-		"lifecycle-queue-timeout-r6", "lifecycle-zombie-r6", "ledger-queue-r6"} {
+		"lifecycle-queue-timeout-r6", "lifecycle-zombie-r6", "ledger-queue-r6",
+		// The seventh release: ends judged by exit rules on the host
+		// (ExitStatus.Action), under a monitor; no new version, as the
+		// decision follows the recorded result.
+		"lifecycle-exit-on-after-restart-r7", "lifecycle-exit3-on-after-restart-r7", "lifecycle-lost-not-restarted-r7"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -329,4 +335,51 @@ func versionMarkers(t *testing.T, events []*historypb.HistoryEvent) map[string]i
 	m, err := VersionMarkers(events)
 	require.NoError(t, err)
 	return m
+}
+
+// The seventh release's files show what the exit rules did: the watch's
+// result carries the host's judgement, and a fail or a lost end neither
+// restarted nor told the breaker.
+func TestRecordedHistoriesShowExitRules(t *testing.T) {
+	for _, tc := range []struct {
+		file, action, status string
+	}{
+		{"lifecycle-exit-on-after-restart-r7", "complete", string(StatusCompleted)},
+		{"lifecycle-exit3-on-after-restart-r7", "fail", string(StatusCleanedUp)},
+		{"lifecycle-lost-not-restarted-r7", "fail", string(StatusCleanedUp)},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
+			require.NoError(t, err)
+			defer f.Close()
+			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			dc := converter.GetDefaultDataConverter()
+			scheduled := map[int64]string{}
+			var ends []activities.ExitStatus
+			starts := 0
+			for _, ev := range hist.Events {
+				if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+					scheduled[ev.EventId] = a.GetActivityType().GetName()
+					require.NotEqual(t, "RecordFailure", a.GetActivityType().GetName(), "the breaker was told")
+					if a.GetActivityType().GetName() == "StartProcess" {
+						starts++
+					}
+				}
+				if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.ScheduledEventId] == "WatchProcess" {
+					var st activities.ExitStatus
+					require.NoError(t, dc.FromPayloads(a.GetResult(), &st))
+					ends = append(ends, st)
+				}
+			}
+			require.Equal(t, 1, starts, "one process: not restarted")
+			require.Len(t, ends, 1)
+			require.Equal(t, tc.action, ends[0].Action)
+			last := hist.Events[len(hist.Events)-1].GetWorkflowExecutionCompletedEventAttributes()
+			require.NotNil(t, last)
+			var spec WorkerSpec
+			require.NoError(t, dc.FromPayloads(last.GetResult(), &spec))
+			require.Equal(t, tc.status, string(spec.Status))
+		})
+	}
 }

@@ -26,6 +26,8 @@ type restartCheck struct {
 	Budget     int64
 	// Reason is why the process ended.
 	Reason string
+	// Uncounted is an exit rule's ignore: not counted against MaxRestarts.
+	Uncounted bool
 }
 
 // restartVerdict is the decision: restart or not, the restart count it
@@ -46,6 +48,10 @@ func decideRestart(c restartCheck) restartVerdict {
 		v.Restarts = 0
 	}
 	switch {
+	case c.Uncounted && c.TokensUsed+c.Budget > restartTokenCap*c.Budget:
+		v.Reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap)
+	case c.Uncounted:
+		v.Restart = true
 	case c.MaxRestarts == 0:
 	case v.Restarts >= c.MaxRestarts:
 		v.Reason = fmt.Sprintf("gave up after %d restarts: %s", v.Restarts, c.Reason)
@@ -69,22 +75,25 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		ranFor = now.Sub(*w.st.Spec.StartedAt)
 	}
 	v := decideRestart(restartCheck{Restarts: w.st.RestartCount, MaxRestarts: r.MaxRestarts, RanFor: ranFor,
-		HealthyRun: w.limits.HealthyRun, TokensUsed: w.st.Spec.TokenBudget.Used, Budget: r.Budget, Reason: o.reason})
+		HealthyRun: w.limits.HealthyRun, TokensUsed: w.st.Spec.TokenBudget.Used, Budget: r.Budget, Reason: o.reason,
+		Uncounted: o.uncounted})
 	w.st.RestartCount, o.reason = v.Restarts, v.Reason
 	if !v.Restart {
 		return false
 	}
-	var decision activities.BreakerDecision
-	if err := workflow.ExecuteActivity(sharedOptions(ctx), sharedActs.RecordFailure, activities.RecordFailureInput{
-		WorkerType: r.WorkerType, WorkerID: r.WorkerID,
-	}).Get(ctx, &decision); err != nil {
-		o.reason = fmt.Sprintf("%s; not restarted: the circuit breaker did not answer: %s", o.reason, failureMessage(err))
-		return false
-	}
-	if !decision.Allowed {
-		o.reason = fmt.Sprintf("%s; not restarted: circuit breaker of %s open until %s (%d crashes in %s)",
-			o.reason, r.WorkerType, decision.OpenUntil.Format(time.RFC3339), decision.RecentFailures, BreakerWindow)
-		return false
+	if !o.uncounted {
+		var decision activities.BreakerDecision
+		if err := workflow.ExecuteActivity(sharedOptions(ctx), sharedActs.RecordFailure, activities.RecordFailureInput{
+			WorkerType: r.WorkerType, WorkerID: r.WorkerID,
+		}).Get(ctx, &decision); err != nil {
+			o.reason = fmt.Sprintf("%s; not restarted: the circuit breaker did not answer: %s", o.reason, failureMessage(err))
+			return false
+		}
+		if !decision.Allowed {
+			o.reason = fmt.Sprintf("%s; not restarted: circuit breaker of %s open until %s (%d crashes in %s)",
+				o.reason, r.WorkerType, decision.OpenUntil.Format(time.RFC3339), decision.RecentFailures, BreakerWindow)
+			return false
+		}
 	}
 	// The reservation is held across restarts; this checks the ledger still
 	// has it (reserving the same lease again is a no-op). Asked as a
@@ -105,16 +114,29 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		return false
 	}
 
-	w.st.RestartCount++
-	delay := backoff(w.limits, w.st.RestartCount)
 	var code *int
 	if o.exit != nil && !o.exit.Lost {
 		c := o.exit.ExitCode
 		code = &c
 	}
+	if o.uncounted {
+		w.st.IgnoredRestarts++
+		delay := backoff(w.limits, w.st.IgnoredRestarts)
+		counted := false
+		w.st.Spec.Restarts = append(w.st.Spec.Restarts, RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay, Counted: &counted})
+		w.transition(ctx, StatusPending, fmt.Sprintf("restart in %s, not counted (exit rule: ignore)", delay))
+		return w.restartAfter(ctx, lease, delay, o)
+	}
+	w.st.RestartCount++
+	delay := backoff(w.limits, w.st.RestartCount)
 	w.st.Spec.Restarts = append(w.st.Spec.Restarts, RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay})
-	w.st.PriorTokens = w.st.Spec.TokenBudget.Used
 	w.transition(ctx, StatusPending, fmt.Sprintf("restart %d of %d in %s", w.st.RestartCount, r.MaxRestarts, delay))
+	return w.restartAfter(ctx, lease, delay, o)
+}
+
+// restartAfter waits the back-off and starts the process again.
+func (w *lifecycle) restartAfter(ctx workflow.Context, lease string, delay time.Duration, o *outcome) bool {
+	w.st.PriorTokens = w.st.Spec.TokenBudget.Used
 
 	if stop := w.waitBackoff(ctx, delay); stop != nil {
 		*o = *stop

@@ -50,6 +50,80 @@ func (s *lifecycleSuite) TestCrashTwiceThenSucceedRestartsWithGrowingDelays() {
 	s.InDelta(60, spec.Transitions[7].At.Sub(spec.Transitions[6].At).Seconds(), 1)
 }
 
+// judgedProcess makes the n-th watched process end with ends[n-1] after
+// 10 s, as a host of this release reports it: judged by the type's rules.
+func (s *lifecycleSuite) judgedProcess(ends ...activities.ExitStatus) {
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil)
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Times(len(ends))
+	for _, end := range ends {
+		s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(end, nil).After(10 * time.Second).Once()
+	}
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil)
+	s.expectRelease(1)
+}
+
+// An exit rule's fail ends the lifecycle without a restart, and the
+// breaker is never told (no RecordFailure is mocked: a call would fail
+// the test).
+func (s *lifecycleSuite) TestExitRuleFailEndsWithoutRestartOrBreaker() {
+	s.judgedProcess(activities.ExitStatus{ExitCode: 3, Action: "fail", Rule: "exit_rules[0] (exit code 3)"})
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(3)))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Empty(spec.Restarts)
+	s.Equal(3, *spec.ExitCode)
+	s.Equal("exit", spec.ExitReason)
+	s.Equal("process exited with code 3 (exit_rules[0] (exit code 3): fail); not restarted", spec.Cleanup.Reason)
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+}
+
+// A lost end is not restarted blindly: the default of the rules.
+func (s *lifecycleSuite) TestLostEndIsNotRestartedBlindly() {
+	s.judgedProcess(activities.ExitStatus{ExitCode: -1, Lost: true, Action: "fail"})
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(3)))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Empty(spec.Restarts)
+	s.Nil(spec.ExitCode)
+	s.Equal("lost", spec.ExitReason)
+	s.Equal("process died while its worker program was down; exit status unknown; not restarted: an end nobody saw may be a finished task", spec.Cleanup.Reason)
+}
+
+// ignore restarts past max_restarts, uncounted and unknown to the breaker,
+// with its own growing back-off; a counted crash after it is counted as
+// the first.
+func (s *lifecycleSuite) TestExitRuleIgnoreRestartsUncounted() {
+	ignored := activities.ExitStatus{ExitCode: 75, Action: "ignore", Rule: "exit_rules[1] (exit code 75)"}
+	s.judgedProcess(ignored, ignored, ignored, activities.ExitStatus{ExitCode: 1, Action: "restart"}, activities.ExitStatus{ExitCode: 0, Action: "complete"})
+	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Once()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(1)))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal("exit", spec.ExitReason)
+	s.Require().Len(spec.Restarts, 4)
+	for i, d := range []time.Duration{30 * time.Second, 60 * time.Second, 120 * time.Second} {
+		s.Require().NotNil(spec.Restarts[i].Counted)
+		s.False(*spec.Restarts[i].Counted)
+		s.Equal(d, spec.Restarts[i].Delay)
+		s.Equal("process exited with code 75 (exit_rules[1] (exit code 75): ignore)", spec.Restarts[i].Reason)
+	}
+	s.Nil(spec.Restarts[3].Counted, "a crash is counted")
+	s.Equal(30*time.Second, spec.Restarts[3].Delay, "the first counted restart")
+}
+
+func (s *lifecycleSuite) TestOOMIsReportedAsItsOwnReason() {
+	s.judgedProcess(activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL", OOM: true, Action: "fail", Rule: "exit_rules[0] (oom)"})
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(restartRequest(3)))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Equal("oom", spec.ExitReason)
+	s.Equal("process killed by the out-of-memory killer (SIGKILL) (exit_rules[0] (oom): fail); not restarted", spec.Cleanup.Reason)
+}
+
 func (s *lifecycleSuite) TestAlwaysCrashingGivesUpAfterItsLimit() {
 	s.crashingProcess(1, 1, 1)
 	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()
@@ -296,6 +370,12 @@ func TestDecideRestart(t *testing.T) {
 			restartVerdict{Restarts: 1, Reason: "process exited with code 3; not restarted: 2001 tokens used, a restart could exceed 3× the budget"}},
 		{"exactly 3 budgets is still allowed", with(func(c *restartCheck) { c.TokensUsed = 2000 }),
 			restartVerdict{Restart: true, Restarts: 1, Reason: base.Reason}},
+		{"an ignored end restarts past the count", with(func(c *restartCheck) { c.Restarts = 3; c.Uncounted = true }),
+			restartVerdict{Restart: true, Restarts: 3, Reason: base.Reason}},
+		{"an ignored end restarts without restarts configured", with(func(c *restartCheck) { c.MaxRestarts = 0; c.Uncounted = true }),
+			restartVerdict{Restart: true, Restarts: 1, Reason: base.Reason}},
+		{"an ignored end still meets the token cap", with(func(c *restartCheck) { c.TokensUsed = 2001; c.Uncounted = true }),
+			restartVerdict{Restarts: 1, Reason: "process exited with code 3; not restarted: 2001 tokens used, a restart could exceed 3× the budget"}},
 	} {
 		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.want, decideRestart(c.in)) })
 	}

@@ -3,11 +3,13 @@ package workflows
 import (
 	"cmp"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
 // supervise watches the running worker until something ends it or the run
@@ -133,6 +135,10 @@ func (w *lifecycle) endSupervision(ctx workflow.Context, result *outcome, watch 
 }
 
 func exitOutcome(exit activities.ExitStatus) *outcome {
+	if exit.Action != "" {
+		return judgedOutcome(exit)
+	}
+	// A host of an earlier release judged nothing: the exit code alone.
 	switch {
 	case exit.Lost:
 		return &outcome{kind: outcomeFailed, restartable: true, reason: "process died while its worker program was down; exit status unknown", exit: &exit}
@@ -142,6 +148,58 @@ func exitOutcome(exit activities.ExitStatus) *outcome {
 		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("process killed by %s", exit.Signal), exit: &exit}
 	default:
 		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("process exited with code %d", exit.ExitCode), exit: &exit}
+	}
+}
+
+// judgedOutcome follows what the type's exit rules made of the end on the
+// host (workertypes.ExitAction).
+func judgedOutcome(exit activities.ExitStatus) *outcome {
+	reason := describeEnd(exit)
+	if exit.Rule != "" {
+		reason += fmt.Sprintf(" (%s: %s)", exit.Rule, exit.Action)
+	}
+	switch exit.Action {
+	case workertypes.ActionComplete:
+		return &outcome{kind: outcomeExited, reason: reason, exit: &exit}
+	case workertypes.ActionFail:
+		if exit.Rule == "" && exit.Lost {
+			reason += "; not restarted: an end nobody saw may be a finished task"
+		} else {
+			reason += "; not restarted"
+		}
+		return &outcome{kind: outcomeFailed, reason: reason, exit: &exit}
+	case workertypes.ActionIgnore:
+		return &outcome{kind: outcomeFailed, restartable: true, uncounted: true, reason: reason, exit: &exit}
+	default: // restart, or an action of a later release
+		return &outcome{kind: outcomeFailed, restartable: true, reason: reason, exit: &exit}
+	}
+}
+
+// describeEnd says how a process ended.
+func describeEnd(exit activities.ExitStatus) string {
+	switch {
+	case exit.Lost:
+		return "process died while its worker program was down; exit status unknown"
+	case exit.OOM:
+		return fmt.Sprintf("process killed by the out-of-memory killer (%s)", cmp.Or(exit.Signal, "exit code "+strconv.Itoa(exit.ExitCode)))
+	case exit.Signal != "":
+		return "process killed by " + exit.Signal
+	default:
+		return fmt.Sprintf("process exited with code %d", exit.ExitCode)
+	}
+}
+
+// exitReason is WorkerSpec.ExitReason of an end.
+func exitReason(exit activities.ExitStatus) string {
+	switch {
+	case exit.Lost:
+		return "lost"
+	case exit.OOM:
+		return "oom"
+	case exit.Signal != "":
+		return "signal"
+	default:
+		return "exit"
 	}
 }
 

@@ -80,7 +80,8 @@ func TestDaemonizedDescendantIsStopped(t *testing.T) {
 
 // The deploy case: the worker program is killed, its agent ends
 // while it is down, and the program that comes back reports the agent's
-// true end: exit 0 completes, without a restart or a breaker's count.
+// true end: exit 0 completes, exit 3 is what its type's rule says (fail),
+// neither restarted nor counted by the breaker.
 func TestEndWhileTheWorkerProgramIsDownKeepsItsStatus(t *testing.T) {
 	for _, tc := range []struct {
 		typ    string
@@ -89,7 +90,8 @@ func TestEndWhileTheWorkerProgramIsDownKeepsItsStatus(t *testing.T) {
 		reason string
 	}{
 		{"exit-on-worker", 0, workflows.StatusCompleted, "process exited with code 0"},
-		{"exit3-on-worker", 3, workflows.StatusCleanedUp, "process exited with code 3"},
+		// Its type's rule: exit 3 fails, though max_restarts is 2.
+		{"exit3-on-worker", 3, workflows.StatusCleanedUp, "process exited with code 3 (exit_rules[0] (exit code 3): fail); not restarted"},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
 			before := h.budget(t)
@@ -107,11 +109,13 @@ func TestEndWhileTheWorkerProgramIsDownKeepsItsStatus(t *testing.T) {
 			require.NotNil(t, final.ExitCode, "the exit code is known: %s", final.Cleanup.Reason)
 			require.Equal(t, tc.code, *final.ExitCode)
 			require.Equal(t, tc.reason, final.Cleanup.Reason)
+			require.Equal(t, "exit", final.ExitReason)
 			require.Empty(t, final.Restarts, "not run again")
 			_, err := h.client.DescribeWorkflowExecution(context.Background(), workflows.BreakerWorkflowID(tc.typ), "")
 			var notFound *serviceerror.NotFound
 			require.True(t, errors.As(err, &notFound), "the type's circuit breaker was never told of a crash: %v", err)
 			require.Equal(t, before, h.budget(t))
+			h.recordHistory(t, "lifecycle-"+strings.TrimSuffix(tc.typ, "-worker")+"-after-restart", workflows.WorkflowID(id))
 		})
 	}
 }

@@ -74,7 +74,8 @@ func testTypes(agent, dir string) string {
   "mute-worker": {"command": [%[1]q, "silent"], "token_budget": 400, "timeout_minutes": 10, "max_restarts": 0, "heartbeat": "output"},
   "daemon-worker": {"command": [%[1]q, "daemon", %[3]q], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
   "exit-on-worker": {"command": [%[1]q, "exit-on", %[4]q, "0"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 2},
-  "exit3-on-worker": {"command": [%[1]q, "exit-on", %[4]q, "3"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
+  "exit3-on-worker": {"command": [%[1]q, "exit-on", %[4]q, "3"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 2,
+    "exit_rules": [{"exit_codes": [3], "action": "fail"}]},
   "implementation-worker": {"command": ["sleep", "300"]}
 }}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"), filepath.Join(dir, "daemon-$WORKER_ID.pid"), filepath.Join(dir, "exit-$WORKER_ID"))
 }
@@ -475,9 +476,11 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 // code records: the first release's have none, the second's end in -r2,
 // the third's (release signal, reservation recheck) in -r3, the fourth's
 // (reservations by signal, the budget queue) in -r4, this one's (budget
-// pools) in -r5, the sixth's (the ask update) in -r6. Bump it with each release whose workflows changed, so
-// that a new recording never meets an old file.
-const recordingRelease = "r6"
+// pools) in -r5, the sixth's (the ask update) in -r6, the seventh's (ends
+// judged by exit rules on the host) in -r7. Bump it with each release
+// whose workflows changed, so that a new recording never meets an old
+// file.
+const recordingRelease = "r7"
 
 // saveHistory writes the history of workflowID's latest run to
 // testdata/histories when RECORD_HISTORIES is set.

@@ -103,6 +103,7 @@ func TestDiedWhileUnwatchedIsReported(t *testing.T) {
 
 	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
 	require.Equal(t, "process killed by SIGKILL", final.Cleanup.Reason, "its monitor saw the end the worker program missed")
+	require.Equal(t, "signal", final.ExitReason)
 	require.NotNil(t, final.ExitCode)
 	require.Equal(t, 137, *final.ExitCode)
 	require.Equal(t, before, h.budget(t))
@@ -112,22 +113,27 @@ func TestDiedWhileUnwatchedIsReported(t *testing.T) {
 // too, as a reboot or an operator's kill -9 of it would.
 func TestDiedWithItsMonitorIsLost(t *testing.T) {
 	before := h.budget(t)
-	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-unwatched", "--master", "development-master",
+	id := newID("exiton")
+	// A type with restarts left: a lost end is still not restarted.
+	h.starterOK(t, "spawn", "--type", "exit-on-worker", "--task-id", "task-unwatched", "--master", "development-master",
 		"--worker-id", id, "--watch-heartbeat", "2s")
 	pid := h.status(t, id).PID
 	st, err := procfs.ReadStat(pid)
 	require.NoError(t, err)
 
 	h.crashWorker(t, "it-host-a")
+	require.Contains(t, procfs.Cmdline(st.PPID), " monitor --exit-file ")
 	require.NoError(t, syscall.Kill(st.PPID, syscall.SIGKILL), "its monitor")
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	require.NoError(t, h.startWorker("it-host-a"))
 
 	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 30*time.Second)
-	require.Equal(t, "process died while its worker program was down; exit status unknown", final.Cleanup.Reason)
+	require.Equal(t, "process died while its worker program was down; exit status unknown; not restarted: an end nobody saw may be a finished task", final.Cleanup.Reason)
 	require.Nil(t, final.ExitCode)
+	require.Equal(t, "lost", final.ExitReason)
+	require.Empty(t, final.Restarts)
 	require.Equal(t, before, h.budget(t))
+	h.recordHistory(t, "lifecycle-lost-not-restarted", workflows.WorkflowID(id))
 }
 
 // TestRecycledPIDIsNeverSignalled makes the kernel hand a dead worker's PID
