@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
@@ -82,6 +83,9 @@ type HostActivities struct {
 	// CgroupRoot is the cgroup v2 folder under which each process gets a
 	// cgroup of its own; empty contains workers by process group and token.
 	CgroupRoot string
+	// Limiter applies the resource limits of a worker type to its cgroup;
+	// nil where the host cannot (a type with limits is then refused).
+	Limiter *cgroup.Limiter
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration
@@ -215,6 +219,9 @@ type ProcessInfo struct {
 	// WorkerType is the type it was started as, whose exit rules judge
 	// its end.
 	WorkerType string `json:"worker_type,omitempty"`
+	// LimitCgroups are the v1 cgroups holding its resource limits on a
+	// hybrid host (its cgroup v2 holds them elsewhere).
+	LimitCgroups []string `json:"limit_cgroups,omitempty"`
 }
 
 // ResourceSample is what the watcher measured of a worker's whole process

@@ -106,10 +106,12 @@ func startDirect(info ProcessInfo, argv, env []string, logFile *os.File) (starte
 		// A non-nil error only repeats what ProcessState says: the output
 		// goes straight to a file, so there is nothing to copy.
 		_ = cmd.Wait()
+		st := exitStatusOf(cmd.ProcessState)
+		st.OOM = cgroup.OOMKilled(info.Cgroup)
 		// A stop that emptied the cgroup before the reap could not remove
 		// it: a process not yet reaped still holds it.
 		_ = cgroup.Remove(info.Cgroup)
-		return exitStatusOf(cmd.ProcessState)
+		return st
 	}
 	return startedProcess{pid: pid, ticks: ticks, wait: wait, abort: abort}, nil
 }
@@ -123,7 +125,8 @@ func startDirect(info ProcessInfo, argv, env []string, logFile *os.File) (starte
 // finds the command's tree and never the monitor.
 func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv, env []string, logFile *os.File) (startedProcess, error) {
 	exitFile := a.exitFilePath(workerID, info.Token)
-	opts := monitor.Options{ExitFile: exitFile, Cgroup: info.Cgroup, Setenv: append(env, tokenEnv+"="+info.Token), Argv: argv}
+	opts := monitor.Options{ExitFile: exitFile, Cgroup: info.Cgroup, Setenv: append(env, tokenEnv+"="+info.Token),
+		Join: info.LimitCgroups, Argv: argv}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return startedProcess{}, fmt.Errorf("monitor of %s: %w", workerID, err)
@@ -144,7 +147,7 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
-		_ = cgroup.Remove(info.Cgroup)
+		removeCgroups(*info)
 		return startedProcess{}, fmt.Errorf("start the monitor %q of %s: %w", a.Monitor[0], workerID, err)
 	}
 	mon := cmd.Process.Pid
@@ -165,11 +168,11 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		a.killByToken(info.Token)
-		_ = cgroup.Remove(info.Cgroup)
+		removeCgroups(*info)
 		return startedProcess{}, fmt.Errorf("the monitor of %s did not report its start: %v", workerID, errText(readErr, "no PID"))
 	case rep.Error != "":
 		_ = cmd.Wait()
-		_ = cgroup.Remove(info.Cgroup)
+		removeCgroups(*info)
 		if rep.Permanent {
 			return startedProcess{}, spawnFailed(rep.Error)
 		}
@@ -181,7 +184,7 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 		r.Close()
 		_ = cmd.Wait()
 		_ = os.Remove(exitFile)
-		_ = cgroup.Remove(info.Cgroup)
+		removeCgroups(*info)
 	}
 	p := *info
 	p.PID, p.StartTicks = pid, rep.StartTicks
@@ -296,6 +299,14 @@ func (a *HostActivities) killByToken(token string) {
 	}
 	for _, m := range members {
 		_ = signalProcess(m.PID, m.StartTicks, syscall.SIGKILL)
+	}
+}
+
+// removeCgroups removes the cgroups of a start that did not happen.
+func removeCgroups(p ProcessInfo) {
+	_ = cgroup.Remove(p.Cgroup)
+	for _, cg := range p.LimitCgroups {
+		_ = cgroup.Remove(cg)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -362,4 +364,109 @@ func TestExitRulesJudgeTheEnd(t *testing.T) {
 	gone := info
 	gone.WorkerType = "retired-worker"
 	assert.Equal(t, ExitStatus{ExitCode: 3, Action: "restart"}, a.judge(gone, ExitStatus{ExitCode: 3}), "a type the host no longer knows gets the defaults")
+}
+
+// limitedActivities starts workers under a monitor, each in a cgroup, with
+// the host's limiter (v2 controllers, or a hybrid host's v1 ones) and a
+// host folder of the test's own.
+func limitedActivities(t *testing.T, typesJSON string) *HostActivities {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "types.json")
+	require.NoError(t, os.WriteFile(path, []byte(typesJSON), 0o644))
+	reg, err := workertypes.Load(path)
+	require.NoError(t, err)
+	a := withMonitor(t, newProcActivities(t, nil))
+	a.Registry = reg
+	host := uniqueWorkerID("host")
+	root, err := cgroup.Prepare(filepath.Join(cgroupRoot(t), host))
+	require.NoError(t, err)
+	a.CgroupRoot = root
+	l, err := cgroup.DetectLimiter(root, host)
+	require.NoError(t, err, "CI runs as root on a host with cgroup controllers")
+	a.Limiter = &l
+	t.Cleanup(func() {
+		_ = cgroup.Remove(root)
+		for _, dir := range l.V1 {
+			_ = cgroup.Remove(dir)
+		}
+	})
+	return a
+}
+
+// memberCgroups are the cgroups that hold a worker's limits.
+func memberCgroups(info ProcessInfo) []string { return append([]string{info.Cgroup}, info.LimitCgroups...) }
+
+func TestMemoryLimitEndsWithOOM(t *testing.T) {
+	// tail buffers a 300 MB line: bounded, should the limit not hold.
+	a := limitedActivities(t, `{"types": {"hog-worker": {"command": ["sh", "-c", "head -c 300000000 /dev/zero | tail"], "token_budget": 10, "timeout_minutes": 5,
+		"resources": {"memory": "64M"}}}}`)
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("hog")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "hog-worker", TaskID: "task-1"})
+	st := watchProc(t, env, a, info)
+	assert.Equal(t, ExitStatus{ExitCode: 137, OOM: true, Action: "restart"}, st,
+		"the kernel's oom killer ends tail at 64 MiB, and sh exits with its 137")
+	stopProc(t, env, a, StopInput{WorkerID: id, Process: info})
+	for _, cg := range memberCgroups(info) {
+		assert.NoDirExists(t, cg)
+	}
+}
+
+func TestForkBombStopsAtTheProcessLimit(t *testing.T) {
+	a := limitedActivities(t, `{"types": {"bomb-worker": {"command": ["sh", "-c", "while :; do sleep 300 & done"], "token_budget": 10, "timeout_minutes": 5,
+		"resources": {"processes": 20}}}}`)
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("bomb")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "bomb-worker", TaskID: "task-1"})
+	// It forks as fast as it can, and fork fails past the limit.
+	var most int
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		members, err := treeMembers(info, false)
+		require.NoError(t, err)
+		most = max(most, len(members))
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.Greater(t, most, 10, "the bomb forked")
+	assert.LessOrEqual(t, most, 20, "no more than the limit")
+
+	res := stopProc(t, env, a, StopInput{WorkerID: id, Process: info, Grace: 500 * time.Millisecond})
+	assert.False(t, res.AlreadyGone)
+	members, err := treeMembers(info, false)
+	require.NoError(t, err)
+	assert.Empty(t, members, "stopped cleanly")
+	assert.Eventually(t, func() bool {
+		for _, cg := range memberCgroups(info) {
+			if _, err := os.Stat(cg); err == nil {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 20*time.Millisecond, "its cgroups are removed")
+}
+
+func TestCPULimitThrottles(t *testing.T) {
+	a := limitedActivities(t, `{"types": {"spin-worker": {"command": ["sh", "-c", "while :; do :; done"], "token_budget": 10, "timeout_minutes": 5,
+		"resources": {"cpus": 0.1}}}}`)
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("spin")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "spin-worker", TaskID: "task-1"})
+	t.Cleanup(func() { stopProc(t, env, a, StopInput{WorkerID: id, Process: info}) })
+	before := cpuTicks(t, info.PID)
+	start := time.Now()
+	time.Sleep(2 * time.Second)
+	used := float64(cpuTicks(t, info.PID)-before) / 100 / time.Since(start).Seconds() // USER_HZ is 100
+	t.Logf("a busy loop limited to 0.1 CPU used %.2f of a core", used)
+	assert.Less(t, used, 0.3, "throttled to about a tenth of a core")
+}
+
+// cpuTicks is the user and system time of pid, in clock ticks.
+func cpuTicks(t *testing.T, pid int) uint64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseUint(fields[11], 10, 64)
+	stime, _ := strconv.ParseUint(fields[12], 10, 64)
+	return utime + stime
 }

@@ -89,7 +89,7 @@ func (a *HostActivities) StartProcess(ctx context.Context, in StartInput) (Proce
 		}
 	}
 	return a.Procs.startOnce(in.WorkerID, in.Lease, func() (func() ExitStatus, ProcessInfo, error) {
-		return a.spawn(in, typ.Name, argv)
+		return a.spawn(in, typ, argv)
 	})
 }
 
@@ -110,7 +110,14 @@ func (a *HostActivities) stopLeftover(ctx context.Context, workerID string, p Pr
 	return nil
 }
 
-func (a *HostActivities) spawn(in StartInput, typeName string, argv []string) (func() ExitStatus, ProcessInfo, error) {
+func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []string) (func() ExitStatus, ProcessInfo, error) {
+	typeName := typ.Name
+	limits := typ.Resources.Limits()
+	if limits.Any() && (a.Limiter == nil || a.CgroupRoot == "" || (!a.Limiter.V2 && len(a.Monitor) == 0)) {
+		// The worker program refuses such a types file at start; this is
+		// for one wired without that check.
+		return nil, ProcessInfo{}, spawnFailed(fmt.Sprintf("worker type %q sets resource limits, which host %s cannot apply (it needs cgroups, and a monitor on a hybrid host)", typeName, a.Host))
+	}
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, ProcessInfo{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("worker type %q has an empty command", typeName), ErrTypeSpawnFailed, nil)
@@ -157,6 +164,14 @@ func (a *HostActivities) spawn(in StartInput, typeName string, argv []string) (f
 		if info.Cgroup, err = cgroup.Create(a.CgroupRoot, in.WorkerID+"-"+token[:12]); err != nil {
 			a.forgetState(in.WorkerID, info)
 			return nil, ProcessInfo{}, err
+		}
+		if limits.Any() {
+			lim := cgroup.Limits{MemoryBytes: limits.MemoryBytes, Processes: limits.Processes, CPUs: limits.CPUs}
+			if info.LimitCgroups, err = a.Limiter.Apply(info.Cgroup, lim); err != nil {
+				_ = cgroup.Remove(info.Cgroup)
+				a.forgetState(in.WorkerID, info)
+				return nil, ProcessInfo{}, fmt.Errorf("limits of %s: %w", in.WorkerID, err)
+			}
 		}
 		if err := a.saveState(in.WorkerID, info); err != nil {
 			_ = cgroup.Remove(info.Cgroup)

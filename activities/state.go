@@ -172,6 +172,9 @@ func forgetContainment(p ProcessInfo) {
 	if p.Cgroup != "" {
 		_ = cgroup.RemoveWhenEmptied(p.Cgroup, cgroupReapWait)
 	}
+	for _, cg := range p.LimitCgroups {
+		_ = cgroup.RemoveWhenEmptied(cg, cgroupReapWait)
+	}
 }
 
 // newToken is a random marker, unique to one started process.

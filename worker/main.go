@@ -4,11 +4,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -100,6 +102,10 @@ func command() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			limiter, err := chooseLimiter(registry, contained, host, useMonitor)
+			if err != nil {
+				return err
+			}
 			var monitorCmd []string
 			if useMonitor {
 				exe, err := os.Executable()
@@ -161,6 +167,7 @@ func command() *cobra.Command {
 				Event:             record,
 				Monitor:           monitorCmd,
 				CgroupRoot:        contained.root,
+				Limiter:           limiter,
 			}
 			// The shared queue runs the workflows and the work any host can
 			// do; the host's own queue runs the work on its processes.
@@ -274,6 +281,33 @@ func chooseContainment(mode, root, host string) (containment, error) {
 	default:
 		return containment{}, fmt.Errorf("--containment cgroup: %w", err)
 	}
+}
+
+// chooseLimiter finds how this host applies the types' resource limits,
+// when a type sets any: a types file whose limits this host cannot apply
+// is refused at start, not at the first spawn.
+func chooseLimiter(registry *workertypes.Registry, contained containment, host string, useMonitor bool) (*cgroup.Limiter, error) {
+	var limited []string
+	for _, name := range registry.Names() {
+		if t, err := registry.Lookup(name); err == nil && t.Resources.Limits().Any() {
+			limited = append(limited, name)
+		}
+	}
+	if len(limited) == 0 {
+		return nil, nil
+	}
+	if contained.mode != activities.ContainmentCgroup {
+		return nil, fmt.Errorf("worker types %s set resources, which need cgroups; this host contains by %s: %s",
+			strings.Join(limited, ", "), contained.mode, cmp.Or(contained.why, "--containment "+contained.mode))
+	}
+	l, err := cgroup.DetectLimiter(contained.root, host)
+	if err != nil {
+		return nil, fmt.Errorf("worker types %s set resources, which this host cannot apply: %w", strings.Join(limited, ", "), err)
+	}
+	if !l.V2 && !useMonitor {
+		return nil, fmt.Errorf("worker types %s set resources, which on this hybrid cgroup host need --monitor (its held start joins the v1 controllers)", strings.Join(limited, ", "))
+	}
+	return &l, nil
 }
 
 // defaultLogDir follows the old system's layout when COMMIT_RELAY_HOME is

@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
 )
 
@@ -50,6 +50,10 @@ type Options struct {
 	// search of /proc for them finds the command's tree and not its
 	// monitor.
 	Setenv []string
+	// Join are v1 cgroups (a hybrid host's memory, pids and cpu
+	// controllers) the command joins before it runs: it is started held,
+	// moved into them, and only then let go to exec the command.
+	Join []string
 	// Argv is the command.
 	Argv []string
 }
@@ -62,6 +66,9 @@ func (o Options) Args() []string {
 	}
 	for _, e := range o.Setenv {
 		args = append(args, "--setenv", e)
+	}
+	for _, j := range o.Join {
+		args = append(args, "--join", j)
 	}
 	return append(append(args, "--"), o.Argv...)
 }
@@ -118,10 +125,18 @@ func Main(args []string) int {
 		o.Setenv = append(o.Setenv, s)
 		return nil
 	})
+	fset.Func("join", "v1 cgroup the command joins before it runs", func(s string) error {
+		o.Join = append(o.Join, s)
+		return nil
+	})
+	hold := fset.Bool("hold", false, "wait for a byte on descriptor 3, then exec the command (the monitor's own held child)")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
 	o.Argv = fset.Args()
+	if *hold {
+		return execWhenReleased(o.Argv)
+	}
 	report := os.NewFile(3, "monitor-report")
 	if o.ExitFile == "" || len(o.Argv) == 0 {
 		writeLine(report, Started{Error: "monitor: --exit-file and a command are required", Permanent: true})
@@ -170,9 +185,7 @@ func Main(args []string) int {
 		}
 		exit := Exit{PID: pid, StartTicks: st.StartTicks, EndedAt: time.Now().UTC()}
 		exit.ExitCode, exit.Signal = waitStatus(ws)
-		if o.Cgroup != "" {
-			exit.OOM = oomKilled(o.Cgroup)
-		}
+		exit.OOM = cgroup.OOMKilled(append([]string{o.Cgroup}, o.Join...)...)
 		data, _ := json.Marshal(exit)
 		if err := atomicfile.Write(o.ExitFile, data); err != nil {
 			fmt.Fprintf(os.Stderr, "monitor: write the end of pid %d: %v\n", pid, err)
@@ -183,20 +196,30 @@ func Main(args []string) int {
 		writeLine(report, exit)
 		_ = report.Close()
 	}
-	if o.Cgroup != "" {
-		// Emptied, the cgroup goes; a stop that found it empty before the
-		// last reap could not remove it. Members left keep it (EBUSY).
-		_ = syscall.Rmdir(o.Cgroup)
+	// Emptied, the cgroups go; a stop that found them empty before the
+	// last reap could not remove them. Members left keep them (EBUSY).
+	for _, cg := range append([]string{o.Cgroup}, o.Join...) {
+		if cg != "" {
+			_ = syscall.Rmdir(cg)
+		}
 	}
 	return code
 }
 
 func start(o Options) (*exec.Cmd, error) {
-	cmd := exec.Command(o.Argv[0], o.Argv[1:]...)
+	if len(o.Join) > 0 {
+		return startHeld(o)
+	}
+	return startWith(o, exec.Command(o.Argv[0], o.Argv[1:]...), nil)
+}
+
+// startWith starts cmd as the worker's command: its environment, output,
+// own process group and cgroup.
+func startWith(o Options, cmd *exec.Cmd, extra []*os.File) (*exec.Cmd, error) {
 	cmd.Env = append(os.Environ(), o.Setenv...)
-	cmd.Stdin = nil
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = extra
 	// Its own group: a stop reaches every descendant that stays in it
 	// with one kill, and the monitor is never in it.
 	attr := &syscall.SysProcAttr{Setpgid: true}
@@ -213,6 +236,58 @@ func start(o Options) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("start worker command %q: %w", o.Argv[0], err)
 	}
 	return cmd, nil
+}
+
+// startHeld starts the command as a held copy of this binary, moves it
+// into the v1 cgroups, and lets it exec the command: v1 has no
+// CLONE_INTO_CGROUP, and a command moved after it started could fork
+// outside its limits first.
+func startHeld(o Options) (*exec.Cmd, error) {
+	path, err := exec.LookPath(o.Argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("start worker command %q: %w", o.Argv[0], err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the monitor's binary: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	defer w.Close()
+	held := o
+	held.Join, held.Argv = nil, append([]string{path}, o.Argv[1:]...)
+	cmd, err := startWith(held, exec.Command(self, append([]string{Command, "--hold", "--"}, held.Argv...)...), []*os.File{r})
+	if err != nil {
+		return nil, err
+	}
+	if err := cgroup.Join(cmd.Process.Pid, o.Join); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, err
+	}
+	if _, err := w.Write([]byte{1}); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("release the held command: %w", err)
+	}
+	return cmd, nil
+}
+
+// execWhenReleased is the held child: it waits for its monitor to have
+// moved it into the worker's cgroups, then becomes the command.
+func execWhenReleased(argv []string) int {
+	release := os.NewFile(3, "monitor-release")
+	var b [1]byte
+	if n, _ := release.Read(b[:]); n != 1 || len(argv) == 0 {
+		return 127 // the monitor gave up on it
+	}
+	_ = release.Close()
+	err := syscall.Exec(argv[0], argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "monitor: exec %s: %v\n", argv[0], err)
+	return 127
 }
 
 // permanent says whether a start failure is one a retry cannot fix.
@@ -247,21 +322,6 @@ func waitStatus(ws syscall.WaitStatus) (int, string) {
 		return 128 + int(sig), SignalName(sig)
 	}
 	return ws.ExitStatus(), ""
-}
-
-// oomKilled reads the cgroup's memory.events; without a memory controller
-// there is no such file and no out-of-memory kill to report.
-func oomKilled(cgroup string) bool {
-	data, err := os.ReadFile(filepath.Join(cgroup, "memory.events"))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
-			return true
-		}
-	}
-	return false
 }
 
 // SignalName is the conventional name of sig ("SIGKILL"); syscall's own

@@ -44,6 +44,9 @@ type Type struct {
 	// ExitRules say what an end of the process means (ExitAction); the
 	// first that matches decides.
 	ExitRules []ExitRule `json:"exit_rules,omitempty"`
+	// Resources limit each worker's memory, processes and CPU, through
+	// its cgroup.
+	Resources Resources `json:"resources,omitzero"`
 }
 
 // Heartbeat modes.
@@ -146,6 +149,7 @@ type typeFields struct {
 	MaxRestarts    *int       `json:"max_restarts"`
 	Heartbeat      *string    `json:"heartbeat"`
 	ExitRules      []ExitRule `json:"exit_rules"`
+	Resources      *Resources `json:"resources"`
 }
 
 func (r *Registry) merge(data []byte) error {
@@ -210,6 +214,9 @@ func (r *Registry) mergeType(name string, raw json.RawMessage) (Type, []error) {
 	if in.ExitRules != nil {
 		t.ExitRules = in.ExitRules
 	}
+	if in.Resources != nil {
+		t.Resources = *in.Resources
+	}
 	// A missing field is reported as missing, not as a zero out of range.
 	missing := map[string]bool{}
 	var problems []error
@@ -263,6 +270,8 @@ func jsonKind(t reflect.Type) string {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
 	case reflect.Bool:
 		return "a boolean"
 	}
@@ -298,6 +307,7 @@ func (t Type) validate() []fieldError {
 	for i, r := range t.ExitRules {
 		errs = append(errs, r.validate(fmt.Sprintf("exit_rules[%d]", i))...)
 	}
+	errs = append(errs, t.Resources.validate()...)
 	return errs
 }
 

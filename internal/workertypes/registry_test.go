@@ -78,6 +78,14 @@ func TestBadFilesNameFileTypeAndField(t *testing.T) {
 		"exit rule unknown cause":           {`{"types": {"fix-worker": {"exit_rules": [{"cause": "gremlins", "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].cause "gremlins" must be "oom" or "lost"`},
 		"exit rule matching nothing":        {`{"types": {"fix-worker": {"exit_rules": [{"action": "fail"}]}}}`, `type "fix-worker": exit_rules[0] names neither exit_codes nor a cause`},
 		"exit rule both":                    {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [1], "cause": "oom", "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0] names both exit_codes and a cause`},
+		"memory not a size":                 {`{"types": {"fix-worker": {"resources": {"memory": "lots"}}}}`, `type "fix-worker": resources.memory "lots" is not a size`},
+		"memory a number":                   {`{"types": {"fix-worker": {"resources": {"memory": 512}}}}`, `type "fix-worker": resources.memory: invalid JSON: got number, want a string`},
+		"memory below the floor":            {`{"types": {"fix-worker": {"resources": {"memory": "8M"}}}}`, `type "fix-worker": resources.memory 8M is below the floor of 32 MiB`},
+		"processes below the floor":         {`{"types": {"fix-worker": {"resources": {"processes": 3}}}}`, `type "fix-worker": resources.processes 3 is below the floor of 16 (threads count too)`},
+		"negative processes":                {`{"types": {"fix-worker": {"resources": {"processes": -1}}}}`, `type "fix-worker": resources.processes -1 is below the floor of 16`},
+		"cpus below the floor":              {`{"types": {"fix-worker": {"resources": {"cpus": 0.01}}}}`, `type "fix-worker": resources.cpus 0.01 is below the floor of 0.05`},
+		"cpus not a number":                 {`{"types": {"fix-worker": {"resources": {"cpus": "two"}}}}`, `type "fix-worker": resources.cpus: invalid JSON: got string, want a number`},
+		"unknown resource":                  {`{"types": {"fix-worker": {"resources": {"disk": "1G"}}}}`, `type "fix-worker": invalid JSON: json: unknown field "disk"`},
 		"exit rule unknown field":           {`{"types": {"fix-worker": {"exit_rules": [{"codes": [1], "action": "fail"}]}}}`, `type "fix-worker": invalid JSON: json: unknown field "codes"`},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -237,4 +245,28 @@ func TestExitRulesLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []ExitRule{{ExitCodes: []int{3}, Action: ActionFail}, {Cause: CauseLost, Action: ActionRestart}}, typ.ExitRules)
 	require.Equal(t, 2, typ.MaxRestarts, "the other fields keep their defaults")
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"536870912": 512 << 20, "512M": 512 << 20, "512MiB": 512 << 20, "512mib": 512 << 20,
+		"1.5G": 3 << 29, "64K": 64 << 10, "2T": 2 << 40, " 100 M ": 100 << 20, "4096B": 4096} {
+		got, err := ParseSize(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "M", "lots", "-5M", "0", "1e400", "NaN", "12X"} {
+		_, err := ParseSize(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestResourcesLoad(t *testing.T) {
+	r, err := Load(writeFile(t, `{"types": {"fix-worker": {"resources": {"memory": "1GiB", "processes": 200, "cpus": 1.5}}}}`))
+	require.NoError(t, err)
+	typ, err := r.Lookup("fix-worker")
+	require.NoError(t, err)
+	require.Equal(t, Limits{MemoryBytes: 1 << 30, Processes: 200, CPUs: 1.5}, typ.Resources.Limits())
+	require.True(t, typ.Resources.Limits().Any())
+	scan, _ := r.Lookup("scan-worker")
+	require.False(t, scan.Resources.Limits().Any(), "no limits unless asked")
 }
