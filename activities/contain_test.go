@@ -394,7 +394,9 @@ func limitedActivities(t *testing.T, typesJSON string) *HostActivities {
 }
 
 // memberCgroups are the cgroups that hold a worker's limits.
-func memberCgroups(info ProcessInfo) []string { return append([]string{info.Cgroup}, info.LimitCgroups...) }
+func memberCgroups(info ProcessInfo) []string {
+	return append([]string{info.Cgroup}, info.LimitCgroups...)
+}
 
 func TestMemoryLimitEndsWithOOM(t *testing.T) {
 	// tail buffers a 300 MB line: bounded, should the limit not hold.

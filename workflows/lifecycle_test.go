@@ -561,7 +561,7 @@ func (s *lifecycleSuite) TestResumedRunDoesNotSpawnAgain() {
 	st.Runs = 1
 	st.Spec = WorkerSpec{WorkerID: req.WorkerID, WorkerType: req.WorkerType, Status: StatusRunning, StartedAt: &started, Host: "host-a",
 		TokenBudget: TokenBudget{Allocated: req.Budget}, Heartbeat: HeartbeatInfo{HealthScore: 100, Count: 1000}}
-	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return in.Process == testProcess })).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return reflect.DeepEqual(in.Process, testProcess) })).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
 	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 
