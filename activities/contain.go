@@ -89,6 +89,10 @@ func startDirect(info ProcessInfo, argv, env []string, logFile *os.File) (starte
 	}
 	pid := cmd.Process.Pid
 	abort := func() {
+		p := info
+		p.PID, p.PGID = pid, pid
+		p.StartTicks, _ = processStartTicks(pid)
+		killTree(p)
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		_ = cgroup.Remove(info.Cgroup)
@@ -180,11 +184,17 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 	}
 	pid := rep.PID
 	abort := func() {
-		_ = signalProcess(pid, rep.StartTicks, syscall.SIGKILL)
+		// The whole tree: the monitor, a subreaper, lingers while any
+		// orphan of the command lives.
+		p := *info
+		p.PID, p.PGID, p.StartTicks = pid, pid, rep.StartTicks
+		killTree(p)
 		r.Close()
-		_ = cmd.Wait()
-		_ = os.Remove(exitFile)
-		removeCgroups(*info)
+		go func() {
+			_ = cmd.Wait()
+			_ = os.Remove(exitFile)
+			removeCgroups(p)
+		}()
 	}
 	p := *info
 	p.PID, p.StartTicks = pid, rep.StartTicks
@@ -294,6 +304,22 @@ func readExitFile(p ProcessInfo) (ExitStatus, bool) {
 // start that could not be completed.
 func (a *HostActivities) killByToken(token string) {
 	members, err := treeMembers(ProcessInfo{Token: token}, false)
+	if err != nil {
+		return
+	}
+	for _, m := range members {
+		_ = signalProcess(m.PID, m.StartTicks, syscall.SIGKILL)
+	}
+}
+
+// killTree sends SIGKILL to every process of a start that is being undone:
+// its cgroup, or its group, token and monitor's children.
+func killTree(p ProcessInfo) {
+	if p.Cgroup != "" {
+		_ = cgroup.Kill(p.Cgroup)
+		return
+	}
+	members, err := treeMembers(p, true)
 	if err != nil {
 		return
 	}

@@ -133,7 +133,7 @@ func TestMonitoredEndSurvivesARestartOfTheWorkerProgram(t *testing.T) {
 
 			res := stopProc(t, newActivityEnv(second), second, StopInput{WorkerID: id, Process: info, Grace: time.Second})
 			assert.True(t, res.AlreadyGone)
-			assert.NoFileExists(t, info.Monitor.ExitFile, "the exit file goes with the record")
+			assert.FileExists(t, info.Monitor.ExitFile, "kept for a watch that comes after the stop")
 			assert.NoFileExists(t, filepath.Join(first.StateDir, id+".json"))
 		})
 	}
@@ -471,4 +471,98 @@ func cpuTicks(t *testing.T, pid int) uint64 {
 	utime, _ := strconv.ParseUint(fields[11], 10, 64)
 	stime, _ := strconv.ParseUint(fields[12], 10, 64)
 	return utime + stime
+}
+
+// The monitor's report pipe is not inherited by the worker's processes:
+// with the monitor killed, the end is known as soon as the process is
+// gone, not when the last descendant holding the pipe ends.
+func TestKilledMonitorWithADescendantLeftIsNoticed(t *testing.T) {
+	types := map[string][]string{"job": {"sh", "-c", "sleep 60 & exec sleep 300"}}
+	id := uniqueWorkerID("job")
+	a := withMonitor(t, newProcActivities(t, types))
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+	for _, fd := range []string{"3", "4"} {
+		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", info.PID, fd))
+		assert.NotContains(t, target, "pipe:", "fd %s of the worker's process is a pipe of its monitor's", fd)
+	}
+	watched := watchIn(t, a, id, info)
+	require.NoError(t, syscall.Kill(info.Monitor.PID, syscall.SIGKILL))
+	require.NoError(t, syscall.Kill(info.PID, syscall.SIGKILL))
+	select {
+	case st := <-watched:
+		assert.Equal(t, ExitStatus{ExitCode: -1, Lost: true, Action: "fail"}, st)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end was not noticed while a descendant held on")
+	}
+}
+
+// Undoing a start (its record could not be written) ends the whole tree
+// and does not wait on a monitor that lingers for orphans.
+func TestAbortedMonitoredStartLeavesNothing(t *testing.T) {
+	a := withMonitor(t, newProcActivities(t, nil))
+	id := uniqueWorkerID("abort")
+	marker := escapeeMarker()
+	info := ProcessInfo{Token: "0123456789abcdef0123456789abcdef"}
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	require.NoError(t, err)
+	defer logFile.Close()
+	require.NoError(t, os.MkdirAll(a.StateDir, 0o755))
+	started, err := a.startMonitored(id, &info, escapeeCommand(marker), nil, logFile)
+	require.NoError(t, err)
+	var escapee int
+	require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
+		5*time.Second, 20*time.Millisecond)
+	t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
+
+	aborted := make(chan struct{})
+	go func() { started.abort(); close(aborted) }()
+	select {
+	case <-aborted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("abort waited on the monitor while its orphan lived")
+	}
+	assert.Eventually(t, func() bool { return !procfs.Alive(started.pid) && !procfs.Alive(escapee) && !procfs.Alive(info.Monitor.PID) },
+		5*time.Second, 20*time.Millisecond, "the process, its daemonized descendant and the monitor are gone")
+}
+
+// A stop of a re-adopted process that ended while the worker program was
+// down keeps the monitor's record of its end for the watch that follows.
+func TestStopBeforeTheWatchKeepsTheEnd(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "go")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	types := map[string][]string{"job": {"sh", "-c", "exec <" + fifo + "; exit 0"}}
+	id := uniqueWorkerID("job")
+	first := withMonitor(t, newProcActivities(t, types))
+	info := mustStart(t, newActivityEnv(first), first, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+	require.NoError(t, os.WriteFile(fifo, []byte("go\n"), 0o600))
+	require.Eventually(t, func() bool { return !procfs.Alive(info.PID) && !procfs.Alive(info.Monitor.PID) }, 5*time.Second, 20*time.Millisecond)
+
+	second := restarted(t, types, first)
+	env := newActivityEnv(second)
+	res := stopProc(t, env, second, StopInput{WorkerID: id, Process: info, Grace: time.Second})
+	assert.True(t, res.AlreadyGone)
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, awaitExit(t, watchIn(t, second, id, info)),
+		"the end of a finished task, not a lost one to run again")
+}
+
+func TestSweepRemovesOldExitFilesNoRecordNames(t *testing.T) {
+	a := withMonitor(t, newProcActivities(t, map[string][]string{"sleep": {"sleep", "300"}}))
+	a.Owners = &fakeSweeper{owned: map[string]bool{"worker-sleep-kept2": true}}
+	env := newActivityEnv(a)
+	kept := mustStart(t, env, a, StartInput{WorkerID: "worker-sleep-kept2", WorkerType: "sleep", TaskID: "task-1"})
+	old := time.Now().Add(-2 * exitFileKeep)
+	require.NoError(t, os.WriteFile(kept.Monitor.ExitFile, []byte(`{}`), 0o644))
+	require.NoError(t, os.Chtimes(kept.Monitor.ExitFile, old, old))
+	stale := filepath.Join(a.StateDir, "worker-gone-1.0123456789abcdef.exit.json")
+	fresh := filepath.Join(a.StateDir, "worker-gone-2.0123456789abcdef.exit.json")
+	for _, f := range []string{stale, fresh} {
+		require.NoError(t, os.WriteFile(f, []byte(`{}`), 0o644))
+	}
+	require.NoError(t, os.Chtimes(stale, old, old))
+
+	_, err := env.ExecuteActivity(a.StopOrphans)
+	require.NoError(t, err)
+	assert.NoFileExists(t, stale)
+	assert.FileExists(t, fresh, "a recent one may still be read")
+	assert.FileExists(t, kept.Monitor.ExitFile, "a record names it")
 }

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
@@ -76,6 +77,16 @@ func startProc(t *testing.T, env *testsuite.TestActivityEnvironment, a *HostActi
 	t.Cleanup(func() {
 		killTestGroup(info.PGID)
 		killTokenHolders(info.Token)
+		if info.Cgroup != "" {
+			_ = cgroup.Kill(info.Cgroup)
+		}
+		// A monitor writes its exit file as it ends: before the test's
+		// folders are removed.
+		for deadline := time.Now().Add(5 * time.Second); info.Monitor != nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if running, _ := sameProcessRunning(info.Monitor.PID, info.Monitor.StartTicks); !running {
+				break
+			}
+		}
 	})
 	return info, nil
 }

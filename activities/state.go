@@ -162,13 +162,11 @@ func (a *HostActivities) forgetState(workerID string, p ProcessInfo) {
 // orphan sweep removes one that outlasts it.
 const cgroupReapWait = 2 * time.Second
 
-// forgetContainment removes what a process's containment left once its
-// tree is gone: the monitor's exit file (read by then) and the emptied
-// cgroup.
+// forgetContainment removes the emptied cgroups of a process whose tree is
+// gone. Its monitor's exit file stays: a watch that comes after the stop
+// (a restarted worker program's) still reads the end from it; the sweep
+// removes it once no record names it and it is old (exitFileKeep).
 func forgetContainment(p ProcessInfo) {
-	if p.Monitor != nil && p.Monitor.ExitFile != "" {
-		_ = os.Remove(p.Monitor.ExitFile)
-	}
 	if p.Cgroup != "" {
 		_ = cgroup.RemoveWhenEmptied(p.Cgroup, cgroupReapWait)
 	}

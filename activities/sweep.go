@@ -142,7 +142,46 @@ func (a *HostActivities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 		a.Procs.withoutStarts(func() { stray = a.sweepCgroups(ctx) })
 		orphans = append(orphans, stray...)
 	}
+	a.sweepExitFiles(time.Now())
 	return orphans, nil
+}
+
+// records reads the host's records of started processes (not the exit
+// files beside them).
+func (a *HostActivities) records() []ProcessInfo {
+	files, _ := filepath.Glob(filepath.Join(a.StateDir, "worker-*.json"))
+	var out []ProcessInfo
+	for _, f := range files {
+		var p ProcessInfo
+		if !workerIDPattern.MatchString(strings.TrimSuffix(filepath.Base(f), ".json")) {
+			continue
+		}
+		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &p) == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// exitFileKeep is how long a monitor's exit file is kept once no record
+// names it: far longer than any watch takes to read it after its stop.
+const exitFileKeep = time.Hour
+
+// sweepExitFiles removes the exit files no record names that are older
+// than exitFileKeep.
+func (a *HostActivities) sweepExitFiles(now time.Time) {
+	named := map[string]bool{}
+	for _, p := range a.records() {
+		if p.Monitor != nil {
+			named[p.Monitor.ExitFile] = true
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(a.StateDir, "*.exit.json"))
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && !named[f] && now.Sub(st.ModTime()) > exitFileKeep {
+			_ = os.Remove(f)
+		}
+	}
 }
 
 // sweepCgroups removes the host's worker cgroups that no record names: an
@@ -152,10 +191,8 @@ func (a *HostActivities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 // a start creates its cgroup just before recording it.
 func (a *HostActivities) sweepCgroups(ctx context.Context) []Orphan {
 	named := map[string]bool{}
-	records, _ := filepath.Glob(filepath.Join(a.StateDir, "worker-*.json"))
-	for _, f := range records {
-		var p ProcessInfo
-		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &p) == nil && p.Cgroup != "" {
+	for _, p := range a.records() {
+		if p.Cgroup != "" {
 			named[p.Cgroup] = true
 		}
 	}

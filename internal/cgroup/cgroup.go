@@ -78,7 +78,7 @@ func Create(root, name string) (string, error) {
 // Procs lists the processes in the cgroup dir. A cgroup that does not
 // exist yields an error for which errors.Is(err, fs.ErrNotExist) holds.
 func Procs(dir string) ([]int, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	data, err := readControl(dir, "cgroup.procs")
 	if err != nil {
 		return nil, err
 	}
@@ -93,12 +93,22 @@ func Procs(dir string) ([]int, error) {
 	return pids, nil
 }
 
+// readControl reads a control file of the cgroup dir. A cgroup removed
+// while it is read (ENODEV) is gone like one that does not exist.
+func readControl(dir, file string) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(dir, file))
+	if errors.Is(err, syscall.ENODEV) {
+		return nil, fmt.Errorf("cgroup %s was removed: %w", dir, fs.ErrNotExist)
+	}
+	return data, err
+}
+
 // Kill sends SIGKILL to every process of the cgroup dir and of its
 // descendants, in one write that a forking member cannot outrun. A cgroup
 // that is gone has nothing left to kill.
 func Kill(dir string) error {
 	err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
 		if _, statErr := os.Stat(dir); errors.Is(statErr, fs.ErrNotExist) {
 			return nil
 		}
@@ -136,7 +146,7 @@ func RemoveWhenEmptied(dir string, within time.Duration) error {
 // Populated reports whether the cgroup dir or a descendant has a live
 // process; a cgroup that is gone has none.
 func Populated(dir string) (bool, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+	data, err := readControl(dir, "cgroup.events")
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}

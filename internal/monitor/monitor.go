@@ -138,6 +138,10 @@ func Main(args []string) int {
 		return execWhenReleased(o.Argv)
 	}
 	report := os.NewFile(3, "monitor-report")
+	// Inherited without close-on-exec; the command must not get it: a
+	// descendant holding it would keep the worker program from seeing the
+	// pipe close when the monitor dies, and could write to it.
+	unix.CloseOnExec(3)
 	if o.ExitFile == "" || len(o.Argv) == 0 {
 		writeLine(report, Started{Error: "monitor: --exit-file and a command are required", Permanent: true})
 		return 2
