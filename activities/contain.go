@@ -2,6 +2,8 @@ package activities
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,7 +113,7 @@ func startDirect(info ProcessInfo, argv, env []string, logFile *os.File) (starte
 		// goes straight to a file, so there is nothing to copy.
 		_ = cmd.Wait()
 		st := exitStatusOf(cmd.ProcessState)
-		st.OOM = cgroup.OOMKilled(info.Cgroup)
+		st.OOM = monitor.KilledByOOM(st.ExitCode, st.Signal, []string{info.Cgroup})
 		// A stop that emptied the cgroup before the reap could not remove
 		// it: a process not yet reaped still holds it.
 		_ = cgroup.Remove(info.Cgroup)
@@ -142,6 +144,7 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 		}
 	}()
 	cmd := exec.Command(a.Monitor[0], append(append(append([]string{}, a.Monitor[1:]...), monitor.Command), opts.Args()...)...)
+	cmd.Env = opts.Env(os.Environ())
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.ExtraFiles = []*os.File{w}
@@ -155,7 +158,11 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 		return startedProcess{}, fmt.Errorf("start the monitor %q of %s: %w", a.Monitor[0], workerID, err)
 	}
 	mon := cmd.Process.Pid
-	monTicks, _ := processStartTicks(mon)
+	monTicks, err := processStartTicks(mon)
+	if err != nil {
+		// Dead at once: its report says why, or it says nothing.
+		monTicks = 0
+	}
 	info.Monitor = &MonitorProcess{PID: mon, StartTicks: monTicks, ExitFile: exitFile}
 
 	_ = r.SetReadDeadline(time.Now().Add(monitorReportWait))
@@ -221,21 +228,34 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 // exitFilePath is where the monitor of one start writes its end: named by
 // the start's token, so an exit file is never taken for a later start's.
 func (a *HostActivities) exitFilePath(workerID, token string) string {
-	return filepath.Join(a.StateDir, fmt.Sprintf("%s.%s.exit.json", workerID, token))
+	return filepath.Join(a.StateDir, fmt.Sprintf("%s.%s.exit.json", workerID, tokenTag(token)))
+}
+
+// tokenTag names a start in file and cgroup names, which any user can
+// read, without giving its token away: whoever knew the token could have
+// a process of their own taken for the worker's.
+func tokenTag(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:8])
 }
 
 // findMonitor returns the live monitor started for token, if any: it
-// carries the token in its arguments (for its command's environment),
-// never in its own environment.
+// carries the token for its command under monitor.SetenvPrefix.
 func findMonitor(token string) (*procStat, error) {
 	procs, err := allProcs()
 	if err != nil {
 		return nil, err
 	}
-	arg := "--setenv " + tokenEnv + "=" + token
+	entry := "=" + tokenEnv + "=" + token
 	for i, st := range procs {
-		if !st.exited() && strings.Contains(procfs.Cmdline(st.PID), arg) {
-			return &procs[i], nil
+		if st.exited() || !strings.Contains(procfs.Cmdline(st.PID), " "+monitor.Command+" ") {
+			continue
+		}
+		env, _ := procfs.Environ(st.PID)
+		for _, e := range env {
+			if strings.HasPrefix(e, monitor.SetenvPrefix) && strings.HasSuffix(e, entry) {
+				return &procs[i], nil
+			}
 		}
 	}
 	return nil, nil

@@ -234,6 +234,9 @@ func TestCgroupContainsADescendantThatEscapesItsSession(t *testing.T) {
 				assert.NotContains(t, pids, info.Monitor.PID, "the monitor stays outside the cgroup it may kill")
 				assert.False(t, hasEnvEntry(info.Monitor.PID, "WORKER_ID="+id), "the monitor does not pass for one of the worker's processes")
 				assert.True(t, hasEnvEntry(info.PID, "WORKER_ID="+id))
+				assert.NotContains(t, procfs.Cmdline(info.Monitor.PID), info.Token, "a command line is for every user to read")
+				assert.NotContains(t, info.Monitor.ExitFile, info.Token)
+				assert.NotContains(t, info.Cgroup, info.Token[:12])
 			}
 
 			res := stopProc(t, env, a, StopInput{WorkerID: id, Process: info, Grace: time.Second})
@@ -521,7 +524,9 @@ func TestAbortedMonitoredStartLeavesNothing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("abort waited on the monitor while its orphan lived")
 	}
-	assert.Eventually(t, func() bool { return !procfs.Alive(started.pid) && !procfs.Alive(escapee) && !procfs.Alive(info.Monitor.PID) },
+	assert.Eventually(t, func() bool {
+		return !procfs.Alive(started.pid) && !procfs.Alive(escapee) && !procfs.Alive(info.Monitor.PID)
+	},
 		5*time.Second, 20*time.Millisecond, "the process, its daemonized descendant and the monitor are gone")
 }
 
@@ -565,4 +570,33 @@ func TestSweepRemovesOldExitFilesNoRecordNames(t *testing.T) {
 	assert.NoFileExists(t, stale)
 	assert.FileExists(t, fresh, "a recent one may still be read")
 	assert.FileExists(t, kept.Monitor.ExitFile, "a record names it")
+}
+
+// The oom reason is for a process the oom killer ended, not for one that
+// went on after it killed a helper and ended by itself.
+func TestOOMOfAHelperIsNotTheWorkersEnd(t *testing.T) {
+	a := limitedActivities(t, `{"types": {"hog-worker": {"command": ["sh", "-c", "head -c 300000000 /dev/zero | tail; exit 1"], "token_budget": 10, "timeout_minutes": 5,
+		"resources": {"memory": "64M"}}}}`)
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("hog")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "hog-worker", TaskID: "task-1"})
+	assert.Equal(t, ExitStatus{ExitCode: 1, Action: "restart"}, watchProc(t, env, a, info))
+}
+
+// A start whose record has no PID (this program died before writing it)
+// but whose monitor wrote the end is taken back with that end: the task
+// is not started a second time.
+func TestUnrecordedStartThatEndedIsTakenBackWithItsEnd(t *testing.T) {
+	a := withMonitor(t, newProcActivities(t, map[string][]string{"job": {"sleep", "300"}}))
+	id := uniqueWorkerID("job")
+	token := "feedfacefeedfacefeedfacefeedface"
+	require.NoError(t, a.saveState(id, ProcessInfo{Token: token, Lease: "lease-1", WorkerType: "job"}))
+	require.NoError(t, os.WriteFile(a.exitFilePath(id, token), []byte(`{"pid": 4242, "start_ticks": 77, "exit_code": 0}`), 0o644))
+
+	env := newActivityEnv(a)
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1", Lease: "lease-1"})
+	assert.Equal(t, 4242, info.PID, "taken back, not started again")
+	assert.Empty(t, a.Procs.Live())
+	assert.Zero(t, envHolders(t, "WORKER_ID="+id))
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, watchProc(t, env, a, info))
 }

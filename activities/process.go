@@ -161,7 +161,7 @@ func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []strin
 	if a.CgroupRoot != "" {
 		// Named by the start, not only the worker: a leftover of an earlier
 		// lifecycle of the same worker id never shares it.
-		if info.Cgroup, err = cgroup.Create(a.CgroupRoot, in.WorkerID+"-"+token[:12]); err != nil {
+		if info.Cgroup, err = cgroup.Create(a.CgroupRoot, in.WorkerID+"-"+tokenTag(token)); err != nil {
 			a.forgetState(in.WorkerID, info)
 			return nil, ProcessInfo{}, err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
+	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 )
 
 // The state folder holds one record per started process, so that a worker
@@ -61,6 +62,14 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 	if a.StateDir == "" {
 		return ProcessInfo{}, false, nil
 	}
+	// Containment is cleaned up after the lock is let go: removing a
+	// cgroup may wait for its last members to be reaped.
+	var gone []ProcessInfo
+	defer func() {
+		for _, p := range gone {
+			forgetContainment(p)
+		}
+	}()
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	data, err := os.ReadFile(a.statePath(workerID))
@@ -73,6 +82,17 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 		return ProcessInfo{}, false, nil
 	}
 	if p.PID == 0 {
+		if e, err := monitor.ReadExit(a.exitFilePath(workerID, p.Token)); err == nil && e.PID > 0 {
+			// Started and already ended, its end written by its monitor:
+			// taken back as it is, so that the watch reports that end
+			// instead of the task being started again.
+			p.PID, p.PGID, p.StartTicks = e.PID, e.PID, e.StartTicks
+			p.Monitor = &MonitorProcess{ExitFile: a.exitFilePath(workerID, p.Token)}
+			if data, err := json.Marshal(p); err == nil {
+				_ = atomicfile.Write(a.statePath(workerID), data)
+			}
+			return p, true, nil
+		}
 		leader, mon, members, err := a.startedByToken(p)
 		if err != nil {
 			return ProcessInfo{}, false, fmt.Errorf("look for the process whose start of %s was not recorded: %w", workerID, err)
@@ -85,7 +105,7 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 				_ = signalProcess(m.PID, m.StartTicks, syscall.SIGKILL)
 			}
 			_ = os.Remove(a.statePath(workerID))
-			forgetContainment(p)
+			gone = append(gone, p)
 			return ProcessInfo{}, false, nil
 		}
 		p.PID, p.PGID, p.StartTicks = leader.PID, leader.PID, leader.StartTicks
@@ -99,8 +119,16 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 		}
 		return p, true, nil
 	}
-	if running, err := sameProcessRunning(p.PID, p.StartTicks); err != nil || !running || !hasEnvEntry(p.PID, tokenEnv+"="+p.Token) {
+	running, err := sameProcessRunning(p.PID, p.StartTicks)
+	if err == nil && !running {
+		if _, ended := readExitFile(p); ended {
+			// Its end is known: the watch reports it.
+			return p, true, nil
+		}
+	}
+	if err != nil || !running || !hasEnvEntry(p.PID, tokenEnv+"="+p.Token) {
 		_ = os.Remove(a.statePath(workerID))
+		gone = append(gone, p)
 		return ProcessInfo{}, false, nil
 	}
 	return p, true, nil
@@ -137,24 +165,24 @@ func (a *HostActivities) startedByToken(p ProcessInfo) (leader, mon *procStat, m
 // newer process of the same worker is kept.
 func (a *HostActivities) forgetState(workerID string, p ProcessInfo) {
 	if a.StateDir == "" {
+		forgetContainment(p)
 		return
 	}
+	gone := []ProcessInfo{p}
 	stateMu.Lock()
-	defer stateMu.Unlock()
 	data, err := os.ReadFile(a.statePath(workerID))
-	if err != nil {
-		return
-	}
 	var recorded ProcessInfo
-	if json.Unmarshal(data, &recorded) != nil {
-		return
-	}
 	// The token names one start, also one recorded before its PID was known.
-	if (recorded.Token != "" && recorded.Token == p.Token) || (recorded.PID == p.PID && recorded.StartTicks == p.StartTicks) {
+	if err == nil && json.Unmarshal(data, &recorded) == nil &&
+		((recorded.Token != "" && recorded.Token == p.Token) || (recorded.PID == p.PID && recorded.StartTicks == p.StartTicks)) {
 		_ = os.Remove(a.statePath(workerID))
-		forgetContainment(recorded)
+		gone = append(gone, recorded)
 	}
-	forgetContainment(p)
+	stateMu.Unlock()
+	// After the lock: removing a cgroup may wait for its last reaps.
+	for _, g := range gone {
+		forgetContainment(g)
+	}
 }
 
 // cgroupReapWait bounds the wait for a stopped tree's last members to be

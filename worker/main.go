@@ -269,6 +269,10 @@ func chooseContainment(mode, root, host string) (containment, error) {
 	var err error
 	if root == "" {
 		root, err = cgroup.Detect()
+	} else {
+		// Recorded with each process: it must mean the same after a
+		// restart in another working directory.
+		root, err = filepath.Abs(root)
 	}
 	if err == nil {
 		root, err = cgroup.Prepare(filepath.Join(root, host))

@@ -150,19 +150,21 @@ const containmentMark = "@contain="
 // HostIdentity is the Temporal worker identity of a worker program: the
 // SDK's usual pid@hostname, then the host whose queue it polls and how it
 // contains its processes.
+//
+// The containment goes before the host, which stays last: a previous
+// release reads everything after hostIdentityMark as the host.
 func HostIdentity(pid int, hostname, host, containment string) string {
-	id := fmt.Sprintf("%d@%s%s%s", pid, hostname, hostIdentityMark, host)
+	id := fmt.Sprintf("%d@%s", pid, hostname)
 	if containment != "" {
 		id += containmentMark + containment
 	}
-	return id
+	return id + hostIdentityMark + host
 }
 
 // HostOfIdentity reads the host back from a HostIdentity; ok is false for a
 // poller that is not one of our worker programs.
 func HostOfIdentity(identity string) (host string, ok bool) {
 	_, host, ok = strings.Cut(identity, hostIdentityMark)
-	host, _, _ = strings.Cut(host, containmentMark)
 	return host, ok && host != ""
 }
 
@@ -170,6 +172,7 @@ func HostOfIdentity(identity string) (host string, ok bool) {
 // processes; "" for one of a release that did not say.
 func ContainmentOfIdentity(identity string) string {
 	_, c, _ := strings.Cut(identity, containmentMark)
+	c, _, _ = strings.Cut(c, hostIdentityMark)
 	return c
 }
 

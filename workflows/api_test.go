@@ -31,6 +31,9 @@ func TestHostOfIdentityInvertsHostIdentity(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "host-a", host)
 	require.Equal(t, "cgroup", ContainmentOfIdentity(id))
+	// A previous release takes what follows its mark as the host.
+	_, prevHost, _ := strings.Cut(id, "@host=")
+	require.Equal(t, "host-a", prevHost, "a previous release reads the host of %s", id)
 	for _, other := range []string{"42@box", "42@box@host=", "temporal-cli"} {
 		_, ok := HostOfIdentity(other)
 		require.False(t, ok, other)

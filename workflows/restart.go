@@ -28,6 +28,8 @@ type restartCheck struct {
 	Reason string
 	// Uncounted is an exit rule's ignore: not counted against MaxRestarts.
 	Uncounted bool
+	// Ignored counts the uncounted restarts since the last healthy run.
+	Ignored int
 }
 
 // restartVerdict is the decision: restart or not, the restart count it
@@ -35,19 +37,27 @@ type restartCheck struct {
 type restartVerdict struct {
 	Restart  bool
 	Restarts int
+	Ignored  int
 	Reason   string
 }
+
+// maxIgnoredRestarts bounds the restarts an exit rule's ignore makes
+// without a healthy run between them: an agent that always ends that way
+// would otherwise restart forever.
+const maxIgnoredRestarts = 20
 
 // decideRestart is the restart policy before the circuit breaker and the
 // ledger are asked: a run of HealthyRun forgives earlier crashes, a worker
 // without restarts or past its count ends, and so does one whose next
 // process could take it past restartTokenCap budgets.
 func decideRestart(c restartCheck) restartVerdict {
-	v := restartVerdict{Restarts: c.Restarts, Reason: c.Reason}
+	v := restartVerdict{Restarts: c.Restarts, Ignored: c.Ignored, Reason: c.Reason}
 	if c.RanFor >= 0 && c.RanFor >= c.HealthyRun {
-		v.Restarts = 0
+		v.Restarts, v.Ignored = 0, 0
 	}
 	switch {
+	case c.Uncounted && v.Ignored >= maxIgnoredRestarts:
+		v.Reason = fmt.Sprintf("gave up after %d restarts its exit rule ignored: %s", v.Ignored, c.Reason)
 	case c.Uncounted && c.TokensUsed+c.Budget > restartTokenCap*c.Budget:
 		v.Reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap)
 	case c.Uncounted:
@@ -76,8 +86,8 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 	}
 	v := decideRestart(restartCheck{Restarts: w.st.RestartCount, MaxRestarts: r.MaxRestarts, RanFor: ranFor,
 		HealthyRun: w.limits.HealthyRun, TokensUsed: w.st.Spec.TokenBudget.Used, Budget: r.Budget, Reason: o.reason,
-		Uncounted: o.uncounted})
-	w.st.RestartCount, o.reason = v.Restarts, v.Reason
+		Uncounted: o.uncounted, Ignored: w.st.IgnoredRestarts})
+	w.st.RestartCount, w.st.IgnoredRestarts, o.reason = v.Restarts, v.Ignored, v.Reason
 	if !v.Restart {
 		return false
 	}
@@ -123,15 +133,24 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		w.st.IgnoredRestarts++
 		delay := backoff(w.limits, w.st.IgnoredRestarts)
 		counted := false
-		w.st.Spec.Restarts = append(w.st.Spec.Restarts, RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay, Counted: &counted})
+		w.recordRestart(RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay, Counted: &counted})
 		w.transition(ctx, StatusPending, fmt.Sprintf("restart in %s, not counted (exit rule: ignore)", delay))
 		return w.restartAfter(ctx, lease, delay, o)
 	}
 	w.st.RestartCount++
 	delay := backoff(w.limits, w.st.RestartCount)
-	w.st.Spec.Restarts = append(w.st.Spec.Restarts, RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay})
+	w.recordRestart(RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay})
 	w.transition(ctx, StatusPending, fmt.Sprintf("restart %d of %d in %s", w.st.RestartCount, r.MaxRestarts, delay))
 	return w.restartAfter(ctx, lease, delay, o)
+}
+
+// recordRestart adds a restart to the spec, keeping the latest
+// maxTransitions: the state is carried through continue-as-new.
+func (w *lifecycle) recordRestart(r RestartRecord) {
+	w.st.Spec.Restarts = append(w.st.Spec.Restarts, r)
+	if n := len(w.st.Spec.Restarts); n > maxTransitions {
+		w.st.Spec.Restarts = append([]RestartRecord(nil), w.st.Spec.Restarts[n-maxTransitions:]...)
+	}
 }
 
 // restartAfter waits the back-off and starts the process again.

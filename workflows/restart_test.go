@@ -376,6 +376,10 @@ func TestDecideRestart(t *testing.T) {
 			restartVerdict{Restart: true, Restarts: 1, Reason: base.Reason}},
 		{"an ignored end still meets the token cap", with(func(c *restartCheck) { c.TokensUsed = 2001; c.Uncounted = true }),
 			restartVerdict{Restarts: 1, Reason: "process exited with code 3; not restarted: 2001 tokens used, a restart could exceed 3× the budget"}},
+		{"ignored ends are bounded", with(func(c *restartCheck) { c.Uncounted = true; c.Ignored = 20 }),
+			restartVerdict{Restarts: 1, Ignored: 20, Reason: "gave up after 20 restarts its exit rule ignored: process exited with code 3"}},
+		{"a healthy run forgives ignored ends", with(func(c *restartCheck) { c.Uncounted = true; c.Ignored = 20; c.RanFor = 10 * time.Minute }),
+			restartVerdict{Restart: true, Restarts: 0, Ignored: 0, Reason: base.Reason}},
 	} {
 		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.want, decideRestart(c.in)) })
 	}

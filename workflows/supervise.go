@@ -95,7 +95,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 				result = &outcome{kind: outcomeFailed, reason: "lost track of the process: " + failureMessage(err)}
 				return
 			}
-			result = exitOutcome(exit)
+			result = w.exitOutcome(ctx, exit)
 		})
 		sel.AddFuture(timer, func(workflow.Future) {
 			timer, cancelT = nil, nil
@@ -134,11 +134,17 @@ func (w *lifecycle) endSupervision(ctx workflow.Context, result *outcome, watch 
 	}
 }
 
-func exitOutcome(exit activities.ExitStatus) *outcome {
-	if exit.Action != "" {
+// exitOutcome is what an end of the process means to the lifecycle.
+func (w *lifecycle) exitOutcome(ctx workflow.Context, exit activities.ExitStatus) *outcome {
+	if exit.Action != "" && workflow.GetVersion(ctx, VersionExitRules, workflow.DefaultVersion, 1) == 1 {
 		return judgedOutcome(exit)
 	}
-	// A host of an earlier release judged nothing: the exit code alone.
+	return exitCodeOutcome(exit)
+}
+
+// exitCodeOutcome judges by the exit code alone, as the releases before
+// exit rules did.
+func exitCodeOutcome(exit activities.ExitStatus) *outcome {
 	switch {
 	case exit.Lost:
 		return &outcome{kind: outcomeFailed, restartable: true, reason: "process died while its worker program was down; exit status unknown", exit: &exit}

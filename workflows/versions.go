@@ -57,6 +57,12 @@ const (
 	// waits for a signalled answer (with its timer) only when it was
 	// queued or the update could not be used; before it, by signal alone.
 	VersionReserveAsk = "reserve-ask"
+	// VersionExitRules: an end the host judged by its type's exit rules
+	// (ExitStatus.Action) is followed: fail ends without a restart, ignore
+	// restarts uncounted, a lost end fails; before it, by the exit code
+	// alone. Asked only of an end that carries an action, so that a task
+	// an earlier release handled replays as it ran.
+	VersionExitRules = "exit-rules"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,7 +61,34 @@ func Prepare(root string) (string, error) {
 	if _, err := os.Stat(filepath.Join(probe, "cgroup.kill")); err != nil {
 		return "", fmt.Errorf("cgroup %s has no cgroup.kill (needs Linux 5.14): %w", probe, err)
 	}
+	// Starting a process in it takes clone3, which an older seccomp
+	// profile refuses (ENOSYS); better known now than at every spawn.
+	if err := startIn(probe); err != nil {
+		return "", fmt.Errorf("start a process in cgroup %s: %w", probe, err)
+	}
 	return root, nil
+}
+
+// startIn runs this program's own binary, which exits at once on a bad
+// flag, in the cgroup dir, as every worker's process will be started.
+func startIn(dir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cg, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer cg.Close()
+	cmd := exec.Command(self, "--cgroup-probe-exits-at-once")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil
 }
 
 // Create makes the cgroup root/name; one that exists already is reused.
@@ -77,7 +105,28 @@ func Create(root, name string) (string, error) {
 
 // Procs lists the processes in the cgroup dir. A cgroup that does not
 // exist yields an error for which errors.Is(err, fs.ErrNotExist) holds.
+//
+// Processes in cgroups below dir (an agent may make its own) are members
+// too.
 func Procs(dir string) ([]int, error) {
+	pids, err := procsOf(dir)
+	if err != nil {
+		return nil, err
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			sub, err := Procs(filepath.Join(dir, e.Name()))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			pids = append(pids, sub...)
+		}
+	}
+	return pids, nil
+}
+
+func procsOf(dir string) ([]int, error) {
 	data, err := readControl(dir, "cgroup.procs")
 	if err != nil {
 		return nil, err
@@ -121,7 +170,20 @@ func Kill(dir string) error {
 
 // Remove deletes the cgroup dir once it is empty; one that is gone is not
 // an error, one with members left is (EBUSY).
+//
+// Cgroups an agent made below it go first.
 func Remove(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
 	err := syscall.Rmdir(dir)
 	if err == nil || errors.Is(err, syscall.ENOENT) {
 		return nil

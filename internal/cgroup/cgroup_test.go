@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -79,6 +80,15 @@ func TestContainsWhatLeavesItsSession(t *testing.T) {
 		pids, err := Procs(dir)
 		return err == nil && len(pids) == 2
 	}, 5*time.Second, 20*time.Millisecond, "the shell's exec'd sleep and the setsid one")
+	// A member that moves itself into a cgroup of its own below is still
+	// a member.
+	sub, err := Create(dir, "agents-own")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(sub, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0))
+	pids, err := Procs(dir)
+	require.NoError(t, err)
+	require.Len(t, pids, 2)
+	require.Contains(t, pids, cmd.Process.Pid)
 	require.Error(t, Remove(dir), "a cgroup with members cannot be removed")
 
 	require.NoError(t, Kill(dir))

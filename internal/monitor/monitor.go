@@ -46,9 +46,10 @@ type Options struct {
 	// never kills the one process that can tell how the command ended.
 	Cgroup string
 	// Setenv are NAME=VALUE entries the command gets on top of the
-	// monitor's environment; the monitor does not carry them itself, so a
-	// search of /proc for them finds the command's tree and not its
-	// monitor.
+	// monitor's environment. They reach the monitor in its environment
+	// (Env), each under SetenvPrefix: not in its command line, which any
+	// user can read, nor under their own names, so that a search of /proc
+	// for them finds the command's tree and not its monitor.
 	Setenv []string
 	// Join are v1 cgroups (a hybrid host's memory, pids and cpu
 	// controllers) the command joins before it runs: it is started held,
@@ -64,13 +65,39 @@ func (o Options) Args() []string {
 	if o.Cgroup != "" {
 		args = append(args, "--cgroup", o.Cgroup)
 	}
-	for _, e := range o.Setenv {
-		args = append(args, "--setenv", e)
-	}
 	for _, j := range o.Join {
 		args = append(args, "--join", j)
 	}
 	return append(append(args, "--"), o.Argv...)
+}
+
+// SetenvPrefix marks, in a monitor's environment, an entry for its
+// command: SetenvPrefix + "3=WORKER_ID=worker-x-1".
+const SetenvPrefix = "WORKER_LIFECYCLE_MONITOR_SETENV_"
+
+// Env is the monitor's environment: base, and Setenv under SetenvPrefix.
+func (o Options) Env(base []string) []string {
+	env := append([]string{}, base...)
+	for i, e := range o.Setenv {
+		env = append(env, SetenvPrefix+strconv.Itoa(i)+"="+e)
+	}
+	return env
+}
+
+// commandEnv splits the monitor's environment into the command's: the
+// entries under SetenvPrefix unwrapped and added, the rest kept.
+func commandEnv(env []string) []string {
+	var out, extra []string
+	for _, e := range env {
+		if rest, ok := strings.CutPrefix(e, SetenvPrefix); ok {
+			if _, entry, ok := strings.Cut(rest, "="); ok {
+				extra = append(extra, entry)
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return append(out, extra...)
 }
 
 // Started is the line the monitor writes on descriptor 3: the command's
@@ -118,13 +145,6 @@ func Main(args []string) int {
 	var o Options
 	fset.StringVar(&o.ExitFile, "exit-file", "", "where the command's end is written")
 	fset.StringVar(&o.Cgroup, "cgroup", "", "cgroup v2 folder the command starts in")
-	fset.Func("setenv", "NAME=VALUE for the command", func(s string) error {
-		if !strings.Contains(s, "=") {
-			return fmt.Errorf("--setenv %q is not NAME=VALUE", s)
-		}
-		o.Setenv = append(o.Setenv, s)
-		return nil
-	})
 	fset.Func("join", "v1 cgroup the command joins before it runs", func(s string) error {
 		o.Join = append(o.Join, s)
 		return nil
@@ -189,7 +209,7 @@ func Main(args []string) int {
 		}
 		exit := Exit{PID: pid, StartTicks: st.StartTicks, EndedAt: time.Now().UTC()}
 		exit.ExitCode, exit.Signal = waitStatus(ws)
-		exit.OOM = cgroup.OOMKilled(append([]string{o.Cgroup}, o.Join...)...)
+		exit.OOM = KilledByOOM(exit.ExitCode, exit.Signal, append([]string{o.Cgroup}, o.Join...))
 		data, _ := json.Marshal(exit)
 		if err := atomicfile.Write(o.ExitFile, data); err != nil {
 			fmt.Fprintf(os.Stderr, "monitor: write the end of pid %d: %v\n", pid, err)
@@ -220,7 +240,7 @@ func start(o Options) (*exec.Cmd, error) {
 // startWith starts cmd as the worker's command: its environment, output,
 // own process group and cgroup.
 func startWith(o Options, cmd *exec.Cmd, extra []*os.File) (*exec.Cmd, error) {
-	cmd.Env = append(os.Environ(), o.Setenv...)
+	cmd.Env = commandEnv(os.Environ())
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = extra
@@ -306,6 +326,14 @@ func permanent(err error) bool {
 func writeLine(f *os.File, v any) {
 	data, _ := json.Marshal(v)
 	_, _ = f.Write(append(data, '\n'))
+}
+
+// KilledByOOM says whether the out-of-memory killer ended the process: it
+// died of SIGKILL (or is a shell that reports its command's, 137) and its
+// cgroups counted an oom kill. A helper killed for memory while the
+// process went on to end by itself is not its end.
+func KilledByOOM(code int, signal string, cgroups []string) bool {
+	return (signal == "SIGKILL" || code == 128+int(syscall.SIGKILL)) && cgroup.OOMKilled(cgroups...)
 }
 
 // StatusOf is the shell's view of an end: the exit code, or 128+N and the
