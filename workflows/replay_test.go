@@ -54,9 +54,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-shutdown-r6", "lifecycle-budget-refused-r6", "lifecycle-queued-r6", "lifecycle-queued-shutdown-r6",
 		"lifecycle-queue-timeout-r6", "lifecycle-zombie-r6", "ledger-queue-r6",
 		// The seventh release: ends judged by exit rules on the host
-		// (ExitStatus.Action), under a monitor; no new version, as the
-		// decision follows the recorded result.
-		"lifecycle-exit-on-after-restart-r7", "lifecycle-exit3-on-after-restart-r7", "lifecycle-lost-not-restarted-r7"} {
+		// (ExitStatus.Action, version exit-rules), under a monitor.
+		"lifecycle-exit-on-after-restart-r7", "lifecycle-exit3-on-after-restart-r7", "lifecycle-lost-not-restarted-r7",
+		"lifecycle-host-lost-r7"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -373,6 +373,7 @@ func TestRecordedHistoriesShowExitRules(t *testing.T) {
 				}
 			}
 			require.Equal(t, 1, starts, "one process: not restarted")
+			require.Equal(t, 1, versionMarkers(t, hist.Events)[VersionExitRules], "judged under exit-rules")
 			require.Len(t, ends, 1)
 			require.Equal(t, tc.action, ends[0].Action)
 			last := hist.Events[len(hist.Events)-1].GetWorkflowExecutionCompletedEventAttributes()
