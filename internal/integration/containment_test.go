@@ -119,3 +119,20 @@ func TestEndWhileTheWorkerProgramIsDownKeepsItsStatus(t *testing.T) {
 		})
 	}
 }
+
+// A type's memory limit holds through the worker program: the agent that
+// allocates past it is ended by the oom killer, reported as oom, and its
+// type's rule (oom: fail) ends the lifecycle without a restart.
+func TestMemoryLimitEndsTheWorkerWithOOM(t *testing.T) {
+	before := h.budget(t)
+	id := newID("capped")
+	h.spawnOK(t, id, "--type", "capped-hog-worker", "--task-id", "task-oom", "--master", "development-master", "--wait=false")
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, 60*time.Second)
+	require.Equal(t, "oom", final.ExitReason)
+	require.NotNil(t, final.ExitCode)
+	require.Equal(t, 137, *final.ExitCode)
+	require.Equal(t, "process killed by the out-of-memory killer (SIGKILL) (exit_rules[0] (oom): fail); not restarted", final.Cleanup.Reason)
+	require.Empty(t, final.Restarts)
+	require.Equal(t, "cgroup", final.Containment)
+	require.Equal(t, before, h.budget(t))
+}

@@ -76,6 +76,8 @@ func testTypes(agent, dir string) string {
   "exit-on-worker": {"command": [%[1]q, "exit-on", %[4]q, "0"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 2},
   "exit3-on-worker": {"command": [%[1]q, "exit-on", %[4]q, "3"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 2,
     "exit_rules": [{"exit_codes": [3], "action": "fail"}]},
+  "capped-hog-worker": {"command": [%[1]q, "hog", "700"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 2,
+    "resources": {"memory": "64M", "processes": 32}, "exit_rules": [{"cause": "oom", "action": "fail"}]},
   "implementation-worker": {"command": ["sleep", "300"]}
 }}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"), filepath.Join(dir, "daemon-$WORKER_ID.pid"), filepath.Join(dir, "exit-$WORKER_ID"))
 }
