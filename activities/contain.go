@@ -242,10 +242,11 @@ func tokenTag(token string) string {
 // findMonitor returns the live monitor started for token, if any: it
 // carries the token for its command under monitor.SetenvPrefix.
 func findMonitor(token string) (*procStat, error) {
-	procs, err := allProcs()
+	snap, err := hostProcs.fresh()
 	if err != nil {
 		return nil, err
 	}
+	procs := snap.procs
 	entry := "=" + tokenEnv + "=" + token
 	for i, st := range procs {
 		if st.exited() || !strings.Contains(procfs.Cmdline(st.PID), " "+monitor.Command+" ") {

@@ -535,7 +535,7 @@ func TestAbortedMonitoredStartLeavesNothing(t *testing.T) {
 func TestStopBeforeTheWatchKeepsTheEnd(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "go")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
-	types := map[string][]string{"job": {"sh", "-c", "exec <" + fifo + "; exit 0"}}
+	types := map[string][]string{"job": {"sh", "-c", "exec <" + fifo + "; read line; exit 0"}}
 	id := uniqueWorkerID("job")
 	first := withMonitor(t, newProcActivities(t, types))
 	info := mustStart(t, newActivityEnv(first), first, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})

@@ -62,11 +62,16 @@ func (o *observer) sampleTree() (ResourceSample, error) {
 	if err != nil {
 		return ResourceSample{}, err
 	}
-	members, err := treeMembers(p, groupOurs)
+	// A scan newer than the previous sample's, up to a second old: one
+	// serves the samples of every worker of the host that fall due then.
+	notBefore := time.Now().Add(-procIndexEvery)
+	if o.prevAt.After(notBefore) {
+		notBefore = o.prevAt.Add(time.Nanosecond)
+	}
+	members, now, err := membersSince(p, groupOurs, notBefore)
 	if err != nil {
 		return ResourceSample{}, err
 	}
-	now := time.Now()
 	ticks := make(map[procKey]uint64, len(members))
 	var s ResourceSample
 	var used uint64

@@ -63,12 +63,12 @@ func allProcs() ([]procStat, error) {
 // groupMembers lists the processes whose process group is pgid, zombies
 // included.
 func groupMembers(pgid int) ([]procStat, error) {
-	procs, err := allProcs()
+	snap, err := hostProcs.fresh()
 	if err != nil {
 		return nil, err
 	}
 	var members []procStat
-	for _, st := range procs {
+	for _, st := range snap.procs {
 		if st.PGRP == pgid {
 			members = append(members, st)
 		}

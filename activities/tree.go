@@ -3,6 +3,7 @@ package activities
 import (
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 )
@@ -21,13 +22,40 @@ const tokenEnv = "WORKER_LIFECYCLE_TOKEN"
 // A worker with a cgroup is its cgroup's members, and nothing else: the
 // kernel keeps that list whatever a member does to its environment, group
 // or session, and reading it costs nothing like a scan of /proc.
+//
+// Without a cgroup the members are read off the host's shared scan of
+// /proc (procIndex), one begun after the call: a stop never judges a tree
+// by a scan older than its own signal.
 func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
+	members, _, err := membersSince(p, groupOurs, time.Now())
+	return members, err
+}
+
+// membersSince is treeMembers from a scan begun no earlier than notBefore,
+// and when that scan began (now, for a cgroup): a sample takes one up to a
+// second old but newer than its previous, so that one scan serves every
+// worker of the host.
+func membersSince(p ProcessInfo, groupOurs bool, notBefore time.Time) ([]procStat, time.Time, error) {
 	if p.Cgroup != "" {
-		return cgroupMembers(p.Cgroup)
+		now := time.Now()
+		members, err := cgroupMembers(p.Cgroup)
+		return members, now, err
 	}
-	procs, err := allProcs()
+	snap, err := hostProcs.snapshot(notBefore)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
+	}
+	return snap.members(p, groupOurs), snap.at, nil
+}
+
+// members is treeMembers in one scan.
+func (snap *procSnapshot) members(p ProcessInfo, groupOurs bool) []procStat {
+	procs := snap.procs
+	carriers := map[int]bool{}
+	if p.Token != "" {
+		for _, i := range snap.tokens[p.Token] {
+			carriers[procs[i].PID] = true
+		}
 	}
 	self := os.Getpid()
 	// The monitor is a subreaper: a descendant that daemonized is its
@@ -43,7 +71,6 @@ func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
 	}
 	children := map[int][]procStat{}
 	var roots []procStat
-	tokenEntry := tokenEnv + "=" + p.Token
 	for _, st := range procs {
 		if st.PID == self || st.PID == 1 {
 			continue
@@ -54,7 +81,7 @@ func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
 			roots = append(roots, st)
 		case monitor != 0 && st.PPID == monitor:
 			roots = append(roots, st)
-		case p.Token != "" && hasEnvEntry(st.PID, tokenEntry):
+		case carriers[st.PID]:
 			roots = append(roots, st)
 		}
 	}
@@ -72,7 +99,7 @@ func treeMembers(p ProcessInfo, groupOurs bool) ([]procStat, error) {
 		}
 		roots = append(roots, children[st.PID]...)
 	}
-	return members, nil
+	return members
 }
 
 // signalTree sends sig to the group (when it is ours) and to every member,

@@ -201,6 +201,22 @@ func HasEnv(pid int, entry string) bool {
 	return false
 }
 
+// EnvValue is the value of name in the environment of pid; "" when it has
+// none or its environment cannot be read.
+func EnvValue(pid int, name string) string {
+	env, err := os.ReadFile(path(pid, "environ"))
+	if err != nil {
+		return ""
+	}
+	prefix := []byte(name + "=")
+	for _, e := range bytes.Split(env, []byte{0}) {
+		if bytes.HasPrefix(e, prefix) {
+			return string(e[len(prefix):])
+		}
+	}
+	return ""
+}
+
 // RSS is the resident memory of pid in bytes, VmRSS of /proc/<pid>/status.
 // A process without memory of its own (a zombie, a kernel thread) has 0.
 func RSS(pid int) (int64, error) {
