@@ -2,6 +2,7 @@ package activities
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -335,18 +336,12 @@ func (a *HostActivities) killByToken(token string) {
 
 // killTree sends SIGKILL to every process of a start that is being undone:
 // its cgroup, or its group, token and monitor's children.
+//
+// Without a cgroup it kills on every scan until none is left (or killWait
+// passes): a member may fork between a scan and its kill.
 func killTree(p ProcessInfo) {
-	if p.Cgroup != "" {
-		_ = cgroup.Kill(p.Cgroup)
-		return
-	}
-	members, err := treeMembers(p, true)
-	if err != nil {
-		return
-	}
-	for _, m := range members {
-		_ = signalProcess(m.PID, m.StartTicks, syscall.SIGKILL)
-	}
+	kill := func(members []procStat) { _ = signalTree(p, true, members, syscall.SIGKILL) }
+	_, _ = waitTreeEmpty(context.Background(), p, true, killWait, func() {}, kill)
 }
 
 // removeCgroups removes the cgroups of a start that did not happen.

@@ -600,3 +600,47 @@ func TestUnrecordedStartThatEndedIsTakenBackWithItsEnd(t *testing.T) {
 	assert.Zero(t, envHolders(t, "WORKER_ID="+id))
 	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, watchProc(t, env, a, info))
 }
+
+// An exit file's hour runs from when no record names it: a record removed
+// now keeps an old exit file for the watch that may still come.
+func TestForgottenRecordKeepsItsExitFileAnHour(t *testing.T) {
+	a := withMonitor(t, newProcActivities(t, map[string][]string{"job": {"sh", "-c", "exit 0"}}))
+	a.Owners = &fakeSweeper{owned: map[string]bool{}}
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("job")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+	watchProc(t, env, a, info)
+	old := time.Now().Add(-2 * exitFileKeep)
+	require.NoError(t, os.Chtimes(info.Monitor.ExitFile, old, old), "the process ended long ago")
+	stopProc(t, env, a, StopInput{WorkerID: id, Process: info})
+	_, err := env.ExecuteActivity(a.StopOrphans)
+	require.NoError(t, err)
+	assert.FileExists(t, info.Monitor.ExitFile)
+}
+
+// A start whose record lost its PID, whose command ended but whose monitor
+// lingers for a daemonized orphan, is taken back with that monitor: the
+// stop that follows finds the orphan through it.
+func TestTakenBackEndKeepsItsLingeringMonitor(t *testing.T) {
+	marker := escapeeMarker()
+	types := map[string][]string{"escaper": {"sh", "-c", "(env -i setsid sleep " + marker + " &); exit 0"}}
+	id := uniqueWorkerID("escaper")
+	first := withMonitor(t, newProcActivities(t, types))
+	info := mustStart(t, newActivityEnv(first), first, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1", Lease: "lease-1"})
+	var escapee int
+	require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 }, 5*time.Second, 20*time.Millisecond)
+	t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
+	require.Eventually(t, func() bool { _, err := os.Stat(info.Monitor.ExitFile); return err == nil }, 5*time.Second, 20*time.Millisecond)
+	require.True(t, procfs.Alive(info.Monitor.PID), "the monitor lingers for its orphan")
+	unrecorded := ProcessInfo{Token: info.Token, Lease: info.Lease, WorkerType: info.WorkerType, LogPath: info.LogPath}
+	require.NoError(t, first.saveState(id, unrecorded))
+
+	second := restarted(t, types, first)
+	env := newActivityEnv(second)
+	again := mustStart(t, env, second, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1", Lease: "lease-1"})
+	require.NotNil(t, again.Monitor)
+	assert.Equal(t, info.Monitor.PID, again.Monitor.PID)
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, watchProc(t, env, second, again))
+	stopProc(t, env, second, StopInput{WorkerID: id, Process: again, Grace: time.Second})
+	assert.Eventually(t, func() bool { return !procfs.Alive(escapee) }, 5*time.Second, 20*time.Millisecond, "the orphan was stopped")
+}

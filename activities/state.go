@@ -88,6 +88,11 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 			// instead of the task being started again.
 			p.PID, p.PGID, p.StartTicks = e.PID, e.PID, e.StartTicks
 			p.Monitor = &MonitorProcess{ExitFile: a.exitFilePath(workerID, p.Token)}
+			// A monitor that lingers for orphans keeps them its children:
+			// the stop after the watch finds them through it.
+			if mon, err := findMonitor(p.Token); err == nil && mon != nil {
+				p.Monitor.PID, p.Monitor.StartTicks = mon.PID, mon.StartTicks
+			}
 			if data, err := json.Marshal(p); err == nil {
 				_ = atomicfile.Write(a.statePath(workerID), data)
 			}
@@ -120,9 +125,10 @@ func (a *HostActivities) readopt(workerID string) (ProcessInfo, bool, error) {
 		return p, true, nil
 	}
 	running, err := sameProcessRunning(p.PID, p.StartTicks)
-	if err == nil && !running {
-		if _, ended := readExitFile(p); ended {
-			// Its end is known: the watch reports it.
+	if err == nil && !running && p.Monitor != nil {
+		// Its end is known, or about to be (a live monitor writes it
+		// right after the reap): the watch reports it.
+		if st := endAfterGone(p); !st.Lost {
 			return p, true, nil
 		}
 	}
@@ -177,6 +183,12 @@ func (a *HostActivities) forgetState(workerID string, p ProcessInfo) {
 		((recorded.Token != "" && recorded.Token == p.Token) || (recorded.PID == p.PID && recorded.StartTicks == p.StartTicks)) {
 		_ = os.Remove(a.statePath(workerID))
 		gone = append(gone, recorded)
+		if recorded.Monitor != nil {
+			// Its exit file is kept an hour from now, when no record names
+			// it any more, not from when the process ended.
+			now := time.Now()
+			_ = os.Chtimes(recorded.Monitor.ExitFile, now, now)
+		}
 	}
 	stateMu.Unlock()
 	// After the lock: removing a cgroup may wait for its last reaps.

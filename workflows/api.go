@@ -165,6 +165,8 @@ func HostIdentity(pid int, hostname, host, containment string) string {
 // poller that is not one of our worker programs.
 func HostOfIdentity(identity string) (host string, ok bool) {
 	_, host, ok = strings.Cut(identity, hostIdentityMark)
+	// An unreleased build put the containment after the host.
+	host, _, _ = strings.Cut(host, containmentMark)
 	return host, ok && host != ""
 }
 

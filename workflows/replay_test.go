@@ -384,3 +384,47 @@ func TestRecordedHistoriesShowExitRules(t *testing.T) {
 		})
 	}
 }
+
+// A host of this release may answer the watch of a lifecycle whose tasks
+// an earlier release's program ran: the end then carries an action but
+// the history no exit-rules marker. It must replay as it ran (restarted,
+// by its exit code), whatever the action says.
+func TestEarlierReleaseTaskWithAJudgedEndReplays(t *testing.T) {
+	for _, file := range []string{"lifecycle-restarts-r3", "lifecycle-crash-r4"} {
+		t.Run(file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("..", "testdata", "histories", file+".json"))
+			require.NoError(t, err)
+			defer f.Close()
+			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			dc := converter.GetDefaultDataConverter()
+			scheduled := map[int64]string{}
+			judged := 0
+			for _, ev := range hist.Events {
+				if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+					scheduled[ev.EventId] = a.GetActivityType().GetName()
+				}
+				a := ev.GetActivityTaskCompletedEventAttributes()
+				if a == nil || scheduled[a.ScheduledEventId] != "WatchProcess" {
+					continue
+				}
+				var st activities.ExitStatus
+				require.NoError(t, dc.FromPayloads(a.GetResult(), &st))
+				if st.ExitCode == 0 {
+					continue
+				}
+				st.Action, st.Rule = "fail", "exit_rules[0] (exit code)"
+				payloads, err := dc.ToPayloads(st)
+				require.NoError(t, err)
+				a.Result = payloads
+				judged++
+			}
+			require.NotZero(t, judged, "a crash to judge")
+			replayer := worker.NewWorkflowReplayer()
+			Register(replayer)
+			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{
+				OriginalExecution: workflow.Execution{ID: recordedWorkflowID(t, hist.Events[0])},
+			}), "judged by the exit code, as the earlier release did")
+		})
+	}
+}

@@ -137,7 +137,9 @@ func (w *lifecycle) endSupervision(ctx workflow.Context, result *outcome, watch 
 // exitOutcome is what an end of the process means to the lifecycle.
 func (w *lifecycle) exitOutcome(ctx workflow.Context, exit activities.ExitStatus) *outcome {
 	if exit.Action != "" && workflow.GetVersion(ctx, VersionExitRules, workflow.DefaultVersion, 1) == 1 {
-		return judgedOutcome(exit)
+		o := judgedOutcome(exit)
+		o.judged = true
+		return o
 	}
 	return exitCodeOutcome(exit)
 }

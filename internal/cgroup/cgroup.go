@@ -157,7 +157,10 @@ func readControl(dir, file string) ([]byte, error) {
 // that is gone has nothing left to kill.
 func Kill(dir string) error {
 	err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
+	if errors.Is(err, syscall.ENODEV) {
+		return nil // being removed: nothing is left in it to kill
+	}
+	if errors.Is(err, fs.ErrNotExist) {
 		if _, statErr := os.Stat(dir); errors.Is(statErr, fs.ErrNotExist) {
 			return nil
 		}

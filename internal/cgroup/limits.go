@@ -248,6 +248,9 @@ func Join(pid int, cgroups []string) error {
 // memory cgroup.
 func OOMKilled(cgroups ...string) bool {
 	for _, cg := range cgroups {
+		if cg == "" {
+			continue
+		}
 		for _, file := range []string{"memory.events", "memory.oom_control"} {
 			data, err := os.ReadFile(filepath.Join(cg, file))
 			if err != nil {
