@@ -92,7 +92,7 @@ func TestListFiltersAndFreshness(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	require.Equal(t, []string{"completed_at", "created_at", "exit_code", "health", "heartbeat", "host", "log_path", "master",
+	require.Equal(t, []string{"completed_at", "containment", "created_at", "exit_code", "health", "heartbeat", "host", "log_path", "master",
 		"pid", "priority", "started_at", "status", "task_id", "token_budget", "transitions", "worker_id", "worker_type"}, keys)
 	require.Subset(t, mapKeys(raw[0]["heartbeat"]), []string{"last_seen", "health_score", "count"})
 	require.Subset(t, mapKeys(raw[0]["token_budget"]), []string{"allocated", "used"})

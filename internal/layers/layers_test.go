@@ -27,7 +27,11 @@ const module = "github.com/commit-relay/worker-lifecycle"
 var layerTable = [][]string{
 	// Leaves: no package of this module below them. internal/schemacheck
 	// is used by tests only, of any layer above.
-	{"internal/health", "internal/workertypes", "internal/connection", "internal/procfs", "internal/schemacheck"},
+	{"internal/health", "internal/workertypes", "internal/connection", "internal/procfs", "internal/schemacheck",
+		"internal/atomicfile", "internal/cgroup"},
+	// The monitor each worker process runs under (the worker binary's own
+	// monitor command), on the host's files and cgroups.
+	{"internal/monitor"},
 	// The work on processes, behind interfaces.
 	{"activities"},
 	// The durable state machines and the declaration of the Temporal surface.
