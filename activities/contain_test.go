@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/monitor"
@@ -204,6 +205,19 @@ func findByCmdline(t *testing.T, cmdline string) int {
 	return 0
 }
 
+// startEscaper starts an "escaper" worker (escapeeCommand) and waits for
+// its escapee, killed when the test ends.
+func startEscaper(t *testing.T, env *testsuite.TestActivityEnvironment, a *HostActivities, marker string) (string, ProcessInfo, int) {
+	t.Helper()
+	id := uniqueWorkerID("escaper")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1"})
+	var escapee int
+	require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
+		5*time.Second, 20*time.Millisecond)
+	t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
+	return id, info, escapee
+}
+
 func escapeeMarker() string {
 	return fmt.Sprintf("%d.%d", 400+os.Getpid()%500, time.Now().UnixNano()%1000000)
 }
@@ -212,20 +226,14 @@ func TestCgroupContainsADescendantThatEscapesItsSession(t *testing.T) {
 	for _, monitored := range []bool{false, true} {
 		t.Run(fmt.Sprintf("monitor=%v", monitored), func(t *testing.T) {
 			marker := escapeeMarker()
-			types := map[string][]string{"escaper": escapeeCommand(marker)}
-			a := newProcActivities(t, types)
+			a := newProcActivities(t, map[string][]string{"escaper": escapeeCommand(marker)})
 			a.CgroupRoot = cgroupRoot(t)
 			if monitored {
 				withMonitor(t, a)
 			}
 			env := newActivityEnv(a)
-			id := uniqueWorkerID("escaper")
-			info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1"})
+			id, info, escapee := startEscaper(t, env, a, marker)
 			require.Equal(t, ContainmentCgroup, info.Containment())
-			var escapee int
-			require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
-				5*time.Second, 20*time.Millisecond)
-			t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
 			require.NotEqual(t, procStatOf(t, info.PID).Session, procStatOf(t, escapee).Session, "it left the session")
 			require.False(t, hasEnvEntry(escapee, tokenEnv+"="+info.Token), "and the token")
 			if monitored {
@@ -273,13 +281,8 @@ func TestProcessGroupFallbackAndAnEscapee(t *testing.T) {
 				withMonitor(t, a)
 			}
 			env := newActivityEnv(a)
-			id := uniqueWorkerID("escaper")
-			info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "escaper", TaskID: "task-1"})
+			id, info, escapee := startEscaper(t, env, a, marker)
 			require.Equal(t, ContainmentProcessGroup, info.Containment())
-			var escapee int
-			require.Eventually(t, func() bool { escapee = findByCmdline(t, "sleep "+marker); return escapee != 0 },
-				5*time.Second, 20*time.Millisecond)
-			t.Cleanup(func() { _ = syscall.Kill(escapee, syscall.SIGKILL) })
 			require.NotEqual(t, info.PID, procStatOf(t, escapee).PPID, "orphaned")
 			require.False(t, hasEnvEntry(escapee, tokenEnv+"="+info.Token))
 

@@ -243,11 +243,7 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		{file: "ledger-queue-r6", started: "first", signal: SignalRelease, updates: map[string]int{UpdateAsk: 204, UpdateSetTotal: 3}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
-			require.NoError(t, err)
-			defer f.Close()
-			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-			require.NoError(t, err)
+			hist := recordedHistory(t, tc.file)
 			events := hist.Events
 			if tc.last != enumspb.EVENT_TYPE_UNSPECIFIED {
 				require.Equal(t, tc.last, events[len(events)-1].EventType, "how the run ended")
@@ -349,11 +345,7 @@ func TestRecordedHistoriesShowExitRules(t *testing.T) {
 		{"lifecycle-lost-not-restarted-r7", "fail", string(StatusCleanedUp)},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			f, err := os.Open(filepath.Join("..", "testdata", "histories", tc.file+".json"))
-			require.NoError(t, err)
-			defer f.Close()
-			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-			require.NoError(t, err)
+			hist := recordedHistory(t, tc.file)
 			dc := converter.GetDefaultDataConverter()
 			scheduled := map[int64]string{}
 			var ends []activities.ExitStatus
@@ -392,11 +384,7 @@ func TestRecordedHistoriesShowExitRules(t *testing.T) {
 func TestEarlierReleaseTaskWithAJudgedEndReplays(t *testing.T) {
 	for _, file := range []string{"lifecycle-restarts-r3", "lifecycle-crash-r4"} {
 		t.Run(file, func(t *testing.T) {
-			f, err := os.Open(filepath.Join("..", "testdata", "histories", file+".json"))
-			require.NoError(t, err)
-			defer f.Close()
-			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-			require.NoError(t, err)
+			hist := recordedHistory(t, file)
 			dc := converter.GetDefaultDataConverter()
 			scheduled := map[int64]string{}
 			judged := 0
@@ -427,4 +415,15 @@ func TestEarlierReleaseTaskWithAJudgedEndReplays(t *testing.T) {
 			}), "judged by the exit code, as the earlier release did")
 		})
 	}
+}
+
+// recordedHistory reads testdata/histories/<name>.json.
+func recordedHistory(t *testing.T, name string) *historypb.History {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "testdata", "histories", name+".json"))
+	require.NoError(t, err)
+	defer f.Close()
+	hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	require.NoError(t, err)
+	return hist
 }
