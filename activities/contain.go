@@ -215,9 +215,11 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 		defer r.Close()
 		var e monitor.Exit
 		line, err := lines.ReadBytes('\n')
-		if err == nil && json.Unmarshal(line, &e) == nil && e.PID == p.PID {
-			go func() { _ = cmd.Wait() }()
-			return ExitStatus{ExitCode: e.ExitCode, Signal: e.Signal, OOM: e.OOM}
+		if err == nil && json.Unmarshal(line, &e) == nil {
+			if st, ok := endOf(p, e); ok {
+				go func() { _ = cmd.Wait() }()
+				return st
+			}
 		}
 		// The monitor is gone without a word: killed, or its pipe broken.
 		_ = cmd.Wait()
@@ -316,7 +318,15 @@ func readExitFile(p ProcessInfo) (ExitStatus, bool) {
 		return ExitStatus{}, false
 	}
 	e, err := monitor.ReadExit(p.Monitor.ExitFile)
-	if err != nil || e.PID != p.PID || e.StartTicks != p.StartTicks {
+	if err != nil {
+		return ExitStatus{}, false
+	}
+	return endOf(p, e)
+}
+
+// endOf is what a monitor said of the end of p, if it speaks of p itself.
+func endOf(p ProcessInfo, e monitor.Exit) (ExitStatus, bool) {
+	if e.PID != p.PID || e.StartTicks != p.StartTicks {
 		return ExitStatus{}, false
 	}
 	return ExitStatus{ExitCode: e.ExitCode, Signal: e.Signal, OOM: e.OOM}, true
@@ -344,11 +354,14 @@ func killTree(p ProcessInfo) {
 	_, _ = waitTreeEmpty(context.Background(), p, true, killWait, func() {}, kill)
 }
 
-// removeCgroups removes the cgroups of a start that did not happen.
-func removeCgroups(p ProcessInfo) {
-	_ = cgroup.Remove(p.Cgroup)
-	for _, cg := range p.LimitCgroups {
-		_ = cgroup.Remove(cg)
+// removeCgroups removes the cgroups of a start that did not happen, at once.
+func removeCgroups(p ProcessInfo) { removeContainment(p, 0) }
+
+// removeContainment removes p's cgroups, waiting up to within for each to
+// lose its last members to their reaper.
+func removeContainment(p ProcessInfo, within time.Duration) {
+	for _, cg := range append([]string{p.Cgroup}, p.LimitCgroups...) {
+		_ = cgroup.RemoveWhenEmptied(cg, within)
 	}
 }
 

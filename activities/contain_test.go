@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -404,13 +405,21 @@ func memberCgroups(info ProcessInfo) []string {
 	return append([]string{info.Cgroup}, info.LimitCgroups...)
 }
 
-func TestMemoryLimitEndsWithOOM(t *testing.T) {
-	// tail buffers a 300 MB line: bounded, should the limit not hold.
-	a := limitedActivities(t, `{"types": {"hog-worker": {"command": ["sh", "-c", "head -c 300000000 /dev/zero | tail"], "token_budget": 10, "timeout_minutes": 5,
+// startHog starts the shell script as a "hog-worker" limited to 64 MiB.
+func startHog(t *testing.T, script string) (*HostActivities, *testsuite.TestActivityEnvironment, string, ProcessInfo) {
+	t.Helper()
+	command, err := json.Marshal([]string{"sh", "-c", script})
+	require.NoError(t, err)
+	a := limitedActivities(t, `{"types": {"hog-worker": {"command": `+string(command)+`, "token_budget": 10, "timeout_minutes": 5,
 		"resources": {"memory": "64M"}}}}`)
 	env := newActivityEnv(a)
 	id := uniqueWorkerID("hog")
-	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "hog-worker", TaskID: "task-1"})
+	return a, env, id, mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "hog-worker", TaskID: "task-1"})
+}
+
+func TestMemoryLimitEndsWithOOM(t *testing.T) {
+	// tail buffers a 300 MB line: bounded, should the limit not hold.
+	a, env, id, info := startHog(t, "head -c 300000000 /dev/zero | tail")
 	st := watchProc(t, env, a, info)
 	assert.Equal(t, ExitStatus{ExitCode: 137, OOM: true, Action: "restart"}, st,
 		"the kernel's oom killer ends tail at 64 MiB, and sh exits with its 137")
@@ -578,11 +587,7 @@ func TestSweepRemovesOldExitFilesNoRecordNames(t *testing.T) {
 // The oom reason is for a process the oom killer ended, not for one that
 // went on after it killed a helper and ended by itself.
 func TestOOMOfAHelperIsNotTheWorkersEnd(t *testing.T) {
-	a := limitedActivities(t, `{"types": {"hog-worker": {"command": ["sh", "-c", "head -c 300000000 /dev/zero | tail; exit 1"], "token_budget": 10, "timeout_minutes": 5,
-		"resources": {"memory": "64M"}}}}`)
-	env := newActivityEnv(a)
-	id := uniqueWorkerID("hog")
-	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "hog-worker", TaskID: "task-1"})
+	a, env, _, info := startHog(t, "head -c 300000000 /dev/zero | tail; exit 1")
 	assert.Equal(t, ExitStatus{ExitCode: 1, Action: "restart"}, watchProc(t, env, a, info))
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
-	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 )
 
@@ -206,14 +205,7 @@ const cgroupReapWait = 2 * time.Second
 // gone. Its monitor's exit file stays: a watch that comes after the stop
 // (a restarted worker program's) still reads the end from it; the sweep
 // removes it once no record names it and it is old (exitFileKeep).
-func forgetContainment(p ProcessInfo) {
-	if p.Cgroup != "" {
-		_ = cgroup.RemoveWhenEmptied(p.Cgroup, cgroupReapWait)
-	}
-	for _, cg := range p.LimitCgroups {
-		_ = cgroup.RemoveWhenEmptied(cg, cgroupReapWait)
-	}
-}
+func forgetContainment(p ProcessInfo) { removeContainment(p, cgroupReapWait) }
 
 // newToken is a random marker, unique to one started process.
 func newToken() (string, error) {

@@ -38,6 +38,15 @@ func killAll(pids []int) {
 	}
 }
 
+// spawnWatched spawns id whose watch heartbeats every 2 s, so that a
+// crash of its worker program is noticed soon, and returns its PID.
+func spawnWatched(t *testing.T, id, typ, taskID string) int {
+	t.Helper()
+	h.starterOK(t, "spawn", "--type", typ, "--task-id", taskID, "--master", "development-master",
+		"--worker-id", id, "--watch-heartbeat", "2s")
+	return h.status(t, id).PID
+}
+
 func TestShutdownLeavesNoDescendant(t *testing.T) {
 	before := h.budget(t)
 	id := newID("tree")
@@ -68,9 +77,7 @@ func TestShutdownLeavesNoDescendant(t *testing.T) {
 func TestWorkerProgramCrashReadoptsItsProcess(t *testing.T) {
 	before := h.budget(t)
 	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-readopt", "--master", "development-master",
-		"--worker-id", id, "--watch-heartbeat", "2s")
-	pid := h.status(t, id).PID
+	pid := spawnWatched(t, id, "sleeper-worker", "task-readopt")
 
 	h.crashWorker(t, "it-host-a")
 	require.True(t, procfs.Alive(pid), "the process outlives its worker program")
@@ -93,9 +100,7 @@ func TestWorkerProgramCrashReadoptsItsProcess(t *testing.T) {
 func TestDiedWhileUnwatchedIsReported(t *testing.T) {
 	before := h.budget(t)
 	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-unwatched", "--master", "development-master",
-		"--worker-id", id, "--watch-heartbeat", "2s")
-	pid := h.status(t, id).PID
+	pid := spawnWatched(t, id, "sleeper-worker", "task-unwatched")
 
 	h.crashWorker(t, "it-host-a")
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
@@ -115,9 +120,7 @@ func TestDiedWithItsMonitorIsLost(t *testing.T) {
 	before := h.budget(t)
 	id := newID("exiton")
 	// A type with restarts left: a lost end is still not restarted.
-	h.starterOK(t, "spawn", "--type", "exit-on-worker", "--task-id", "task-unwatched", "--master", "development-master",
-		"--worker-id", id, "--watch-heartbeat", "2s")
-	pid := h.status(t, id).PID
+	pid := spawnWatched(t, id, "exit-on-worker", "task-unwatched")
 	st, err := procfs.ReadStat(pid)
 	require.NoError(t, err)
 
@@ -141,9 +144,7 @@ func TestDiedWithItsMonitorIsLost(t *testing.T) {
 // must see the process is gone and leave the newcomer alone.
 func TestRecycledPIDIsNeverSignalled(t *testing.T) {
 	id := newID("sleeper")
-	h.starterOK(t, "spawn", "--type", "sleeper-worker", "--task-id", "task-recycle", "--master", "development-master",
-		"--worker-id", id, "--watch-heartbeat", "2s")
-	pid := h.status(t, id).PID
+	pid := spawnWatched(t, id, "sleeper-worker", "task-recycle")
 
 	h.crashWorker(t, "it-host-a")
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
