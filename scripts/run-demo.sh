@@ -20,7 +20,9 @@ else
   for a in WorkerStatus WorkerType Master TaskId Priority; do attrs+=(--search-attribute "$a=Keyword"); done
   nohup "$TEMPORAL" server start-dev --db-filename "$VAR/temporal.db" --ip 127.0.0.1 \
     --port 7233 --ui-port 8233 --log-level warn "${attrs[@]}" \
-    --dynamic-config-value history.maxInFlightUpdates=500 >"$VAR/temporal.log" 2>&1 &
+    --dynamic-config-value history.maxInFlightUpdates=500 \
+    --dynamic-config-value matching.numTaskqueueReadPartitions=1 \
+    --dynamic-config-value matching.numTaskqueueWritePartitions=1 >"$VAR/temporal.log" 2>&1 &
   echo $! >"$VAR/temporal.pid"
 fi
 for _ in $(seq 1 60); do

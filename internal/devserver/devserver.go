@@ -169,8 +169,19 @@ func SearchAttributeArgs() []string {
 // the ledger's tasks. The ledger continues as new after 500 updates that
 // change it, or when the server suggests it (before the per-run total of
 // history.maxTotalUpdates, 2000, which repeats and refusals count toward).
+//
+// matching.numTaskqueue{Read,Write}Partitions: one partition per task
+// queue. A fleet has a handful of worker programs with two workflow pollers
+// each, and the server's default of four partitions stops forwarding
+// between them once a partition's backlog is a few seconds old: after a
+// wave of 500 ends, a new lifecycle's first workflow task sat in partition
+// 3 for over 30 s while the only worker program polled the others (CI of
+// stop 22, TestWebUIShowsARunningLifecycle). One partition carries far more
+// than the ledger's measured few hundred tasks a second.
 var DynamicConfig = [][2]string{
 	{"history.maxInFlightUpdates", "500"},
+	{"matching.numTaskqueueReadPartitions", "1"},
+	{"matching.numTaskqueueWritePartitions", "1"},
 }
 
 // DynamicConfigArgs are the CLI flags that set DynamicConfig on

@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -134,6 +136,13 @@ func TestStart(t *testing.T) {
 	for _, name := range workflows.SearchAttributeNames {
 		assert.Equal(t, enumspb.INDEXED_VALUE_TYPE_KEYWORD, custom[name], name)
 	}
+	// One partition per task queue (DynamicConfig): the server's default
+	// is four.
+	parts, err := s.Client.WorkflowService().ListTaskQueuePartitions(ctx, &workflowservice.ListTaskQueuePartitionsRequest{
+		Namespace: Namespace, TaskQueue: &taskqueuepb.TaskQueue{Name: workflows.TaskQueue}})
+	require.NoError(t, err)
+	assert.Len(t, parts.WorkflowTaskQueuePartitions, 1, "workflow task queue partitions of %s", workflows.TaskQueue)
+	assert.Len(t, parts.ActivityTaskQueuePartitions, 1, "activity task queue partitions of %s", workflows.TaskQueue)
 	require.NotEmpty(t, s.UIAddress)
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + s.UIAddress + "/")
