@@ -35,7 +35,17 @@ const (
 	// agent may well have finished its task, and running it again could
 	// do the work twice.
 	CauseLost = "lost"
+	// CauseFenced is a stop by the worker's own host, cut off from the
+	// server for longer than its fence bound (self-fencing). Its default
+	// is fail: by then the server may count the host lost and refund the
+	// lifecycle, and a task cut off mid-way may have done part of its
+	// work.
+	CauseFenced = "fenced"
 )
+
+// causes are the causes a rule can name, in the order ExitAction looks at
+// them.
+var causes = []string{CauseFenced, CauseLost, CauseOOM}
 
 // ExitRule maps some ends of a process to an action. It names either
 // exit codes (0..255; 128+N is a death by signal N) or a cause.
@@ -54,8 +64,8 @@ func (r ExitRule) validate(field string) []fieldError {
 		errs = append(errs, fieldError{field, "names neither exit_codes nor a cause"})
 	case len(r.ExitCodes) > 0 && r.Cause != "":
 		errs = append(errs, fieldError{field, "names both exit_codes and a cause; one rule takes one"})
-	case r.Cause != "" && r.Cause != CauseOOM && r.Cause != CauseLost:
-		errs = append(errs, fieldError{field + ".cause", fmt.Sprintf("%q must be %q or %q", r.Cause, CauseOOM, CauseLost)})
+	case r.Cause != "" && !slices.Contains(causes, r.Cause):
+		errs = append(errs, fieldError{field + ".cause", fmt.Sprintf("%q must be one of %s", r.Cause, strings.Join(causes, ", "))})
 	}
 	for i, c := range r.ExitCodes {
 		if c < 0 || c > 255 {
@@ -73,6 +83,10 @@ type End struct {
 	ExitCode int
 	OOM      bool
 	Lost     bool
+	// Fenced is a stop by the host itself while cut off from the server;
+	// its exit code is that of the stop (a TERM or a KILL), not the
+	// agent's doing.
+	Fenced bool
 }
 
 // ExitAction decides what a lifecycle does about an end: the first rule
@@ -82,17 +96,13 @@ type End struct {
 // oom is the one meant. It returns the action and the rule that chose it
 // ("" for the default), for the lifecycle's reason.
 func (t Type) ExitAction(e End) (action, rule string) {
-	if e.Lost || e.OOM {
-		cause := CauseOOM
-		if e.Lost {
-			cause = CauseLost
-		}
+	if cause := e.cause(); cause != "" {
 		for i, r := range t.ExitRules {
 			if r.Cause == cause {
 				return r.Action, fmt.Sprintf("exit_rules[%d] (%s)", i, cause)
 			}
 		}
-		if e.Lost {
+		if cause != CauseOOM {
 			return ActionFail, ""
 		}
 	}
@@ -105,4 +115,19 @@ func (t Type) ExitAction(e End) (action, rule string) {
 		return ActionComplete, ""
 	}
 	return ActionRestart, ""
+}
+
+// cause is the cause an end is judged by, if any: a fenced end is killed
+// by a signal and may have been lost from sight, but it is the fence that
+// ended it.
+func (e End) cause() string {
+	switch {
+	case e.Fenced:
+		return CauseFenced
+	case e.Lost:
+		return CauseLost
+	case e.OOM:
+		return CauseOOM
+	}
+	return ""
 }

@@ -75,7 +75,7 @@ func TestBadFilesNameFileTypeAndField(t *testing.T) {
 		"exit rule unknown action":          {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [3], "action": "explode"}]}}}`, `type "fix-worker": exit_rules[0].action "explode" must be one of fail, restart, ignore`},
 		"exit code above 255":               {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [3, 256], "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].exit_codes[1] 256 is not in 0..255`},
 		"negative exit code":                {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [-1], "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].exit_codes[0] -1 is not in 0..255`},
-		"exit rule unknown cause":           {`{"types": {"fix-worker": {"exit_rules": [{"cause": "gremlins", "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].cause "gremlins" must be "oom" or "lost"`},
+		"exit rule unknown cause":           {`{"types": {"fix-worker": {"exit_rules": [{"cause": "gremlins", "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0].cause "gremlins" must be one of fenced, lost, oom`},
 		"exit rule matching nothing":        {`{"types": {"fix-worker": {"exit_rules": [{"action": "fail"}]}}}`, `type "fix-worker": exit_rules[0] names neither exit_codes nor a cause`},
 		"exit rule both":                    {`{"types": {"fix-worker": {"exit_rules": [{"exit_codes": [1], "cause": "oom", "action": "fail"}]}}}`, `type "fix-worker": exit_rules[0] names both exit_codes and a cause`},
 		"memory not a size":                 {`{"types": {"fix-worker": {"resources": {"memory": "lots"}}}}`, `type "fix-worker": resources.memory "lots" is not a size`},
@@ -229,6 +229,12 @@ func TestExitAction(t *testing.T) {
 		{"a rule can restart a lost end", Type{ExitRules: []ExitRule{{Cause: CauseLost, Action: ActionRestart}}}, End{ExitCode: -1, Lost: true}, ActionRestart, "exit_rules[0] (lost)"},
 		{"a lost end is never matched by codes", Type{ExitRules: []ExitRule{{ExitCodes: []int{255}, Action: ActionRestart}}}, End{ExitCode: -1, Lost: true}, ActionFail, ""},
 		{"an unlisted code", rules, End{ExitCode: 9}, ActionRestart, ""},
+		{"fenced fails by default", Type{}, End{ExitCode: 143, Fenced: true}, ActionFail, ""},
+		{"fenced is not matched by the code of its stop", Type{ExitRules: []ExitRule{{ExitCodes: []int{143}, Action: ActionRestart}}},
+			End{ExitCode: 143, Fenced: true}, ActionFail, ""},
+		{"fenced is not lost", Type{ExitRules: []ExitRule{{Cause: CauseLost, Action: ActionRestart}}}, End{ExitCode: 143, Fenced: true}, ActionFail, ""},
+		{"a rule can restart a fenced end", Type{ExitRules: []ExitRule{{Cause: CauseLost, Action: ActionIgnore}, {Cause: CauseFenced, Action: ActionRestart}}},
+			End{ExitCode: 137, Fenced: true}, ActionRestart, "exit_rules[1] (fenced)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			action, rule := tc.typ.ExitAction(tc.end)
