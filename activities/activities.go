@@ -7,6 +7,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
@@ -89,6 +90,10 @@ type HostActivities struct {
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration
+
+	// fenceLimits holds, by worker id, the clocks each watch was given
+	// (fenceLimits), for the fence's bound of that worker.
+	fenceLimits sync.Map
 }
 
 // SharedActivities run on the shared task queue, on any worker program:
@@ -251,6 +256,13 @@ type WatchInput struct {
 	// OutputHeartbeat makes the watcher heartbeat for the worker whenever
 	// its log grew during the last SampleEvery.
 	OutputHeartbeat bool `json:"output_heartbeat,omitempty"`
+	// HostLossAfter is the lifecycle's host-loss bound and Grace its
+	// shutdown grace: a host cut off from the server stops the process
+	// early enough that the stop is over before the server can count the
+	// host lost (FenceBound). Zero, from a lifecycle of an earlier
+	// release: the host's own --fence-after and the default grace.
+	HostLossAfter time.Duration `json:"host_loss_after,omitempty"`
+	Grace         time.Duration `json:"grace,omitempty"`
 }
 
 // ExitStatus is how a watched process ended.
@@ -264,6 +276,9 @@ type ExitStatus struct {
 	Lost bool `json:"lost,omitempty"`
 	// OOM is true when the kernel's out-of-memory killer ended it.
 	OOM bool `json:"oom,omitempty"`
+	// Fenced is true when its own host stopped it, cut off from the
+	// server for longer than its fence bound (Fence).
+	Fenced bool `json:"fenced,omitempty"`
 	// Action is what the type's exit rules make of this end
 	// (workertypes.ExitAction: complete, restart, fail, ignore); empty
 	// from a host of an earlier release, whose lifecycles judge by the

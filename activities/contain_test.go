@@ -72,9 +72,16 @@ func restarted(t *testing.T, types map[string][]string, first *HostActivities) *
 
 func watchIn(t *testing.T, a *HostActivities, id string, p ProcessInfo) <-chan ExitStatus {
 	t.Helper()
+	return watchWith(t, a, WatchInput{WorkerID: id, Process: p})
+}
+
+// watchWith runs the watch of in in the background; its end comes on the
+// channel.
+func watchWith(t *testing.T, a *HostActivities, in WatchInput) <-chan ExitStatus {
+	t.Helper()
 	watched := make(chan ExitStatus, 1)
 	go func() {
-		val, err := newActivityEnv(a).ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: id, Process: p})
+		val, err := newActivityEnv(a).ExecuteActivity(a.WatchProcess, in)
 		var st ExitStatus
 		if err == nil {
 			err = val.Get(&st)
@@ -367,10 +374,18 @@ func TestExitRulesJudgeTheEnd(t *testing.T) {
 
 	earlier := info
 	earlier.WorkerType = ""
-	assert.Equal(t, ExitStatus{ExitCode: 3}, a.judge(earlier, ExitStatus{ExitCode: 3}))
+	assert.Equal(t, ExitStatus{ExitCode: 3}, a.judge("worker-fix-1", earlier, ExitStatus{ExitCode: 3}))
 	gone := info
 	gone.WorkerType = "retired-worker"
-	assert.Equal(t, ExitStatus{ExitCode: 3, Action: "restart"}, a.judge(gone, ExitStatus{ExitCode: 3}), "a type the host no longer knows gets the defaults")
+	assert.Equal(t, ExitStatus{ExitCode: 3, Action: "restart"}, a.judge("worker-fix-1", gone, ExitStatus{ExitCode: 3}), "a type the host no longer knows gets the defaults")
+
+	// Fenced, a process of an earlier release is judged by the defaults,
+	// not left to be taken for a crash; a fence names one worker's start.
+	require.NoError(t, a.writeFenceRecord(FenceRecord{WorkerID: "worker-fix-1", PID: info.PID, Stopped: "graceful"}, info.Token))
+	assert.Equal(t, ExitStatus{ExitCode: 143, Signal: "SIGTERM", Fenced: true, Action: "fail"},
+		a.judge("worker-fix-1", earlier, ExitStatus{ExitCode: 143, Signal: "SIGTERM"}))
+	assert.Equal(t, ExitStatus{ExitCode: 143, Signal: "SIGTERM", Action: "restart"},
+		a.judge("worker-fix-2", gone, ExitStatus{ExitCode: 143, Signal: "SIGTERM"}))
 }
 
 // limitedActivities starts workers under a monitor, each in a cgroup, with

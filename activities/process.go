@@ -228,6 +228,16 @@ func spawnError(command string, err error) error {
 // monitor wrote; it is Lost, exit code -1, only when it had no monitor or
 // its monitor was killed before it could write.
 func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatus, error) {
+	a.fenceLimits.Store(in.WorkerID, fenceLimits{hostLoss: in.HostLossAfter, grace: in.Grace})
+	st, err := a.watch(ctx, in)
+	if err == nil {
+		// Ended: nothing left to fence.
+		a.fenceLimits.Delete(in.WorkerID)
+	}
+	return st, err
+}
+
+func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, error) {
 	p := in.Process
 	tick := time.NewTicker(a.watchPoll())
 	defer tick.Stop()
@@ -252,12 +262,12 @@ func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitS
 				return ExitStatus{}, fmt.Errorf("watch pid %d: %w", p.PID, err)
 			}
 			if !running {
-				return a.judge(p, endAfterGone(p)), nil
+				return a.judge(in.WorkerID, p, endAfterGone(p)), nil
 			}
 		}
 		select {
 		case <-done:
-			return a.judge(p, e.status), nil
+			return a.judge(in.WorkerID, p, e.status), nil
 		case <-ctx.Done():
 			return ExitStatus{}, ctx.Err()
 		case <-tick.C:
@@ -268,19 +278,24 @@ func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitS
 	}
 }
 
-// judge adds what the exit rules of the process's type make of its end.
-// A process recorded without its type (by an earlier release) is left to
-// the lifecycle's own judgement; a type this host no longer knows gets the
-// defaults.
-func (a *HostActivities) judge(p ProcessInfo, st ExitStatus) ExitStatus {
-	if p.WorkerType == "" {
+// judge adds what the exit rules of the process's type make of its end,
+// and whether this host's fence stopped it. A process recorded without its
+// type (by an earlier release) is left to the lifecycle's own judgement
+// unless fenced; a type this host no longer knows gets the defaults.
+func (a *HostActivities) judge(workerID string, p ProcessInfo, st ExitStatus) ExitStatus {
+	if _, ok := a.fenceRecord(workerID, p); ok {
+		// Also for a process of an earlier release: judged by the
+		// defaults, its fenced end is not taken for a crash.
+		st.Fenced = true
+	}
+	if p.WorkerType == "" && !st.Fenced {
 		return st
 	}
 	var typ workertypes.Type
-	if a.Registry != nil {
+	if a.Registry != nil && p.WorkerType != "" {
 		typ, _ = a.Registry.Lookup(p.WorkerType)
 	}
-	st.Action, st.Rule = typ.ExitAction(workertypes.End{ExitCode: st.ExitCode, OOM: st.OOM, Lost: st.Lost})
+	st.Action, st.Rule = typ.ExitAction(workertypes.End{ExitCode: st.ExitCode, OOM: st.OOM, Lost: st.Lost, Fenced: st.Fenced})
 	return st
 }
 
@@ -303,6 +318,19 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 	if p.PID <= 0 || p.PGID <= 1 || p.PGID == syscall.Getpgrp() {
 		return StopResult{AlreadyGone: true}, nil
 	}
+	res, err := a.stopTree(ctx, in, func() { activity.RecordHeartbeat(ctx) })
+	if err != nil {
+		return StopResult{}, err
+	}
+	a.forgetState(in.WorkerID, p)
+	return res, nil
+}
+
+// stopTree is StopProcess without forgetting the process's record, which
+// the fence keeps so that the watch reports the end as fenced. beat is
+// called on every poll of the wait.
+func (a *HostActivities) stopTree(ctx context.Context, in StopInput, beat func()) (StopResult, error) {
+	p := in.Process
 	groupOurs, err := a.ownsGroup(in.WorkerID, p)
 	if err != nil {
 		return StopResult{}, err
@@ -312,11 +340,8 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 		return StopResult{}, err
 	}
 	if len(members) == 0 {
-		a.forgetState(in.WorkerID, p)
 		return StopResult{AlreadyGone: true}, nil
 	}
-
-	beat := func() { activity.RecordHeartbeat(ctx) }
 	if in.Grace > 0 {
 		if err := signalTree(p, groupOurs, members, syscall.SIGTERM); err != nil {
 			return StopResult{}, err
@@ -326,7 +351,6 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 			return StopResult{}, err
 		}
 		if empty {
-			a.forgetState(in.WorkerID, p)
 			return StopResult{}, nil
 		}
 	}
@@ -340,7 +364,6 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 		// Retryable: a retry finds the tree still running and kills again.
 		return StopResult{}, fmt.Errorf("process tree of %s (pid %d) still running %s after SIGKILL", in.WorkerID, p.PID, killWait)
 	}
-	a.forgetState(in.WorkerID, p)
 	return StopResult{Killed: true}, nil
 }
 

@@ -149,15 +149,31 @@ func (a *HostActivities) StopOrphans(ctx context.Context) ([]Orphan, error) {
 // records reads the host's records of started processes (not the exit
 // files beside them).
 func (a *HostActivities) records() []ProcessInfo {
-	files, _ := filepath.Glob(filepath.Join(a.StateDir, "worker-*.json"))
 	var out []ProcessInfo
+	for _, r := range a.workerRecords() {
+		out = append(out, r.info)
+	}
+	return out
+}
+
+// workerRecord is one record of the state folder with its worker id.
+type workerRecord struct {
+	workerID string
+	info     ProcessInfo
+}
+
+// workerRecords reads the state folder's records, by worker id.
+func (a *HostActivities) workerRecords() []workerRecord {
+	files, _ := filepath.Glob(filepath.Join(a.StateDir, "worker-*.json"))
+	var out []workerRecord
 	for _, f := range files {
 		var p ProcessInfo
-		if !workerIDPattern.MatchString(strings.TrimSuffix(filepath.Base(f), ".json")) {
+		id := strings.TrimSuffix(filepath.Base(f), ".json")
+		if !workerIDPattern.MatchString(id) {
 			continue
 		}
 		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &p) == nil {
-			out = append(out, p)
+			out = append(out, workerRecord{id, p})
 		}
 	}
 	return out
@@ -167,17 +183,28 @@ func (a *HostActivities) records() []ProcessInfo {
 // names it: far longer than any watch takes to read it after its stop.
 const exitFileKeep = time.Hour
 
-// sweepExitFiles removes the exit files no record names that are older
-// than exitFileKeep.
+// sweepExitFiles removes the exit files and the reported fence records no
+// record names that are older than exitFileKeep.
 func (a *HostActivities) sweepExitFiles(now time.Time) {
 	named := map[string]bool{}
-	for _, p := range a.records() {
-		if p.Monitor != nil {
-			named[p.Monitor.ExitFile] = true
+	for _, r := range a.workerRecords() {
+		if r.info.Monitor != nil {
+			named[r.info.Monitor.ExitFile] = true
+		}
+		if r.info.Token != "" {
+			named[a.fencePath(r.workerID, r.info.Token)] = true
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join(a.StateDir, "*.exit.json"))
-	for _, f := range files {
+	exits, _ := filepath.Glob(filepath.Join(a.StateDir, "*.exit.json"))
+	// A fence record stays until it was reported: a host may be cut off
+	// for hours.
+	fences, _ := filepath.Glob(filepath.Join(a.StateDir, "*"+fenceSuffix))
+	for _, f := range fences {
+		if rec, err := readFenceRecord(f); err != nil || rec.ReportedAt != nil {
+			exits = append(exits, f)
+		}
+	}
+	for _, f := range exits {
 		if st, err := os.Stat(f); err == nil && !named[f] && now.Sub(st.ModTime()) > exitFileKeep {
 			_ = os.Remove(f)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
@@ -55,7 +56,9 @@ func command() *cobra.Command {
 		containment     string
 		cgroupRoot      string
 		useMonitor      bool
+		fenceAfter      time.Duration
 	)
+	fenceDefault, fenceEnvErr := envDuration("WORKER_FENCE_AFTER", activities.DefaultFenceAfter)
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the Temporal worker that supervises AI worker processes on this host",
@@ -79,6 +82,12 @@ func command() *cobra.Command {
 			}
 			if missing := registry.Unrunnable(); len(missing) > 0 {
 				slog.Warn("Worker types whose program is missing here; spawning them will fail", "types", missing)
+			}
+			if fenceEnvErr != nil && !cmd.Flags().Changed("fence-after") {
+				return fenceEnvErr
+			}
+			if fenceAfter < 0 {
+				return fmt.Errorf("--fence-after %s: must be 0 (no self-fencing) or a positive duration", fenceAfter)
 			}
 			if !workflows.HostPattern.MatchString(host) {
 				return fmt.Errorf("--host %q must match %s", host, workflows.HostPattern)
@@ -196,7 +205,7 @@ func command() *cobra.Command {
 
 			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host_queue", workflows.HostTaskQueue(host),
 				"types", registry.Names(), "log_dir", logDir, "state_dir", stateDir, "address", conn.Address, "namespace", conn.Namespace,
-				"containment", contained.mode, "cgroup_root", contained.root, "monitor", useMonitor)
+				"containment", contained.mode, "cgroup_root", contained.root, "monitor", useMonitor, "fence_after", fenceAfter)
 			if contained.why != "" {
 				slog.Warn("Workers are contained by process group and token: a descendant that clears its environment and leaves its group and session escapes a stop", "why", contained.why)
 			}
@@ -204,6 +213,13 @@ func command() *cobra.Command {
 				return err
 			}
 			defer own.Stop()
+			fenceCtx, stopFence := context.WithCancel(context.Background())
+			defer stopFence()
+			go activities.Fence{Host: hostActs, After: fenceAfter, Grace: workflows.DefaultShutdownGrace, Log: slog.Default(),
+				Probe: func(ctx context.Context) error {
+					_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+					return err
+				}}.Run(fenceCtx)
 			if store != nil {
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
@@ -236,6 +252,8 @@ func command() *cobra.Command {
 		"cgroup v2 folder under which each worker gets its cgroup, in a folder per host (env WORKER_CGROUP_ROOT; default: "+cgroup.SubtreeName+" under this program's own cgroup)")
 	cmd.Flags().BoolVar(&useMonitor, "monitor", envOr("WORKER_MONITOR", "true") != "false",
 		"start each process under a small monitor (this binary) that records its exact end in the state folder, so that it survives a restart of this program (env WORKER_MONITOR)")
+	cmd.Flags().DurationVar(&fenceAfter, "fence-after", fenceDefault,
+		"stop this host's workers (TERM, grace, KILL) once the server has not answered for this long, sooner for a lifecycle whose --host-loss-after is shorter, so that none runs on after its lifecycle counts the host lost; 0 turns it off (env WORKER_FENCE_AFTER; README, Supervision)")
 	cmd.AddCommand(&cobra.Command{
 		Use:                monitor.Command,
 		Short:              "Run as the monitor of one worker process (started by the worker program itself)",
@@ -331,4 +349,19 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// envDuration is the duration in the environment variable name, or def,
+// and an error naming a value that is not a duration: reported at start,
+// where as a flag's default it would be silently lost.
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q is not a duration (such as 90s or 2m)", name, v)
+	}
+	return d, nil
 }

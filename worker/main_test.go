@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
+	"github.com/commit-relay/worker-lifecycle/workflows"
 )
 
 func TestContainmentFlagIsChecked(t *testing.T) {
@@ -37,4 +39,31 @@ func TestLimitsWithoutCgroupsAreRefusedAtStart(t *testing.T) {
 	l, err := chooseLimiter(workertypes.Defaults(), containment{mode: activities.ContainmentProcessGroup}, "h", false)
 	require.NoError(t, err)
 	require.Nil(t, l, "no type sets limits: nothing to apply")
+}
+
+// The default fence bound is what the default host-loss bound and grace
+// give: a lifecycle with the defaults is stopped by its cut-off host before
+// the server counts the host lost.
+func TestDefaultFenceMatchesTheDefaultHostLoss(t *testing.T) {
+	require.Equal(t, activities.DefaultFenceAfter,
+		activities.FenceBound(24*time.Hour, workflows.DefaultHostLossAfter, workflows.DefaultShutdownGrace))
+	require.Less(t, activities.DefaultFenceAfter, workflows.DefaultHostLossAfter)
+}
+
+// A bad fence bound is refused before anything connects, naming the flag
+// or the variable.
+func TestBadFenceBoundIsRefusedAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string
+	}{
+		{"", []string{"--fence-after", "-1s"}, "--fence-after -1s: must be 0 (no self-fencing) or a positive duration"},
+		{"soon", nil, `WORKER_FENCE_AFTER="soon" is not a duration (such as 90s or 2m)`},
+	} {
+		t.Setenv("WORKER_FENCE_AFTER", tc.env)
+		cmd := command()
+		cmd.SetArgs(append([]string{"--address", "127.0.0.1:1"}, tc.args...))
+		require.EqualError(t, cmd.Execute(), tc.want)
+	}
 }

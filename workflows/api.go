@@ -229,8 +229,9 @@ type WorkerSpec struct {
 	CompletedAt *time.Time `json:"completed_at"`
 	ExitCode    *int       `json:"exit_code"`
 	// ExitReason says how the last process ended: "exit", "signal",
-	// "oom" (the out-of-memory killer, read from its cgroup) or "lost"
-	// (nobody saw its end).
+	// "oom" (the out-of-memory killer, read from its cgroup), "lost"
+	// (nobody saw its end) or "fenced" (its own host stopped it, cut off
+	// from the server).
 	ExitReason string       `json:"exit_reason,omitempty"`
 	Cleanup    *CleanupInfo `json:"cleanup,omitempty"`
 	// Health is the true health: the old system's formula over the sampled

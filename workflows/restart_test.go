@@ -124,6 +124,29 @@ func (s *lifecycleSuite) TestOOMIsReportedAsItsOwnReason() {
 	s.Equal("process killed by the out-of-memory killer (SIGKILL) (exit_rules[0] (oom): fail); not restarted", spec.Cleanup.Reason)
 }
 
+// A stop by the worker's own host, cut off from the server, reads as such
+// and is not restarted by default; the watch is told the lifecycle's
+// host-loss bound and grace, from which the host's fence bound follows.
+func (s *lifecycleSuite) TestFencedEndReadsAsSuchAndIsNotRestarted() {
+	var watched activities.WatchInput
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool {
+		watched = in
+		return true
+	})).Return(activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM", Fenced: true, Action: "fail"}, nil).After(10 * time.Second).Once()
+	s.judgedProcess() // the reservation, the start, the stop and the refund
+	req := restartRequest(3)
+	req.Limits.HostLossAfter, req.Limits.ShutdownGrace = 40*time.Second, 7*time.Second
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.Empty(spec.Restarts)
+	s.Equal("fenced", spec.ExitReason)
+	s.Equal("process stopped by its own host, which could not reach the server for longer than its fence bound; not restarted", spec.Cleanup.Reason)
+	s.Equal(40*time.Second, watched.HostLossAfter)
+	s.Equal(7*time.Second, watched.Grace)
+}
+
 func (s *lifecycleSuite) TestAlwaysCrashingGivesUpAfterItsLimit() {
 	s.crashingProcess(1, 1, 1)
 	s.env.OnActivity(sharedActs.RecordFailure, mock.Anything, mock.Anything).Return(activities.BreakerDecision{Allowed: true}, nil).Twice()

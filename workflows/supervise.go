@@ -21,6 +21,8 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		Process:         *w.st.Process,
 		SampleEvery:     w.limits.SampleEvery,
 		OutputHeartbeat: w.st.Request.HeartbeatMode == HeartbeatModeOutput,
+		HostLossAfter:   w.limits.HostLossAfter,
+		Grace:           w.limits.ShutdownGrace,
 	})
 	o := w.awaitOutcome(ctx, watch)
 	if o.kind == outcomeContinueAsNew {
@@ -186,6 +188,8 @@ func judgedOutcome(exit activities.ExitStatus) *outcome {
 // describeEnd says how a process ended.
 func describeEnd(exit activities.ExitStatus) string {
 	switch {
+	case exit.Fenced:
+		return "process stopped by its own host, which could not reach the server for longer than its fence bound"
 	case exit.Lost:
 		return "process died while its worker program was down; exit status unknown"
 	case exit.OOM:
@@ -200,6 +204,8 @@ func describeEnd(exit activities.ExitStatus) string {
 // exitReason is WorkerSpec.ExitReason of an end.
 func exitReason(exit activities.ExitStatus) string {
 	switch {
+	case exit.Fenced:
+		return "fenced"
 	case exit.Lost:
 		return "lost"
 	case exit.OOM:
