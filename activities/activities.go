@@ -7,7 +7,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
@@ -90,10 +89,6 @@ type HostActivities struct {
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration
-
-	// fenceLimits holds, by worker id, the clocks each watch was given
-	// (fenceLimits), for the fence's bound of that worker.
-	fenceLimits sync.Map
 }
 
 // SharedActivities run on the shared task queue, on any worker program:
@@ -227,6 +222,10 @@ type ProcessInfo struct {
 	// LimitCgroups are the v1 cgroups holding its resource limits on a
 	// hybrid host (its cgroup v2 holds them elsewhere).
 	LimitCgroups []string `json:"limit_cgroups,omitempty"`
+	// Fence holds the lifecycle's clocks its watch was given, kept in the
+	// host's record for the fence (a re-adopted record hands it back to
+	// the lifecycle, which does not use it).
+	Fence *FenceLimits `json:"fence,omitempty"`
 }
 
 // ResourceSample is what the watcher measured of a worker's whole process
@@ -256,13 +255,15 @@ type WatchInput struct {
 	// OutputHeartbeat makes the watcher heartbeat for the worker whenever
 	// its log grew during the last SampleEvery.
 	OutputHeartbeat bool `json:"output_heartbeat,omitempty"`
-	// HostLossAfter is the lifecycle's host-loss bound and Grace its
-	// shutdown grace: a host cut off from the server stops the process
-	// early enough that the stop is over before the server can count the
-	// host lost (FenceBound). Zero, from a lifecycle of an earlier
-	// release: the host's own --fence-after and the default grace.
-	HostLossAfter time.Duration `json:"host_loss_after,omitempty"`
-	Grace         time.Duration `json:"grace,omitempty"`
+	// HostLossAfter is the lifecycle's host-loss bound, WatchHeartbeat
+	// its watch's heartbeat timeout and Grace its shutdown grace: a host
+	// cut off from the server stops the process early enough that the
+	// stop is over before the server can count the host lost
+	// (FenceBound). Zero, from a lifecycle of an earlier release: the
+	// host's own --fence-after and the default grace.
+	HostLossAfter  time.Duration `json:"host_loss_after,omitempty"`
+	WatchHeartbeat time.Duration `json:"watch_heartbeat,omitempty"`
+	Grace          time.Duration `json:"grace,omitempty"`
 }
 
 // ExitStatus is how a watched process ended.

@@ -1,10 +1,11 @@
 package activities
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/commit-relay/worker-lifecycle/internal/atomicfile"
+	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 )
 
 // Self-fencing (Nomad's disconnect.stop_on_client_after): a host cut off
@@ -22,35 +24,63 @@ import (
 // end would run its task twice. What the fence stopped is recorded next to
 // the process's record, so that the watch reports the end as fenced (also
 // after a restart of this program), and reported once the server answers.
+// The time of the server's last answer is kept in the state folder too, so
+// that a program restarted during a cut goes on from it.
 
 const (
-	// DefaultFenceAfter is the default --fence-after:
-	// FenceBound of the default host-loss bound (2 min) and grace.
+	// DefaultFenceAfter is the default --fence-after: 30 s less than the
+	// default host-loss bound (2 min).
 	DefaultFenceAfter = 90 * time.Second
-	// minFenceBound keeps a blip of the network (a server restart) from
+	// MinFenceAfter keeps a blip of the network (a server restart) from
 	// stopping workers, whatever a lifecycle's host-loss bound.
-	minFenceBound = 5 * time.Second
+	MinFenceAfter = 5 * time.Second
+	// fenceProbeTimeout bounds one health check: a server that takes
+	// longer is as good as gone.
+	fenceProbeTimeout = 3 * time.Second
+	// fenceMaxEvery is the longest wait between two probes.
+	fenceMaxEvery = 5 * time.Second
+	// fenceDetectLag is how late the fence may notice that a bound has
+	// passed: one probe's wait and its timeout.
+	fenceDetectLag = fenceMaxEvery + fenceProbeTimeout
+	// minFailedProbes is how many probes in a row must fail before
+	// anything is fenced: one is a slow answer or a reconnect.
+	minFailedProbes = 2
 	// fenceSuffix ends the name of a fence record in the state folder.
 	fenceSuffix = ".fenced.json"
+	// contactFile keeps the time of the server's last answer.
+	contactFile = "server-contact.json"
 )
 
+// FenceLimits are a lifecycle's clocks that its host's fence follows.
+type FenceLimits struct {
+	HostLossAfter  time.Duration `json:"host_loss_after,omitempty"`
+	WatchHeartbeat time.Duration `json:"watch_heartbeat,omitempty"`
+	Grace          time.Duration `json:"grace,omitempty"`
+}
+
 // FenceBound is how long a host cut off from the server lets one worker
-// run: after (the host's --fence-after; zero turns fencing off), shortened
-// for a lifecycle whose host-loss bound is shorter, so that the stop (grace
-// included) is over a quarter of that bound, and at least grace plus 5 s,
-// before the server can count the host lost. The server needs the watch's
-// heartbeat timeout on top of the host-loss bound, which is slack beyond
-// this lead.
-func FenceBound(after, hostLoss, grace time.Duration) time.Duration {
+// run, and the grace its stop then gives: after (the host's
+// --fence-after; zero turns fencing off), shortened for a lifecycle whose
+// host-loss bound is shorter, so that the stop (its grace, the kill, and
+// the fence's own lag in noticing) is over before the server can count the
+// host lost: at the earliest the host-loss bound plus a fifth of the
+// watch's heartbeat timeout after the last answer (the SDK sends heartbeats
+// at 4/5 of it). A grace that leaves no room is shortened; the bound never
+// goes below MinFenceAfter, which a lifecycle with a host-loss bound of
+// less than about 20 s cannot be kept to.
+func FenceBound(after time.Duration, l FenceLimits) (bound, grace time.Duration) {
 	if after <= 0 {
-		return 0
+		return 0, l.Grace
 	}
-	bound := after
-	if hostLoss > 0 {
-		lead := max(hostLoss/4, grace+5*time.Second)
-		bound = min(bound, hostLoss-lead)
+	bound, grace = after, l.Grace
+	if l.HostLossAfter > 0 {
+		deadline := l.HostLossAfter + l.WatchHeartbeat/5
+		if room := deadline - killWait - fenceDetectLag - MinFenceAfter; grace > room {
+			grace = max(room, 0)
+		}
+		bound = min(bound, deadline-grace-killWait-fenceDetectLag)
 	}
-	return max(bound, minFenceBound)
+	return max(bound, MinFenceAfter), grace
 }
 
 // Fence is a host's self-fencing: Run it beside the host's activities.
@@ -67,11 +97,12 @@ type Fence struct {
 	// earlier release).
 	Grace time.Duration
 	Log   *slog.Logger
-}
-
-// fenceLimits are what a lifecycle told its watch of its clocks.
-type fenceLimits struct {
-	hostLoss, grace time.Duration
+	// UntilContact makes Run return at the first answer: a program that
+	// could not reach the server at its start fences while it waits.
+	UntilContact bool
+	// Resume starts the cut from the last answer recorded in the state
+	// folder, instead of now: a program restarted during a cut.
+	Resume bool
 }
 
 // FenceRecord is what the state folder keeps of a worker the fence
@@ -81,14 +112,16 @@ type FenceRecord struct {
 	PID      int    `json:"pid"`
 	// CutOffSince is the last time the server answered this host.
 	CutOffSince time.Time `json:"cut_off_since"`
-	FencedAt    time.Time `json:"fenced_at"`
+	// FencedAt is when the stop began: an end before it is the
+	// process's own.
+	FencedAt time.Time `json:"fenced_at"`
 	// Bound is the worker's FenceBound, HostLossAfter its lifecycle's
 	// host-loss bound (zero when it did not say).
 	Bound         time.Duration `json:"bound"`
 	HostLossAfter time.Duration `json:"host_loss_after,omitempty"`
-	// Stopped says how the stop ended: "graceful" (it ended within its
-	// grace), "killed", "already gone", or the error of a stop that
-	// failed (the fence tries again on its next probe).
+	// Stopped says how the stop ended: "stopping" while it runs,
+	// "graceful" (it ended within its grace), "killed", or the error of a
+	// stop that failed (the fence tries again on its next probe).
 	Stopped string `json:"stopped"`
 	// ReportedAt is when the server answered again and this was
 	// reported (logged, and in the operators' events file).
@@ -118,6 +151,21 @@ func (a *HostActivities) fenceRecord(workerID string, p ProcessInfo) (FenceRecor
 	return rec, err == nil && rec.PID == p.PID
 }
 
+// fencedEnd says whether the end of p was the fence's doing: it has a
+// fence record, and its monitor did not see it end before the fence began.
+func (a *HostActivities) fencedEnd(workerID string, p ProcessInfo) bool {
+	rec, ok := a.fenceRecord(workerID, p)
+	if !ok {
+		return false
+	}
+	if p.Monitor != nil && p.Monitor.ExitFile != "" {
+		if e, err := monitor.ReadExit(p.Monitor.ExitFile); err == nil && e.PID == p.PID && e.EndedAt.Before(rec.FencedAt) {
+			return false
+		}
+	}
+	return true
+}
+
 func (a *HostActivities) writeFenceRecord(rec FenceRecord, token string) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -126,124 +174,223 @@ func (a *HostActivities) writeFenceRecord(rec FenceRecord, token string) error {
 	return atomicfile.Write(a.fencePath(rec.WorkerID, token), data)
 }
 
-// Run asks the server whether it answers every o.Every until ctx ends.
-// Once it has not answered for a worker's FenceBound, that worker is
-// stopped (TERM, its grace, then KILL) and recorded; once it answers
-// again, what was stopped is reported.
-func (o Fence) Run(ctx context.Context) {
-	a := o.Host
-	if o.After <= 0 || o.Probe == nil || a == nil || a.StateDir == "" {
+// recordFenceLimits keeps the clocks a watch was given in the process's
+// record, for the fence, also after a restart of this program.
+func (a *HostActivities) recordFenceLimits(workerID string, p ProcessInfo, l FenceLimits) {
+	if a.StateDir == "" || l == (FenceLimits{}) {
 		return
 	}
-	log := o.Log
-	if log == nil {
-		log = slog.Default()
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	data, err := os.ReadFile(a.statePath(workerID))
+	var recorded ProcessInfo
+	if err != nil || json.Unmarshal(data, &recorded) != nil || recorded.Token != p.Token || (recorded.Fence != nil && *recorded.Fence == l) {
+		return
 	}
-	lastContact := time.Now()
-	failures := 0
-	// Fences of an earlier run of this program are reported once the
-	// server answers, like those of this run.
+	recorded.Fence = &l
+	if data, err := json.Marshal(recorded); err == nil {
+		_ = atomicfile.Write(a.statePath(workerID), data)
+	}
+}
+
+// lastContact reads the time of the server's last answer from the state
+// folder.
+func (a *HostActivities) lastContact() (time.Time, bool) {
+	var c struct {
+		At time.Time `json:"at"`
+	}
+	data, err := os.ReadFile(filepath.Join(a.StateDir, contactFile))
+	if err != nil || json.Unmarshal(data, &c) != nil || c.At.IsZero() {
+		return time.Time{}, false
+	}
+	return c.At, true
+}
+
+func (a *HostActivities) recordContact(at time.Time) error {
+	data, _ := json.Marshal(map[string]time.Time{"at": at.UTC()})
+	if err := os.MkdirAll(a.StateDir, 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(a.StateDir, contactFile), data)
+}
+
+// HasWorkers says whether the host's state folder records any process: a
+// program that cannot reach the server at its start then has something to
+// fence. (Not a method of HostActivities, whose methods are activities.)
+func (o Fence) HasWorkers() bool {
+	return o.Host != nil && len(o.Host.workerRecords()) > 0
+}
+
+// fenceRun is the state of one Run.
+type fenceRun struct {
+	Fence
+	a           *HostActivities
+	log         *slog.Logger
+	lastContact time.Time
+	failures    int
+	mu          sync.Mutex
+	// busy holds the tokens whose stop runs; done those stopped in this
+	// cut.
+	busy, done map[string]bool
+	stops      sync.WaitGroup
+}
+
+// Run asks the server whether it answers until ctx ends (or, with
+// UntilContact, until it answers). Once it has not answered for a worker's
+// FenceBound, that worker is stopped (TERM, its grace, then KILL) and
+// recorded; once it answers again, what was stopped is reported. Stops in
+// progress are seen through before Run returns.
+func (o Fence) Run(ctx context.Context) {
+	a := o.Host
+	if o.Probe == nil || a == nil || a.StateDir == "" {
+		return
+	}
+	r := &fenceRun{Fence: o, a: a, log: o.Log, lastContact: time.Now(), busy: map[string]bool{}, done: map[string]bool{}}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if at, ok := a.lastContact(); ok && o.Resume && at.Before(r.lastContact) {
+		r.lastContact = at
+	}
+	defer r.stops.Wait()
+	first := true
 	for {
-		every := o.every(a)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(r.every()):
+			}
 		}
-		pctx, cancel := context.WithTimeout(ctx, every)
+		first = false
+		pctx, cancel := context.WithTimeout(ctx, fenceProbeTimeout)
 		err := o.Probe(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		now := time.Now()
 		if err == nil {
-			if failures > 0 {
-				log.Warn("The server answers again", "cut_off_for", now.Sub(lastContact).Round(time.Second))
+			r.contact()
+			if o.UntilContact || o.After <= 0 {
+				// Off, it still reports what an earlier run fenced.
+				return
 			}
-			failures, lastContact = 0, now
-			a.reportFenced(log, now)
 			continue
 		}
-		failures++
-		if failures == 1 {
-			log.Warn("The server does not answer; this host's workers are stopped if it stays so", "error", err, "fence_after", o.After)
+		r.failures++
+		if r.failures == 1 {
+			r.log.Warn("The server does not answer; this host's workers are stopped if it stays so", "error", err, "fence_after", o.After)
 		}
-		// One failed probe is not a partition: a slow answer, a
-		// reconnect.
-		if failures >= minFailedProbes {
-			a.fenceDue(ctx, o, log, lastContact, now)
+		if o.After > 0 && r.failures >= minFailedProbes {
+			r.fenceDue(time.Now())
 		}
 	}
 }
 
-// minFailedProbes is how many probes in a row must fail before anything
-// is fenced.
-const minFailedProbes = 2
+// contact notes an answer of the server and reports what was fenced.
+func (r *fenceRun) contact() {
+	now := time.Now()
+	if r.failures > 0 {
+		r.log.Warn("The server answers again", "cut_off_for", now.Sub(r.lastContact).Round(time.Second))
+	}
+	r.failures, r.lastContact = 0, now
+	if err := r.a.recordContact(now); err != nil {
+		r.log.Warn("Recording the server's answer failed", "error", err)
+	}
+	r.mu.Lock()
+	clear(r.done)
+	r.mu.Unlock()
+	r.a.reportFenced(r.log, now)
+}
 
 // every is how often the fence probes: o.Every, or a fifth of the
-// shortest bound of this host's live workers, within 1 to 5 s, so that
-// a short bound is kept to within a fifth.
-func (o Fence) every(a *HostActivities) time.Duration {
-	if o.Every > 0 {
-		return o.Every
+// shortest bound of this host's workers, within 1 to 5 s.
+func (r *fenceRun) every() time.Duration {
+	if r.Every > 0 {
+		return r.Every
 	}
-	shortest := FenceBound(o.After, 0, 0)
-	a.fenceLimits.Range(func(_, v any) bool {
-		lim := v.(fenceLimits)
-		shortest = min(shortest, FenceBound(o.After, lim.hostLoss, cmp.Or(lim.grace, o.Grace)))
-		return true
-	})
-	return min(max(shortest/5, time.Second), 5*time.Second)
+	shortest := fenceMaxEvery * 5
+	for _, w := range r.a.workerRecords() {
+		bound, _ := FenceBound(r.After, r.limitsOf(w))
+		shortest = min(shortest, bound)
+	}
+	return min(max(shortest/5, time.Second), fenceMaxEvery)
 }
 
-// fenceDue stops, all at once, the live workers whose bound the time since
-// lastContact has passed.
-func (a *HostActivities) fenceDue(ctx context.Context, o Fence, log *slog.Logger, lastContact, now time.Time) {
-	var wg sync.WaitGroup
-	for _, w := range a.liveWorkers() {
-		lim := fenceLimits{grace: o.Grace}
-		if v, ok := a.fenceLimits.Load(w.workerID); ok {
-			lim = v.(fenceLimits)
-			if lim.grace == 0 {
-				lim.grace = o.Grace
-			}
+func (r *fenceRun) limitsOf(w workerRecord) FenceLimits {
+	var l FenceLimits
+	if w.info.Fence != nil {
+		l = *w.info.Fence
+	}
+	if l.Grace == 0 {
+		l.Grace = r.Grace
+	}
+	return l
+}
+
+// fenceDue starts the stop of each recorded worker whose bound the time
+// since the last answer has passed, unless its stop runs or it was
+// stopped in this cut. It does not wait for the stops: one long grace must
+// not hold up the others.
+func (r *fenceRun) fenceDue(now time.Time) {
+	for _, w := range r.a.workerRecords() {
+		if w.info.PID <= 0 || w.info.Token == "" {
+			continue // a start in flight: the next probe sees it recorded
 		}
-		bound := FenceBound(o.After, lim.hostLoss, lim.grace)
-		if now.Sub(lastContact) < bound {
+		bound, grace := FenceBound(r.After, r.limitsOf(w))
+		if now.Sub(r.lastContact) < bound {
 			continue
 		}
-		if rec, ok := a.fenceRecord(w.workerID, w.info); ok && rec.FencedAt.After(lastContact) {
-			if _, over := stopOutcomes[rec.Stopped]; over {
-				continue // stopped in this cut already; a failed stop is tried again
-			}
+		r.mu.Lock()
+		skip := r.busy[w.info.Token] || r.done[w.info.Token]
+		if !skip {
+			r.busy[w.info.Token] = true
 		}
-		wg.Add(1)
+		r.mu.Unlock()
+		if skip {
+			continue
+		}
+		r.stops.Add(1)
 		go func() {
-			defer wg.Done()
-			a.fenceOne(ctx, log, w, lim, bound, lastContact)
+			defer r.stops.Done()
+			over := r.a.fenceOne(r.log, w, bound, grace, r.lastContact)
+			r.mu.Lock()
+			delete(r.busy, w.info.Token)
+			if over {
+				r.done[w.info.Token] = true
+			}
+			r.mu.Unlock()
 		}()
 	}
-	wg.Wait()
 }
 
-// stopOutcomes are the FenceRecord.Stopped of a stop that is over.
-var stopOutcomes = map[string]struct{}{"graceful": {}, "killed": {}, "already gone": {}}
-
 // fenceOne records the fence first, so that however the process ends from
-// here its end is reported as fenced, then stops it.
-func (a *HostActivities) fenceOne(ctx context.Context, log *slog.Logger, w workerRecord, lim fenceLimits, bound time.Duration, lastContact time.Time) {
+// here its end is reported as fenced, then stops the tree (on a context of
+// its own: a stop begun is seen through, also when the program stops). A
+// tree with nothing left leaves no record. It reports whether the stop is
+// over.
+func (a *HostActivities) fenceOne(log *slog.Logger, w workerRecord, bound, grace time.Duration, lastContact time.Time) bool {
 	rec := FenceRecord{WorkerID: w.workerID, PID: w.info.PID, CutOffSince: lastContact.UTC(), FencedAt: time.Now().UTC(),
-		Bound: bound, HostLossAfter: lim.hostLoss, Stopped: "stopping"}
+		Bound: bound, Stopped: "stopping"}
+	if w.info.Fence != nil {
+		rec.HostLossAfter = w.info.Fence.HostLossAfter
+	}
+	if old, ok := a.fenceRecord(w.workerID, w.info); ok {
+		rec.CutOffSince, rec.FencedAt = old.CutOffSince, old.FencedAt // a retry of a failed stop
+	}
 	if err := a.writeFenceRecord(rec, w.info.Token); err != nil {
 		log.Error("Recording a fence failed; the worker is stopped all the same", "worker_id", w.workerID, "error", err)
 	}
-	res, err := a.stopTree(ctx, StopInput{WorkerID: w.workerID, Process: w.info, Grace: lim.grace}, func() {})
+	res, err := a.stopTree(context.Background(), StopInput{WorkerID: w.workerID, Process: w.info, Grace: grace}, func() {})
 	switch {
+	case err == nil && res.AlreadyGone:
+		// Nothing of it ran: its end, whenever it was, is its own.
+		if rerr := os.Remove(a.fencePath(w.workerID, w.info.Token)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			log.Error("Removing a fence record failed", "worker_id", w.workerID, "error", rerr)
+		}
+		return true
 	case err != nil:
 		rec.Stopped = "stop failed: " + err.Error()
-	case res.AlreadyGone:
-		rec.Stopped = "already gone"
 	case res.Killed:
 		rec.Stopped = "killed"
 	default:
@@ -253,22 +400,8 @@ func (a *HostActivities) fenceOne(ctx context.Context, log *slog.Logger, w worke
 		log.Error("Recording a fence failed", "worker_id", w.workerID, "error", werr)
 	}
 	log.Warn("Stopped a worker: this host has not reached the server for longer than its fence bound",
-		"worker_id", w.workerID, "pid", w.info.PID, "cut_off_since", rec.CutOffSince, "bound", bound, "stopped", rec.Stopped)
-}
-
-// liveWorkers are the processes of this host's state folder that still
-// run.
-func (a *HostActivities) liveWorkers() []workerRecord {
-	var out []workerRecord
-	for _, r := range a.workerRecords() {
-		if r.info.PID <= 0 || r.info.Token == "" {
-			continue // a start in flight: the next probe sees it
-		}
-		if running, err := sameProcessRunning(r.info.PID, r.info.StartTicks); err == nil && running {
-			out = append(out, r)
-		}
-	}
-	return out
+		"worker_id", w.workerID, "pid", w.info.PID, "cut_off_since", rec.CutOffSince, "bound", bound, "grace", grace, "stopped", rec.Stopped)
+	return err == nil
 }
 
 // reportFenced reports, once the server answers, each fence not reported
@@ -280,7 +413,7 @@ func (a *HostActivities) reportFenced(log *slog.Logger, now time.Time) {
 	sort.Strings(files)
 	for _, f := range files {
 		rec, err := readFenceRecord(f)
-		if err != nil || rec.ReportedAt != nil {
+		if err != nil || rec.ReportedAt != nil || rec.Stopped == "stopping" {
 			continue
 		}
 		// Reported before it is marked so: a crash in between reports it

@@ -2,7 +2,9 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,22 +19,29 @@ import (
 )
 
 func TestFenceBound(t *testing.T) {
+	defaults := FenceLimits{HostLossAfter: 2 * time.Minute, WatchHeartbeat: 20 * time.Second, Grace: 5 * time.Second}
 	for _, tc := range []struct {
-		name                   string
-		after, hostLoss, grace time.Duration
-		want                   time.Duration
+		name   string
+		after  time.Duration
+		limits FenceLimits
+		bound  time.Duration
+		grace  time.Duration
 	}{
-		{"off", 0, 2 * time.Minute, 5 * time.Second, 0},
-		{"the defaults: 2 min less a quarter", DefaultFenceAfter, 2 * time.Minute, 5 * time.Second, 90 * time.Second},
-		{"a lifecycle of an earlier release: the host's bound", DefaultFenceAfter, 0, 5 * time.Second, DefaultFenceAfter},
-		{"a longer host loss keeps the host's bound", DefaultFenceAfter, 10 * time.Minute, 5 * time.Second, DefaultFenceAfter},
-		{"a shorter host loss shortens it", DefaultFenceAfter, 60 * time.Second, 5 * time.Second, 45 * time.Second},
-		{"a long grace is stopped in time", DefaultFenceAfter, 2 * time.Minute, 60 * time.Second, 55 * time.Second},
-		{"never below the floor", DefaultFenceAfter, 8 * time.Second, 5 * time.Second, minFenceBound},
-		{"a host's short bound is kept above the floor", 2 * time.Second, 0, 0, minFenceBound},
+		{"off", 0, defaults, 0, 5 * time.Second},
+		{"the defaults", DefaultFenceAfter, defaults, 90 * time.Second, 5 * time.Second},
+		{"a lifecycle of an earlier release: the host's bound", DefaultFenceAfter, FenceLimits{Grace: 5 * time.Second}, DefaultFenceAfter, 5 * time.Second},
+		{"a longer host loss keeps the host's bound", DefaultFenceAfter, FenceLimits{HostLossAfter: 10 * time.Minute, Grace: 5 * time.Second}, DefaultFenceAfter, 5 * time.Second},
+		// 60 s less the grace, the kill (5 s) and the fence's lag (8 s).
+		{"a shorter host loss shortens it", DefaultFenceAfter, FenceLimits{HostLossAfter: 60 * time.Second, Grace: 5 * time.Second}, 42 * time.Second, 5 * time.Second},
+		{"the watch's heartbeat slack counts", DefaultFenceAfter, FenceLimits{HostLossAfter: 3 * time.Second, WatchHeartbeat: 2 * time.Minute, Grace: 5 * time.Second}, 9 * time.Second, 5 * time.Second},
+		{"a long grace is stopped in time", DefaultFenceAfter, FenceLimits{HostLossAfter: 2 * time.Minute, Grace: 60 * time.Second}, 47 * time.Second, 60 * time.Second},
+		{"a grace that leaves no room is shortened", DefaultFenceAfter, FenceLimits{HostLossAfter: 30 * time.Second, Grace: 25 * time.Second}, MinFenceAfter, 12 * time.Second},
+		{"never below the floor", DefaultFenceAfter, FenceLimits{HostLossAfter: 8 * time.Second, Grace: 5 * time.Second}, MinFenceAfter, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, FenceBound(tc.after, tc.hostLoss, tc.grace))
+			bound, grace := FenceBound(tc.after, tc.limits)
+			assert.Equal(t, tc.bound, bound, "bound")
+			assert.Equal(t, tc.grace, grace, "grace")
 		})
 	}
 }
@@ -47,15 +56,16 @@ func (p *switchedProbe) probe(context.Context) error {
 	return nil
 }
 
-// runFence runs a's fence with a 5 s bound (the floor) until the test ends.
-func runFence(t *testing.T, a *HostActivities, probe *switchedProbe) {
+// runFence runs f until the test ends, probing every 0.1 s.
+func runFence(t *testing.T, f Fence) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
+	f.Every = 100 * time.Millisecond
 	go func() {
 		defer wg.Done()
-		Fence{Host: a, After: minFenceBound, Every: 100 * time.Millisecond, Grace: time.Second, Probe: probe.probe}.Run(ctx)
+		f.Run(ctx)
 	}()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
@@ -79,7 +89,7 @@ func TestCutOffHostStopsItsWorkersAndReportsThem(t *testing.T) {
 	watched := watchIn(t, a, id, info)
 
 	probe := &switchedProbe{}
-	runFence(t, a, probe)
+	runFence(t, Fence{Host: a, After: MinFenceAfter, Grace: time.Second, Probe: probe.probe})
 	time.Sleep(300 * time.Millisecond)
 	require.True(t, procfs.Alive(info.PID), "a host that reaches the server leaves its workers alone")
 
@@ -87,15 +97,15 @@ func TestCutOffHostStopsItsWorkersAndReportsThem(t *testing.T) {
 	probe.cut.Store(true)
 	st := awaitExit(t, watched)
 	took := time.Since(cut)
-	// The bound runs from the last answer, up to one probe (0.1 s) before
-	// the cut.
-	assert.GreaterOrEqual(t, took, minFenceBound-200*time.Millisecond, "not before the bound")
-	assert.Less(t, took, minFenceBound+3*time.Second, "stopped soon after the bound")
+	// The bound runs from the last answer, one probe (0.1 s, or more on a
+	// loaded machine) before the cut.
+	assert.GreaterOrEqual(t, took, MinFenceAfter-time.Second, "not before the bound")
+	assert.Less(t, took, MinFenceAfter+3*time.Second, "stopped soon after the bound")
 	assert.Equal(t, ExitStatus{ExitCode: 0, Fenced: true, Action: "fail"}, st, "ended by its TERM within the grace; fenced fails by default")
 
 	rec := stoppedRecord(t, a, id, info)
 	assert.Equal(t, "graceful", rec.Stopped)
-	assert.Equal(t, minFenceBound, rec.Bound)
+	assert.Equal(t, MinFenceAfter, rec.Bound)
 	assert.Nil(t, rec.ReportedAt, "not reported while cut off")
 	assert.FileExists(t, filepath.Join(a.StateDir, id+".json"), "the record stays, for a watch after a restart")
 
@@ -141,20 +151,23 @@ func stoppedRecord(t *testing.T, a *HostActivities, id string, info ProcessInfo)
 
 // A process that ignores TERM is killed after its lifecycle's grace; a
 // lifecycle with a short host-loss bound is fenced sooner than the host's
-// bound; an end the fence did not cause is not fenced.
+// bound.
 func TestFenceKillsAfterTheGraceAndFollowsTheLifecyclesBound(t *testing.T) {
 	types := map[string][]string{"stubborn": {"sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"}}
 	a := withMonitor(t, newProcActivities(t, types))
 	id := uniqueWorkerID("stubborn")
 	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "stubborn", TaskID: "task-1"})
-	watched := watchWith(t, a, WatchInput{WorkerID: id, Process: info, HostLossAfter: 12 * time.Second, Grace: time.Second})
+	watched := watchWith(t, a, WatchInput{WorkerID: id, Process: info, HostLossAfter: 20 * time.Second, Grace: time.Second})
 
 	probe := &switchedProbe{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// The host's own bound is a minute; the lifecycle's 12 s host loss
-	// brings it to 6 s (12 s less grace + 5 s).
-	go Fence{Host: a, After: time.Minute, Every: 100 * time.Millisecond, Grace: 30 * time.Second, Probe: probe.probe}.Run(ctx)
+	// The host's own bound is a minute; the lifecycle's 20 s host loss
+	// brings it to 6 s (20 s less the grace, the kill and the fence's lag).
+	runFence(t, Fence{Host: a, After: time.Minute, Grace: 30 * time.Second, Probe: probe.probe})
+	require.Eventually(t, func() bool {
+		var p ProcessInfo
+		data, err := os.ReadFile(a.statePath(id))
+		return err == nil && json.Unmarshal(data, &p) == nil && p.Fence != nil
+	}, 5*time.Second, 20*time.Millisecond, "the watch keeps its lifecycle's clocks in the record")
 	time.Sleep(300 * time.Millisecond)
 	cut := time.Now()
 	probe.cut.Store(true)
@@ -165,52 +178,113 @@ func TestFenceKillsAfterTheGraceAndFollowsTheLifecyclesBound(t *testing.T) {
 		t.Fatal("the fence did not stop the worker")
 	}
 	took := time.Since(cut)
-	assert.GreaterOrEqual(t, took, 6*time.Second-200*time.Millisecond)
-	assert.Less(t, took, 10*time.Second, "the lifecycle's bound, and its grace of 1 s, not the host's defaults")
+	assert.GreaterOrEqual(t, took, 6*time.Second-time.Second)
+	assert.Less(t, took, 12*time.Second, "the lifecycle's bound, and its grace of 1 s, not the host's minute and 30 s")
 	assert.True(t, st.Fenced)
 	assert.Equal(t, 137, st.ExitCode, "killed after the grace")
 	rec := stoppedRecord(t, a, id, info)
 	assert.Equal(t, "killed", rec.Stopped)
-	assert.Equal(t, 12*time.Second, rec.HostLossAfter)
+	assert.Equal(t, 20*time.Second, rec.HostLossAfter)
+	assert.Equal(t, 6*time.Second, rec.Bound)
 
-	// Another start of the same worker, not fenced, ends as itself.
+	// A later start of the same worker is another token: not fenced.
 	other := info
-	other.PID++
+	other.Token = "another-start"
 	_, fenced := a.fenceRecord(id, other)
 	assert.False(t, fenced, "a fence record names one start")
 }
 
-// A program without a fence bound, or whose server answers, stops nothing.
+// A program without a fence bound stops nothing, but still reports what
+// an earlier run fenced; one whose server answers stops nothing.
 func TestNoFenceWhenOffOrReachable(t *testing.T) {
 	types := map[string][]string{"job": {"sleep", "300"}}
 	a := withMonitor(t, newProcActivities(t, types))
 	id := uniqueWorkerID("job")
 	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
 	t.Cleanup(func() { stopProc(t, newActivityEnv(a), a, StopInput{WorkerID: id, Process: info}) })
+	earlier := FenceRecord{WorkerID: "worker-job-earlier", PID: 1, Stopped: "graceful"}
+	require.NoError(t, a.writeFenceRecord(earlier, "earlier-token"))
+
+	// Off: the server is cut off for longer than any bound.
+	cut := &switchedProbe{}
+	cut.cut.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), MinFenceAfter+2*time.Second)
+	defer cancel()
+	Fence{Host: a, After: 0, Every: 100 * time.Millisecond, Probe: cut.probe}.Run(ctx)
+	assert.True(t, procfs.Alive(info.PID), "--fence-after 0 turns fencing off")
+	_, fenced := a.fenceRecord(id, info)
+	assert.False(t, fenced)
+
+	// Off, the server answering: the earlier fence is reported.
+	Fence{Host: a, After: 0, Every: 100 * time.Millisecond, Probe: (&switchedProbe{}).probe}.Run(context.Background())
+	rec, err := readFenceRecord(a.fencePath("worker-job-earlier", "earlier-token"))
+	require.NoError(t, err)
+	assert.NotNil(t, rec.ReportedAt, "reported with fencing off")
+
+	// On, the server answering for longer than the bound: nothing stopped.
+	ctx, cancel = context.WithTimeout(context.Background(), MinFenceAfter+2*time.Second)
+	defer cancel()
+	Fence{Host: a, After: MinFenceAfter, Every: 100 * time.Millisecond, Probe: (&switchedProbe{}).probe}.Run(ctx)
+	assert.True(t, procfs.Alive(info.PID), "a host that reaches the server leaves its workers alone")
+}
+
+// A program restarted during a cut goes on from the server's last answer
+// recorded in the state folder, not from its own start.
+func TestFenceResumesFromTheLastAnswer(t *testing.T) {
+	types := map[string][]string{"job": {"sleep", "300"}}
+	a := withMonitor(t, newProcActivities(t, types))
+	id := uniqueWorkerID("job")
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+	require.NoError(t, a.recordContact(time.Now().Add(-time.Minute)))
+	assert.True(t, Fence{Host: a}.HasWorkers())
 
 	cut := &switchedProbe{}
 	cut.cut.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	Fence{Host: a, After: 0, Every: 100 * time.Millisecond, Probe: cut.probe}.Run(ctx) // returns at once
-	assert.True(t, procfs.Alive(info.PID), "--fence-after 0 turns fencing off")
-	entries, err := os.ReadDir(a.StateDir)
-	require.NoError(t, err)
-	for _, e := range entries {
-		assert.NotContains(t, e.Name(), fenceSuffix)
-	}
+	start := time.Now()
+	runFence(t, Fence{Host: a, After: MinFenceAfter, Grace: time.Second, Probe: cut.probe, Resume: true, UntilContact: true})
+	require.Eventually(t, func() bool { return !procfs.Alive(info.PID) }, 5*time.Second, 20*time.Millisecond,
+		"fenced at once: the bound ran out before this program started")
+	assert.Less(t, time.Since(start), 3*time.Second)
+	rec := stoppedRecord(t, a, id, info)
+	assert.WithinDuration(t, time.Now().Add(-time.Minute), rec.CutOffSince, 5*time.Second)
+}
+
+// A worker that ended by itself before the fence came is not fenced: no
+// record is left when the stop finds nothing, and an end the monitor saw
+// before the fence began is the process's own.
+func TestEndBeforeTheFenceIsItsOwn(t *testing.T) {
+	types := map[string][]string{"job": {"sh", "-c", "exit 0"}}
+	a := withMonitor(t, newProcActivities(t, types))
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("job")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, watchProc(t, env, a, info))
+
+	assert.True(t, a.fenceOne(slog.Default(), workerRecord{id, info}, MinFenceAfter, time.Second, time.Now()))
+	_, fenced := a.fenceRecord(id, info)
+	assert.False(t, fenced, "nothing was stopped, nothing recorded")
+
+	// A record written just before a natural end: the monitor's end time
+	// says whose end it was.
+	require.NoError(t, a.writeFenceRecord(FenceRecord{WorkerID: id, PID: info.PID, FencedAt: time.Now(), Stopped: "graceful"}, info.Token))
+	assert.False(t, a.fencedEnd(id, info), "ended before the fence began")
+	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, a.judge(id, info, ExitStatus{ExitCode: 0}))
+	require.NoError(t, a.writeFenceRecord(FenceRecord{WorkerID: id, PID: info.PID, FencedAt: time.Now().Add(-time.Hour), Stopped: "graceful"}, info.Token))
+	assert.True(t, a.fencedEnd(id, info), "ended after the fence began")
 }
 
 // The fence probes often enough to keep the shortest bound of the host's
 // workers to within a fifth, and no more often than once a second.
 func TestFenceProbesByTheShortestBound(t *testing.T) {
-	a := &HostActivities{}
-	f := Fence{Host: a, After: DefaultFenceAfter, Grace: 5 * time.Second}
-	assert.Equal(t, 5*time.Second, f.every(a), "the defaults: every 5 s")
-	a.fenceLimits.Store("worker-fix-1", fenceLimits{hostLoss: 12 * time.Second, grace: time.Second})
-	assert.Equal(t, 1200*time.Millisecond, f.every(a), "a 6 s bound")
-	a.fenceLimits.Store("worker-fix-2", fenceLimits{hostLoss: 8 * time.Second})
-	assert.Equal(t, time.Second, f.every(a), "never more often than once a second")
-	f.Every = 100 * time.Millisecond
-	assert.Equal(t, 100*time.Millisecond, f.every(a))
+	a := &HostActivities{StateDir: t.TempDir()}
+	r := &fenceRun{Fence: Fence{Host: a, After: DefaultFenceAfter, Grace: 5 * time.Second}, a: a}
+	assert.Equal(t, 5*time.Second, r.every(), "no worker: every 5 s")
+	require.NoError(t, a.saveState("worker-fix-1", ProcessInfo{PID: 1, Token: "t1", Fence: &FenceLimits{HostLossAfter: time.Minute}}))
+	assert.Equal(t, 5*time.Second, r.every(), "a 42 s bound")
+	require.NoError(t, a.saveState("worker-fix-2", ProcessInfo{PID: 2, Token: "t2", Fence: &FenceLimits{HostLossAfter: 25 * time.Second, Grace: time.Second}}))
+	assert.Equal(t, 2200*time.Millisecond, r.every(), "an 11 s bound")
+	require.NoError(t, a.saveState("worker-fix-3", ProcessInfo{PID: 3, Token: "t3", Fence: &FenceLimits{HostLossAfter: 8 * time.Second}}))
+	assert.Equal(t, time.Second, r.every(), "never more often than once a second")
+	r.Every = 100 * time.Millisecond
+	assert.Equal(t, 100*time.Millisecond, r.every())
 }

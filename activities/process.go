@@ -228,13 +228,8 @@ func spawnError(command string, err error) error {
 // monitor wrote; it is Lost, exit code -1, only when it had no monitor or
 // its monitor was killed before it could write.
 func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatus, error) {
-	a.fenceLimits.Store(in.WorkerID, fenceLimits{hostLoss: in.HostLossAfter, grace: in.Grace})
-	st, err := a.watch(ctx, in)
-	if err == nil {
-		// Ended: nothing left to fence.
-		a.fenceLimits.Delete(in.WorkerID)
-	}
-	return st, err
+	a.recordFenceLimits(in.WorkerID, in.Process, FenceLimits{HostLossAfter: in.HostLossAfter, WatchHeartbeat: in.WatchHeartbeat, Grace: in.Grace})
+	return a.watch(ctx, in)
 }
 
 func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, error) {
@@ -283,7 +278,7 @@ func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, 
 // type (by an earlier release) is left to the lifecycle's own judgement
 // unless fenced; a type this host no longer knows gets the defaults.
 func (a *HostActivities) judge(workerID string, p ProcessInfo, st ExitStatus) ExitStatus {
-	if _, ok := a.fenceRecord(workerID, p); ok {
+	if a.fencedEnd(workerID, p) {
 		// Also for a process of an earlier release: judged by the
 		// defaults, its fenced end is not taken for a crash.
 		st.Fenced = true

@@ -83,11 +83,17 @@ func command() *cobra.Command {
 			if missing := registry.Unrunnable(); len(missing) > 0 {
 				slog.Warn("Worker types whose program is missing here; spawning them will fail", "types", missing)
 			}
-			if fenceEnvErr != nil && !cmd.Flags().Changed("fence-after") {
-				return fenceEnvErr
+			fenceFrom := "--fence-after"
+			if !cmd.Flags().Changed("fence-after") {
+				if fenceEnvErr != nil {
+					return fenceEnvErr
+				}
+				if os.Getenv("WORKER_FENCE_AFTER") != "" {
+					fenceFrom = "WORKER_FENCE_AFTER"
+				}
 			}
-			if fenceAfter < 0 {
-				return fmt.Errorf("--fence-after %s: must be 0 (no self-fencing) or a positive duration", fenceAfter)
+			if fenceAfter < 0 || (fenceAfter > 0 && fenceAfter < activities.MinFenceAfter) {
+				return fmt.Errorf("%s %s: must be 0 (no self-fencing) or at least %s", fenceFrom, fenceAfter, activities.MinFenceAfter)
 			}
 			if !workflows.HostPattern.MatchString(host) {
 				return fmt.Errorf("--host %q must match %s", host, workflows.HostPattern)
@@ -131,12 +137,6 @@ func command() *cobra.Command {
 					return err
 				}
 			}
-			c, err := conn.Dial(false)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-
 			var record activities.EventRecorder
 			if store != nil {
 				record = func(eventType string, data map[string]any) {
@@ -145,6 +145,25 @@ func command() *cobra.Command {
 					}
 				}
 			}
+			hostActs := &activities.HostActivities{
+				Registry:          registry,
+				LogDir:            logDir,
+				Host:              host,
+				TemporalAddress:   conn.Address,
+				TemporalNamespace: conn.Namespace,
+				Procs:             activities.NewProcessTable(),
+				StateDir:          stateDir,
+				Event:             record,
+				Monitor:           monitorCmd,
+				CgroupRoot:        contained.root,
+				Limiter:           limiter,
+			}
+			fence := activities.Fence{Host: hostActs, After: fenceAfter, Grace: workflows.DefaultShutdownGrace, Log: slog.Default()}
+			c, err := dialFencing(conn, fence)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
 			fc, err := fleet.New(c, fleet.Options{WorkerTypesFile: typesFile})
 			if err != nil {
 				return err
@@ -163,21 +182,8 @@ func command() *cobra.Command {
 			if store != nil {
 				sharedActs.Archived = store.MoveArchived
 			}
-			hostActs := &activities.HostActivities{
-				Registry:          registry,
-				LogDir:            logDir,
-				Host:              host,
-				TemporalAddress:   conn.Address,
-				TemporalNamespace: conn.Namespace,
-				Procs:             activities.NewProcessTable(),
-				StateDir:          stateDir,
-				Reporter:          &adapters.Reporter{Client: c},
-				Owners:            sweeper,
-				Event:             record,
-				Monitor:           monitorCmd,
-				CgroupRoot:        contained.root,
-				Limiter:           limiter,
-			}
+			hostActs.Reporter = &adapters.Reporter{Client: c}
+			hostActs.Owners = sweeper
 			// The shared queue runs the workflows and the work any host can
 			// do; the host's own queue runs the work on its processes.
 			// The identity names the host, so `starter doctor` can find
@@ -214,12 +220,17 @@ func command() *cobra.Command {
 			}
 			defer own.Stop()
 			fenceCtx, stopFence := context.WithCancel(context.Background())
-			defer stopFence()
-			go activities.Fence{Host: hostActs, After: fenceAfter, Grace: workflows.DefaultShutdownGrace, Log: slog.Default(),
-				Probe: func(ctx context.Context) error {
-					_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
-					return err
-				}}.Run(fenceCtx)
+			fenceDone := make(chan struct{})
+			fence.Probe = func(ctx context.Context) error {
+				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			}
+			go func() {
+				defer close(fenceDone)
+				fence.Run(fenceCtx)
+			}()
+			// A stop the fence has begun is seen through before exit.
+			defer func() { stopFence(); <-fenceDone }()
 			if store != nil {
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
@@ -262,6 +273,34 @@ func command() *cobra.Command {
 		Run:                func(_ *cobra.Command, args []string) { os.Exit(monitor.Main(args)) },
 	})
 	return cmd
+}
+
+// dialFencing connects to the server. When it does not answer and this
+// host has workers, it keeps trying and fences them meanwhile, from the
+// server's last answer recorded in the state folder: a program restarted
+// during a cut (a crash, a deploy) goes on fencing instead of exiting in a
+// loop while its agents run on. Without workers the error is returned as
+// before.
+func dialFencing(conn connection.Options, fence activities.Fence) (client.Client, error) {
+	c, err := conn.Dial(false)
+	if err == nil || fence.After <= 0 || !fence.HasWorkers() {
+		return c, err
+	}
+	slog.Warn("The server does not answer at start; this host's workers are stopped if it stays so, counted from its last answer", "error", err)
+	fence.UntilContact, fence.Resume = true, true
+	fence.Probe = func(context.Context) error {
+		var probe client.Client
+		if probe, err = conn.Dial(true); err == nil {
+			probe.Close()
+		}
+		return err
+	}
+	for {
+		fence.Run(context.Background())
+		if c, err = conn.Dial(false); err == nil {
+			return c, nil
+		}
+	}
 }
 
 // containment is what chooseContainment decided.

@@ -41,25 +41,30 @@ func TestLimitsWithoutCgroupsAreRefusedAtStart(t *testing.T) {
 	require.Nil(t, l, "no type sets limits: nothing to apply")
 }
 
-// The default fence bound is what the default host-loss bound and grace
-// give: a lifecycle with the defaults is stopped by its cut-off host before
-// the server counts the host lost.
+// The default fence bound is what a lifecycle with the default clocks
+// gets: stopped by its cut-off host before the server counts the host
+// lost.
 func TestDefaultFenceMatchesTheDefaultHostLoss(t *testing.T) {
-	require.Equal(t, activities.DefaultFenceAfter,
-		activities.FenceBound(24*time.Hour, workflows.DefaultHostLossAfter, workflows.DefaultShutdownGrace))
-	require.Less(t, activities.DefaultFenceAfter, workflows.DefaultHostLossAfter)
+	bound, grace := activities.FenceBound(activities.DefaultFenceAfter, activities.FenceLimits{HostLossAfter: workflows.DefaultHostLossAfter,
+		WatchHeartbeat: workflows.DefaultWatchHeartbeat, Grace: workflows.DefaultShutdownGrace})
+	require.Equal(t, activities.DefaultFenceAfter, bound)
+	require.Equal(t, workflows.DefaultShutdownGrace, grace)
+	require.Equal(t, workflows.DefaultHostLossAfter-30*time.Second, activities.DefaultFenceAfter)
 }
 
 // A bad fence bound is refused before anything connects, naming the flag
-// or the variable.
+// or the variable it came from.
 func TestBadFenceBoundIsRefusedAtStart(t *testing.T) {
 	for _, tc := range []struct {
 		env  string
 		args []string
 		want string
 	}{
-		{"", []string{"--fence-after", "-1s"}, "--fence-after -1s: must be 0 (no self-fencing) or a positive duration"},
+		{"", []string{"--fence-after", "-1s"}, "--fence-after -1s: must be 0 (no self-fencing) or at least 5s"},
+		{"", []string{"--fence-after", "2s"}, "--fence-after 2s: must be 0 (no self-fencing) or at least 5s"},
+		{"-3s", nil, "WORKER_FENCE_AFTER -3s: must be 0 (no self-fencing) or at least 5s"},
 		{"soon", nil, `WORKER_FENCE_AFTER="soon" is not a duration (such as 90s or 2m)`},
+		{"soon", []string{"--fence-after", "1s"}, "--fence-after 1s: must be 0 (no self-fencing) or at least 5s"},
 	} {
 		t.Setenv("WORKER_FENCE_AFTER", tc.env)
 		cmd := command()

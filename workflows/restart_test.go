@@ -144,6 +144,7 @@ func (s *lifecycleSuite) TestFencedEndReadsAsSuchAndIsNotRestarted() {
 	s.Equal("fenced", spec.ExitReason)
 	s.Equal("process stopped by its own host, which could not reach the server for longer than its fence bound; not restarted", spec.Cleanup.Reason)
 	s.Equal(40*time.Second, watched.HostLossAfter)
+	s.Equal(DefaultWatchHeartbeat, watched.WatchHeartbeat)
 	s.Equal(7*time.Second, watched.Grace)
 }
 

@@ -22,6 +22,7 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		SampleEvery:     w.limits.SampleEvery,
 		OutputHeartbeat: w.st.Request.HeartbeatMode == HeartbeatModeOutput,
 		HostLossAfter:   w.limits.HostLossAfter,
+		WatchHeartbeat:  w.limits.WatchHeartbeat,
 		Grace:           w.limits.ShutdownGrace,
 	})
 	o := w.awaitOutcome(ctx, watch)

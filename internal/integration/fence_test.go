@@ -129,8 +129,14 @@ func TestCutOffHostFencesItsWorkers(t *testing.T) {
 		require.NoError(t, h.fleet.Heartbeat(ctx, id, workflows.Heartbeat{TokensUsed: 10, Status: workflows.HeartbeatBusy}))
 	}
 	// The watches are running: each has told the host its lifecycle's
-	// bounds.
-	time.Sleep(2 * time.Second)
+	// clocks, kept in the process's record.
+	for id := range pids {
+		require.Eventually(t, func() bool {
+			data, err := os.ReadFile(filepath.Join(stateDir, id+".json"))
+			var p activities.ProcessInfo
+			return err == nil && json.Unmarshal(data, &p) == nil && p.Fence != nil && p.Fence.HostLossAfter > 0
+		}, 10*time.Second, 100*time.Millisecond, "the watch of %s keeps its clocks in the record", id)
+	}
 
 	cut := time.Now()
 	proxy.setCut(true)
@@ -140,9 +146,7 @@ func TestCutOffHostFencesItsWorkers(t *testing.T) {
 		}
 		require.False(t, procfs.Alive(pid), "%s (pid %d) still runs %s after its host was cut off: past the host-loss bound", id, pid, shortLoss)
 	}
-	stoppedAfter := time.Since(cut)
-	t.Logf("both workers stopped %s after the cut", stoppedAfter.Round(100*time.Millisecond))
-	assert.GreaterOrEqual(t, stoppedAfter, 20*time.Second, "not before the host's fence bound")
+	t.Logf("both workers stopped %s after the cut", time.Since(cut).Round(100*time.Millisecond))
 
 	// The server counts the host lost for the short one and refunds it;
 	// its process was already stopped.
@@ -151,10 +155,18 @@ func TestCutOffHostFencesItsWorkers(t *testing.T) {
 	assert.Contains(t, spec.Cleanup.Reason, "host "+host+" lost")
 	assert.EqualValues(t, 100, spec.Cleanup.Refunded)
 	require.NotEqual(t, workflows.StatusCleanedUp, h.status(t, long).Status, "the long one waits for its host")
-	for _, id := range []string{short, long} {
+	// The short one's bound: its 30 s host loss and a fifth of its 5 s
+	// watch heartbeat, less its 5 s grace, the kill's 5 s and the fence's
+	// 8 s lag; the long one has the host's 20 s.
+	for id, bound := range map[string]time.Duration{short: 13 * time.Second, long: 20 * time.Second} {
 		rec := fenceRecord(t, stateDir, id)
 		assert.Nil(t, rec.ReportedAt, "not reported while cut off")
 		assert.Contains(t, []string{"graceful", "killed"}, rec.Stopped)
+		assert.Equal(t, bound, rec.Bound, id)
+		assert.GreaterOrEqual(t, rec.FencedAt.Sub(rec.CutOffSince), bound, "fenced after its bound")
+		// The bound runs from the server's last answer to the host's
+		// probe, at most one probe (5 s) before the cut.
+		assert.WithinDuration(t, cut, rec.CutOffSince, 5*time.Second, "cut off since the last answer before the cut")
 	}
 
 	proxy.setCut(false)
