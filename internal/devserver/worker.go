@@ -37,22 +37,9 @@ type WorkerProgram struct {
 // StartWorker starts the worker program and returns once this very process
 // polls its host's queue, so that a spawn that follows finds it.
 func StartWorker(ctx context.Context, c client.Client, p WorkerProgram) (*exec.Cmd, error) {
-	logFile, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	cmd, err := p.Start()
 	if err != nil {
 		return nil, err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(p.Binary, "--address", p.Address, "--worker-types", p.TypesFile,
-		"--log-dir", p.LogDir, "--state-dir", p.StateDir, "--host", p.Host)
-	cmd.Env = append(os.Environ(), p.Env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// A test binary that dies (a panic, a timeout) takes its worker programs
-	// along, or they would go on taking tasks from the next run's server.
-	// Linux sends it when the starting thread ends; Go ends a thread only
-	// after a goroutine that locked it returns locked, which tests do not.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the worker program for %s: %w", p.Host, err)
 	}
 	within := p.ReadyWithin
 	if within == 0 {
@@ -75,6 +62,29 @@ func StartWorker(ctx context.Context, c client.Client, p WorkerProgram) (*exec.C
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	return nil, fmt.Errorf("the worker program for %s did not start polling (log %s)", p.Host, p.LogFile)
+}
+
+// Start starts the worker program without waiting for it to poll (a
+// program that cannot reach its server at first, say).
+func (p WorkerProgram) Start() (*exec.Cmd, error) {
+	logFile, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(p.Binary, "--address", p.Address, "--worker-types", p.TypesFile,
+		"--log-dir", p.LogDir, "--state-dir", p.StateDir, "--host", p.Host)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A test binary that dies (a panic, a timeout) takes its worker programs
+	// along, or they would go on taking tasks from the next run's server.
+	// Linux sends it when the starting thread ends; Go ends a thread only
+	// after a goroutine that locked it returns locked, which tests do not.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the worker program for %s: %w", p.Host, err)
+	}
+	return cmd, nil
 }
 
 // StopWorker ends a worker program with sig (SIGKILL: a crash) and waits

@@ -99,17 +99,20 @@ func (p *cutProxy) setCut(cut bool) {
 // them; when it comes back it reports them, nothing runs twice and every
 // token is back. One lifecycle's host-loss bound (30 s) runs out while the
 // host is cut off: the server refunds it and the fence has already stopped
-// its process. The other's (10 min) does not: it hears its process's end
-// from the host once it is back, as fenced, and is not restarted.
+// its process. The worker program crashes during the cut and comes back,
+// still cut off: it fences from the last answer it recorded. The other's
+// (10 min) does not run out: it hears its process's end from the host once
+// it is back, as fenced, and is not restarted.
 func TestCutOffHostFencesItsWorkers(t *testing.T) {
 	const host = "it-host-fence"
 	const shortLoss, watchHeartbeat = 30 * time.Second, 5 * time.Second
 	proxy := newCutProxy(t, h.address)
 	logFile := filepath.Join(h.dir, "worker-"+host+".log")
 	stateDir := filepath.Join(h.dir, "state", host)
-	cmd, err := devserver.StartWorker(context.Background(), h.client, devserver.WorkerProgram{
+	program := devserver.WorkerProgram{
 		Binary: filepath.Join(h.dir, "bin", "worker"), Address: proxy.addr(), TypesFile: h.typesFile, LogDir: h.logDir,
-		StateDir: stateDir, Host: host, LogFile: logFile, Env: []string{"WORKER_FENCE_AFTER=20s"}})
+		StateDir: stateDir, Host: host, LogFile: logFile, Env: []string{"WORKER_FENCE_AFTER=20s"}}
+	cmd, err := devserver.StartWorker(context.Background(), h.client, program)
 	require.NoError(t, err)
 	h.workers[host] = cmd
 	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
@@ -140,6 +143,13 @@ func TestCutOffHostFencesItsWorkers(t *testing.T) {
 
 	cut := time.Now()
 	proxy.setCut(true)
+	// The worker program crashes during the cut and comes back, still cut
+	// off: it fences from the last answer it recorded, not from its start.
+	time.Sleep(3 * time.Second)
+	h.stopWorker(host, syscall.SIGKILL)
+	cmd, err = program.Start()
+	require.NoError(t, err)
+	h.workers[host] = cmd
 	for id, pid := range pids {
 		for procfs.Alive(pid) && time.Since(cut) < shortLoss {
 			time.Sleep(100 * time.Millisecond)
@@ -165,8 +175,10 @@ func TestCutOffHostFencesItsWorkers(t *testing.T) {
 		assert.Equal(t, bound, rec.Bound, id)
 		assert.GreaterOrEqual(t, rec.FencedAt.Sub(rec.CutOffSince), bound, "fenced after its bound")
 		// The bound runs from the server's last answer to the host's
-		// probe, at most one probe (5 s) before the cut.
-		assert.WithinDuration(t, cut, rec.CutOffSince, 5*time.Second, "cut off since the last answer before the cut")
+		// probe, at most one probe (5 s) before the cut, also for the
+		// program restarted 3 s after it.
+		assert.False(t, rec.CutOffSince.After(cut), "cut off since the last answer before the cut, not since the restart")
+		assert.WithinDuration(t, cut, rec.CutOffSince, 5*time.Second)
 	}
 
 	proxy.setCut(false)
@@ -182,6 +194,7 @@ func TestCutOffHostFencesItsWorkers(t *testing.T) {
 	}, 30*time.Second, 200*time.Millisecond, "both reported once the server answers")
 	log, err := os.ReadFile(logFile)
 	require.NoError(t, err)
+	assert.Contains(t, string(log), "The server does not answer at start", "the restarted program fenced while it waited")
 	for _, id := range []string{short, long} {
 		assert.Contains(t, string(log), "Reported a worker this host stopped while cut off from the server worker_id="+id)
 		// Nothing runs twice: no process of either worker anywhere.
