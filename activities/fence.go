@@ -97,11 +97,9 @@ type Fence struct {
 	// earlier release).
 	Grace time.Duration
 	Log   *slog.Logger
-	// UntilContact makes Run return at the first answer: a program that
-	// could not reach the server at its start fences while it waits.
-	UntilContact bool
 	// Resume starts the cut from the last answer recorded in the state
-	// folder, instead of now: a program restarted during a cut.
+	// folder, instead of now: a program restarted during a cut goes on
+	// from there.
 	Resume bool
 }
 
@@ -120,8 +118,10 @@ type FenceRecord struct {
 	Bound         time.Duration `json:"bound"`
 	HostLossAfter time.Duration `json:"host_loss_after,omitempty"`
 	// Stopped says how the stop ended: "stopping" while it runs,
-	// "graceful" (it ended within its grace), "killed", or the error of a
-	// stop that failed (the fence tries again on its next probe).
+	// "graceful" (it ended within its grace), "killed", "interrupted" (the
+	// worker program stopped during the stop; it was gone when looked at
+	// again), or the error of a stop that failed (the fence tries again on
+	// its next probe).
 	Stopped string `json:"stopped"`
 	// ReportedAt is when the server answered again and this was
 	// reported (logged, and in the operators' events file).
@@ -221,40 +221,58 @@ func (o Fence) HasWorkers() bool {
 	return o.Host != nil && len(o.Host.workerRecords()) > 0
 }
 
+const (
+	stopStopping    = "stopping"
+	stopGraceful    = "graceful"
+	stopKilled      = "killed"
+	stopInterrupted = "interrupted"
+)
+
+// stopOver says whether a fence record's stop is over: nothing more to do
+// for that start, whatever cut comes next.
+func stopOver(stopped string) bool {
+	return stopped == stopGraceful || stopped == stopKilled || stopped == stopInterrupted
+}
+
+// contactWriteEvery spaces the writes of the last answer: an older time
+// on record can only make a restarted program fence sooner.
+const contactWriteEvery = 10 * time.Second
+
 // fenceRun is the state of one Run.
 type fenceRun struct {
 	Fence
-	a           *HostActivities
-	log         *slog.Logger
-	lastContact time.Time
-	failures    int
-	mu          sync.Mutex
-	// busy holds the tokens whose stop runs; done those stopped in this
-	// cut.
-	busy, done map[string]bool
-	stops      sync.WaitGroup
+	a            *HostActivities
+	log          *slog.Logger
+	lastContact  time.Time
+	contactWrote time.Time
+	failures     int
+	mu           sync.Mutex
+	// busy holds the tokens whose stop runs.
+	busy  map[string]bool
+	stops sync.WaitGroup
 }
 
-// Run asks the server whether it answers until ctx ends (or, with
-// UntilContact, until it answers). Once it has not answered for a worker's
-// FenceBound, that worker is stopped (TERM, its grace, then KILL) and
-// recorded; once it answers again, what was stopped is reported. Stops in
-// progress are seen through before Run returns.
+// Run asks the server whether it answers until ctx ends. Once it has not
+// answered for a worker's FenceBound, that worker is stopped (TERM, its
+// grace, then KILL) and recorded; once it answers again, what was stopped
+// is reported. Stops in progress are seen through before Run returns.
+// Fencing off (After zero), it only reports what an earlier run fenced,
+// at the first answer.
 func (o Fence) Run(ctx context.Context) {
 	a := o.Host
 	if o.Probe == nil || a == nil || a.StateDir == "" {
 		return
 	}
-	r := &fenceRun{Fence: o, a: a, log: o.Log, lastContact: time.Now(), busy: map[string]bool{}, done: map[string]bool{}}
+	r := &fenceRun{Fence: o, a: a, log: o.Log, lastContact: time.Now(), busy: map[string]bool{}}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
 	if at, ok := a.lastContact(); ok && o.Resume && at.Before(r.lastContact) {
 		r.lastContact = at
 	}
+	a.settleInterrupted(r.log)
 	defer r.stops.Wait()
-	first := true
-	for {
+	for first := true; ; first = false {
 		if !first {
 			select {
 			case <-ctx.Done():
@@ -262,7 +280,6 @@ func (o Fence) Run(ctx context.Context) {
 			case <-time.After(r.every()):
 			}
 		}
-		first = false
 		pctx, cancel := context.WithTimeout(ctx, fenceProbeTimeout)
 		err := o.Probe(pctx)
 		cancel()
@@ -271,8 +288,10 @@ func (o Fence) Run(ctx context.Context) {
 		}
 		if err == nil {
 			r.contact()
-			if o.UntilContact || o.After <= 0 {
-				// Off, it still reports what an earlier run fenced.
+			if o.After <= 0 {
+				// A time on record would be stale if fencing were turned
+				// on later: it would fence at once after a restart.
+				_ = os.Remove(filepath.Join(a.StateDir, contactFile))
 				return
 			}
 			continue
@@ -293,14 +312,35 @@ func (r *fenceRun) contact() {
 	if r.failures > 0 {
 		r.log.Warn("The server answers again", "cut_off_for", now.Sub(r.lastContact).Round(time.Second))
 	}
-	r.failures, r.lastContact = 0, now
-	if err := r.a.recordContact(now); err != nil {
-		r.log.Warn("Recording the server's answer failed", "error", err)
-	}
+	r.failures = 0
 	r.mu.Lock()
-	clear(r.done)
+	r.lastContact = now
 	r.mu.Unlock()
+	if now.Sub(r.contactWrote) >= contactWriteEvery {
+		if err := r.a.recordContact(now); err != nil {
+			r.log.Warn("Recording the server's answer failed; a restart during a cut would fence from an older one", "error", err)
+		}
+		r.contactWrote = now
+	}
 	r.a.reportFenced(r.log, now)
+}
+
+// settleInterrupted marks the stops an earlier run of this program did not
+// live to finish: they are reported like the others, and their starts are
+// taken as fenced.
+func (a *HostActivities) settleInterrupted(log *slog.Logger) {
+	files, _ := filepath.Glob(filepath.Join(a.StateDir, "*"+fenceSuffix))
+	for _, f := range files {
+		rec, err := readFenceRecord(f)
+		if err != nil || rec.Stopped != stopStopping {
+			continue
+		}
+		rec.Stopped = stopInterrupted
+		data, _ := json.Marshal(rec)
+		if err := atomicfile.Write(f, data); err != nil {
+			log.Error("Recording an interrupted fence failed", "file", f, "error", err)
+		}
+	}
 }
 
 // every is how often the fence probes: o.Every, or a fifth of the
@@ -341,11 +381,13 @@ func (r *fenceRun) fenceDue(now time.Time) {
 		if now.Sub(r.lastContact) < bound {
 			continue
 		}
-		r.mu.Lock()
-		skip := r.busy[w.info.Token] || r.done[w.info.Token]
-		if !skip {
-			r.busy[w.info.Token] = true
+		if rec, ok := r.a.fenceRecord(w.workerID, w.info); ok && stopOver(rec.Stopped) {
+			continue // fenced already, in this cut or an earlier one
 		}
+		r.mu.Lock()
+		skip := r.busy[w.info.Token]
+		r.busy[w.info.Token] = true
+		lastContact := r.lastContact
 		r.mu.Unlock()
 		if skip {
 			continue
@@ -353,12 +395,9 @@ func (r *fenceRun) fenceDue(now time.Time) {
 		r.stops.Add(1)
 		go func() {
 			defer r.stops.Done()
-			over := r.a.fenceOne(r.log, w, bound, grace, r.lastContact)
+			r.a.fenceOne(r.log, w, bound, grace, lastContact)
 			r.mu.Lock()
 			delete(r.busy, w.info.Token)
-			if over {
-				r.done[w.info.Token] = true
-			}
 			r.mu.Unlock()
 		}()
 	}
@@ -367,41 +406,46 @@ func (r *fenceRun) fenceDue(now time.Time) {
 // fenceOne records the fence first, so that however the process ends from
 // here its end is reported as fenced, then stops the tree (on a context of
 // its own: a stop begun is seen through, also when the program stops). A
-// tree with nothing left leaves no record. It reports whether the stop is
-// over.
-func (a *HostActivities) fenceOne(log *slog.Logger, w workerRecord, bound, grace time.Duration, lastContact time.Time) bool {
+// tree with nothing left leaves no new record; one left by an earlier
+// attempt is kept, settled.
+func (a *HostActivities) fenceOne(log *slog.Logger, w workerRecord, bound, grace time.Duration, lastContact time.Time) {
 	rec := FenceRecord{WorkerID: w.workerID, PID: w.info.PID, CutOffSince: lastContact.UTC(), FencedAt: time.Now().UTC(),
-		Bound: bound, Stopped: "stopping"}
+		Bound: bound, Stopped: stopStopping}
 	if w.info.Fence != nil {
 		rec.HostLossAfter = w.info.Fence.HostLossAfter
 	}
-	if old, ok := a.fenceRecord(w.workerID, w.info); ok {
-		rec.CutOffSince, rec.FencedAt = old.CutOffSince, old.FencedAt // a retry of a failed stop
+	old, hadOld := a.fenceRecord(w.workerID, w.info)
+	if hadOld {
+		rec.CutOffSince, rec.FencedAt = old.CutOffSince, old.FencedAt // a retry of a failed or interrupted stop
 	}
 	if err := a.writeFenceRecord(rec, w.info.Token); err != nil {
 		log.Error("Recording a fence failed; the worker is stopped all the same", "worker_id", w.workerID, "error", err)
 	}
 	res, err := a.stopTree(context.Background(), StopInput{WorkerID: w.workerID, Process: w.info, Grace: grace}, func() {})
 	switch {
-	case err == nil && res.AlreadyGone:
+	case err == nil && res.AlreadyGone && !hadOld:
 		// Nothing of it ran: its end, whenever it was, is its own.
 		if rerr := os.Remove(a.fencePath(w.workerID, w.info.Token)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			log.Error("Removing a fence record failed", "worker_id", w.workerID, "error", rerr)
 		}
-		return true
+		return
+	case err == nil && res.AlreadyGone:
+		rec.Stopped = stopInterrupted
 	case err != nil:
 		rec.Stopped = "stop failed: " + err.Error()
 	case res.Killed:
-		rec.Stopped = "killed"
+		rec.Stopped = stopKilled
 	default:
-		rec.Stopped = "graceful"
+		rec.Stopped = stopGraceful
 	}
 	if werr := a.writeFenceRecord(rec, w.info.Token); werr != nil {
 		log.Error("Recording a fence failed", "worker_id", w.workerID, "error", werr)
 	}
-	log.Warn("Stopped a worker: this host has not reached the server for longer than its fence bound",
-		"worker_id", w.workerID, "pid", w.info.PID, "cut_off_since", rec.CutOffSince, "bound", bound, "grace", grace, "stopped", rec.Stopped)
-	return err == nil
+	msg := "Stopped a worker: this host has not reached the server for longer than its fence bound"
+	if err != nil {
+		msg = "Stopping a worker failed; tried again at the next probe: this host has not reached the server for longer than its fence bound"
+	}
+	log.Warn(msg, "worker_id", w.workerID, "pid", w.info.PID, "cut_off_since", rec.CutOffSince, "bound", bound, "grace", grace, "stopped", rec.Stopped)
 }
 
 // reportFenced reports, once the server answers, each fence not reported
@@ -413,7 +457,7 @@ func (a *HostActivities) reportFenced(log *slog.Logger, now time.Time) {
 	sort.Strings(files)
 	for _, f := range files {
 		rec, err := readFenceRecord(f)
-		if err != nil || rec.ReportedAt != nil || rec.Stopped == "stopping" {
+		if err != nil || rec.ReportedAt != nil || rec.Stopped == stopStopping {
 			continue
 		}
 		// Reported before it is marked so: a crash in between reports it

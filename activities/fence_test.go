@@ -241,12 +241,60 @@ func TestFenceResumesFromTheLastAnswer(t *testing.T) {
 	cut := &switchedProbe{}
 	cut.cut.Store(true)
 	start := time.Now()
-	runFence(t, Fence{Host: a, After: MinFenceAfter, Grace: time.Second, Probe: cut.probe, Resume: true, UntilContact: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Fence{Host: a, After: MinFenceAfter, Grace: time.Second, Probe: cut.probe, Resume: true, Every: 100 * time.Millisecond}.Run(ctx)
+	}()
 	require.Eventually(t, func() bool { return !procfs.Alive(info.PID) }, 5*time.Second, 20*time.Millisecond,
 		"fenced at once: the bound ran out before this program started")
 	assert.Less(t, time.Since(start), 3*time.Second)
 	rec := stoppedRecord(t, a, id, info)
 	assert.WithinDuration(t, time.Now().Add(-time.Minute), rec.CutOffSince, 5*time.Second)
+	cancel()
+	<-done
+
+	// Restarted again, still cut off: the fence is not done again, and
+	// its record stays (a second stop finds nothing and must not take it
+	// for the process's own end).
+	again := restarted(t, types, a)
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	Fence{Host: again, After: MinFenceAfter, Grace: time.Second, Probe: cut.probe, Resume: true, Every: 100 * time.Millisecond}.Run(ctx)
+	kept, ok := again.fenceRecord(id, info)
+	require.True(t, ok, "the fence record is kept")
+	assert.Equal(t, rec, kept)
+	assert.True(t, again.judge(id, info, ExitStatus{ExitCode: 143, Signal: "SIGTERM"}).Fenced)
+}
+
+// A stop the program did not live to finish is settled by its next run:
+// interrupted, reported, and its start's end taken as fenced; a stop that
+// fails again is tried again and its record stays.
+func TestInterruptedFenceIsSettled(t *testing.T) {
+	types := map[string][]string{"job": {"sleep", "300"}}
+	a := withMonitor(t, newProcActivities(t, types))
+	id := uniqueWorkerID("job")
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
+	require.NoError(t, a.writeFenceRecord(FenceRecord{WorkerID: id, PID: info.PID, FencedAt: time.Now().Add(-time.Minute), Stopped: stopStopping}, info.Token))
+	stopProc(t, newActivityEnv(a), a, StopInput{WorkerID: id, Process: info}) // what the interrupted stop did
+	require.NoError(t, a.saveState(id, info))                                 // its record was still there
+
+	// The server answers: the stop is settled and reported.
+	Fence{Host: a, After: MinFenceAfter, Every: 100 * time.Millisecond, Probe: (&switchedProbe{}).probe}.Run(canceledAfterFirstProbe(t))
+	rec, ok := a.fenceRecord(id, info)
+	require.True(t, ok)
+	assert.Equal(t, stopInterrupted, rec.Stopped)
+	assert.NotNil(t, rec.ReportedAt)
+	assert.True(t, a.judge(id, info, ExitStatus{ExitCode: 137, Signal: "SIGKILL"}).Fenced)
+}
+
+// canceledAfterFirstProbe is a context that ends shortly after a Run's first
+// probe (which comes at once).
+func canceledAfterFirstProbe(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // A worker that ended by itself before the fence came is not fenced: no
@@ -260,7 +308,7 @@ func TestEndBeforeTheFenceIsItsOwn(t *testing.T) {
 	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "job", TaskID: "task-1"})
 	assert.Equal(t, ExitStatus{ExitCode: 0, Action: "complete"}, watchProc(t, env, a, info))
 
-	assert.True(t, a.fenceOne(slog.Default(), workerRecord{id, info}, MinFenceAfter, time.Second, time.Now()))
+	a.fenceOne(slog.Default(), workerRecord{id, info}, MinFenceAfter, time.Second, time.Now())
 	_, fenced := a.fenceRecord(id, info)
 	assert.False(t, fenced, "nothing was stopped, nothing recorded")
 

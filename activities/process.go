@@ -228,7 +228,9 @@ func spawnError(command string, err error) error {
 // monitor wrote; it is Lost, exit code -1, only when it had no monitor or
 // its monitor was killed before it could write.
 func (a *HostActivities) WatchProcess(ctx context.Context, in WatchInput) (ExitStatus, error) {
-	a.recordFenceLimits(in.WorkerID, in.Process, FenceLimits{HostLossAfter: in.HostLossAfter, WatchHeartbeat: in.WatchHeartbeat, Grace: in.Grace})
+	// Aside: the record's lock may be held by a re-adoption for seconds,
+	// which must not hold up the watch's first heartbeat.
+	go a.recordFenceLimits(in.WorkerID, in.Process, FenceLimits{HostLossAfter: in.HostLossAfter, WatchHeartbeat: in.WatchHeartbeat, Grace: in.Grace})
 	return a.watch(ctx, in)
 }
 

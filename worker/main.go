@@ -6,14 +6,19 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -158,12 +163,39 @@ func command() *cobra.Command {
 				CgroupRoot:        contained.root,
 				Limiter:           limiter,
 			}
-			fence := activities.Fence{Host: hostActs, After: fenceAfter, Grace: workflows.DefaultShutdownGrace, Log: slog.Default()}
+			if _, err := conn.ClientOptions(nil); err != nil {
+				return err // a TLS file that cannot be read: refused before anything runs
+			}
+			// The fence runs for the program's whole life, from before the
+			// first connection: a program restarted during a cut fences from
+			// the server's last answer kept in its state folder. A stop it
+			// has begun is seen through before the program exits.
+			var live atomic.Pointer[client.Client]
+			fenceCtx, stopFence := context.WithCancel(context.Background())
+			fenceDone := make(chan struct{})
+			fence := activities.Fence{Host: hostActs, After: fenceAfter, Grace: workflows.DefaultShutdownGrace, Log: slog.Default(), Resume: true,
+				Probe: func(ctx context.Context) error {
+					if c := live.Load(); c != nil {
+						_, err := (*c).CheckHealth(ctx, &client.CheckHealthRequest{})
+						return err
+					}
+					c, err := conn.DialContext(ctx, true)
+					if err == nil {
+						c.Close()
+					}
+					return err
+				}}
+			go func() {
+				defer close(fenceDone)
+				fence.Run(fenceCtx)
+			}()
+			defer func() { stopFence(); <-fenceDone }()
 			c, err := dialFencing(conn, fence)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			live.Store(&c)
 			fc, err := fleet.New(c, fleet.Options{WorkerTypesFile: typesFile})
 			if err != nil {
 				return err
@@ -219,18 +251,6 @@ func command() *cobra.Command {
 				return err
 			}
 			defer own.Stop()
-			fenceCtx, stopFence := context.WithCancel(context.Background())
-			fenceDone := make(chan struct{})
-			fence.Probe = func(ctx context.Context) error {
-				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
-				return err
-			}
-			go func() {
-				defer close(fenceDone)
-				fence.Run(fenceCtx)
-			}()
-			// A stop the fence has begun is seen through before exit.
-			defer func() { stopFence(); <-fenceDone }()
 			if store != nil {
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
@@ -276,31 +296,51 @@ func command() *cobra.Command {
 }
 
 // dialFencing connects to the server. When it does not answer and this
-// host has workers, it keeps trying and fences them meanwhile, from the
-// server's last answer recorded in the state folder: a program restarted
-// during a cut (a crash, a deploy) goes on fencing instead of exiting in a
-// loop while its agents run on. Without workers the error is returned as
-// before.
+// host has workers to fence, it keeps trying (the fence, running already,
+// stops them if it stays so) until it answers or the program is told to
+// stop: a program restarted during a cut (a crash, a deploy) must not exit
+// in a loop while its agents run on. An error that retrying cannot mend (a
+// refused certificate or key, an unknown namespace) and a host without
+// workers get the error at once, as before.
 func dialFencing(conn connection.Options, fence activities.Fence) (client.Client, error) {
 	c, err := conn.Dial(false)
-	if err == nil || fence.After <= 0 || !fence.HasWorkers() {
+	if err == nil || fence.After <= 0 || !unreachable(err) || !fence.HasWorkers() {
 		return c, err
 	}
-	slog.Warn("The server does not answer at start; this host's workers are stopped if it stays so, counted from its last answer", "error", err)
-	fence.UntilContact, fence.Resume = true, true
-	fence.Probe = func(context.Context) error {
-		var probe client.Client
-		if probe, err = conn.Dial(true); err == nil {
-			probe.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	slog.Warn("The server does not answer at start; retrying, and this host's workers are stopped if it stays so, counted from its last answer", "error", err)
+	for tries := 1; ; tries++ {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped while waiting for the server: %w", err)
+		case <-time.After(2 * time.Second):
 		}
-		return err
-	}
-	for {
-		fence.Run(context.Background())
-		if c, err = conn.Dial(false); err == nil {
+		if c, err = conn.Dial(true); err == nil {
 			return c, nil
 		}
+		if !unreachable(err) {
+			return nil, err
+		}
+		if tries%15 == 0 {
+			slog.Warn("The server still does not answer", "error", err)
+		}
 	}
+}
+
+// unreachable tells a server that does not answer from one that refuses
+// this program (its certificate, key or namespace), which retrying cannot
+// mend.
+func unreachable(err error) bool {
+	var unavailable *serviceerror.Unavailable
+	var deadline *serviceerror.DeadlineExceeded
+	switch {
+	case strings.Contains(err.Error(), "authentication handshake failed"):
+		return false
+	case errors.As(err, &unavailable), errors.As(err, &deadline), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	return false
 }
 
 // containment is what chooseContainment decided.

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
@@ -70,5 +73,23 @@ func TestBadFenceBoundIsRefusedAtStart(t *testing.T) {
 		cmd := command()
 		cmd.SetArgs(append([]string{"--address", "127.0.0.1:1"}, tc.args...))
 		require.EqualError(t, cmd.Execute(), tc.want)
+	}
+}
+
+// A server that does not answer is waited for (fencing meanwhile); one
+// that refuses this program is an error at once.
+func TestUnreachableTellsAnOutageFromARefusal(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("connecting: %w", serviceerror.NewUnavailable("connection refused")), true},
+		{fmt.Errorf("connecting: %w", serviceerror.NewDeadlineExceeded("no answer")), true},
+		{fmt.Errorf("connecting: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("connecting: %w", serviceerror.NewUnavailable("connection error: authentication handshake failed: tls: bad certificate")), false},
+		{fmt.Errorf("connecting: %w", serviceerror.NewPermissionDenied("bad key", "")), false},
+		{fmt.Errorf("connecting: %w", serviceerror.NewNamespaceNotFound("fleet")), false},
+	} {
+		require.Equal(t, tc.want, unreachable(tc.err), "%v", tc.err)
 	}
 }

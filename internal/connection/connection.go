@@ -3,6 +3,7 @@
 package connection
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -116,6 +117,12 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 // Dial connects; quiet keeps the SDK's own logging to warnings, which a CLI
 // wants.
 func (o Options) Dial(quiet bool) (client.Client, error) {
+	return o.DialContext(context.Background(), quiet)
+}
+
+// DialContext is Dial bounded by ctx (a probe of whether the server
+// answers).
+func (o Options) DialContext(ctx context.Context, quiet bool) (client.Client, error) {
 	level := slog.LevelInfo
 	if quiet {
 		level = slog.LevelWarn
@@ -124,7 +131,7 @@ func (o Options) Dial(quiet bool) (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Dial(opts)
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		hint := ""
 		if o.TLSCert == "" && strings.Contains(err.Error(), "authentication handshake failed") {
