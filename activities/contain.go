@@ -234,6 +234,14 @@ func (a *HostActivities) exitFilePath(workerID, token string) string {
 	return filepath.Join(a.StateDir, fmt.Sprintf("%s.%s.exit.json", workerID, tokenTag(token)))
 }
 
+// ProcessEnv names the environment entry that gives a worker process its
+// start's public name (ProcessTag): an agent puts it in its heartbeats, so
+// that one from an earlier process of the same worker is told apart.
+const ProcessEnv = "WORKER_PROCESS"
+
+// ProcessTag is the public name of the start whose token is token.
+func ProcessTag(token string) string { return tokenTag(token) }
+
 // tokenTag names a start in file and cgroup names, which any user can
 // read, without giving its token away: whoever knew the token could have
 // a process of their own taken for the worker's.

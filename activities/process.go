@@ -157,6 +157,7 @@ func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []strin
 		"WORKER_TYPE="+typeName,
 		"TEMPORAL_ADDRESS="+a.TemporalAddress,
 		"TEMPORAL_NAMESPACE="+a.TemporalNamespace,
+		ProcessEnv+"="+tokenTag(token),
 	)
 	if a.CgroupRoot != "" {
 		// Named by the start, not only the worker: a leftover of an earlier

@@ -29,6 +29,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -308,10 +310,17 @@ func innermostMessage(f *failurepb.Failure) string {
 	return f.GetMessage()
 }
 
-// Heartbeat sends a heartbeat to a live worker's lifecycle.
+// Heartbeat sends a heartbeat to a live worker's lifecycle. Sent from the
+// worker's own process (its environment's WORKER_ID is workerID), a
+// heartbeat without a Process takes the process's name from the
+// environment (activities.ProcessEnv): should it arrive after a restart, it
+// is not counted for the next process.
 func (f *Client) Heartbeat(ctx context.Context, workerID string, hb workflows.Heartbeat) error {
 	if err := CheckID(workerID); err != nil {
 		return err
+	}
+	if hb.Process == "" && os.Getenv("WORKER_ID") == workerID {
+		hb.Process = os.Getenv(activities.ProcessEnv)
 	}
 	if err := hb.Validate(); err != nil {
 		return invalid("heartbeat: ", err)

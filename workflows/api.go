@@ -187,6 +187,11 @@ type Heartbeat struct {
 	// SentAt is the sender's clock. It is kept for display only: staleness
 	// is always judged by when the workflow received the heartbeat.
 	SentAt *time.Time `json:"sent_at,omitempty"`
+	// Process names the process that sends it: the WORKER_PROCESS entry
+	// of its environment (activities.ProcessEnv). A heartbeat of an
+	// earlier process of the worker is counted as rejected, not applied;
+	// one without it (a master's) is applied to the current process.
+	Process string `json:"process,omitempty"`
 }
 
 // Heartbeat statuses.

@@ -115,6 +115,9 @@ type lifecycle struct {
 	processFate string
 	// cleanupRequested is set by the cleanup update of a zombie.
 	cleanupRequested bool
+	// supervisionOver is set while what came during a stop is applied
+	// (drainAfterSupervision): no more busy or idle moves.
+	supervisionOver bool
 }
 
 // WorkerLifecycle supervises one worker from budget reservation to cleanup.

@@ -362,17 +362,48 @@ func (s *lifecycleSuite) TestKillDuringGracefulShutdownEscalates() {
 	s.Equal([]Status{StatusPending, StatusRunning, StatusShuttingDown, StatusCompleted}, statuses(spec))
 }
 
-func (s *lifecycleSuite) TestHeartbeatWhileStoppingChangesNothing() {
+// A heartbeat that comes while the process is being stopped (an agent's
+// last count, sent on its SIGTERM) counts its tokens, and moves nothing:
+// issue 16, applied before the lifecycle ends (VersionDrainAfterSupervision).
+func (s *lifecycleSuite) TestHeartbeatWhileStoppingCountsItsTokensOnly() {
 	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
 	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).After(3 * time.Second).Once()
 	s.expectRelease(1)
+	s.heartbeatAt(5*time.Second, Heartbeat{Status: HeartbeatIdle, TokensUsed: 10})
 	s.updateAt(10*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
 	s.heartbeatAt(11*time.Second, Heartbeat{Status: HeartbeatBusy, TokensUsed: 999})
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
 	spec := s.result()
-	s.Equal([]Status{StatusPending, StatusRunning, StatusShuttingDown, StatusCompleted}, statuses(spec))
-	s.Zero(spec.TokenBudget.Used)
+	s.Equal([]Status{StatusPending, StatusRunning, StatusIdle, StatusShuttingDown, StatusCompleted}, statuses(spec),
+		"the busy heartbeat during the stop moves nothing")
+	s.Equal(int64(999), spec.TokenBudget.Used, "its last count is the worker's")
+	s.Equal(int64(2), spec.Heartbeat.Count)
+}
+
+// A heartbeat that names an earlier process of the worker (buffered, or
+// late from the process a restart replaced) is rejected, not counted for
+// the current one; one naming the current process, or none, is applied.
+func (s *lifecycleSuite) TestHeartbeatOfAnEarlierProcessIsRejected() {
+	current := testProcess
+	current.Token = "token-of-the-current-start"
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(current, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 143}, nil).After(time.Hour)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.expectRelease(1)
+	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: 7, Process: activities.ProcessTag(current.Token)})
+	s.heartbeatAt(6*time.Second, Heartbeat{TokensUsed: 9, Process: "not-a-name"})
+	s.heartbeatAt(7*time.Second, Heartbeat{TokensUsed: 9})
+	s.heartbeatAt(8*time.Second, Heartbeat{TokensUsed: 500, Process: activities.ProcessTag("token-of-an-earlier-start")})
+	s.updateAt(10*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(int64(2), spec.Heartbeat.Rejected)
+	s.Contains(spec.Heartbeat.LastRejected, "an earlier one of this worker")
+	s.Equal(int64(2), spec.Heartbeat.Count)
+	s.Equal(int64(9), spec.TokenBudget.Used)
 }
 
 func (s *lifecycleSuite) TestInvalidHeartbeatIsCountedAndIgnored() {

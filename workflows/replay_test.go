@@ -427,3 +427,33 @@ func recordedHistory(t *testing.T, name string) *historypb.History {
 	require.NoError(t, err)
 	return hist
 }
+
+// The seventh release's last-word file shows the drain after supervision:
+// the heartbeat the agent sent from its SIGTERM trap came after the stop
+// began, named its process, and was counted.
+func TestRecordedHistoryShowsTheLastWord(t *testing.T) {
+	hist := recordedHistory(t, "lifecycle-last-word-r7")
+	require.Equal(t, 1, versionMarkers(t, hist.Events)[VersionDrainAfterSupervision])
+	dc := converter.GetDefaultDataConverter()
+	stopScheduled, lastWord := false, false
+	for _, ev := range hist.Events {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "StopProcess" {
+			stopScheduled = true
+		}
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == SignalHeartbeat {
+			var hb Heartbeat
+			require.NoError(t, dc.FromPayloads(a.GetInput(), &hb))
+			require.Regexp(t, `^[0-9a-f]{16}$`, hb.Process, "heartbeats name their process")
+			if hb.TokensUsed == 77 {
+				lastWord = stopScheduled
+			}
+		}
+	}
+	require.True(t, lastWord, "the last word came after the stop began")
+	last := hist.Events[len(hist.Events)-1].GetWorkflowExecutionCompletedEventAttributes()
+	require.NotNil(t, last)
+	var spec WorkerSpec
+	require.NoError(t, dc.FromPayloads(last.GetResult(), &spec))
+	require.EqualValues(t, 77, spec.TokenBudget.Used)
+	require.Equal(t, StatusCompleted, spec.Status)
+}

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
 )
 
 // Patterns of the old system's worker-spec schema. A worker id that matches
@@ -220,8 +222,14 @@ func (h Heartbeat) Validate() error {
 	if len(h.Message) > MaxMessageBytes || !utf8.ValidString(h.Message) {
 		errs = append(errs, fieldError("message", "message must be valid UTF-8 of at most %d bytes", MaxMessageBytes))
 	}
+	if h.Process != "" && !processTagPattern.MatchString(h.Process) {
+		errs = append(errs, fieldError("process", "process %s is not a process's name (%s, from %s)", Quote(h.Process), processTagPattern, activities.ProcessEnv))
+	}
 	return errors.Join(errs...)
 }
+
+// processTagPattern is what activities.ProcessTag gives.
+var processTagPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 // Validate checks a shutdown request.
 func (r ShutdownRequest) Validate() error {

@@ -31,7 +31,21 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		return o
 	}
 	w.endSupervision(ctx, &o, watch, cancelWatch)
+	if workflow.GetVersion(ctx, VersionDrainAfterSupervision, workflow.DefaultVersion, 1) == 1 {
+		w.drainAfterSupervision(ctx)
+	}
 	return o
+}
+
+// drainAfterSupervision applies what came while the process was being
+// stopped to the process it came from (a last tokens_used), without
+// moving the lifecycle between busy and idle any more.
+func (w *lifecycle) drainAfterSupervision(ctx workflow.Context) {
+	w.supervisionOver = true
+	defer func() { w.supervisionOver = false }()
+	drainSignals(workflow.GetSignalChannel(ctx, SignalHeartbeat), func(hb Heartbeat, err error) { w.applyHeartbeat(ctx, hb, err) })
+	drainSignals(workflow.GetSignalChannel(ctx, SignalSample), func(s activities.ResourceSample, err error) { w.applySample(ctx, s, err) })
+	drainSignals(workflow.GetSignalChannel(ctx, SignalOutputHeartbeat), func(s activities.ResourceSample, err error) { w.applyOutputHeartbeat(ctx, s, err) })
 }
 
 // awaitOutcome is the event loop of a running worker: heartbeats, samples,
@@ -223,7 +237,7 @@ func exitReason(exit activities.ExitStatus) string {
 func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr error) {
 	w.st.SignalsThisRun++
 	spec := &w.st.Spec
-	if err := cmp.Or(decodeErr, hb.Validate()); err != nil {
+	if err := cmp.Or(decodeErr, hb.Validate(), w.fromCurrentProcess(hb)); err != nil {
 		w.reject(ctx, SignalHeartbeat, err)
 		return
 	}
@@ -237,6 +251,7 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	w.updateHealth()
 	w.showDetails(ctx)
 	switch {
+	case w.supervisionOver:
 	case hb.Status == HeartbeatIdle && spec.Status == StatusRunning:
 		w.st.IdleSince = &now
 		w.transition(ctx, StatusIdle, "worker reported idle")
@@ -244,6 +259,19 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 		w.st.IdleSince = nil
 		w.transition(ctx, StatusRunning, "worker reported busy")
 	}
+}
+
+// fromCurrentProcess refuses a heartbeat that names another process than
+// the one the lifecycle runs: an earlier one's, buffered or late, whose
+// tokens the new process's count would take for its own.
+func (w *lifecycle) fromCurrentProcess(hb Heartbeat) error {
+	if hb.Process == "" || w.st.Process == nil || w.st.Process.Token == "" {
+		return nil
+	}
+	if current := activities.ProcessTag(w.st.Process.Token); hb.Process != current {
+		return fieldError("process", "heartbeat of process %s, an earlier one of this worker (the current one is %s)", hb.Process, current)
+	}
+	return nil
 }
 
 // heartbeatBase is the time staleness is measured from: the last heartbeat,

@@ -63,6 +63,11 @@ const (
 	// alone. Asked only of an end that carries an action, so that a task
 	// an earlier release handled replays as it ran.
 	VersionExitRules = "exit-rules"
+	// VersionDrainAfterSupervision: the heartbeats that came while the
+	// process was being stopped (an agent's last tokens_used, sent on its
+	// SIGTERM) are applied to it before the lifecycle restarts or ends;
+	// before it they waited for the next process, or were lost.
+	VersionDrainAfterSupervision = "drain-after-supervision"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

@@ -78,8 +78,11 @@ func testTypes(agent, dir string) string {
     "exit_rules": [{"exit_codes": [3], "action": "fail"}]},
   "capped-hog-worker": {"command": [%[1]q, "hog", "700"], "token_budget": 300, "timeout_minutes": 10, "max_restarts": 2,
     "resources": {"memory": "64M", "processes": 32}, "exit_rules": [{"cause": "oom", "action": "fail"}]},
+  "last-word-worker": {"command": ["sh", "-c", "trap '\"$0\" heartbeat \"$WORKER_ID\" --tokens-used 77; exit 0' TERM; while :; do sleep 0.1; done", %[5]q],
+    "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
   "implementation-worker": {"command": ["sleep", "300"]}
-}}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"), filepath.Join(dir, "daemon-$WORKER_ID.pid"), filepath.Join(dir, "exit-$WORKER_ID"))
+}}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"), filepath.Join(dir, "daemon-$WORKER_ID.pid"), filepath.Join(dir, "exit-$WORKER_ID"),
+		filepath.Join(filepath.Dir(agent), "starter"))
 }
 
 func TestMain(m *testing.M) {
