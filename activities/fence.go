@@ -245,6 +245,8 @@ type fenceRun struct {
 	log          *slog.Logger
 	lastContact  time.Time
 	contactWrote time.Time
+	everyVal     time.Duration
+	everyAt      time.Time
 	failures     int
 	mu           sync.Mutex
 	// busy holds the tokens whose stop runs.
@@ -316,7 +318,7 @@ func (r *fenceRun) contact() {
 	r.mu.Lock()
 	r.lastContact = now
 	r.mu.Unlock()
-	if now.Sub(r.contactWrote) >= contactWriteEvery {
+	if r.After > 0 && now.Sub(r.contactWrote) >= contactWriteEvery {
 		if err := r.a.recordContact(now); err != nil {
 			r.log.Warn("Recording the server's answer failed; a restart during a cut would fence from an older one", "error", err)
 		}
@@ -344,18 +346,28 @@ func (a *HostActivities) settleInterrupted(log *slog.Logger) {
 }
 
 // every is how often the fence probes: o.Every, or a fifth of the
-// shortest bound of this host's workers, within 1 to 5 s.
+// shortest bound of this host's workers, within 1 to 5 s. The records are
+// read again at most every everyFor: not on every probe of a host with a
+// thousand workers.
 func (r *fenceRun) every() time.Duration {
 	if r.Every > 0 {
 		return r.Every
+	}
+	if r.everyVal > 0 && time.Since(r.everyAt) < everyFor {
+		return r.everyVal
 	}
 	shortest := fenceMaxEvery * 5
 	for _, w := range r.a.workerRecords() {
 		bound, _ := FenceBound(r.After, r.limitsOf(w))
 		shortest = min(shortest, bound)
 	}
-	return min(max(shortest/5, time.Second), fenceMaxEvery)
+	r.everyVal, r.everyAt = min(max(shortest/5, time.Second), fenceMaxEvery), time.Now()
+	return r.everyVal
 }
+
+// everyFor is how long the probe interval is kept before the records are
+// read again; a new worker's shorter bound waits at most this long.
+const everyFor = 30 * time.Second
 
 func (r *fenceRun) limitsOf(w workerRecord) FenceLimits {
 	var l FenceLimits

@@ -330,8 +330,11 @@ func TestFenceProbesByTheShortestBound(t *testing.T) {
 	require.NoError(t, a.saveState("worker-fix-1", ProcessInfo{PID: 1, Token: "t1", Fence: &FenceLimits{HostLossAfter: time.Minute}}))
 	assert.Equal(t, 5*time.Second, r.every(), "a 42 s bound")
 	require.NoError(t, a.saveState("worker-fix-2", ProcessInfo{PID: 2, Token: "t2", Fence: &FenceLimits{HostLossAfter: 25 * time.Second, Grace: time.Second}}))
+	assert.Equal(t, 5*time.Second, r.every(), "the records are read again only after everyFor")
+	r.everyAt = r.everyAt.Add(-everyFor)
 	assert.Equal(t, 2200*time.Millisecond, r.every(), "an 11 s bound")
 	require.NoError(t, a.saveState("worker-fix-3", ProcessInfo{PID: 3, Token: "t3", Fence: &FenceLimits{HostLossAfter: 8 * time.Second}}))
+	r.everyAt = r.everyAt.Add(-everyFor)
 	assert.Equal(t, time.Second, r.every(), "never more often than once a second")
 	r.Every = 100 * time.Millisecond
 	assert.Equal(t, 100*time.Millisecond, r.every())
