@@ -41,7 +41,6 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -313,14 +312,14 @@ func innermostMessage(f *failurepb.Failure) string {
 // Heartbeat sends a heartbeat to a live worker's lifecycle. Sent from the
 // worker's own process (its environment's WORKER_ID is workerID), a
 // heartbeat without a Process takes the process's name from the
-// environment (activities.ProcessEnv): should it arrive after a restart, it
+// environment (workflows.ProcessEnv): should it arrive after a restart, it
 // is not counted for the next process.
 func (f *Client) Heartbeat(ctx context.Context, workerID string, hb workflows.Heartbeat) error {
 	if err := CheckID(workerID); err != nil {
 		return err
 	}
 	if hb.Process == "" && os.Getenv("WORKER_ID") == workerID {
-		hb.Process = os.Getenv(activities.ProcessEnv)
+		hb.Process = os.Getenv(workflows.ProcessEnv)
 	}
 	if err := hb.Validate(); err != nil {
 		return invalid("heartbeat: ", err)

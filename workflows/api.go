@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
 )
 
 // Workflow type names. Workers register the workflows under these names
@@ -193,6 +195,10 @@ type Heartbeat struct {
 	// one without it (a master's) is applied to the current process.
 	Process string `json:"process,omitempty"`
 }
+
+// ProcessEnv names the entry of a worker process's environment that holds
+// its start's name, for Heartbeat.Process (set by its host).
+const ProcessEnv = activities.ProcessEnv
 
 // Heartbeat statuses.
 const (

@@ -116,7 +116,7 @@ type lifecycle struct {
 	// cleanupRequested is set by the cleanup update of a zombie.
 	cleanupRequested bool
 	// supervisionOver is set while what came during a stop is applied
-	// (drainAfterSupervision): no more busy or idle moves.
+	// (drainAfterSupervision): its alert stands.
 	supervisionOver bool
 }
 

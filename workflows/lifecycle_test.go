@@ -381,6 +381,40 @@ func (s *lifecycleSuite) TestHeartbeatWhileStoppingCountsItsTokensOnly() {
 	s.Equal(int64(2), spec.Heartbeat.Count)
 }
 
+// A zombie's stop hears the agent's last word: its tokens count, and the
+// alert that made it a zombie stands; a cancel's stop, run by the saga,
+// hears it too, before the refund.
+func (s *lifecycleSuite) TestLastWordDuringAZombieOrCancelStop() {
+	s.Run("zombie", func() {
+		s.SetupTest()
+		req := testRequest()
+		req.Limits.ZombieAfter = time.Minute
+		s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
+		s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).After(3 * time.Second)
+		s.expectRelease(1)
+		s.heartbeatAt(61*time.Second, Heartbeat{TokensUsed: 5})
+
+		s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+		spec := s.result()
+		s.Equal(int64(5), spec.TokenBudget.Used)
+		s.Equal(AlertCritical, spec.Heartbeat.Alert)
+		s.Contains(spec.Cleanup.Reason, "no heartbeat")
+	})
+	s.Run("cancel", func() {
+		s.SetupTest()
+		s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143})
+		s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).After(3 * time.Second).Once()
+		s.expectRelease(1)
+		s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 10*time.Second)
+		s.heartbeatAt(11*time.Second, Heartbeat{TokensUsed: 6, Status: HeartbeatIdle})
+
+		s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+		spec := s.result()
+		s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+		s.Equal(int64(6), spec.TokenBudget.Used)
+	})
+}
+
 // A heartbeat that names an earlier process of the worker (buffered, or
 // late from the process a restart replaced) is rejected, not counted for
 // the current one; one naming the current process, or none, is applied.

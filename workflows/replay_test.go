@@ -56,7 +56,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// The seventh release: ends judged by exit rules on the host
 		// (ExitStatus.Action, version exit-rules), under a monitor.
 		"lifecycle-exit-on-after-restart-r7", "lifecycle-exit3-on-after-restart-r7", "lifecycle-lost-not-restarted-r7",
-		"lifecycle-host-lost-r7"} {
+		"lifecycle-host-lost-r7",
+		// and heartbeats applied after supervision (drain-after-supervision).
+		"lifecycle-last-word-r7", "budget-ledger-r7"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -430,10 +432,12 @@ func recordedHistory(t *testing.T, name string) *historypb.History {
 
 // The seventh release's last-word file shows the drain after supervision:
 // the heartbeat the agent sent from its SIGTERM trap came after the stop
-// began, named its process, and was counted.
+// began, named its process, and was counted; one naming another process
+// was rejected.
 func TestRecordedHistoryShowsTheLastWord(t *testing.T) {
 	hist := recordedHistory(t, "lifecycle-last-word-r7")
 	require.Equal(t, 1, versionMarkers(t, hist.Events)[VersionDrainAfterSupervision])
+	require.Equal(t, 1, versionMarkers(t, hist.Events)[VersionHeartbeatProcess], "a heartbeat of another process was rejected")
 	dc := converter.GetDefaultDataConverter()
 	stopScheduled, lastWord := false, false
 	for _, ev := range hist.Events {

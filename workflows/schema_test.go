@@ -76,6 +76,7 @@ func fieldKeywords() map[string]obj {
 		"Heartbeat.tokens_used":       obj{{"minimum", 0}},
 		"Heartbeat.health_score":      obj{{"minimum", MinHealthScore}, {"maximum", MaxHealthScore}},
 		"Heartbeat.status":            obj{{"enum", []string{"", HeartbeatBusy, HeartbeatIdle}}},
+		"Heartbeat.process":           obj{{"pattern", processTagPattern.String()}},
 		"WorkerSpec.status":           obj{{"enum", statuses}},
 		"Transition.status":           obj{{"enum", statuses}},
 		"HeartbeatInfo.alert":         obj{{"enum", []string{"", AlertWarning, AlertCritical}}},

@@ -397,6 +397,11 @@ func (w *lifecycle) stopProcessCompensation() func(workflow.Context) error {
 			return err
 		}
 		w.recordStop(res)
+		// What the agent said on its SIGTERM counts before the refund
+		// tells the ledger what was spent.
+		if workflow.GetVersion(ctx, VersionDrainAfterSupervision, workflow.DefaultVersion, 1) == 1 {
+			w.drainAfterSupervision(ctx)
+		}
 		return nil
 	}
 }

@@ -38,8 +38,9 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 }
 
 // drainAfterSupervision applies what came while the process was being
-// stopped to the process it came from (a last tokens_used), without
-// moving the lifecycle between busy and idle any more.
+// stopped to the process it came from (a last tokens_used). The lifecycle
+// is no longer running or idle by then, so a busy or idle in it moves
+// nothing; neither does it take back a late heartbeat's alert.
 func (w *lifecycle) drainAfterSupervision(ctx workflow.Context) {
 	w.supervisionOver = true
 	defer func() { w.supervisionOver = false }()
@@ -237,21 +238,31 @@ func exitReason(exit activities.ExitStatus) string {
 func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr error) {
 	w.st.SignalsThisRun++
 	spec := &w.st.Spec
-	if err := cmp.Or(decodeErr, hb.Validate(), w.fromCurrentProcess(hb)); err != nil {
+	process := hb.Process
+	hb.Process = "" // judged apart, under its version
+	err := cmp.Or(decodeErr, hb.Validate())
+	if err == nil {
+		if perr := w.fromCurrentProcess(process); perr != nil && workflow.GetVersion(ctx, VersionHeartbeatProcess, workflow.DefaultVersion, 1) == 1 {
+			err = perr
+		}
+	}
+	if err != nil {
 		w.reject(ctx, SignalHeartbeat, err)
 		return
 	}
 	now := workflow.Now(ctx).UTC()
 	spec.Heartbeat.LastSeen = &now
 	spec.Heartbeat.Count++
-	spec.Heartbeat.Alert = ""
+	if !w.supervisionOver {
+		// A last word does not take back what made the process end.
+		spec.Heartbeat.Alert = ""
+	}
 	spec.Heartbeat.Message = hb.Message
 	spec.Heartbeat.ReportedHealthScore = hb.HealthScore
 	spec.TokenBudget.Used = w.st.PriorTokens + hb.TokensUsed
 	w.updateHealth()
 	w.showDetails(ctx)
 	switch {
-	case w.supervisionOver:
 	case hb.Status == HeartbeatIdle && spec.Status == StatusRunning:
 		w.st.IdleSince = &now
 		w.transition(ctx, StatusIdle, "worker reported idle")
@@ -264,12 +275,18 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 // fromCurrentProcess refuses a heartbeat that names another process than
 // the one the lifecycle runs: an earlier one's, buffered or late, whose
 // tokens the new process's count would take for its own.
-func (w *lifecycle) fromCurrentProcess(hb Heartbeat) error {
-	if hb.Process == "" || w.st.Process == nil || w.st.Process.Token == "" {
+func (w *lifecycle) fromCurrentProcess(process string) error {
+	if process == "" {
 		return nil
 	}
-	if current := activities.ProcessTag(w.st.Process.Token); hb.Process != current {
-		return fieldError("process", "heartbeat of process %s, an earlier one of this worker (the current one is %s)", hb.Process, current)
+	if err := (Heartbeat{Process: process}).Validate(); err != nil {
+		return err
+	}
+	if w.st.Process == nil || w.st.Process.Token == "" {
+		return nil
+	}
+	if current := activities.ProcessTag(w.st.Process.Token); process != current {
+		return fieldError("process", "heartbeat of process %s, an earlier one of this worker (the current one is %s)", process, current)
 	}
 	return nil
 }

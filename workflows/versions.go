@@ -65,9 +65,15 @@ const (
 	VersionExitRules = "exit-rules"
 	// VersionDrainAfterSupervision: the heartbeats that came while the
 	// process was being stopped (an agent's last tokens_used, sent on its
-	// SIGTERM) are applied to it before the lifecycle restarts or ends;
-	// before it they waited for the next process, or were lost.
+	// SIGTERM), at the end of supervision or by the saga's stop, are
+	// applied to it before the lifecycle restarts or refunds; before it
+	// they waited for the next process, or were lost.
 	VersionDrainAfterSupervision = "drain-after-supervision"
+	// VersionHeartbeatProcess: a heartbeat that names another process
+	// than the current one (Heartbeat.Process), or names none well, is
+	// rejected; before it, the field was not looked at. Asked only of such
+	// a heartbeat, so a history of a program that accepted one replays.
+	VersionHeartbeatProcess = "heartbeat-process"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

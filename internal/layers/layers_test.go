@@ -81,11 +81,10 @@ func TestLayers(t *testing.T) {
 }
 
 // TestFleetUsesActivitiesDataTypesOnly: the public client may name
-// the activities' data types an operator call returns or sends, and the
-// environment entry the host gives a worker process, nothing else; the
-// activities' interfaces are implemented in internal/adapters.
+// the activities' data types an operator call returns or sends, nothing
+// else; the activities' interfaces are implemented in internal/adapters.
 func TestFleetUsesActivitiesDataTypesOnly(t *testing.T) {
-	allowed := map[string]bool{"LogChunk": true, "LogRequest": true, "ProcessEnv": true}
+	allowed := map[string]bool{"LogChunk": true, "LogRequest": true}
 	dir := filepath.Join(moduleRoot(t), "fleet")
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil || len(files) == 0 {
