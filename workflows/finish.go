@@ -17,7 +17,7 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 		code := o.exit.ExitCode
 		w.st.Spec.ExitCode = &code
 	}
-	if o.exit != nil && o.judged {
+	if o.exit != nil && o.exit.Action != "" {
 		// Judged by a host of this release, which knows oom from a
 		// plain SIGKILL.
 		w.st.Spec.ExitReason = exitReason(*o.exit)

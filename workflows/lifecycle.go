@@ -74,8 +74,6 @@ type outcome struct {
 	// uncounted: an exit rule's ignore; restarted without counting it
 	// against max_restarts or the breaker.
 	uncounted bool
-	// judged: the end was followed as the host's exit rules judged it.
-	judged bool
 	// hostLost: nobody can stop the process; it is recorded as lost.
 	hostLost bool
 }

@@ -54,11 +54,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-shutdown-r6", "lifecycle-budget-refused-r6", "lifecycle-queued-r6", "lifecycle-queued-shutdown-r6",
 		"lifecycle-queue-timeout-r6", "lifecycle-zombie-r6", "ledger-queue-r6",
 		// The seventh release: ends judged by exit rules on the host
-		// (ExitStatus.Action, version exit-rules), under a monitor.
+		// (ExitStatus.Action), under a monitor.
 		"lifecycle-exit-on-after-restart-r7", "lifecycle-exit3-on-after-restart-r7", "lifecycle-lost-not-restarted-r7",
-		"lifecycle-host-lost-r7",
-		// and heartbeats applied after supervision (drain-after-supervision).
-		"lifecycle-last-word-r7", "budget-ledger-r7"} {
+		// The eighth: a lost host, and heartbeats applied after
+		// supervision (drain-after-supervision, heartbeat-process).
+		"lifecycle-host-lost-r8", "lifecycle-last-word-r8", "budget-ledger-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -367,7 +367,6 @@ func TestRecordedHistoriesShowExitRules(t *testing.T) {
 				}
 			}
 			require.Equal(t, 1, starts, "one process: not restarted")
-			require.Equal(t, 1, versionMarkers(t, hist.Events)[VersionExitRules], "judged under exit-rules")
 			require.Len(t, ends, 1)
 			require.Equal(t, tc.action, ends[0].Action)
 			last := hist.Events[len(hist.Events)-1].GetWorkflowExecutionCompletedEventAttributes()
@@ -375,46 +374,6 @@ func TestRecordedHistoriesShowExitRules(t *testing.T) {
 			var spec WorkerSpec
 			require.NoError(t, dc.FromPayloads(last.GetResult(), &spec))
 			require.Equal(t, tc.status, string(spec.Status))
-		})
-	}
-}
-
-// A host of this release may answer the watch of a lifecycle whose tasks
-// an earlier release's program ran: the end then carries an action but
-// the history no exit-rules marker. It must replay as it ran (restarted,
-// by its exit code), whatever the action says.
-func TestEarlierReleaseTaskWithAJudgedEndReplays(t *testing.T) {
-	for _, file := range []string{"lifecycle-restarts-r3", "lifecycle-crash-r4"} {
-		t.Run(file, func(t *testing.T) {
-			hist := recordedHistory(t, file)
-			dc := converter.GetDefaultDataConverter()
-			scheduled := map[int64]string{}
-			judged := 0
-			for _, ev := range hist.Events {
-				if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
-					scheduled[ev.EventId] = a.GetActivityType().GetName()
-				}
-				a := ev.GetActivityTaskCompletedEventAttributes()
-				if a == nil || scheduled[a.ScheduledEventId] != "WatchProcess" {
-					continue
-				}
-				var st activities.ExitStatus
-				require.NoError(t, dc.FromPayloads(a.GetResult(), &st))
-				if st.ExitCode == 0 {
-					continue
-				}
-				st.Action, st.Rule = "fail", "exit_rules[0] (exit code)"
-				payloads, err := dc.ToPayloads(st)
-				require.NoError(t, err)
-				a.Result = payloads
-				judged++
-			}
-			require.NotZero(t, judged, "a crash to judge")
-			replayer := worker.NewWorkflowReplayer()
-			Register(replayer)
-			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{
-				OriginalExecution: workflow.Execution{ID: recordedWorkflowID(t, hist.Events[0])},
-			}), "judged by the exit code, as the earlier release did")
 		})
 	}
 }
@@ -430,12 +389,12 @@ func recordedHistory(t *testing.T, name string) *historypb.History {
 	return hist
 }
 
-// The seventh release's last-word file shows the drain after supervision:
+// The eighth release's last-word file shows the drain after supervision:
 // the heartbeat the agent sent from its SIGTERM trap came after the stop
 // began, named its process, and was counted; one naming another process
 // was rejected.
 func TestRecordedHistoryShowsTheLastWord(t *testing.T) {
-	hist := recordedHistory(t, "lifecycle-last-word-r7")
+	hist := recordedHistory(t, "lifecycle-last-word-r8")
 	require.Equal(t, 1, versionMarkers(t, hist.Events)[VersionDrainAfterSupervision])
 	require.Equal(t, 1, versionMarkers(t, hist.Events)[VersionHeartbeatProcess], "a heartbeat of another process was rejected")
 	dc := converter.GetDefaultDataConverter()

@@ -28,8 +28,11 @@ type restartCheck struct {
 	Reason string
 	// Uncounted is an exit rule's ignore: not counted against MaxRestarts.
 	Uncounted bool
-	// Ignored counts the uncounted restarts since the last healthy run.
-	Ignored int
+	// Ignored counts the uncounted restarts since the last healthy run;
+	// Unbounded lifts maxIgnoredRestarts, for a lifecycle of the release
+	// before the bound (VersionIgnoreBound).
+	Ignored   int
+	Unbounded bool
 }
 
 // restartVerdict is the decision: restart or not, the restart count it
@@ -56,7 +59,7 @@ func decideRestart(c restartCheck) restartVerdict {
 		v.Restarts, v.Ignored = 0, 0
 	}
 	switch {
-	case c.Uncounted && v.Ignored >= maxIgnoredRestarts:
+	case c.Uncounted && v.Ignored >= maxIgnoredRestarts && !c.Unbounded:
 		v.Reason = fmt.Sprintf("gave up after %d restarts its exit rule ignored: %s", v.Ignored, c.Reason)
 	case c.Uncounted && c.TokensUsed+c.Budget > restartTokenCap*c.Budget:
 		v.Reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap)
@@ -86,7 +89,11 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 	}
 	v := decideRestart(restartCheck{Restarts: w.st.RestartCount, MaxRestarts: r.MaxRestarts, RanFor: ranFor,
 		HealthyRun: w.limits.HealthyRun, TokensUsed: w.st.Spec.TokenBudget.Used, Budget: r.Budget, Reason: o.reason,
-		Uncounted: o.uncounted, Ignored: w.st.IgnoredRestarts})
+		Uncounted: o.uncounted, Ignored: w.st.IgnoredRestarts,
+		// Asked only where the bound would stop it, so that every other
+		// history replays without the marker.
+		Unbounded: o.uncounted && w.st.IgnoredRestarts >= maxIgnoredRestarts &&
+			workflow.GetVersion(ctx, VersionIgnoreBound, workflow.DefaultVersion, 1) == workflow.DefaultVersion})
 	w.st.RestartCount, w.st.IgnoredRestarts, o.reason = v.Restarts, v.Ignored, v.Reason
 	if !v.Restart {
 		return false

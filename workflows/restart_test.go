@@ -402,6 +402,8 @@ func TestDecideRestart(t *testing.T) {
 			restartVerdict{Restarts: 1, Reason: "process exited with code 3; not restarted: 2001 tokens used, a restart could exceed 3× the budget"}},
 		{"ignored ends are bounded", with(func(c *restartCheck) { c.Uncounted = true; c.Ignored = 20 }),
 			restartVerdict{Restarts: 1, Ignored: 20, Reason: "gave up after 20 restarts its exit rule ignored: process exited with code 3"}},
+		{"a lifecycle of the release before the bound is not bounded", with(func(c *restartCheck) { c.Uncounted = true; c.Ignored = 20; c.Unbounded = true }),
+			restartVerdict{Restart: true, Restarts: 1, Ignored: 20, Reason: base.Reason}},
 		{"a healthy run forgives ignored ends", with(func(c *restartCheck) { c.Uncounted = true; c.Ignored = 20; c.RanFor = 10 * time.Minute }),
 			restartVerdict{Restart: true, Restarts: 0, Ignored: 0, Reason: base.Reason}},
 	} {

@@ -113,7 +113,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 				result = &outcome{kind: outcomeFailed, reason: "lost track of the process: " + failureMessage(err)}
 				return
 			}
-			result = w.exitOutcome(ctx, exit)
+			result = exitOutcome(exit)
 		})
 		sel.AddFuture(timer, func(workflow.Future) {
 			timer, cancelT = nil, nil
@@ -152,12 +152,15 @@ func (w *lifecycle) endSupervision(ctx workflow.Context, result *outcome, watch 
 	}
 }
 
-// exitOutcome is what an end of the process means to the lifecycle.
-func (w *lifecycle) exitOutcome(ctx workflow.Context, exit activities.ExitStatus) *outcome {
-	if exit.Action != "" && workflow.GetVersion(ctx, VersionExitRules, workflow.DefaultVersion, 1) == 1 {
-		o := judgedOutcome(exit)
-		o.judged = true
-		return o
+// exitOutcome is what an end of the process means to the lifecycle: what
+// the host's exit rules made of it, when a host of this release judged it,
+// else its exit code. The release that brought exit rules (r7) followed
+// the judgement without a version marker, and its lifecycles replay only
+// so; a task of an r6 lifecycle that an r6 program ran on an end an r7
+// host judged did not replay under r7 either.
+func exitOutcome(exit activities.ExitStatus) *outcome {
+	if exit.Action != "" {
+		return judgedOutcome(exit)
 	}
 	return exitCodeOutcome(exit)
 }

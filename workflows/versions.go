@@ -57,12 +57,10 @@ const (
 	// waits for a signalled answer (with its timer) only when it was
 	// queued or the update could not be used; before it, by signal alone.
 	VersionReserveAsk = "reserve-ask"
-	// VersionExitRules: an end the host judged by its type's exit rules
-	// (ExitStatus.Action) is followed: fail ends without a restart, ignore
-	// restarts uncounted, a lost end fails; before it, by the exit code
-	// alone. Asked only of an end that carries an action, so that a task
-	// an earlier release handled replays as it ran.
-	VersionExitRules = "exit-rules"
+	// VersionIgnoreBound: an exit rule's ignore restarts at most
+	// maxIgnoredRestarts times without a healthy run between them; before
+	// it (r7), without a bound.
+	VersionIgnoreBound = "ignore-bound"
 	// VersionDrainAfterSupervision: the heartbeats that came while the
 	// process was being stopped (an agent's last tokens_used, sent on its
 	// SIGTERM), at the end of supervision or by the saga's stop, are

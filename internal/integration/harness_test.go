@@ -482,10 +482,11 @@ func (h *harness) recordLatest(t *testing.T, name, workflowType string) {
 // the third's (release signal, reservation recheck) in -r3, the fourth's
 // (reservations by signal, the budget queue) in -r4, this one's (budget
 // pools) in -r5, the sixth's (the ask update) in -r6, the seventh's (ends
-// judged by exit rules on the host) in -r7. Bump it with each release
-// whose workflows changed, so that a new recording never meets an old
-// file.
-const recordingRelease = "r7"
+// judged by exit rules on the host) in -r7, the eighth's (heartbeats
+// drained after supervision, named by their process) in -r8. Bump it with
+// each release whose workflows changed, so that a new recording never
+// meets an old file.
+const recordingRelease = "r8"
 
 // saveHistory writes the history of workflowID's latest run to
 // testdata/histories when RECORD_HISTORIES is set.
