@@ -241,6 +241,9 @@ func (f *Client) status(ctx context.Context, workerID string) (workflows.WorkerS
 		// Only a lifecycle that never began answers with no status.
 		return f.failedStart(ctx, workerID)
 	}
+	// The lifecycle arms no timer for a late heartbeat's warning: the
+	// level is read off its clocks, now.
+	spec.Heartbeat.Alert = spec.AlertAt(time.Now())
 	return spec, nil
 }
 

@@ -288,14 +288,47 @@ type HeartbeatInfo struct {
 	// ReportedHealthScore is what the worker said of itself, if anything.
 	ReportedHealthScore *int   `json:"reported_health_score,omitempty"`
 	Message             string `json:"message,omitempty"`
-	// Alert is "warning" or "critical" while heartbeats are late.
+	// Alert is "warning" or "critical" while heartbeats are late. A
+	// lifecycle that carries its clocks (ZombieAfter set) keeps only the
+	// alert of its end here, and readers compute the live one (AlertAt).
 	Alert string `json:"alert,omitempty"`
+	// WarningAfter, CriticalAfter and ZombieAfter are the lifecycle's
+	// heartbeat clocks, measured from the last heartbeat or the start of
+	// the process. Zero in lifecycles of releases before r8, which set
+	// Alert themselves with a timer for each level.
+	WarningAfter  time.Duration `json:"warning_after,omitempty"`
+	CriticalAfter time.Duration `json:"critical_after,omitempty"`
+	ZombieAfter   time.Duration `json:"zombie_after,omitempty"`
 	// Count is every heartbeat accepted over the whole lifecycle.
 	Count int64 `json:"count"`
 	// Rejected counts heartbeats and samples whose payload was invalid and
 	// was ignored; LastRejected says why for the latest.
 	Rejected     int64  `json:"rejected,omitempty"`
 	LastRejected string `json:"last_rejected,omitempty"`
+}
+
+// AlertAt is the heartbeat alert of the worker at now: the one its
+// lifecycle recorded, or, for a supervised worker whose lifecycle carries
+// its clocks, the level the age of its last heartbeat reaches. The
+// lifecycle arms no timer for a warning (VersionOneDeadlineTimer), so
+// every reader (status, list, the mirror) asks this with its own clock.
+func (s WorkerSpec) AlertAt(now time.Time) string {
+	hb := s.Heartbeat
+	if hb.ZombieAfter == 0 || hb.Alert == AlertCritical || s.StartedAt == nil ||
+		(s.Status != StatusRunning && s.Status != StatusIdle) {
+		return hb.Alert
+	}
+	base := *s.StartedAt
+	if hb.LastSeen != nil && hb.LastSeen.After(base) {
+		base = *hb.LastSeen
+	}
+	switch age := now.Sub(base); {
+	case age >= hb.CriticalAfter:
+		return AlertCritical
+	case age >= hb.WarningAfter:
+		return AlertWarning
+	}
+	return hb.Alert
 }
 
 // Heartbeat alert levels.

@@ -59,8 +59,12 @@ func (s *lifecycleSuite) TestGrantedInTheAsksResult() {
 	s.askAnswers(activities.ReserveResult{Answered: true, Granted: true}, 0)
 	s.expectRunAndRefund()
 	timers := s.answerTimers()
+	req := testRequest()
+	// Not answerWithin: the one deadline timer of the running worker is
+	// armed for the zombie limit.
+	req.Limits.ZombieAfter = 6 * time.Minute
 
-	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
 	spec := s.result()
 	s.Equal([]Status{StatusPending, StatusRunning, StatusCompleted}, statuses(spec))
 	s.Equal(int64(10000), spec.Cleanup.Refunded)

@@ -260,11 +260,14 @@ func (s *lifecycleSuite) TestZombieAfterHeartbeatsStop() {
 
 	// The last heartbeat at 20s moves the zombie deadline to 50s.
 	s.heartbeatAt(20*time.Second, Heartbeat{TokensUsed: 10})
-	s.env.RegisterDelayedCallback(func() { s.Empty(s.status().Heartbeat.Alert) }, 29*time.Second)
-	s.env.RegisterDelayedCallback(func() { s.Equal(AlertWarning, s.status().Heartbeat.Alert) }, 31*time.Second)
+	// No timer sets the levels (VersionOneDeadlineTimer): the reader
+	// computes them from the clocks the spec carries, as fleet.Status does.
+	s.env.RegisterDelayedCallback(func() { s.Empty(s.status().AlertAt(s.env.Now())) }, 29*time.Second)
+	s.env.RegisterDelayedCallback(func() { s.Equal(AlertWarning, s.status().AlertAt(s.env.Now())) }, 31*time.Second)
 	s.env.RegisterDelayedCallback(func() {
 		spec := s.status()
-		s.Equal(AlertCritical, spec.Heartbeat.Alert)
+		s.Equal(AlertCritical, spec.AlertAt(s.env.Now()))
+		s.Empty(spec.Heartbeat.Alert, "no timer fired for it")
 		s.Equal(StatusRunning, spec.Status)
 	}, 45*time.Second)
 
@@ -276,6 +279,52 @@ func (s *lifecycleSuite) TestZombieAfterHeartbeatsStop() {
 	zombieAt := spec.Transitions[2].At.Sub(start)
 	s.InDelta((50 * time.Second).Seconds(), zombieAt.Seconds(), 1)
 	s.Equal(int64(10000), spec.Cleanup.Refunded)
+}
+
+// TestOneDeadlineTimerPerZombieLimit: heartbeats every 30 s under the
+// default warning (60 s) and critical (120 s) limits arm one deadline timer
+// per zombie limit, not one per heartbeat interval (issue 16), and a late
+// heartbeat's warning is still read from the spec when it is due.
+func (s *lifecycleSuite) TestOneDeadlineTimerPerZombieLimit() {
+	const beats, every = 100, 30 * time.Second
+	s.expectStart(24*time.Hour, activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM"})
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.expectRelease(1)
+	var timers []time.Duration
+	s.env.SetOnTimerScheduledListener(func(_ string, d time.Duration) { timers = append(timers, d) })
+
+	for i := 1; i <= beats; i++ {
+		s.heartbeatAt(time.Duration(i)*every, Heartbeat{TokensUsed: int64(i)})
+	}
+	last := time.Duration(beats) * every
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(int64(beats), spec.Heartbeat.Count)
+		s.Empty(spec.AlertAt(s.env.Now()), "10 s after a heartbeat")
+		s.Equal(AlertWarning, spec.AlertAt(spec.Heartbeat.LastSeen.Add(DefaultHeartbeatWarning)))
+		s.Equal(AlertCritical, spec.AlertAt(spec.Heartbeat.LastSeen.Add(DefaultHeartbeatCritical)))
+	}, last+10*time.Second)
+	s.updateAt(last+20*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	// 3,020 s of supervision under a 300 s zombie limit: a timer when the
+	// process starts and one each time it fires and finds the worker alive,
+	// armed from the last heartbeat (at most 30 s old), and the stop's wait
+	// for the watch's report. A timer per warning level fired every 60 s.
+	var deadlines, short int
+	for _, d := range timers {
+		if d != stopReportWait {
+			deadlines++
+			if d < 5*time.Minute-every {
+				short++
+			}
+		}
+	}
+	s.Zero(short, "no timer for a warning level: %v", timers)
+	// Each fires at least 270 s after the one before; one more is pending.
+	s.LessOrEqual(deadlines, int(last/(5*time.Minute-every))+2, "timers armed: %v", timers)
 }
 
 func (s *lifecycleSuite) TestPendingWorkerIsNeverFlagged() {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/workflow"
@@ -78,4 +79,39 @@ func TestReadmeDrawsTheDiagramOfStatesGo(t *testing.T) {
 	}
 	require.Greater(t, len(diagram), 20, "the diagram at the top of states.go")
 	require.Contains(t, string(readme), "```\n"+strings.Join(diagram, "\n")+"\n```")
+}
+
+// TestAlertAt: the level of a late heartbeat, read off the clocks a
+// lifecycle of this release carries (VersionOneDeadlineTimer).
+func TestAlertAt(t *testing.T) {
+	started := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	seen := started.Add(time.Minute)
+	clocks := HeartbeatInfo{LastSeen: &seen, WarningAfter: time.Minute, CriticalAfter: 2 * time.Minute, ZombieAfter: 5 * time.Minute}
+	spec := func(status Status, hb HeartbeatInfo) WorkerSpec {
+		return WorkerSpec{Status: status, StartedAt: &started, Heartbeat: hb}
+	}
+	noHeartbeat := clocks
+	noHeartbeat.LastSeen = nil
+	recorded := HeartbeatInfo{LastSeen: &seen, Alert: AlertWarning} // an earlier release's
+	ended := clocks
+	ended.Alert = AlertCritical
+	for _, tc := range []struct {
+		name  string
+		spec  WorkerSpec
+		after time.Duration // since the last heartbeat
+		want  string
+	}{
+		{"fresh", spec(StatusRunning, clocks), 59 * time.Second, ""},
+		{"late", spec(StatusRunning, clocks), time.Minute, AlertWarning},
+		{"later", spec(StatusIdle, clocks), 2 * time.Minute, AlertCritical},
+		{"from the start without a heartbeat", spec(StatusRunning, noHeartbeat), time.Minute, AlertCritical},
+		{"pending is never flagged", WorkerSpec{Status: StatusPending, Heartbeat: clocks}, time.Hour, ""},
+		{"stopping is not judged", spec(StatusShuttingDown, clocks), time.Hour, ""},
+		{"an earlier release keeps its own", spec(StatusRunning, recorded), time.Hour, AlertWarning},
+		{"a zombie keeps its critical", spec(StatusZombie, ended), 0, AlertCritical},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.spec.AlertAt(seen.Add(tc.after)))
+		})
+	}
 }

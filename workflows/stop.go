@@ -8,6 +8,10 @@ import (
 	"github.com/commit-relay/worker-lifecycle/activities"
 )
 
+// stopReportWait bounds the wait for the watch's report of a process the
+// stop has ended: it polls every few seconds.
+const stopReportWait = 10 * time.Second
+
 // stopAndCollect stops the process group and returns the exit status the
 // watch saw, if it saw one in time.
 func (w *lifecycle) stopAndCollect(ctx workflow.Context, grace time.Duration, watch workflow.Future, cancelWatch workflow.CancelFunc) *activities.ExitStatus {
@@ -28,7 +32,7 @@ func (w *lifecycle) stopAndCollect(ctx workflow.Context, grace time.Duration, wa
 			exit = &e
 		}
 	})
-	sel.AddFuture(workflow.NewTimer(ctx, 10*time.Second), func(workflow.Future) {})
+	sel.AddFuture(workflow.NewTimer(ctx, stopReportWait), func(workflow.Future) {})
 	sel.Select(ctx)
 	cancelWatch()
 	return exit

@@ -62,6 +62,16 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		cancelT workflow.CancelFunc
 		result  *outcome
 	)
+	oneTimer := workflow.GetVersion(ctx, VersionOneDeadlineTimer, workflow.DefaultVersion, 1) == 1
+	if oneTimer {
+		hb := &w.st.Spec.Heartbeat
+		hb.WarningAfter, hb.CriticalAfter, hb.ZombieAfter = w.limits.HeartbeatWarning, w.limits.HeartbeatCritical, w.limits.ZombieAfter
+		if hb.Alert == AlertWarning {
+			// Set by an earlier run of an earlier release: read from the
+			// clocks from now on.
+			hb.Alert = ""
+		}
+	}
 	for result == nil {
 		// A cancel must not be carried off by continue-as-new: the new run
 		// would not inherit it.
@@ -72,7 +82,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		}
 
 		now := workflow.Now(ctx)
-		if next := w.nextDeadline(); timer == nil || next.Before(timerAt) {
+		if next := w.nextDeadline(oneTimer); timer == nil || next.Before(timerAt) {
 			if cancelT != nil {
 				cancelT()
 			}
@@ -117,7 +127,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		})
 		sel.AddFuture(timer, func(workflow.Future) {
 			timer, cancelT = nil, nil
-			result = w.checkDeadlines(ctx)
+			result = w.checkDeadlines(ctx, oneTimer)
 		})
 		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {
 			result = &outcome{kind: outcomeCancelled, reason: "lifecycle cancelled"}
@@ -305,16 +315,22 @@ func (w *lifecycle) heartbeatBase() time.Time {
 	return base
 }
 
-// nextDeadline is the earliest moment something is due: a heartbeat alert,
-// the zombie limit, the idle limit or the time limit.
-func (w *lifecycle) nextDeadline() time.Time {
+// nextDeadline is the earliest moment something is due: the zombie limit,
+// the idle limit or the time limit, and before oneTimer a heartbeat alert.
+// The timer is re-armed only for an earlier moment, so a heartbeat, which
+// moves the zombie limit later, arms none: the timer fires once per zombie
+// limit, finds the worker alive and is armed again from its last
+// heartbeat.
+func (w *lifecycle) nextDeadline(oneTimer bool) time.Time {
 	base := w.heartbeatBase()
 	next := base.Add(w.limits.ZombieAfter)
-	switch w.st.Spec.Heartbeat.Alert {
-	case "":
-		next = earliest(next, base.Add(w.limits.HeartbeatWarning))
-	case AlertWarning:
-		next = earliest(next, base.Add(w.limits.HeartbeatCritical))
+	if !oneTimer {
+		switch w.st.Spec.Heartbeat.Alert {
+		case "":
+			next = earliest(next, base.Add(w.limits.HeartbeatWarning))
+		case AlertWarning:
+			next = earliest(next, base.Add(w.limits.HeartbeatCritical))
+		}
 	}
 	if w.st.IdleSince != nil {
 		next = earliest(next, w.st.IdleSince.Add(w.limits.IdleAfter))
@@ -325,14 +341,20 @@ func (w *lifecycle) nextDeadline() time.Time {
 	return next
 }
 
-// checkDeadlines runs when the deadline timer fires.
-func (w *lifecycle) checkDeadlines(ctx workflow.Context) *outcome {
+// checkDeadlines runs when the deadline timer fires. With oneTimer the
+// warning and critical levels are the readers' to compute (AlertAt); the
+// zombie keeps critical as its alert, as it did when a timer set it.
+func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome {
 	now := workflow.Now(ctx)
 	age := now.Sub(w.heartbeatBase())
 	hb := &w.st.Spec.Heartbeat
 	switch {
 	case age >= w.limits.ZombieAfter:
+		if oneTimer {
+			hb.Alert = AlertCritical
+		}
 		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("no heartbeat for %s (zombie limit %s)", age.Round(time.Second), w.limits.ZombieAfter)}
+	case oneTimer:
 	case age >= w.limits.HeartbeatCritical && hb.Alert != AlertCritical:
 		hb.Alert = AlertCritical
 		workflow.GetLogger(ctx).Warn("Heartbeat critical", "age", age)

@@ -72,6 +72,13 @@ const (
 	// rejected; before it, the field was not looked at. Asked only of such
 	// a heartbeat, so a history of a program that accepted one replays.
 	VersionHeartbeatProcess = "heartbeat-process"
+	// VersionOneDeadlineTimer: a running lifecycle arms one deadline timer,
+	// for the zombie limit (or the idle or time limit when sooner), and its
+	// spec carries the heartbeat clocks so that readers compute warning and
+	// critical when they read it (WorkerSpec.AlertAt); before it, a timer
+	// for each alert, which with the default limits fired about once per
+	// heartbeat interval.
+	VersionOneDeadlineTimer = "one-deadline-timer"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

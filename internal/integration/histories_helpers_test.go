@@ -140,11 +140,12 @@ func currentRunID(t *testing.T, workflowID string) string {
 }
 
 // lifecycleVersions are the version markers every lifecycle run of this
-// code records at its start, at the end of its supervision and at the
+// code records at its start, in and at the end of its supervision and at the
 // refund of its reservation, with those of the scenario.
 func lifecycleVersions(scenario map[string]int) map[string]int {
 	v := map[string]int{workflows.VersionFrozenLimits: 1, workflows.VersionReleaseSignal: 1, workflows.VersionReserveSignal: 1,
-		workflows.VersionPools: 1, workflows.VersionReserveAsk: 1, workflows.VersionDrainAfterSupervision: 1}
+		workflows.VersionPools: 1, workflows.VersionReserveAsk: 1, workflows.VersionDrainAfterSupervision: 1,
+		workflows.VersionOneDeadlineTimer: 1}
 	for id, n := range scenario {
 		v[id] = n
 	}
