@@ -36,15 +36,56 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 	}
 
 	errs := w.compensate(ctx)
+	return w.settle(ctx, Ending{Reason: o.reason, Normal: normalEnd}, errs)
+}
+
+// Ending is what a lifecycle waiting in zombie to retry its cleanup hands
+// to its next run (LifecycleState.Ending): the end it is settling and what
+// is still owed.
+type Ending struct {
+	Reason string `json:"reason"`
+	// Normal: a stop or an exit, which ends completed once settled.
+	Normal bool `json:"normal,omitzero"`
+	// Owed names the compensations still to run, in the order they were
+	// registered (stepRefund, stepStopProcess).
+	Owed []string `json:"owed"`
+	// Held is what the ledger is known to hold (lifecycle.held); Refunded
+	// what was given back so far; ProcessFate what the last stop found.
+	Held        int64  `json:"held,omitzero"`
+	Refunded    int64  `json:"refunded,omitzero"`
+	ProcessFate string `json:"process_fate,omitempty"`
+}
+
+// zombieRetriesPerRun bounds the cleanup retries of one run (about 15
+// events each, one every retryCleanupEvery: 17 hours), so that a zombie
+// whose host never comes back continues as new long before the server's
+// history limits end it.
+const zombieRetriesPerRun = 100
+
+// settle retries what failed until it is done, waiting in zombie between
+// tries, and records the end. errs are the failures of the last try.
+func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (WorkerSpec, error) {
+	cleanup := w.st.Spec.Cleanup
 	// A compensation that failed leaves the worker in zombie: it retries
 	// every RetryCleanupEvery, or at once on `starter cleanup`, until done.
-	for len(errs) > 0 {
-		cleanup.Reason = fmt.Sprintf("%s; cleanup incomplete: %v", o.reason, errors.Join(errs...))
+	for tries := 1; len(errs) > 0; tries++ {
+		cleanup.Reason = fmt.Sprintf("%s; cleanup incomplete: %v", e.Reason, errors.Join(errs...))
 		cleanup.Refunded, cleanup.Process = w.refunded, w.processFate
 		if w.st.Spec.Status != StatusZombie {
 			w.transition(ctx, StatusZombie, cleanup.Reason)
 		}
 		w.cleanupRequested = false
+		if w.zombieMustMove(ctx, tries) && workflow.GetVersion(ctx, VersionZombieContinueAsNew, workflow.DefaultVersion, 1) == 1 {
+			// The cleanup updates answered, unless one more came meanwhile:
+			// it is retried here, and the run moves after it.
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(ctx) || w.cleanupRequested })
+			if !w.cleanupRequested {
+				return w.continueZombie(ctx, e)
+			}
+			errs = w.compensate(ctx)
+			continue
+		}
 		waitCtx := ctx
 		if ctx.Err() != nil && workflow.GetVersion(ctx, VersionCancelledCleanupRetries, workflow.DefaultVersion, 1) == 1 {
 			// Cancelled, the lifecycle still owes its process a stop:
@@ -64,18 +105,55 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 	cleanup.Process = w.processFate
 	now := workflow.Now(ctx).UTC()
 	if len(errs) == 0 {
-		cleanup.Reason = o.reason
+		cleanup.Reason = e.Reason
 		cleanup.CleanedAt = &now
-		if normalEnd {
-			w.transition(ctx, StatusCompleted, o.reason)
+		if e.Normal {
+			w.transition(ctx, StatusCompleted, e.Reason)
 		} else if w.st.Spec.Status == StatusZombie {
-			w.transition(ctx, StatusCleanedUp, o.reason)
+			w.transition(ctx, StatusCleanedUp, e.Reason)
 		}
 	}
 	w.st.Spec.CompletedAt = &now
 	// Let in-flight shutdown or kill updates return before the run closes.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return w.st.Spec, nil
+}
+
+// zombieMustMove says whether a zombie about to wait for its next retry
+// should continue as new first: after zombieRetriesPerRun tries in this
+// run, when the heartbeats and samples sent to it (applied or waiting)
+// reach the run's bound, or when the server suggests it. Asked before the
+// version, so that only a run that moves records it.
+func (w *lifecycle) zombieMustMove(ctx workflow.Context, tries int) bool {
+	waiting := 0
+	for _, name := range []string{SignalHeartbeat, SignalSample, SignalOutputHeartbeat} {
+		waiting += workflow.GetSignalChannel(ctx, name).Len()
+	}
+	return tries >= zombieRetriesPerRun || w.st.SignalsThisRun+waiting >= w.limits.MaxSignalsPerRun ||
+		workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// continueZombie hands the zombie to a new run, which goes on retrying its
+// cleanup (LifecycleState.Ending). What was sent to it is applied first,
+// moving nothing, so that no count is lost.
+func (w *lifecycle) continueZombie(ctx workflow.Context, e Ending) (WorkerSpec, error) {
+	w.drainAfterSupervision(ctx)
+	e.Owed = e.Owed[:0]
+	for _, name := range []string{stepRefund, stepStopProcess} {
+		if w.saga.has(name) {
+			e.Owed = append(e.Owed, name)
+		}
+	}
+	e.Held, e.Refunded, e.ProcessFate = 0, w.refunded, w.processFate
+	if w.saga.has(stepRefund) {
+		e.Held = w.held
+	}
+	w.st.Ending = &e
+	w.st.Reserved = w.saga.has(stepRefund)
+	w.st.Runs++
+	w.st.SignalsThisRun = 0
+	workflow.GetLogger(ctx).Info("Continuing as new in zombie", "runs", w.st.Runs, "owed", e.Owed)
+	return w.st.Spec, workflow.NewContinueAsNewError(ctx, WorkerLifecycle, w.st)
 }
 
 // compensate runs what the saga still holds; the failed steps stay in it.

@@ -46,6 +46,9 @@ type LifecycleState struct {
 	// Limits are the limits in force, resolved at the first run
 	// (resolveLimits); nil in the input of a first run.
 	Limits *Limits `json:"limits,omitempty"`
+	// Ending is set when the lifecycle continued as new in zombie, still
+	// retrying its cleanup: the next run goes on with it, nothing else.
+	Ending *Ending `json:"ending,omitempty"`
 	// Runs counts continue-as-new; SignalsThisRun bounds one run.
 	Runs           int `json:"runs,omitzero"`
 	SignalsThisRun int `json:"signals_this_run,omitzero"`
@@ -252,6 +255,9 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 	logger := workflow.GetLogger(ctx)
 	lease := w.lease(ctx)
 
+	if e := w.st.Ending; e != nil {
+		return w.resumeSettling(ctx, lease, *e)
+	}
 	// Rebuild the compensations of what earlier runs did, in the order they
 	// were registered.
 	if w.st.Reserved {
@@ -282,6 +288,25 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 		}
 		return w.finish(ctx, o)
 	}
+}
+
+// resumeSettling goes on with the cleanup an earlier run left owed, in
+// zombie (continueZombie): it retries at once, as a `starter cleanup`
+// would, and then every retryCleanupEvery.
+func (w *lifecycle) resumeSettling(ctx workflow.Context, lease string, e Ending) (WorkerSpec, error) {
+	w.held, w.refunded, w.processFate = e.Held, e.Refunded, e.ProcessFate
+	for _, name := range e.Owed {
+		switch name {
+		case stepRefund:
+			w.saga.add(stepRefund, w.releaseBudget(lease))
+		case stepStopProcess:
+			w.saga.add(stepStopProcess, w.stopProcessCompensation())
+		}
+	}
+	if w.st.Spec.Cleanup == nil {
+		w.st.Spec.Cleanup = &CleanupInfo{Reason: e.Reason, Automated: true}
+	}
+	return w.settle(ctx, e, w.compensate(ctx))
 }
 
 // lease names this lifecycle in the ledger. The first run ID stays the same

@@ -58,7 +58,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-exit-on-after-restart-r7", "lifecycle-exit3-on-after-restart-r7", "lifecycle-lost-not-restarted-r7",
 		// The eighth: a lost host, and heartbeats applied after
 		// supervision (drain-after-supervision, heartbeat-process).
-		"lifecycle-host-lost-r8", "lifecycle-last-word-r8", "budget-ledger-r8"} {
+		"lifecycle-host-lost-r8", "lifecycle-last-word-r8", "budget-ledger-r8",
+		// ... one deadline timer (every -r8 lifecycle file that supervises),
+		// and a zombie that continues as new (zombie-continue-as-new).
+		"lifecycle-zombie-retries-r8", "lifecycle-zombie-continue-as-new-r8", "lifecycle-zombie-continued-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -419,4 +422,37 @@ func TestRecordedHistoryShowsTheLastWord(t *testing.T) {
 	require.NoError(t, dc.FromPayloads(last.GetResult(), &spec))
 	require.EqualValues(t, 77, spec.TokenBudget.Used)
 	require.Equal(t, StatusCompleted, spec.Status)
+}
+
+// The eighth release's zombie files: the first run, in zombie with its
+// host away and its signals spent, continued as new owing the stop (version
+// zombie-continue-as-new); the next run, started from that state, stopped
+// the process and ended cleaned up without a second refund. Both arm one
+// deadline timer, for the zombie limit.
+func TestRecordedZombieContinuesAsNew(t *testing.T) {
+	first := recordedHistory(t, "lifecycle-zombie-continue-as-new-r8")
+	require.Equal(t, 1, versionMarkers(t, first.Events)[VersionZombieContinueAsNew])
+	require.Equal(t, 1, versionMarkers(t, first.Events)[VersionOneDeadlineTimer])
+	dc := converter.GetDefaultDataConverter()
+	can := first.Events[len(first.Events)-1].GetWorkflowExecutionContinuedAsNewEventAttributes()
+	require.NotNil(t, can)
+	var next LifecycleState
+	require.NoError(t, dc.FromPayloads(can.GetInput(), &next))
+	require.NotNil(t, next.Ending)
+	require.Equal(t, []string{stepStopProcess}, next.Ending.Owed)
+	require.Equal(t, StatusZombie, next.Spec.Status)
+	require.EqualValues(t, 3, next.Spec.Heartbeat.Count, "the zombie's heartbeats were counted before it moved")
+
+	second := recordedHistory(t, "lifecycle-zombie-continued-r8")
+	last := second.Events[len(second.Events)-1].GetWorkflowExecutionCompletedEventAttributes()
+	require.NotNil(t, last)
+	var spec WorkerSpec
+	require.NoError(t, dc.FromPayloads(last.GetResult(), &spec))
+	require.Equal(t, StatusCleanedUp, spec.Status)
+	require.Equal(t, ProcessStopped, spec.Cleanup.Process)
+	for _, ev := range second.Events {
+		if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil {
+			require.NotEqual(t, SignalRelease, a.GetSignalName(), "refunded once, by the first run")
+		}
+	}
 }

@@ -79,6 +79,13 @@ const (
 	// for each alert, which with the default limits fired about once per
 	// heartbeat interval.
 	VersionOneDeadlineTimer = "one-deadline-timer"
+	// VersionZombieContinueAsNew: a zombie retrying its cleanup continues
+	// as new after zombieRetriesPerRun tries in a run, when the signals
+	// sent to it reach the run's bound or when the server suggests it,
+	// and the next run goes on retrying (LifecycleState.Ending); before
+	// it, one run retried until the server's history limits ended it.
+	// Asked only where a run would move.
+	VersionZombieContinueAsNew = "zombie-continue-as-new"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -247,6 +248,70 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 	require.Equal(t, 3, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED), "three cleanups")
 	require.Equal(t, lifecycleVersions(nil), rh.versions(t))
 	recordRun(t, "lifecycle-zombie-retries", rh)
+}
+
+// TestHistoryZombieContinuesAsNew: a zombie whose host is away and whose
+// run has taken all the signals it may (3 heartbeats, sent to the zombie)
+// continues as new before its next wait (version zombie-continue-as-new),
+// with what it owes; the next run retries at once and again on `starter
+// cleanup` once the host is back: cleaned up, the heartbeats counted, the
+// process gone and the budget back once.
+func TestHistoryZombieContinuesAsNew(t *testing.T) {
+	ctx := context.Background()
+	before := h.budget(t)
+	const host = "it-host-hist-zombie-can"
+	require.NoError(t, h.startWorker(host))
+	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
+	id := newID("sleeper")
+	wid := workflows.WorkflowID(id)
+	_, err := h.fleet.Start(ctx, workflows.SpawnRequest{WorkerID: id, WorkerType: "sleeper-worker", TaskID: "task-hist-zombie-can",
+		Master: "cleanup-master", Host: host, MaxRestarts: -1, Limits: workflows.Limits{
+			ZombieAfter: 8 * time.Second, HostLossAfter: 3 * time.Second, WatchHeartbeat: 2 * time.Minute, MaxSignalsPerRun: 3}})
+	require.NoError(t, err)
+	t.Cleanup(func() { killAll(workerProcesses(id)) })
+	pid := h.waitStatus(t, id, workflows.StatusRunning, 30*time.Second).PID
+	firstRun := currentRunID(t, wid)
+
+	h.crashWorker(t, host)
+	require.Eventually(t, func() bool {
+		spec, _ := h.fleet.Status(ctx, id)
+		return spec.Status == workflows.StatusZombie && spec.Cleanup != nil && spec.Cleanup.Refunded > 0
+	}, 60*time.Second, 200*time.Millisecond, "a zombie whose stop cannot reach its host")
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, h.fleet.Heartbeat(ctx, id, workflows.Heartbeat{TokensUsed: int64(10 * i)}))
+	}
+	_, errOut, code := h.starter(t, "cleanup", id)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "cleanup of "+id+" failed again")
+	require.Eventually(t, func() bool { return currentRunID(t, wid) != firstRun }, 30*time.Second, 200*time.Millisecond,
+		"the zombie continues as new before its next wait")
+	moved := h.waitStatus(t, id, workflows.StatusZombie, 10*time.Second)
+	require.Equal(t, int64(3), moved.Heartbeat.Count, "the heartbeats sent to the zombie are counted")
+	require.Equal(t, int64(30), moved.TokenBudget.Used)
+	require.True(t, procfs.Alive(pid), "nobody could stop it")
+	require.Equal(t, before, h.budget(t), "the refund went through; only the stop is owed")
+
+	require.NoError(t, h.startWorker(host))
+	final := starterJSON[workflows.WorkerSpec](t, "cleanup", id)
+	require.Equal(t, workflows.StatusCleanedUp, final.Status)
+	require.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusRunning, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final))
+	require.Contains(t, final.Cleanup.Reason, "no heartbeat for")
+	require.Equal(t, workflows.ProcessStopped, final.Cleanup.Process)
+	require.Equal(t, before, h.budget(t), "refunded once")
+	requireGone(t, pid)
+
+	chain := runChain(t, wid)
+	require.Len(t, chain, 2)
+	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, chain[0].last())
+	require.Equal(t, 1, chain[0].versions(t)[workflows.VersionZombieContinueAsNew])
+	next := decodeInput[workflows.LifecycleState](t, chain[0])
+	require.NotNil(t, next.Ending)
+	require.Equal(t, []string{"stop process"}, next.Ending.Owed)
+	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, chain[1].last())
+	chain[0].refundedBySignal(t)
+	require.Zero(t, chain[1].sentSignals(workflows.LedgerWorkflowID, workflows.SignalRelease), "not refunded again")
+	recordRun(t, "lifecycle-zombie-continue-as-new", chain[0])
+	recordRun(t, "lifecycle-zombie-continued", chain[1])
 }
 
 // TestHistoryOutputHeartbeats: a worker type with heartbeat mode "output"
