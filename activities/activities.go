@@ -19,10 +19,15 @@ const (
 	ErrTypeBudgetRefused     = "BudgetRefused"
 	ErrTypeUnknownWorkerType = "UnknownWorkerType"
 	ErrTypeSpawnFailed       = "SpawnFailed"
+	// ErrTypeLedgerNotRunning: no ledger runs to take a release signal.
+	ErrTypeLedgerNotRunning = "LedgerNotRunning"
 )
 
 // ErrBudgetRefused is wrapped by a Ledger when a reservation does not fit.
 var ErrBudgetRefused = errors.New("insufficient budget")
+
+// ErrLedgerNotRunning is wrapped by a Ledger's Give when no ledger runs.
+var ErrLedgerNotRunning = errors.New("no budget ledger is running")
 
 // Ledger is the token budget as seen by the activities. The worker program
 // wires it to the budget ledger workflow; tests may use a fake.
@@ -42,6 +47,10 @@ type Ledger interface {
 	// a signal; a retry of the same lease is answered again and reserves
 	// nothing more.
 	Ask(ctx context.Context, in ReserveInput) (ReserveResult, error)
+	// Give sends the lease's release as the ledger's release signal, with
+	// no answer: sent twice, it releases nothing more. An error wraps
+	// ErrLedgerNotRunning when no ledger runs to take it.
+	Give(ctx context.Context, workerID, lease string, spent int64) error
 }
 
 // HostActivities run on one host's own task queue

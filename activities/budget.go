@@ -33,6 +33,21 @@ func (a *SharedActivities) ReserveBudget(ctx context.Context, in ReserveInput) (
 	return ReserveResult{}, err
 }
 
+// ReleaseBySignal gives the lease's allocation back with the ledger's
+// release signal, for a lifecycle that knows what the lease holds and
+// runs this as a local activity (workflows.VersionLeanLifecycle): no
+// answer to wait for, no workflow task of its own. A retry is harmless: a
+// lease is released once. A ledger that is not running fails it at once
+// with ErrTypeLedgerNotRunning; the lifecycle then releases with the
+// update (ReleaseBudget), which says what was held.
+func (a *SharedActivities) ReleaseBySignal(ctx context.Context, in ReleaseInput) error {
+	err := a.Ledger.Give(ctx, in.WorkerID, in.Lease, in.Spent)
+	if errors.Is(err, ErrLedgerNotRunning) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeLedgerNotRunning, nil)
+	}
+	return err
+}
+
 // ReleaseBudget gives the lease's allocation back; releasing twice gives
 // back nothing the second time.
 func (a *SharedActivities) ReleaseBudget(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {

@@ -71,6 +71,16 @@ func (l *Budget) Ask(ctx context.Context, req workflows.ReserveRequest) error {
 	return err
 }
 
+// Give releases the lease with the ledger's release signal, as the
+// lifecycles do: no answer, so what it gave back is what the caller knows
+// the lease held. A second release of a lease gives back nothing. It
+// fails with serviceerror.NotFound when no ledger runs; Settle is then
+// the way.
+func (l *Budget) Give(ctx context.Context, workerID, lease string, spent int64) error {
+	return l.temporal.SignalWorkflow(ctx, workflows.LedgerWorkflowID, "", workflows.SignalRelease,
+		workflows.ReleaseRequest{WorkerID: workerID, Lease: lease, Spent: spent})
+}
+
 // askWithin bounds the ask update's call. The SDK retries an update the
 // server turns away for its in-flight limit until the caller's deadline,
 // which would spend the whole activity's; past this bound the request goes

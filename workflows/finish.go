@@ -75,7 +75,7 @@ func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (Worker
 			w.transition(ctx, StatusZombie, cleanup.Reason)
 		}
 		w.cleanupRequested = false
-		if w.zombieMustMove(ctx, tries) && workflow.GetVersion(ctx, VersionZombieContinueAsNew, workflow.DefaultVersion, 1) == 1 {
+		if w.zombieMustMove(ctx, tries) && w.version(ctx, VersionZombieContinueAsNew, 1) == 1 {
 			// The cleanup updates answered, unless one more came meanwhile:
 			// it is retried here, and the run moves after it.
 			dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -87,14 +87,14 @@ func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (Worker
 			continue
 		}
 		waitCtx := ctx
-		if ctx.Err() != nil && workflow.GetVersion(ctx, VersionCancelledCleanupRetries, workflow.DefaultVersion, 1) == 1 {
+		if ctx.Err() != nil && w.version(ctx, VersionCancelledCleanupRetries, 1) == 1 {
 			// Cancelled, the lifecycle still owes its process a stop:
 			// giving up here would leak it. Terminating the workflow is
 			// the way to abandon it.
 			waitCtx, _ = workflow.NewDisconnectedContext(ctx)
 		}
 		if _, err := workflow.AwaitWithTimeout(waitCtx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil &&
-			workflow.GetVersion(ctx, VersionCancelDuringCleanupWait, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			w.version(ctx, VersionCancelDuringCleanupWait, 1) == workflow.DefaultVersion {
 			break // cancelled before these versions: it ends as it is, in zombie
 		}
 		// A cancel during the wait retries at once, and the next wait is

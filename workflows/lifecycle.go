@@ -119,11 +119,36 @@ type lifecycle struct {
 	// supervisionOver is set while what came during a stop is applied
 	// (drainAfterSupervision): its alert stands.
 	supervisionOver bool
+	// lean: the run took VersionLeanLifecycle.
+	lean bool
+}
+
+// version is the version of a lifecycle change: its newest in a lean run
+// (VersionLeanLifecycle), which implies every change before it, else what
+// GetVersion records or replays.
+func (w *lifecycle) version(ctx workflow.Context, changeID string, maxSupported workflow.Version) workflow.Version {
+	if w.lean {
+		return maxSupported
+	}
+	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, maxSupported)
+}
+
+// leanMax is the VersionLeanLifecycle new runs take: 1, or DefaultVersion
+// while a fleet is upgraded with the reserve signal or the ask update off,
+// which a lean run would take on.
+func leanMax() workflow.Version {
+	if reserveSignalMax == 1 && askByUpdateMax == 1 {
+		return 1
+	}
+	return workflow.DefaultVersion
 }
 
 // WorkerLifecycle supervises one worker from budget reservation to cleanup.
 func WorkerLifecycle(ctx workflow.Context, st LifecycleState) (WorkerSpec, error) {
 	w := &lifecycle{st: st}
+	// Asked before anything else, so that every later change is read from
+	// it in a lean run.
+	w.lean = workflow.GetVersion(ctx, VersionLeanLifecycle, workflow.DefaultVersion, leanMax()) == 1
 	w.wake = workflow.NewBufferedChannel(ctx, 1)
 	if err := w.registerHandlers(ctx); err != nil {
 		return w.st.Spec, err
@@ -166,7 +191,7 @@ func (w *lifecycle) initSpec(ctx workflow.Context) {
 	}
 	// Lifecycles started before pools reserved in the root alone, and go
 	// on doing so across their restarts and continue-as-new.
-	if workflow.GetVersion(ctx, VersionPools, workflow.DefaultVersion, 1) == 1 {
+	if w.version(ctx, VersionPools, 1) == 1 {
 		w.st.Spec.TokenBudget.Pool = poolOf(r)
 	}
 	w.transition(ctx, StatusPending, "")
@@ -199,7 +224,7 @@ func (w *lifecycle) registerHandlers(ctx workflow.Context) error {
 		func(ctx workflow.Context) (WorkerSpec, error) {
 			w.cleanupRequested = true
 			waitCtx := ctx
-			if ctx.Err() != nil && workflow.GetVersion(ctx, VersionCancelledCleanupAnswer, workflow.DefaultVersion, 1) == 1 {
+			if ctx.Err() != nil && w.version(ctx, VersionCancelledCleanupAnswer, 1) == 1 {
 				// A cancelled lifecycle still retries its cleanup (finish):
 				// the caller waits for that retry, not for the cancel.
 				waitCtx, _ = workflow.NewDisconnectedContext(ctx)

@@ -31,6 +31,8 @@ type lifecycleSuite struct {
 	// pool is the pool the test's request names, if any.
 	pool  string
 	asked chan activities.ReserveInput
+	// notLean: the test runs as a lifecycle before VersionLeanLifecycle.
+	notLean bool
 }
 
 func TestLifecycle(t *testing.T) { suite.Run(t, new(lifecycleSuite)) }
@@ -45,7 +47,23 @@ func (s *lifecycleSuite) SetupTest() {
 	// on a host's queue, shared ones on the shared queue.
 	s.ledger = nil
 	s.pool = ""
+	s.notLean = false
 	s.asked = make(chan activities.ReserveInput, 100)
+	// A lean run (VersionLeanLifecycle) asks with a local activity.
+	// The test environment names a local activity mocked with After by
+	// its mock's function, so the ask is told by its argument, and the
+	// asks are never in flight beside another local activity.
+	s.env.SetOnLocalActivityStartedListener(func(_ *activity.Info, _ context.Context, args []any) {
+		if len(args) == 0 {
+			return // PickHost
+		}
+		if in, ok := args[0].(activities.ReserveInput); ok && in.Ask {
+			s.asked <- in
+		}
+	})
+	s.env.SetOnLocalActivityCompletedListener(func(_ *activity.Info, _ converter.EncodedValue, err error) {
+		s.answerAsk(err)
+	})
 	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
 		if info.ActivityType.Name == "ReserveBudget" {
 			var in activities.ReserveInput
@@ -62,26 +80,30 @@ func (s *lifecycleSuite) SetupTest() {
 	})
 	// The ledger answers by signal once the request has been sent.
 	s.env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
-		if info.ActivityType.Name != "ReserveBudget" {
-			return
-		}
-		var in activities.ReserveInput
-		select {
-		case in = <-s.asked:
-		default:
-			return
-		}
-		if err != nil {
-			return
-		}
-		ans := &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Granted: true}
-		if s.ledger != nil {
-			ans = s.ledger(in)
-		}
-		if ans != nil {
-			s.env.SignalWorkflow(SignalBudgetAnswer, *ans)
+		if info.ActivityType.Name == "ReserveBudget" {
+			s.answerAsk(err)
 		}
 	})
+}
+
+// answerAsk sends the ledger's answer to an ask that completed.
+func (s *lifecycleSuite) answerAsk(err error) {
+	var in activities.ReserveInput
+	select {
+	case in = <-s.asked:
+	default:
+		return
+	}
+	if err != nil {
+		return
+	}
+	ans := &BudgetAnswer{WorkerID: in.WorkerID, Lease: in.Lease, Granted: true}
+	if s.ledger != nil {
+		ans = s.ledger(in)
+	}
+	if ans != nil {
+		s.env.SignalWorkflow(SignalBudgetAnswer, *ans)
+	}
 }
 
 func (s *lifecycleSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
@@ -110,9 +132,22 @@ func (s *lifecycleSuite) expectStart(runFor time.Duration, exit activities.ExitS
 }
 
 // expectRelease expects the refund of a reservation that went through: a
-// release signal to the ledger.
+// release signal to the ledger, sent by a local activity (a lean run).
 func (s *lifecycleSuite) expectRelease(times int) {
-	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).Return(nil).Times(times)
+	if s.notLean || leanMax() == workflow.DefaultVersion {
+		// A worker program upgrading with the reserve signal or the ask
+		// update off runs no lean lifecycle: the workflow signals.
+		s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).Return(nil).Times(times)
+		return
+	}
+	s.env.OnActivity(sharedActs.ReleaseBySignal, mock.Anything, mock.Anything).Return(nil).Times(times)
+}
+
+// beforeLean runs the test as a lifecycle before VersionLeanLifecycle
+// (one of an earlier release, replayed): every version asked of its own.
+func (s *lifecycleSuite) beforeLean() {
+	s.env.OnGetVersion(VersionLeanLifecycle, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	s.notLean = true
 }
 
 // expectReleaseUpdate expects the refund of a reservation whose fate is

@@ -130,7 +130,7 @@ func (w *lifecycle) resolveLimits(ctx workflow.Context) {
 		// A later run of a lifecycle the first release started, which
 		// handed over no limits.
 		w.st.Limits = ptr(w.st.Request.Limits.withDefaults(limitsV1))
-	case workflow.GetVersion(ctx, VersionFrozenLimits, workflow.DefaultVersion, 1) == workflow.DefaultVersion:
+	case w.version(ctx, VersionFrozenLimits, 1) == workflow.DefaultVersion:
 		// The first run of a lifecycle the first release started.
 		w.st.Limits = ptr(w.st.Request.Limits.withDefaults(limitsV1))
 	default:

@@ -21,16 +21,46 @@ import (
 // wave of hundreds of requests answers them in order.
 const answerWithin = 5 * time.Minute
 
+// localBudgetOptions are budgetOptions for the ask of a lean run
+// (VersionLeanLifecycle), run as a local activity by the worker program
+// that runs the workflow task: one marker in that task's completion
+// instead of an activity's three events and a workflow task to take its
+// result. A call longer than the task's timeout keeps the task alive
+// (the SDK heartbeats it), so a ledger slow under a storm costs a few
+// task events, not a failure.
+func localBudgetOptions(ctx workflow.Context, maxAttempts int32) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: defaultCompensationWindow,
+		RetryPolicy:            budgetRetry(maxAttempts),
+	})
+}
+
+// localSharedOptions are sharedOptions for PickHost in a lean run: the
+// host it names is that of the worker program running the workflow task,
+// as it was of whichever program took the activity.
+func localSharedOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: defaultCompensationWindow,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, MaximumInterval: 10 * time.Second},
+	})
+}
+
+func budgetRetry(maxAttempts int32) *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval:        500 * time.Millisecond,
+		MaximumInterval:        30 * time.Second,
+		MaximumAttempts:        maxAttempts,
+		NonRetryableErrorTypes: []string{activities.ErrTypeBudgetRefused, activities.ErrTypeUnknownWorkerType},
+	}
+}
+
 func budgetOptions(ctx workflow.Context, maxAttempts int32) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: defaultCompensationWindow,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        500 * time.Millisecond,
-			MaximumInterval:        30 * time.Second,
-			MaximumAttempts:        maxAttempts,
-			NonRetryableErrorTypes: []string{activities.ErrTypeBudgetRefused, activities.ErrTypeUnknownWorkerType},
-		},
+		RetryPolicy:            budgetRetry(maxAttempts),
 	})
 }
 

@@ -16,9 +16,9 @@ import (
 // 0 (a retry reaching a later ledger run, which no longer knows the lease).
 func (s *lifecycleSuite) TestRefundIsWhatWasHeld() {
 	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
-	var sent ReleaseRequest
-	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).
-		Run(func(args mock.Arguments) { sent = args.Get(4).(ReleaseRequest) }).Return(nil).Once()
+	var sent activities.ReleaseInput
+	s.env.OnActivity(sharedActs.ReleaseBySignal, mock.Anything, mock.Anything).
+		Run(func(args mock.Arguments) { sent = args.Get(1).(activities.ReleaseInput) }).Return(nil).Once()
 	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).Return(activities.ReleaseResult{Released: 0}, nil).Maybe()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -33,9 +33,9 @@ func (s *lifecycleSuite) TestRefundIsWhatWasHeld() {
 func (s *lifecycleSuite) TestReleaseSettlesWhatWasSpent() {
 	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
 	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: 1234, Status: "busy"})
-	var sent ReleaseRequest
-	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).
-		Run(func(args mock.Arguments) { sent = args.Get(4).(ReleaseRequest) }).Return(nil).Once()
+	var sent activities.ReleaseInput
+	s.env.OnActivity(sharedActs.ReleaseBySignal, mock.Anything, mock.Anything).
+		Run(func(args mock.Arguments) { sent = args.Get(1).(activities.ReleaseInput) }).Return(nil).Once()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
 	s.Equal(StatusCompleted, s.result().Status)
@@ -46,8 +46,8 @@ func (s *lifecycleSuite) TestReleaseSettlesWhatWasSpent() {
 // budget back (and starts a ledger), and says how much.
 func (s *lifecycleSuite) TestRefundFallsBackToTheUpdate() {
 	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
-	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).
-		Return(errors.New("unknown external workflow execution")).Once()
+	s.env.OnActivity(sharedActs.ReleaseBySignal, mock.Anything, mock.Anything).
+		Return(temporal.NewNonRetryableApplicationError("no budget ledger is running", activities.ErrTypeLedgerNotRunning, nil)).Once()
 	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).Return(activities.ReleaseResult{Released: 0}, nil).Once()
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
@@ -99,4 +99,21 @@ func (s *lifecycleSuite) TestRestartWithItsReservationGoneIsNotRestarted() {
 	s.Empty(spec.Restarts)
 	s.Zero(spec.Cleanup.Refunded)
 	s.Contains(spec.Cleanup.Reason, "not restarted: the reservation of worker worker-implementation-001 was released already")
+}
+
+// A run before the lean version (a lifecycle of an earlier release, or a
+// worker program upgrading with the reserve signal or the ask update off)
+// signals the ledger from the workflow, and falls back to the update when
+// no ledger takes the signal.
+func (s *lifecycleSuite) TestRefundBeforeLeanIsTheWorkflowsSignal() {
+	s.beforeLean()
+	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
+	s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).
+		Return(errors.New("unknown external workflow execution")).Once()
+	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).Return(activities.ReleaseResult{Released: 10000}, nil).Once()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal(int64(10000), spec.Cleanup.Refunded)
 }

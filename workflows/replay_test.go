@@ -61,7 +61,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-host-lost-r8", "lifecycle-last-word-r8", "budget-ledger-r8",
 		// ... one deadline timer (every -r8 lifecycle file that supervises),
 		// and a zombie that continues as new (zombie-continue-as-new).
-		"lifecycle-zombie-retries-r8", "lifecycle-zombie-continue-as-new-r8", "lifecycle-zombie-continued-r8"} {
+		"lifecycle-zombie-continue-as-new-r8", "lifecycle-zombie-continued-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {

@@ -93,7 +93,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		// Asked only where the bound would stop it, so that every other
 		// history replays without the marker.
 		Unbounded: o.uncounted && w.st.IgnoredRestarts >= maxIgnoredRestarts &&
-			workflow.GetVersion(ctx, VersionIgnoreBound, workflow.DefaultVersion, 1) == workflow.DefaultVersion})
+			w.version(ctx, VersionIgnoreBound, 1) == workflow.DefaultVersion})
 	w.st.RestartCount, w.st.IgnoredRestarts, o.reason = v.Restarts, v.Ignored, v.Reason
 	if !v.Restart {
 		return false
@@ -119,7 +119,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 	// the lease was released.
 	check := activities.ReserveInput{WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
 		Pool: w.st.Spec.TokenBudget.Pool}
-	recheck := workflow.GetVersion(ctx, VersionRecheckReservation, workflow.DefaultVersion, 1) == 1
+	recheck := w.version(ctx, VersionRecheckReservation, 1) == 1
 	check.Recheck = recheck
 	if err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, check).Get(ctx, nil); err != nil {
 		if recheck {

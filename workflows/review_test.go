@@ -15,6 +15,7 @@ import (
 // which recorded lifecycles replay; on today's, a stop before the ledger's
 // answer ends the lifecycle before any process (queue_test.go).
 func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
+	s.beforeLean()
 	s.env.OnGetVersion(VersionReserveSignal, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).After(5 * time.Second).Once()
 	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
@@ -36,6 +37,7 @@ func (s *lifecycleSuite) TestKillQueuedBehindShutdownWins() {
 // it is released, so no budget leaks. The released path; today's withdraws
 // the request with a signal (TestUncertainRequestIsWithdrawn).
 func (s *lifecycleSuite) TestUncertainReservationIsReleased() {
+	s.beforeLean()
 	s.env.OnGetVersion(VersionReserveSignal, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, errors.New("context deadline exceeded"))
 	s.expectReleaseUpdate(1)

@@ -12,7 +12,7 @@ import (
 // start reserves the budget and starts the process. It returns the outcome
 // when the lifecycle cannot go on.
 func (w *lifecycle) start(ctx workflow.Context, lease string) *outcome {
-	if workflow.GetVersion(ctx, VersionReserveSignal, workflow.DefaultVersion, reserveSignalMax) == 1 {
+	if w.version(ctx, VersionReserveSignal, reserveSignalMax) == 1 {
 		if o := w.reserve(ctx, lease); o != nil {
 			return o
 		}
@@ -90,12 +90,19 @@ func SetAskByUpdate(on bool) {
 func (w *lifecycle) reserve(ctx workflow.Context, lease string) *outcome {
 	r := w.st.Request
 	answers := workflow.GetSignalChannel(ctx, SignalBudgetAnswer)
-	byUpdate := workflow.GetVersion(ctx, VersionReserveAsk, workflow.DefaultVersion, askByUpdateMax) == 1
+	byUpdate := w.version(ctx, VersionReserveAsk, askByUpdateMax) == 1
 	var res activities.ReserveResult
-	err := workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, activities.ReserveInput{
+	in := activities.ReserveInput{
 		WorkerID: r.WorkerID, WorkerType: r.WorkerType, Lease: lease, Amount: r.Budget,
 		Ask: true, Priority: r.Priority, Wait: r.WaitForBudget, Pool: w.st.Spec.TokenBudget.Pool, Update: byUpdate,
-	}).Get(ctx, &res)
+	}
+	var ask workflow.Future
+	if w.lean {
+		ask = workflow.ExecuteLocalActivity(localBudgetOptions(ctx, 5), sharedActs.ReserveBudget, in)
+	} else {
+		ask = workflow.ExecuteActivity(budgetOptions(ctx, 5), sharedActs.ReserveBudget, in)
+	}
+	err := ask.Get(ctx, &res)
 	if err != nil {
 		w.st.Spec.TokenBudget.Allocated = 0
 		if !isRefusal(err) {
@@ -313,8 +320,18 @@ func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
 		held := w.held
 		// What the worker spent is settled into the spend windows.
 		req := ReleaseRequest{WorkerID: w.st.Spec.WorkerID, Lease: lease, Spent: w.st.Spec.TokenBudget.Used}
-		if held > 0 && workflow.GetVersion(ctx, VersionReleaseSignal, workflow.DefaultVersion, 1) == 1 {
-			err := workflow.SignalExternalWorkflow(ctx, LedgerWorkflowID, "", SignalRelease, req).Get(ctx, nil)
+		if held > 0 && w.version(ctx, VersionReleaseSignal, 1) == 1 {
+			var sent workflow.Future
+			if w.lean {
+				// Sent by the worker program running the task: a marker,
+				// not a command and a workflow task to learn it landed.
+				sent = workflow.ExecuteLocalActivity(localBudgetOptions(ctx, 0), sharedActs.ReleaseBySignal, activities.ReleaseInput{
+					WorkerID: req.WorkerID, Lease: lease, Spent: req.Spent,
+				})
+			} else {
+				sent = workflow.SignalExternalWorkflow(ctx, LedgerWorkflowID, "", SignalRelease, req)
+			}
+			err := sent.Get(ctx, nil)
 			if err == nil {
 				w.refunded += held
 				return nil
@@ -337,7 +354,13 @@ func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 	if w.st.Spec.Host == "" {
 		host := r.Host
 		if host == "" {
-			if err := workflow.ExecuteActivity(sharedOptions(ctx), sharedActs.PickHost).Get(ctx, &host); err != nil {
+			var pick workflow.Future
+			if w.lean {
+				pick = workflow.ExecuteLocalActivity(localSharedOptions(ctx), sharedActs.PickHost)
+			} else {
+				pick = workflow.ExecuteActivity(sharedOptions(ctx), sharedActs.PickHost)
+			}
+			if err := pick.Get(ctx, &host); err != nil {
 				return &outcome{kind: outcomeFailed, reason: "no host to run on: " + failureMessage(err)}
 			}
 		}
@@ -399,7 +422,7 @@ func (w *lifecycle) stopProcessCompensation() func(workflow.Context) error {
 		w.recordStop(res)
 		// What the agent said on its SIGTERM counts before the refund
 		// tells the ledger what was spent.
-		if workflow.GetVersion(ctx, VersionDrainAfterSupervision, workflow.DefaultVersion, 1) == 1 {
+		if w.version(ctx, VersionDrainAfterSupervision, 1) == 1 {
 			w.drainAfterSupervision(ctx)
 		}
 		return nil

@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"strings"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -134,10 +135,36 @@ func (w *lifecycle) transition(ctx workflow.Context, s Status, reason string) {
 	if n := len(spec.Transitions); n > maxTransitions {
 		spec.Transitions = append([]Transition(nil), spec.Transitions[n-maxTransitions:]...)
 	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttributes(*spec)...); err != nil {
-		workflow.GetLogger(ctx).Warn("Upserting search attributes failed", "error", err)
+	if !(w.lean && s == StatusPending && startedWith(ctx, *spec)) {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttributes(*spec)...); err != nil {
+			workflow.GetLogger(ctx).Warn("Upserting search attributes failed", "error", err)
+		}
 	}
 	w.showDetails(ctx)
+}
+
+// startedWith says whether the start already set every search attribute
+// the spec has (fleet.Client.Start sets them, for the pending state), so
+// that upserting them again would be an event and nothing more. A raw
+// start without them still gets them from the upsert.
+func startedWith(ctx workflow.Context, spec WorkerSpec) bool {
+	set := workflow.GetTypedSearchAttributes(ctx)
+	for _, kv := range []struct {
+		key   temporal.SearchAttributeKeyKeyword
+		value string
+	}{
+		{SearchAttrStatus, string(spec.Status)}, {SearchAttrType, spec.WorkerType}, {SearchAttrMaster, spec.Master},
+		{SearchAttrPriority, spec.Priority}, {SearchAttrTaskID, spec.TaskID},
+	} {
+		got, ok := set.GetKeyword(kv.key)
+		if kv.value == "" && !ok {
+			continue // SearchAttributes sets no empty task id
+		}
+		if got != kv.value {
+			return false
+		}
+	}
+	return true
 }
 
 // showDetails sets what the Web UI shows on the lifecycle's page: state,

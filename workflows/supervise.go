@@ -31,7 +31,7 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		return o
 	}
 	w.endSupervision(ctx, &o, watch, cancelWatch)
-	if workflow.GetVersion(ctx, VersionDrainAfterSupervision, workflow.DefaultVersion, 1) == 1 {
+	if w.version(ctx, VersionDrainAfterSupervision, 1) == 1 {
 		w.drainAfterSupervision(ctx)
 	}
 	return o
@@ -62,7 +62,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		cancelT workflow.CancelFunc
 		result  *outcome
 	)
-	oneTimer := workflow.GetVersion(ctx, VersionOneDeadlineTimer, workflow.DefaultVersion, 1) == 1
+	oneTimer := w.version(ctx, VersionOneDeadlineTimer, 1) == 1
 	if oneTimer {
 		hb := &w.st.Spec.Heartbeat
 		hb.WarningAfter, hb.CriticalAfter, hb.ZombieAfter = w.limits.HeartbeatWarning, w.limits.HeartbeatCritical, w.limits.ZombieAfter
@@ -134,7 +134,11 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		})
 		sel.Select(ctx)
 	}
-	if cancelT != nil {
+	// A lean run leaves the timer of a supervision that will not start
+	// again to the run's end, which comes within the stop: cancelling it
+	// is an event and nothing more. A restart supervises anew and would
+	// have two.
+	if cancelT != nil && (!w.lean || result.restartable) {
 		cancelT()
 	}
 	return *result
@@ -255,7 +259,7 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	hb.Process = "" // judged apart, under its version
 	err := cmp.Or(decodeErr, hb.Validate())
 	if err == nil {
-		if perr := w.fromCurrentProcess(process); perr != nil && workflow.GetVersion(ctx, VersionHeartbeatProcess, workflow.DefaultVersion, 1) == 1 {
+		if perr := w.fromCurrentProcess(process); perr != nil && w.version(ctx, VersionHeartbeatProcess, 1) == 1 {
 			err = perr
 		}
 	}

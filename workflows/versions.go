@@ -86,6 +86,17 @@ const (
 	// it, one run retried until the server's history limits ended it.
 	// Asked only where a run would move.
 	VersionZombieContinueAsNew = "zombie-continue-as-new"
+	// VersionLeanLifecycle: a lifecycle run asks this one version first
+	// and, at 1, takes every other change of the lifecycle at its newest
+	// without a marker of its own (lifecycle.version), reserves its budget
+	// and picks its host with local activities, and leaves the pending
+	// search attributes to the start that set them: a lifecycle without
+	// heartbeats is at most 40 events and 5 workflow tasks. Before it, a
+	// marker and a search-attribute upsert per change, an activity and a
+	// workflow task for each of the two steps, and the pending upsert
+	// again. Taken only while both the reserve signal and the ask update
+	// are on (SetReserveBySignal, SetAskByUpdate), which it implies.
+	VersionLeanLifecycle = "lean-lifecycle"
 )
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to

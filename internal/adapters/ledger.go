@@ -17,6 +17,9 @@ package adapters
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/fleet"
@@ -77,6 +80,17 @@ func (l *Ledger) Release(ctx context.Context, workerID, lease string, spent int6
 		return 0, nil
 	}
 	return released, err
+}
+
+// Give sends the lease's release as the ledger's signal; a ledger that is
+// not running is activities.ErrLedgerNotRunning.
+func (l *Ledger) Give(ctx context.Context, workerID, lease string, spent int64) error {
+	err := l.Budget.Give(ctx, workerID, lease, spent)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("%w: %v", activities.ErrLedgerNotRunning, err)
+	}
+	return err
 }
 
 // budgetRefused is the ledger's refusal as the activities know it:

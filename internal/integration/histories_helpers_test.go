@@ -80,11 +80,32 @@ func (rh runHistory) sentSignals(workflowID, name string) int {
 }
 
 // refundedBySignal requires the run to have given its reservation back
-// once, with the ledger's release signal and no release update.
+// once, with the ledger's release signal (sent by a local activity in a
+// lean run, by the workflow before it) and no release update.
 func (rh runHistory) refundedBySignal(t *testing.T) {
 	t.Helper()
-	require.Equal(t, 1, rh.sentSignals(workflows.LedgerWorkflowID, workflows.SignalRelease), "one release signal to the ledger")
+	require.Equal(t, 1, rh.sentSignals(workflows.LedgerWorkflowID, workflows.SignalRelease)+len(rh.localActivities(t, "ReleaseBySignal")),
+		"one release signal to the ledger")
 	require.Empty(t, rh.activities("ReleaseBudget"), "no release update")
+}
+
+// localActivities lists the markers of the local activities of the given
+// type the run recorded.
+func (rh runHistory) localActivities(t *testing.T, activityType string) []*historypb.MarkerRecordedEventAttributes {
+	t.Helper()
+	var out []*historypb.MarkerRecordedEventAttributes
+	for _, ev := range rh.events {
+		m := ev.GetMarkerRecordedEventAttributes()
+		if m == nil || m.MarkerName != "LocalActivity" {
+			continue
+		}
+		var data struct{ ActivityType string }
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(m.Details["data"], &data))
+		if data.ActivityType == activityType {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // activities lists the scheduled activities of the given type.
@@ -139,17 +160,11 @@ func currentRunID(t *testing.T, workflowID string) string {
 	return desc.WorkflowExecutionInfo.Execution.RunId
 }
 
-// lifecycleVersions are the version markers every lifecycle run of this
-// code records at its start, in and at the end of its supervision and at the
-// refund of its reservation, with those of the scenario.
-func lifecycleVersions(scenario map[string]int) map[string]int {
-	v := map[string]int{workflows.VersionFrozenLimits: 1, workflows.VersionReleaseSignal: 1, workflows.VersionReserveSignal: 1,
-		workflows.VersionPools: 1, workflows.VersionReserveAsk: 1, workflows.VersionDrainAfterSupervision: 1,
-		workflows.VersionOneDeadlineTimer: 1}
-	for id, n := range scenario {
-		v[id] = n
-	}
-	return v
+// leanVersions are the version markers of every lifecycle run of this
+// code: lean-lifecycle alone, which implies every other change of the
+// lifecycle, those a scenario takes included.
+func leanVersions() map[string]int {
+	return map[string]int{workflows.VersionLeanLifecycle: 1}
 }
 
 // recordRun saves the history of one run (saveRun) when RECORD_HISTORIES
