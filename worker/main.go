@@ -58,10 +58,12 @@ func command() *cobra.Command {
 		// workflows.SetAskByUpdate.
 		reserveBySignal bool
 		askByUpdate     bool
-		containment     string
-		cgroupRoot      string
-		useMonitor      bool
-		fenceAfter      time.Duration
+		// compat: workflows.SetCompat.
+		compat      string
+		containment string
+		cgroupRoot  string
+		useMonitor  bool
+		fenceAfter  time.Duration
 	)
 	fenceDefault, fenceEnvErr := envDuration("WORKER_FENCE_AFTER", activities.DefaultFenceAfter)
 	cmd := &cobra.Command{
@@ -99,6 +101,12 @@ func command() *cobra.Command {
 			}
 			if fenceAfter < 0 || (fenceAfter > 0 && fenceAfter < activities.MinFenceAfter) {
 				return fmt.Errorf("%s %s: must be 0 (no self-fencing) or at least %s", fenceFrom, fenceAfter, activities.MinFenceAfter)
+			}
+			if err := workflows.SetCompat(compat); err != nil {
+				return fmt.Errorf("--compat: %w", err)
+			}
+			if compat != "" {
+				slog.Warn("New lifecycles take no change of a release after --compat, so that its worker programs can replay them; restart without it once every worker program is upgraded", "compat", compat)
 			}
 			if !workflows.HostPattern.MatchString(host) {
 				return fmt.Errorf("--host %q must match %s", host, workflows.HostPattern)
@@ -277,6 +285,8 @@ func command() *cobra.Command {
 		"new lifecycles ask the ledger for budget by signal, with the queue; false while upgrading from a release without it (env RESERVE_BY_SIGNAL; docs/DEPLOYMENT.md)")
 	cmd.Flags().BoolVar(&askByUpdate, "ask-by-update", envOr("ASK_BY_UPDATE", "true") != "false",
 		"new lifecycles ask the ledger for budget with its ask update, answered in the call; false while upgrading from a release without it (env ASK_BY_UPDATE; docs/DEPLOYMENT.md)")
+	cmd.Flags().StringVar(&compat, "compat", os.Getenv("WORKER_COMPAT"),
+		"r7 while worker programs of r7 still run: new lifecycles take none of the later releases' changes, so those programs can replay them (env WORKER_COMPAT; docs/DEPLOYMENT.md, Upgrading to r8)")
 	cmd.Flags().StringVar(&containment, "containment", envOr("WORKER_CONTAINMENT", "auto"),
 		"how each worker's processes are kept together: cgroup (one cgroup v2 per worker; refused at start where the host cannot), process-group (group, token and parent walk), or auto: cgroup where the host allows it (env WORKER_CONTAINMENT; README, Supervision)")
 	cmd.Flags().StringVar(&cgroupRoot, "cgroup-root", os.Getenv("WORKER_CGROUP_ROOT"),

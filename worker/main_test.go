@@ -93,3 +93,15 @@ func TestUnreachableTellsAnOutageFromARefusal(t *testing.T) {
 		require.Equal(t, tc.want, unreachable(tc.err), "%v", tc.err)
 	}
 }
+
+// A --compat the workflows do not know is refused before anything runs.
+func TestBadCompatIsRefusedAtStart(t *testing.T) {
+	t.Setenv("WORKER_COMPAT", "")
+	cmd := command()
+	cmd.SetArgs([]string{"--address", "127.0.0.1:1", "--compat", "r6"})
+	require.EqualError(t, cmd.Execute(), `--compat: unknown release "r6": give r7 (the release before the lean lifecycle), or nothing`)
+	t.Setenv("WORKER_COMPAT", "r9")
+	cmd = command()
+	cmd.SetArgs([]string{"--address", "127.0.0.1:1"})
+	require.EqualError(t, cmd.Execute(), `--compat: unknown release "r9": give r7 (the release before the lean lifecycle), or nothing`)
+}

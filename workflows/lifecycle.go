@@ -130,14 +130,17 @@ func (w *lifecycle) version(ctx workflow.Context, changeID string, maxSupported 
 	if w.lean {
 		return maxSupported
 	}
+	if heldBack[changeID] {
+		maxSupported = workflow.DefaultVersion
+	}
 	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, maxSupported)
 }
 
 // leanMax is the VersionLeanLifecycle new runs take: 1, or DefaultVersion
-// while a fleet is upgraded with the reserve signal or the ask update off,
-// which a lean run would take on.
+// while a fleet is upgraded (SetCompat, or the reserve signal or the ask
+// update off, which a lean run would take on).
 func leanMax() workflow.Version {
-	if reserveSignalMax == 1 && askByUpdateMax == 1 {
+	if reserveSignalMax == 1 && askByUpdateMax == 1 && !heldBack[VersionLeanLifecycle] {
 		return 1
 	}
 	return workflow.DefaultVersion

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"fmt"
+
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/converter"
 )
@@ -98,6 +100,45 @@ const (
 	// are on (SetReserveBySignal, SetAskByUpdate), which it implies.
 	VersionLeanLifecycle = "lean-lifecycle"
 )
+
+// releaseChanges are the lifecycle changes each release brought that an
+// earlier release's worker program cannot replay (its code asks none of
+// them): a worker program started with SetCompat(release before them)
+// takes none of them for the runs it starts.
+var releaseChanges = []struct {
+	release string
+	changes []string
+}{
+	{"r8", []string{VersionIgnoreBound, VersionDrainAfterSupervision, VersionHeartbeatProcess,
+		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle}},
+}
+
+// heldBack are the changes new runs do not take (SetCompat).
+var heldBack = map[string]bool{}
+
+// SetCompat makes the lifecycles this worker program starts replayable by
+// a worker program of an earlier release: with "r7", they take none of the
+// changes of later releases (docs/DEPLOYMENT.md, Upgrading to r8), as
+// the first step of an upgrade while worker programs of that release still
+// run; "" takes them all. A run that recorded a held-back change fails its
+// workflow tasks on this program until one without the setting takes them,
+// as with SetReserveBySignal. Call it before the worker starts.
+func SetCompat(release string) error {
+	held := map[string]bool{}
+	switch release {
+	case "":
+	case "r7":
+		for _, rc := range releaseChanges {
+			for _, id := range rc.changes {
+				held[id] = true
+			}
+		}
+	default:
+		return fmt.Errorf("unknown release %q: give r7 (the release before the lean lifecycle), or nothing", release)
+	}
+	heldBack = held
+	return nil
+}
 
 // VersionMarkers maps the change IDs of a history's GetVersion markers to
 // the versions recorded.

@@ -104,3 +104,28 @@ func (s *lifecycleSuite) TestZombieHeartbeatsMoveItOn() {
 	s.Require().NotNil(next.Ending)
 	s.Equal([]string{stepStopProcess}, next.Ending.Owed)
 }
+
+// TestCompatR7TakesNoChangeOfR8: a worker program started with --compat
+// r7 starts lifecycles an r7 program can replay: no lean run (the refund
+// is the workflow's signal), a timer for each alert level (the warning is
+// recorded by the lifecycle itself), as r7 did.
+func (s *lifecycleSuite) TestCompatR7TakesNoChangeOfR8() {
+	s.Require().NoError(SetCompat("r7"))
+	s.T().Cleanup(func() { s.Require().NoError(SetCompat("")) })
+	s.Equal(workflow.DefaultVersion, leanMax())
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM"})
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.expectRelease(1) // the workflow's signal: leanMax is off
+	var timers []time.Duration
+	s.env.SetOnTimerScheduledListener(func(_ string, d time.Duration) { timers = append(timers, d) })
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(AlertWarning, spec.Heartbeat.Alert, "recorded by the warning timer, as r7 did")
+		s.Zero(spec.Heartbeat.ZombieAfter, "no clocks for readers")
+	}, 61*time.Second)
+	s.updateAt(70*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	s.Equal(StatusCompleted, s.result().Status)
+	s.Contains(timers, DefaultHeartbeatWarning, "a timer for the warning")
+}
