@@ -72,7 +72,9 @@ func (f *Client) visibilityQuery(flt Filter) (string, error) {
 			// skipped validation) and may carry no status of its own.
 			byStatus = fmt.Sprintf(`(%s OR ExecutionStatus = "Failed")`, byStatus)
 		}
-		parts = append(parts, byStatus)
+		// A run that continued as new keeps the status it had then (a
+		// zombie's, say), which is not its lifecycle's any more.
+		parts = append(parts, byStatus, `ExecutionStatus != "ContinuedAsNew"`)
 	} else if !flt.Ended {
 		parts = append(parts, `ExecutionStatus = "Running"`)
 	}

@@ -41,7 +41,9 @@ func (w *lifecycle) finish(ctx workflow.Context, o outcome) (WorkerSpec, error) 
 
 // Ending is what a lifecycle waiting in zombie to retry its cleanup hands
 // to its next run (LifecycleState.Ending): the end it is settling and what
-// is still owed.
+// is still owed. A cancel of the run is not handed on: a cancelled zombie
+// retries until it is done, as the next run does, and answers a cleanup
+// the same way.
 type Ending struct {
 	Reason string `json:"reason"`
 	// Normal: a stop or an exit, which ends completed once settled.
@@ -93,9 +95,21 @@ func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (Worker
 			// the way to abandon it.
 			waitCtx, _ = workflow.NewDisconnectedContext(ctx)
 		}
-		if _, err := workflow.AwaitWithTimeout(waitCtx, retryCleanupEvery, func() bool { return w.cleanupRequested }); err != nil &&
+		if w.lean && w.cancelDeadline != nil {
+			// The supervision's timer was left to the run's end, which is
+			// not near any more.
+			w.cancelDeadline()
+			w.cancelDeadline = nil
+		}
+		// A lean run also wakes when the signals sent to it fill the run,
+		// and moves before its next try (zombie-continue-as-new, implied).
+		full := func() bool { return w.lean && w.zombieSignalsFull(ctx) }
+		if _, err := workflow.AwaitWithTimeout(waitCtx, retryCleanupEvery, func() bool { return w.cleanupRequested || full() }); err != nil &&
 			w.version(ctx, VersionCancelDuringCleanupWait, 1) == workflow.DefaultVersion {
 			break // cancelled before these versions: it ends as it is, in zombie
+		}
+		if !w.cleanupRequested && full() {
+			continue
 		}
 		// A cancel during the wait retries at once, and the next wait is
 		// on a disconnected context (above).
@@ -125,12 +139,17 @@ func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (Worker
 // reach the run's bound, or when the server suggests it. Asked before the
 // version, so that only a run that moves records it.
 func (w *lifecycle) zombieMustMove(ctx workflow.Context, tries int) bool {
+	return tries >= zombieRetriesPerRun || w.zombieSignalsFull(ctx) || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// zombieSignalsFull says whether the signals sent to this run, applied or
+// waiting, have reached its bound.
+func (w *lifecycle) zombieSignalsFull(ctx workflow.Context) bool {
 	waiting := 0
 	for _, name := range []string{SignalHeartbeat, SignalSample, SignalOutputHeartbeat} {
 		waiting += workflow.GetSignalChannel(ctx, name).Len()
 	}
-	return tries >= zombieRetriesPerRun || w.st.SignalsThisRun+waiting >= w.limits.MaxSignalsPerRun ||
-		workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	return w.st.SignalsThisRun+waiting >= w.limits.MaxSignalsPerRun
 }
 
 // continueZombie hands the zombie to a new run, which goes on retrying its
@@ -187,6 +206,13 @@ func isRefusal(err error) bool {
 		return true
 	}
 	return false
+}
+
+// isLedgerNotRunning tells a release signal that found no ledger (nothing
+// was held there, for sure) from one whose fate is unknown.
+func isLedgerNotRunning(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeLedgerNotRunning
 }
 
 func isCancel(ctx workflow.Context, err error) bool {

@@ -121,6 +121,9 @@ type lifecycle struct {
 	supervisionOver bool
 	// lean: the run took VersionLeanLifecycle.
 	lean bool
+	// cancelDeadline cancels the deadline timer a lean run left running at
+	// the end of its last supervision (awaitOutcome), nil once done.
+	cancelDeadline workflow.CancelFunc
 }
 
 // version is the version of a lifecycle change: its newest in a lean run

@@ -61,7 +61,12 @@ func (s *lifecycleSuite) SetupTest() {
 			s.asked <- in
 		}
 	})
-	s.env.SetOnLocalActivityCompletedListener(func(_ *activity.Info, _ converter.EncodedValue, err error) {
+	s.env.SetOnLocalActivityCompletedListener(func(_ *activity.Info, result converter.EncodedValue, err error) {
+		// The test environment passes no error for a local activity that
+		// failed; its result is then empty.
+		if err == nil && (result == nil || !result.HasValue()) {
+			err = errors.New("the local activity failed")
+		}
 		s.answerAsk(err)
 	})
 	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {

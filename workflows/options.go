@@ -36,6 +36,25 @@ func localBudgetOptions(ctx workflow.Context, maxAttempts int32) workflow.Contex
 	})
 }
 
+// localReleaseOptions bound the release signal of a lean run's refund: a
+// few quick tries, all within one workflow task, and then the release
+// update (ReleaseBudget), which has the compensation window to go
+// through. Longer back-offs would each cost a timer and a task.
+func localReleaseOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    5 * time.Second,
+		ScheduleToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 500 * time.Millisecond, MaximumInterval: 2 * time.Second, MaximumAttempts: releaseSignalTries,
+			NonRetryableErrorTypes: []string{activities.ErrTypeLedgerNotRunning},
+		},
+	})
+}
+
+// releaseSignalTries is how often a lean run's refund tries the release
+// signal before the update.
+const releaseSignalTries = 3
+
 // localSharedOptions are sharedOptions for PickHost in a lean run: the
 // host it names is that of the worker program running the workflow task,
 // as it was of whichever program took the activity.

@@ -117,3 +117,21 @@ func (s *lifecycleSuite) TestRefundBeforeLeanIsTheWorkflowsSignal() {
 	s.Equal(StatusCompleted, spec.Status)
 	s.Equal(int64(10000), spec.Cleanup.Refunded)
 }
+
+// A lean refund whose release signal may have landed although its sender
+// failed tries it a few times, quickly, then goes through the update, and
+// counts what was held as refunded: the update finds nothing left when
+// the signal did land (review of issue 16).
+func (s *lifecycleSuite) TestUncertainReleaseSignalCountsWhatWasHeld() {
+	s.expectStart(10*time.Second, activities.ExitStatus{ExitCode: 0})
+	tries := 0
+	s.env.OnActivity(sharedActs.ReleaseBySignal, mock.Anything, mock.Anything).
+		Run(func(mock.Arguments) { tries++ }).Return(errors.New("context deadline exceeded"))
+	s.env.OnActivity(sharedActs.ReleaseBudget, mock.Anything, mock.Anything).Return(activities.ReleaseResult{Released: 0}, nil).Once()
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal(int64(10000), spec.Cleanup.Refunded, "held, and given back once")
+	s.Equal(releaseSignalTries, tries, "a few quick tries, then the update")
+}

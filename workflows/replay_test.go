@@ -61,7 +61,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-host-lost-r8", "lifecycle-last-word-r8", "budget-ledger-r8",
 		// ... one deadline timer (every -r8 lifecycle file that supervises),
 		// and a zombie that continues as new (zombie-continue-as-new).
-		"lifecycle-zombie-continue-as-new-r8", "lifecycle-zombie-continued-r8"} {
+		"lifecycle-zombie-continue-as-new-r8", "lifecycle-zombie-continued-r8", "lifecycle-zombie-retries-r8",
+		// ... and the lean lifecycle (lean-lifecycle), which implies them.
+		"lifecycle-lean-r8", "lifecycle-lean-zombie-retries-r8", "lifecycle-lean-zombie-continue-as-new-r8",
+		"lifecycle-lean-zombie-continued-r8", "lifecycle-cancelled-cleanup-v1-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {

@@ -320,12 +320,15 @@ func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
 		held := w.held
 		// What the worker spent is settled into the spend windows.
 		req := ReleaseRequest{WorkerID: w.st.Spec.WorkerID, Lease: lease, Spent: w.st.Spec.TokenBudget.Used}
+		// uncertain: a release signal that may have landed although its
+		// sender failed (a lean run's local activity timing out).
+		uncertain := false
 		if held > 0 && w.version(ctx, VersionReleaseSignal, 1) == 1 {
 			var sent workflow.Future
 			if w.lean {
 				// Sent by the worker program running the task: a marker,
 				// not a command and a workflow task to learn it landed.
-				sent = workflow.ExecuteLocalActivity(localBudgetOptions(ctx, 0), sharedActs.ReleaseBySignal, activities.ReleaseInput{
+				sent = workflow.ExecuteLocalActivity(localReleaseOptions(ctx), sharedActs.ReleaseBySignal, activities.ReleaseInput{
 					WorkerID: req.WorkerID, Lease: lease, Spent: req.Spent,
 				})
 			} else {
@@ -336,12 +339,18 @@ func (w *lifecycle) releaseBudget(lease string) func(workflow.Context) error {
 				w.refunded += held
 				return nil
 			}
+			uncertain = w.lean && !isLedgerNotRunning(err)
 			workflow.GetLogger(ctx).Warn("Release signal not delivered; releasing through the update", "error", err)
 		}
 		var res activities.ReleaseResult
 		err := workflow.ExecuteActivity(budgetOptions(ctx, 0), sharedActs.ReleaseBudget, activities.ReleaseInput{
 			WorkerID: req.WorkerID, Lease: lease, Spent: req.Spent,
 		}).Get(ctx, &res)
+		if err == nil && uncertain {
+			// The update finds nothing left when the signal did land:
+			// what was held came back either way, once.
+			res.Released = max(res.Released, held)
+		}
 		w.refunded += res.Released
 		return err
 	}

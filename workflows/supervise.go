@@ -135,11 +135,16 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		sel.Select(ctx)
 	}
 	// A lean run leaves the timer of a supervision that will not start
-	// again to the run's end, which comes within the stop: cancelling it
-	// is an event and nothing more. A restart supervises anew and would
-	// have two.
-	if cancelT != nil && (!w.lean || result.restartable) {
-		cancelT()
+	// again to the run's end, which comes with the stop and the refund:
+	// cancelling it would be an event and nothing more. Should the end
+	// wait in zombie instead, the timer is cancelled then (settle), before
+	// it could fire there. A restart supervises anew and would have two.
+	if cancelT != nil {
+		if w.lean && !result.restartable {
+			w.cancelDeadline = cancelT
+		} else {
+			cancelT()
+		}
 	}
 	return *result
 }

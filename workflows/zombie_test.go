@@ -52,9 +52,14 @@ func (s *lifecycleSuite) TestZombieContinuesAsNewAfterItsRetries() {
 	for i := 1; i <= 3; i++ {
 		s.heartbeatAt(2*time.Hour+time.Duration(i)*time.Second, Heartbeat{TokensUsed: int64(100 * i)})
 	}
+	armed := map[string]time.Duration{}
+	var fired []time.Duration
+	s.env.SetOnTimerScheduledListener(func(id string, d time.Duration) { armed[id] = d })
+	s.env.SetOnTimerFiredListener(func(id string) { fired = append(fired, armed[id]) })
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
 	next := s.continuedAsNew()
+	s.NotContains(fired, testRequest().Limits.ZombieAfter, "the supervision's deadline timer is cancelled before the zombie waits")
 	// The supervisor's kill, then one stop per try.
 	s.Equal(1+zombieRetriesPerRun, *stops)
 	s.Equal(StatusZombie, next.Spec.Status)
@@ -99,7 +104,7 @@ func (s *lifecycleSuite) TestZombieHeartbeatsMoveItOn() {
 
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
 	next := s.continuedAsNew()
-	s.Equal(3, *stops, "the kill, the first try, and the retry after the heartbeats came; the run moves before its next wait")
+	s.Equal(2, *stops, "the kill and the first try: the run moves as soon as the heartbeats fill it, not at its next try")
 	s.Equal(int64(5), next.Spec.Heartbeat.Count)
 	s.Require().NotNil(next.Ending)
 	s.Equal([]string{stepStopProcess}, next.Ending.Owed)

@@ -56,9 +56,15 @@ func checkEnded(spec workflows.WorkerSpec, want workflows.Status) error {
 // shutdownAll stops the workers gracefully and checks each ended completed
 // and refunded. It returns how many did not.
 func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool) (int, error) {
+	return shutdownEach(ctx, f, ids, concurrency, silentOK, nil)
+}
+
+// shutdownEach is shutdownAll calling answered(id) once each shutdown call
+// has returned (accepted, refused or failed), before waiting for the end.
+func shutdownEach(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool, answered func(string)) (int, error) {
 	var bad atomic.Int64
 	err := forEach(ctx, len(ids), concurrency, func(ctx context.Context, i int) error {
-		err := shutdownOne(ctx, f, ids[i], silentOK)
+		err := shutdownOne(ctx, f, ids[i], silentOK, answered)
 		if err != nil {
 			bad.Add(1)
 		}
@@ -67,8 +73,11 @@ func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency
 	return int(bad.Load()), err
 }
 
-func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool) error {
+func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool, answered func(string)) error {
 	_, stopErr := f.Shutdown(ctx, id, workflows.ShutdownRequest{Grace: time.Second, Reason: "bench done"})
+	if answered != nil {
+		answered(id)
+	}
 	// Even when the shutdown call failed (an overloaded server times it
 	// out), the lifecycle may be stopping: wait for its end, so that no
 	// refund is still under way when the bench checks the ledger and stops
@@ -122,7 +131,7 @@ func measureLifecycles(ctx context.Context, f *fleet.Client, n, concurrency int)
 			err = f.Heartbeat(ctx, spec.WorkerID, workflows.Heartbeat{TokensUsed: hb * 10, Status: workflows.HeartbeatBusy})
 		}
 		if err == nil {
-			err = shutdownOne(ctx, f, spec.WorkerID, false)
+			err = shutdownOne(ctx, f, spec.WorkerID, false, nil)
 		}
 		if err != nil {
 			failed.Add(1)

@@ -73,8 +73,25 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	defer stopHeartbeats()
 	// heartbeat sends one lifecycle's heartbeats on a fixed schedule, its
 	// own slot of the interval, so the offered load stays n per interval.
+	// Each lifecycle's heartbeats stop on their own cancel: at the end of
+	// the run, or once its shutdown was answered in the teardown.
+	var stopMu sync.Mutex
+	stopOne := map[string]context.CancelFunc{}
+	stopHeartbeatsOf := func(id string) {
+		stopMu.Lock()
+		defer stopMu.Unlock()
+		if cancel, ok := stopOne[id]; ok {
+			cancel()
+		}
+	}
 	heartbeat := func(i int, id string) {
 		defer wg.Done()
+		stopMu.Lock()
+		// Shadows the fleet's: this lifecycle's heartbeats end with either.
+		hbCtx, cancel := context.WithCancel(hbCtx)
+		stopOne[id] = cancel
+		stopMu.Unlock()
+		defer cancel()
 		// The first heartbeat goes at once, as an agent's Heartbeater sends
 		// it; waiting for the slot would add up to an interval to the first
 		// gap, which a zombie limit of three intervals does not allow for.
@@ -190,6 +207,23 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 		}
 		return nil
 	})
+	// A false zombie has ended by itself; it must still have been cleaned
+	// up and refunded. The others are shut down, each heartbeating until
+	// its shutdown is answered, so that a slow teardown makes no zombie of
+	// its own: one found at the end is the system's.
+	var live []string
+	var bad atomic.Int64
+	for i, id := range ids {
+		if !ended[i] {
+			live = append(live, id)
+			continue
+		}
+		stopHeartbeatsOf(id)
+		if spec, err := f.Wait(ctx, id); err != nil || checkEnded(spec, workflows.StatusCleanedUp) != nil {
+			bad.Add(1)
+		}
+	}
+	stopFailed, err := shutdownEach(ctx, f, live, teardownConcurrency, false, stopHeartbeatsOf)
 	stopHeartbeats()
 	wg.Wait()
 	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
@@ -204,20 +238,6 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 			res.NotRunning = append(res.NotRunning, w)
 		}
 	}
-	// A false zombie has ended by itself; it must still have been cleaned
-	// up and refunded. The others are shut down as usual.
-	var live []string
-	var bad atomic.Int64
-	for i, id := range ids {
-		if !ended[i] {
-			live = append(live, id)
-			continue
-		}
-		if spec, err := f.Wait(ctx, id); err != nil || checkEnded(spec, workflows.StatusCleanedUp) != nil {
-			bad.Add(1)
-		}
-	}
-	stopFailed, err := shutdownAll(ctx, f, live, teardownConcurrency, true)
 	res.ShutdownFailed = stopFailed + int(bad.Load())
 	if err == nil && res.ShutdownFailed > 0 {
 		err = fmt.Errorf("%d lifecycles did not end completed or cleaned up with their budget refunded", res.ShutdownFailed)

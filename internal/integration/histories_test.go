@@ -247,7 +247,7 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 	rh.refundedBySignal(t) // the refund is not repeated
 	require.Equal(t, 3, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED), "three cleanups")
 	require.Equal(t, leanVersions(), rh.versions(t))
-	recordRun(t, "lifecycle-zombie-retries", rh)
+	recordRun(t, "lifecycle-lean-zombie-retries", rh)
 }
 
 // TestHistoryZombieContinuesAsNew: a zombie whose host is away and whose
@@ -264,8 +264,9 @@ func TestHistoryZombieContinuesAsNew(t *testing.T) {
 	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
 	id := newID("sleeper")
 	wid := workflows.WorkflowID(id)
+	const master = "zombie-can-master"
 	_, err := h.fleet.Start(ctx, workflows.SpawnRequest{WorkerID: id, WorkerType: "sleeper-worker", TaskID: "task-hist-zombie-can",
-		Master: "cleanup-master", Host: host, MaxRestarts: -1, Limits: workflows.Limits{
+		Master: master, Host: host, MaxRestarts: -1, Limits: workflows.Limits{
 			ZombieAfter: 8 * time.Second, HostLossAfter: 3 * time.Second, WatchHeartbeat: 2 * time.Minute, MaxSignalsPerRun: 3}})
 	require.NoError(t, err)
 	t.Cleanup(func() { killAll(workerProcesses(id)) })
@@ -299,6 +300,9 @@ func TestHistoryZombieContinuesAsNew(t *testing.T) {
 	require.Equal(t, workflows.ProcessStopped, final.Cleanup.Process)
 	require.Equal(t, before, h.budget(t), "refunded once")
 	requireGone(t, pid)
+	// Its first run, closed in zombie, is not a zombie of today's.
+	require.Equal(t, "no zombie to clean up\n", h.starterOK(t, "cleanup", "--zombies", "--master", master))
+	require.NotContains(t, h.starterOK(t, "list", "--status", "zombie", "--master", master), id)
 
 	chain := runChain(t, wid)
 	require.Len(t, chain, 2)
