@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -58,23 +57,54 @@ func ParseStatuses(s string) ([]workflows.Status, error) {
 	return out, nil
 }
 
+// statusClause selects the runs that stand for a lifecycle in one of the
+// statuses. A run keeps the status it had when it closed: one that
+// continued as new (a zombie's first run, say) or was terminated (an
+// abandoned zombie) says nothing of its lifecycle now, so a status a
+// lifecycle holds while it runs is matched on open runs only, and an end
+// on closed runs that did not continue as new.
+func statusClause(statuses []workflows.Status) string {
+	name := workflows.SearchAttrStatus.GetName()
+	in := func(ss []workflows.Status) string {
+		quoted := make([]string, len(ss))
+		for i, s := range ss {
+			quoted[i] = fmt.Sprintf("%q", s)
+		}
+		return fmt.Sprintf("%s IN (%s)", name, strings.Join(quoted, ", "))
+	}
+	var open, ended []workflows.Status
+	failed := false
+	for _, s := range statuses {
+		switch {
+		case s == workflows.StatusFailed:
+			failed = true
+		case s.Live() || s == workflows.StatusZombie:
+			open = append(open, s)
+		default:
+			ended = append(ended, s)
+		}
+	}
+	var clauses []string
+	if len(open) > 0 {
+		clauses = append(clauses, fmt.Sprintf(`(%s AND ExecutionStatus = "Running")`, in(open)))
+	}
+	if len(ended) > 0 {
+		clauses = append(clauses, fmt.Sprintf(`(%s AND ExecutionStatus != "Running" AND ExecutionStatus != "ContinuedAsNew")`, in(ended)))
+	}
+	if failed {
+		// Failed is a lifecycle's end, or a moment before its restart or
+		// its zombie; a lifecycle whose workflow failed never began (its
+		// start skipped validation) and may carry no status of its own.
+		clauses = append(clauses, fmt.Sprintf(`(%s = %q AND ExecutionStatus != "ContinuedAsNew")`, name, workflows.StatusFailed), `ExecutionStatus = "Failed"`)
+	}
+	return "(" + strings.Join(clauses, " OR ") + ")"
+}
+
 // visibilityQuery turns the filter into a Temporal list query.
 func (f *Client) visibilityQuery(flt Filter) (string, error) {
 	var parts []string
 	if len(flt.Statuses) > 0 {
-		quoted := make([]string, len(flt.Statuses))
-		for i, s := range flt.Statuses {
-			quoted[i] = fmt.Sprintf("%q", s)
-		}
-		byStatus := fmt.Sprintf("%s IN (%s)", workflows.SearchAttrStatus.GetName(), strings.Join(quoted, ", "))
-		if slices.Contains(flt.Statuses, workflows.StatusFailed) {
-			// A lifecycle whose workflow failed never began (its start
-			// skipped validation) and may carry no status of its own.
-			byStatus = fmt.Sprintf(`(%s OR ExecutionStatus = "Failed")`, byStatus)
-		}
-		// A run that continued as new keeps the status it had then (a
-		// zombie's, say), which is not its lifecycle's any more.
-		parts = append(parts, byStatus, `ExecutionStatus != "ContinuedAsNew"`)
+		parts = append(parts, statusClause(flt.Statuses))
 	} else if !flt.Ended {
 		parts = append(parts, `ExecutionStatus = "Running"`)
 	}

@@ -16,10 +16,14 @@ func TestVisibilityQuery(t *testing.T) {
 	}{
 		{Filter{}, `WorkflowType = "WorkerLifecycle" AND ExecutionStatus = "Running"`},
 		{Filter{Ended: true}, `WorkflowType = "WorkerLifecycle"`},
-		{Filter{Statuses: []workflows.Status{workflows.StatusZombie}}, `WorkflowType = "WorkerLifecycle" AND WorkerStatus IN ("zombie") AND ExecutionStatus != "ContinuedAsNew"`},
+		// A zombie is an open run's: not a first run that continued as new
+		// nor a terminated one, which keep the status they closed with.
+		{Filter{Statuses: []workflows.Status{workflows.StatusZombie}}, `WorkflowType = "WorkerLifecycle" AND ((WorkerStatus IN ("zombie") AND ExecutionStatus = "Running"))`},
+		{Filter{Statuses: []workflows.Status{workflows.StatusCompleted, workflows.StatusCleanedUp}},
+			`WorkflowType = "WorkerLifecycle" AND ((WorkerStatus IN ("completed", "cleaned_up") AND ExecutionStatus != "Running" AND ExecutionStatus != "ContinuedAsNew"))`},
 		// A failed start carries no status of its own.
 		{Filter{Statuses: []workflows.Status{workflows.StatusFailed, workflows.StatusZombie}},
-			`WorkflowType = "WorkerLifecycle" AND (WorkerStatus IN ("failed", "zombie") OR ExecutionStatus = "Failed") AND ExecutionStatus != "ContinuedAsNew"`},
+			`WorkflowType = "WorkerLifecycle" AND ((WorkerStatus IN ("zombie") AND ExecutionStatus = "Running") OR (WorkerStatus = "failed" AND ExecutionStatus != "ContinuedAsNew") OR ExecutionStatus = "Failed")`},
 		{Filter{Master: "m", Query: `Priority = "high"`}, `WorkflowType = "WorkerLifecycle" AND ExecutionStatus = "Running" AND Master = "m" AND (Priority = "high")`},
 	} {
 		got, err := f.visibilityQuery(c.flt)

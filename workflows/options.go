@@ -37,13 +37,17 @@ func localBudgetOptions(ctx workflow.Context, maxAttempts int32) workflow.Contex
 }
 
 // localReleaseOptions bound the release signal of a lean run's refund: a
-// few quick tries, all within one workflow task, and then the release
-// update (ReleaseBudget), which has the compensation window to go
-// through. Longer back-offs would each cost a timer and a task.
+// few tries with short back-offs, and then the release update
+// (ReleaseBudget), which has the compensation window to go through. A
+// signal is quick even to a busy ledger; these bounds leave room for a
+// storm of ends (a fleet shut down, a host lost), whose signals queue in
+// the worker program's local-activity slots and at the server, where the
+// update would meet the ledger's limit of updates in flight. A try longer
+// than the workflow task's timeout keeps the task alive (a few events).
 func localReleaseOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout:    5 * time.Second,
-		ScheduleToCloseTimeout: 30 * time.Second,
+		StartToCloseTimeout:    15 * time.Second,
+		ScheduleToCloseTimeout: 2 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 500 * time.Millisecond, MaximumInterval: 2 * time.Second, MaximumAttempts: releaseSignalTries,
 			NonRetryableErrorTypes: []string{activities.ErrTypeLedgerNotRunning},

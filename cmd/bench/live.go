@@ -186,6 +186,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	const checkWait = 15 * time.Second
 	var notRunning, alerts atomic.Int64
 	ended := make([]bool, len(ids))
+	checkFailed := make([]bool, len(ids))
 	why := make([]string, len(ids))
 	_ = forEach(ctx, len(ids), teardownConcurrency, func(ctx context.Context, i int) error {
 		qctx, cancel := context.WithTimeout(ctx, checkWait)
@@ -200,6 +201,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 			}
 			if err != nil {
 				why[i] = fmt.Sprintf("%s: status: %v", ids[i], err)
+				checkFailed[i] = true
 			}
 		}
 		if spec.Heartbeat.Alert != "" {
@@ -211,10 +213,17 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	// up and refunded. The others are shut down, each heartbeating until
 	// its shutdown is answered, so that a slow teardown makes no zombie of
 	// its own: one found at the end is the system's.
-	var live []string
+	// One whose check did not answer was counted as not running already;
+	// if it turns out to have ended as a false zombie, its teardown takes
+	// that as such (silentOK) rather than count it twice.
+	var live, unchecked []string
 	var bad atomic.Int64
 	for i, id := range ids {
-		if !ended[i] {
+		switch {
+		case checkFailed[i]:
+			unchecked = append(unchecked, id)
+			continue
+		case !ended[i]:
 			live = append(live, id)
 			continue
 		}
@@ -224,6 +233,11 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 		}
 	}
 	stopFailed, err := shutdownEach(ctx, f, live, teardownConcurrency, false, stopHeartbeatsOf)
+	n, uerr := shutdownEach(ctx, f, unchecked, teardownConcurrency, true, stopHeartbeatsOf)
+	stopFailed += n
+	if err == nil {
+		err = uerr
+	}
 	stopHeartbeats()
 	wg.Wait()
 	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
