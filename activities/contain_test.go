@@ -249,7 +249,9 @@ func TestCgroupContainsADescendantThatEscapesItsSession(t *testing.T) {
 				require.NoError(t, err)
 				assert.NotContains(t, pids, info.Monitor.PID, "the monitor stays outside the cgroup it may kill")
 				assert.False(t, hasEnvEntry(info.Monitor.PID, "WORKER_ID="+id), "the monitor does not pass for one of the worker's processes")
-				assert.True(t, hasEnvEntry(info.PID, "WORKER_ID="+id))
+				// Read once the worker has exec'd: until then its environ
+				// is the monitor's, which has no WORKER_ID.
+				assert.Eventually(t, func() bool { return hasEnvEntry(info.PID, "WORKER_ID="+id) }, 2*time.Second, 10*time.Millisecond)
 				assert.NotContains(t, procfs.Cmdline(info.Monitor.PID), info.Token, "a command line is for every user to read")
 				assert.NotContains(t, info.Monitor.ExitFile, info.Token)
 				assert.NotContains(t, info.Cgroup, info.Token[:12])
