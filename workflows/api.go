@@ -314,13 +314,9 @@ type HeartbeatInfo struct {
 // every reader (status, list, the mirror) asks this with its own clock.
 func (s WorkerSpec) AlertAt(now time.Time) string {
 	hb := s.Heartbeat
-	if hb.ZombieAfter == 0 || hb.Alert == AlertCritical || s.StartedAt == nil ||
-		(s.Status != StatusRunning && s.Status != StatusIdle) {
+	base, ok := s.alertBase()
+	if !ok || hb.Alert == AlertCritical {
 		return hb.Alert
-	}
-	base := *s.StartedAt
-	if hb.LastSeen != nil && hb.LastSeen.After(base) {
-		base = *hb.LastSeen
 	}
 	switch age := now.Sub(base); {
 	case age >= hb.CriticalAfter:
@@ -329,6 +325,30 @@ func (s WorkerSpec) AlertAt(now time.Time) string {
 		return AlertWarning
 	}
 	return hb.Alert
+}
+
+// heartbeatBase is the time staleness is measured from: the last
+// heartbeat, or the start of the process for a worker that has not sent
+// one yet. A worker whose process has not started has none (ok false) and
+// is never flagged.
+func (s WorkerSpec) heartbeatBase() (base time.Time, ok bool) {
+	if s.StartedAt == nil {
+		return time.Time{}, false
+	}
+	base = *s.StartedAt
+	if hb := s.Heartbeat.LastSeen; hb != nil && hb.After(base) {
+		base = *hb
+	}
+	return base, true
+}
+
+// alertBase is heartbeatBase for a worker whose alert readers compute: a
+// supervised one (running or idle) whose lifecycle carries its clocks.
+func (s WorkerSpec) alertBase() (time.Time, bool) {
+	if s.Heartbeat.ZombieAfter == 0 || (s.Status != StatusRunning && s.Status != StatusIdle) {
+		return time.Time{}, false
+	}
+	return s.heartbeatBase()
 }
 
 // Heartbeat alert levels.

@@ -178,13 +178,10 @@ func (w *lifecycle) showDetails(ctx workflow.Context) {
 	}
 	if spec.Heartbeat.Alert != "" {
 		hb += ", " + strings.ToUpper(spec.Heartbeat.Alert)
-	} else if c := spec.Heartbeat; c.ZombieAfter > 0 && spec.StartedAt != nil && (spec.Status == StatusRunning || spec.Status == StatusIdle) {
+	} else if base, ok := spec.alertBase(); ok {
 		// No timer records a warning (VersionOneDeadlineTimer): the page
 		// says when each level comes if nothing arrives meanwhile.
-		base := *spec.StartedAt
-		if c.LastSeen != nil && c.LastSeen.After(base) {
-			base = *c.LastSeen
-		}
+		c := spec.Heartbeat
 		hb += fmt.Sprintf(", late from %s, zombie at %s UTC if silent", base.Add(c.WarningAfter).Format("15:04:05"), base.Add(c.ZombieAfter).Format("15:04:05"))
 	}
 	details := fmt.Sprintf("**%s** · %s · tokens %d/%d · health %d %s", spec.Status, hb,

@@ -313,14 +313,10 @@ func (w *lifecycle) fromCurrentProcess(process string) error {
 	return nil
 }
 
-// heartbeatBase is the time staleness is measured from: the last heartbeat,
-// or the start of the process for a worker that has not sent one yet. A
-// pending worker has no base and is never flagged.
+// heartbeatBase is WorkerSpec.heartbeatBase of the supervised worker,
+// whose process has started.
 func (w *lifecycle) heartbeatBase() time.Time {
-	base := *w.st.Spec.StartedAt
-	if hb := w.st.Spec.Heartbeat.LastSeen; hb != nil && hb.After(base) {
-		return *hb
-	}
+	base, _ := w.st.Spec.heartbeatBase()
 	return base
 }
 
