@@ -98,6 +98,11 @@ type HostActivities struct {
 	// WatchPoll is how often WatchProcess checks a process it did not start
 	// and heartbeats to Temporal; zero means one second.
 	WatchPoll time.Duration
+	// Beats takes the heartbeats this host's agents send to its socket
+	// (HeartbeatSocket, given to each process in HeartbeatSocketEnv) for
+	// the watches; nil: agents signal their lifecycles themselves.
+	Beats           *HeartbeatBoard
+	HeartbeatSocket string
 }
 
 // SharedActivities run on the shared task queue, on any worker program:
@@ -252,6 +257,13 @@ type Reporter interface {
 	// OutputHeartbeat heartbeats on behalf of a worker that cannot: its log
 	// grew since the last interval.
 	OutputHeartbeat(ctx context.Context, workerID string, s ResourceSample) error
+	// RelayHeartbeat passes on a heartbeat the host took from the agent,
+	// received age ago.
+	RelayHeartbeat(ctx context.Context, workerID string, hb HostHeartbeat, age time.Duration) error
+	// ShowWatch records d as the heartbeat of the watch whose task token
+	// it is, at once: the SDK's own activity heartbeats are throttled to
+	// a fraction of the heartbeat timeout, too late for a reader.
+	ShowWatch(ctx context.Context, taskToken []byte, d WatchDetails) error
 }
 
 // WatchInput asks to watch a worker's process until it ends.
@@ -273,6 +285,17 @@ type WatchInput struct {
 	HostLossAfter  time.Duration `json:"host_loss_after,omitempty"`
 	WatchHeartbeat time.Duration `json:"watch_heartbeat,omitempty"`
 	Grace          time.Duration `json:"grace,omitempty"`
+	// Relay says the lifecycle takes heartbeats relayed by its host
+	// (PathHost): the watch then holds the agent's heartbeats sent to this
+	// host's socket, shows the latest in its activity heartbeat and relays
+	// what the lifecycle acts on (relayReason). ZombieAfter is the
+	// lifecycle's zombie limit, TokenBudget its allocation and PriorTokens
+	// what its earlier processes used. False, from a lifecycle of an
+	// earlier release: heartbeats sent here are signalled as they come.
+	Relay       bool          `json:"relay,omitempty"`
+	ZombieAfter time.Duration `json:"zombie_after,omitempty"`
+	TokenBudget int64         `json:"token_budget,omitempty"`
+	PriorTokens int64         `json:"prior_tokens,omitempty"`
 }
 
 // ExitStatus is how a watched process ended.
@@ -296,6 +319,9 @@ type ExitStatus struct {
 	Action string `json:"action,omitempty"`
 	// Rule names the exit rule that chose Action; empty for a default.
 	Rule string `json:"rule,omitempty"`
+	// LastHeartbeat is the latest heartbeat the host took from the agent
+	// that it had not relayed yet (a last tokens_used); nil when none.
+	LastHeartbeat *HostHeartbeat `json:"last_heartbeat,omitempty"`
 }
 
 // StopInput asks to stop a process group: SIGTERM, Grace, then SIGKILL.

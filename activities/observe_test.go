@@ -23,6 +23,35 @@ type fakeReporter struct {
 	outputs []ResourceSample
 	calls   int
 	err     error
+	// relayed are the heartbeats relayed to the lifecycle, with their age;
+	// shown the watch details recorded.
+	relayed []relayedBeat
+	shown   []WatchDetails
+}
+
+type relayedBeat struct {
+	hb  HostHeartbeat
+	age time.Duration
+}
+
+func (f *fakeReporter) RelayHeartbeat(_ context.Context, _ string, hb HostHeartbeat, age time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.relayed = append(f.relayed, relayedBeat{hb, age})
+	return nil
+}
+
+func (f *fakeReporter) ShowWatch(_ context.Context, _ []byte, d WatchDetails) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shown = append(f.shown, d)
+	return nil
+}
+
+func (f *fakeReporter) relays() ([]relayedBeat, []WatchDetails) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]relayedBeat(nil), f.relayed...), append([]WatchDetails(nil), f.shown...)
 }
 
 func (f *fakeReporter) Sample(_ context.Context, _ string, s ResourceSample) error {

@@ -159,6 +159,9 @@ func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []strin
 		"TEMPORAL_NAMESPACE="+a.TemporalNamespace,
 		ProcessEnv+"="+tokenTag(token),
 	)
+	if a.HeartbeatSocket != "" {
+		env = append(env, HeartbeatSocketEnv+"="+a.HeartbeatSocket)
+	}
 	if a.CgroupRoot != "" {
 		// Named by the start, not only the worker: a leftover of an earlier
 		// lifecycle of the same worker id never shares it.
@@ -248,6 +251,15 @@ func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, 
 		sampleC = sampleTick.C
 	}
 
+	r := a.newRelay(in)
+	defer r.close()
+	// The end carries the agent's last word the lifecycle has not had.
+	ended := func(st ExitStatus) (ExitStatus, error) {
+		st = a.judge(in.WorkerID, p, st)
+		st.LastHeartbeat = r.unsent()
+		return st, nil
+	}
+
 	e := a.Procs.find(p)
 	var done <-chan struct{}
 	if e != nil {
@@ -260,16 +272,22 @@ func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, 
 				return ExitStatus{}, fmt.Errorf("watch pid %d: %w", p.PID, err)
 			}
 			if !running {
-				return a.judge(in.WorkerID, p, endAfterGone(p)), nil
+				return ended(endAfterGone(p))
 			}
 		}
 		select {
 		case <-done:
-			return a.judge(in.WorkerID, p, e.status), nil
+			return ended(e.status)
 		case <-ctx.Done():
+			r.flush()
 			return ExitStatus{}, ctx.Err()
 		case <-tick.C:
-			activity.RecordHeartbeat(ctx)
+			activity.RecordHeartbeat(ctx, r.heartbeatDetails()...)
+			r.tick(ctx)
+		case <-r.wake():
+			r.heard(ctx)
+		case <-r.silence():
+			r.tick(ctx)
 		case <-sampleC:
 			obs.observe(ctx)
 		}

@@ -29,7 +29,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +40,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -241,10 +241,46 @@ func (f *Client) status(ctx context.Context, workerID string) (workflows.WorkerS
 		// Only a lifecycle that never began answers with no status.
 		return f.failedStart(ctx, workerID)
 	}
+	if spec.Heartbeat.Path == workflows.PathHost && (spec.Status == workflows.StatusRunning || spec.Status == workflows.StatusIdle) {
+		f.hostHeartbeat(ctx, workerID, &spec)
+	}
 	// The lifecycle arms no timer for a late heartbeat's warning: the
 	// level is read off its clocks, now.
 	spec.Heartbeat.Alert = spec.AlertAt(time.Now())
 	return spec, nil
+}
+
+// hostHeartbeat puts into spec the latest heartbeat the worker's host took,
+// which its watch shows in its activity heartbeat, when it is newer than
+// the last the lifecycle heard: the host relays only what the lifecycle
+// acts on. Without an answer the spec stays the lifecycle's.
+func (f *Client) hostHeartbeat(ctx context.Context, workerID string, spec *workflows.WorkerSpec) {
+	desc, err := f.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(workerID), "")
+	if err != nil {
+		return
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != workflows.ActivityWatchProcess || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var d activities.WatchDetails
+		if converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &d) != nil || d.Heartbeat == nil {
+			continue
+		}
+		applyHostHeartbeat(spec, *d.Heartbeat)
+	}
+}
+
+// applyHostHeartbeat puts hb into spec when it is newer than what the
+// lifecycle has.
+func applyHostHeartbeat(spec *workflows.WorkerSpec, hb activities.HostHeartbeat) {
+	h := &spec.Heartbeat
+	if h.LastSeen != nil && !hb.At.After(*h.LastSeen) {
+		return
+	}
+	at := hb.At.UTC()
+	h.LastSeen, h.Message, h.ReportedHealthScore = &at, hb.Message, hb.HealthScore
+	spec.TokenBudget.Used = max(spec.TokenBudget.Used, hb.PriorTokens+hb.TokensUsed)
 }
 
 // queuePositions replaces the queue positions the lifecycles recorded when
@@ -316,22 +352,11 @@ func innermostMessage(f *failurepb.Failure) string {
 // worker's own process (its environment's WORKER_ID is workerID), a
 // heartbeat without a Process takes the process's name from the
 // environment (workflows.ProcessEnv): should it arrive after a restart, it
-// is not counted for the next process.
+// is not counted for the next process; and it goes to the host's socket
+// when the host gave one (HeartbeatVia).
 func (f *Client) Heartbeat(ctx context.Context, workerID string, hb workflows.Heartbeat) error {
-	if err := CheckID(workerID); err != nil {
-		return err
-	}
-	if hb.Process == "" && os.Getenv("WORKER_ID") == workerID {
-		hb.Process = os.Getenv(workflows.ProcessEnv)
-	}
-	if err := hb.Validate(); err != nil {
-		return invalid("heartbeat: ", err)
-	}
-	err := f.temporal.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalHeartbeat, hb)
-	if err != nil {
-		return f.explain(ctx, workerID, err)
-	}
-	return nil
+	_, err := f.HeartbeatVia(ctx, workerID, hb)
+	return err
 }
 
 // Shutdown stops a worker gracefully and returns its spec once it is

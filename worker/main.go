@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"github.com/commit-relay/worker-lifecycle/internal/cgroup"
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/internal/coordination"
+	"github.com/commit-relay/worker-lifecycle/internal/hostbeat"
 	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -64,6 +66,8 @@ func command() *cobra.Command {
 		cgroupRoot  string
 		useMonitor  bool
 		fenceAfter  time.Duration
+		// beatSocket: where agents send their heartbeats (hostbeat).
+		beatSocket string
 	)
 	fenceDefault, fenceEnvErr := envDuration("WORKER_FENCE_AFTER", activities.DefaultFenceAfter)
 	cmd := &cobra.Command{
@@ -120,6 +124,10 @@ func command() *cobra.Command {
 			if stateDir, err = filepath.Abs(stateDir); err != nil {
 				return err
 			}
+			beatSocket, err = chooseHeartbeatSocket(beatSocket, cmd.Flags().Changed("heartbeat-socket"), stateDir)
+			if err != nil {
+				return err
+			}
 			if archiveDir == "" {
 				archiveDir = filepath.Join(filepath.Dir(logDir), "archive")
 			}
@@ -170,6 +178,19 @@ func command() *cobra.Command {
 				Monitor:           monitorCmd,
 				CgroupRoot:        contained.root,
 				Limiter:           limiter,
+			}
+			var beatListener net.Listener
+			if beatSocket != "" {
+				// Opened before the first connection, so that a bad path
+				// is refused before anything runs.
+				if err := os.MkdirAll(filepath.Dir(beatSocket), 0o700); err != nil {
+					return fmt.Errorf("--heartbeat-socket: %w", err)
+				}
+				if beatListener, err = hostbeat.Listen(beatSocket); err != nil {
+					return fmt.Errorf("--heartbeat-socket: %w", err)
+				}
+				defer beatListener.Close()
+				hostActs.Beats, hostActs.HeartbeatSocket = activities.NewHeartbeatBoard(), beatSocket
 			}
 			if _, err := conn.ClientOptions(nil); err != nil {
 				return err // a TLS file that cannot be read: refused before anything runs
@@ -223,6 +244,16 @@ func command() *cobra.Command {
 				sharedActs.Archived = store.MoveArchived
 			}
 			hostActs.Reporter = &adapters.Reporter{Client: c}
+			if beatListener != nil {
+				ctx, stop := context.WithCancel(context.Background())
+				defer stop()
+				srv := &hostbeat.Server{Board: hostActs.Beats, Signal: fc, Log: slog.Default()}
+				go func() {
+					if err := srv.Serve(ctx, beatListener); err != nil {
+						slog.Error("The heartbeat socket stopped; agents signal their lifecycles", "error", err)
+					}
+				}()
+			}
 			hostActs.Owners = sweeper
 			// The shared queue runs the workflows and the work any host can
 			// do; the host's own queue runs the work on its processes.
@@ -251,7 +282,7 @@ func command() *cobra.Command {
 
 			slog.Info("Worker program starting", "task_queue", workflows.TaskQueue, "host_queue", workflows.HostTaskQueue(host),
 				"types", registry.Names(), "log_dir", logDir, "state_dir", stateDir, "address", conn.Address, "namespace", conn.Namespace,
-				"containment", contained.mode, "cgroup_root", contained.root, "monitor", useMonitor, "fence_after", fenceAfter)
+				"containment", contained.mode, "cgroup_root", contained.root, "monitor", useMonitor, "fence_after", fenceAfter, "heartbeat_socket", beatSocket)
 			if contained.why != "" {
 				slog.Warn("Workers are contained by process group and token: a descendant that clears its environment and leaves its group and session escapes a stop", "why", contained.why)
 			}
@@ -293,6 +324,8 @@ func command() *cobra.Command {
 		"cgroup v2 folder under which each worker gets its cgroup, in a folder per host (env WORKER_CGROUP_ROOT; default: "+cgroup.SubtreeName+" under this program's own cgroup)")
 	cmd.Flags().BoolVar(&useMonitor, "monitor", envOr("WORKER_MONITOR", "true") != "false",
 		"start each process under a small monitor (this binary) that records its exact end in the state folder, so that it survives a restart of this program (env WORKER_MONITOR)")
+	cmd.Flags().StringVar(&beatSocket, "heartbeat-socket", os.Getenv(workflows.HeartbeatSocketEnv),
+		"Unix socket where this host's agents send their heartbeats, given to each in "+workflows.HeartbeatSocketEnv+"; \"off\" for none (env "+workflows.HeartbeatSocketEnv+"; default <state-dir>/heartbeat.sock)")
 	cmd.Flags().DurationVar(&fenceAfter, "fence-after", fenceDefault,
 		"stop this host's workers (TERM, grace, KILL) once the server has not answered for this long, sooner for a lifecycle whose --host-loss-after is shorter, so that none runs on after its lifecycle counts the host lost; 0 turns it off (env WORKER_FENCE_AFTER; README, Supervision)")
 	cmd.AddCommand(&cobra.Command{
@@ -453,4 +486,32 @@ func envDuration(name string, def time.Duration) (time.Duration, error) {
 		return def, fmt.Errorf("%s=%q is not a duration (such as 90s or 2m)", name, v)
 	}
 	return d, nil
+}
+
+// chooseHeartbeatSocket is where the heartbeat socket listens: the path
+// given, none for "off", else <state-dir>/heartbeat.sock. A default path
+// too long for a Unix socket turns the local path off with a warning (the
+// agents signal their lifecycles, as before); one given is refused.
+func chooseHeartbeatSocket(given string, set bool, stateDir string) (string, error) {
+	switch {
+	case given == "off":
+		return "", nil
+	case given != "":
+		abs, err := filepath.Abs(given)
+		if err != nil {
+			return "", err
+		}
+		if len(abs) > hostbeat.MaxSocketPath {
+			return "", fmt.Errorf("--heartbeat-socket %s: a Unix socket's path is at most %d bytes, this one is %d", abs, hostbeat.MaxSocketPath, len(abs))
+		}
+		return abs, nil
+	case set:
+		return "", fmt.Errorf("--heartbeat-socket: give a path, or off")
+	}
+	path := filepath.Join(stateDir, "heartbeat.sock")
+	if len(path) > hostbeat.MaxSocketPath {
+		slog.Warn("No heartbeat socket: the default path is too long for a Unix socket; give --heartbeat-socket", "path", path)
+		return "", nil
+	}
+	return path, nil
 }

@@ -194,7 +194,23 @@ type Heartbeat struct {
 	// earlier process of the worker is counted as rejected, not applied;
 	// one without it (a master's) is applied to the current process.
 	Process string `json:"process,omitempty"`
+	// Path is PathHost on a heartbeat the worker's host relays, which it
+	// received Age ago: the lifecycle counts it from then. Empty (or
+	// PathSignal) on a heartbeat sent to the lifecycle directly.
+	Path string        `json:"path,omitempty"`
+	Age  time.Duration `json:"age,omitempty"`
 }
+
+// Heartbeat paths (HeartbeatInfo.Path).
+const (
+	PathSignal = activities.PathSignal
+	PathHost   = activities.PathHost
+)
+
+// HeartbeatSocketEnv names the entry of a worker process's environment
+// that holds its host's heartbeat socket, when the host has one
+// (activities.HeartbeatSocketEnv).
+const HeartbeatSocketEnv = activities.HeartbeatSocketEnv
 
 // ProcessEnv names the entry of a worker process's environment that holds
 // its start's name, for Heartbeat.Process (set by its host).
@@ -299,8 +315,15 @@ type HeartbeatInfo struct {
 	WarningAfter  time.Duration `json:"warning_after,omitempty"`
 	CriticalAfter time.Duration `json:"critical_after,omitempty"`
 	ZombieAfter   time.Duration `json:"zombie_after,omitempty"`
-	// Count is every heartbeat accepted over the whole lifecycle.
+	// Count is every heartbeat accepted over the whole lifecycle; a host
+	// relays some of those its agent sends it (Path).
 	Count int64 `json:"count"`
+	// Path is how the last heartbeat came: PathSignal, or PathHost when
+	// the worker's host relayed it. Empty in lifecycles before r8. A
+	// reader of a worker on the host path takes the freshest heartbeat
+	// from the host's watch (fleet.Client.Status): the lifecycle hears
+	// only what it acts on, and a keepalive once per zombie limit.
+	Path string `json:"path,omitempty"`
 	// Rejected counts heartbeats and samples whose payload was invalid and
 	// was ignored; LastRejected says why for the latest.
 	Rejected     int64  `json:"rejected,omitempty"`

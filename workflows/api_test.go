@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
 )
 
 func TestWorkerIDFromWorkflowIDInvertsWorkflowID(t *testing.T) {
@@ -63,4 +65,9 @@ func TestRegisteredNames(t *testing.T) {
 		full := runtime.FuncForPC(reflect.ValueOf(w.fn).Pointer()).Name()
 		require.Equal(t, w.name, full[strings.LastIndex(full, ".")+1:])
 	}
+}
+
+func TestWatchActivityNameIsTheRegisteredMethod(t *testing.T) {
+	_, ok := reflect.TypeOf(&activities.HostActivities{}).MethodByName(ActivityWatchProcess)
+	require.True(t, ok, "HostActivities has no method %s: readers would never find the watch's heartbeat", ActivityWatchProcess)
 }

@@ -46,6 +46,13 @@ type LifecycleState struct {
 	// Limits are the limits in force, resolved at the first run
 	// (resolveLimits); nil in the input of a first run.
 	Limits *Limits `json:"limits,omitempty"`
+	// HostRelays is set while the current process's heartbeats come
+	// relayed by its host (VersionHostHeartbeat): the host judges its
+	// silence, and the lifecycle's timer is a backstop one keepalive
+	// interval after the zombie limit. HostSilent is set once the host
+	// reported the agent silent for the zombie limit.
+	HostRelays bool `json:"host_relays,omitzero"`
+	HostSilent bool `json:"host_silent,omitzero"`
 	// Ending is set when the lifecycle continued as new in zombie, still
 	// retrying its cleanup: the next run goes on with it, nothing else.
 	Ending *Ending `json:"ending,omitempty"`
@@ -121,6 +128,9 @@ type lifecycle struct {
 	supervisionOver bool
 	// lean: the run took VersionLeanLifecycle.
 	lean bool
+	// hostBeats: the run took VersionHostHeartbeat, asked at each
+	// supervision.
+	hostBeats bool
 	// cancelDeadline cancels the deadline timer a lean run left running at
 	// the end of its last supervision (awaitOutcome), nil once done.
 	cancelDeadline workflow.CancelFunc

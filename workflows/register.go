@@ -54,3 +54,9 @@ func RegisterShared(w Registry, acts *activities.SharedActivities) {
 func RegisterHost(w Registry, acts *activities.HostActivities) {
 	w.RegisterActivity(acts)
 }
+
+// ActivityWatchProcess is the activity type of a worker's watch, the
+// method name it is registered under: a reader finds the heartbeat its
+// host holds in that pending activity's heartbeat details
+// (activities.WatchDetails).
+const ActivityWatchProcess = "WatchProcess"

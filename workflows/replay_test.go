@@ -68,7 +68,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-zombie-continue-as-new-r8", "lifecycle-zombie-continued-r8", "lifecycle-zombie-retries-r8",
 		// ... and the lean lifecycle (lean-lifecycle), which implies them.
 		"lifecycle-lean-r8", "lifecycle-lean-zombie-retries-r8", "lifecycle-lean-zombie-continue-as-new-r8",
-		"lifecycle-lean-zombie-continued-r8", "lifecycle-cancelled-cleanup-v1-r8"} {
+		"lifecycle-lean-zombie-continued-r8", "lifecycle-cancelled-cleanup-v1-r8",
+		// ... and heartbeats relayed by the host (host-heartbeat): a
+		// first, a keepalive, a rejected one, the host's report of silence.
+		"lifecycle-host-heartbeat-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {

@@ -222,6 +222,14 @@ func (h Heartbeat) Validate() error {
 	if len(h.Message) > MaxMessageBytes || !utf8.ValidString(h.Message) {
 		errs = append(errs, fieldError("message", "message must be valid UTF-8 of at most %d bytes", MaxMessageBytes))
 	}
+	switch {
+	case h.Path != "" && h.Path != PathSignal && h.Path != PathHost:
+		errs = append(errs, fieldError("path", "path %s must be %s or %s", Quote(h.Path), PathSignal, PathHost))
+	case h.Age < 0 || h.Age > maxLimitDuration:
+		errs = append(errs, fieldError("age", "age %s is not in 0..%s", h.Age, maxLimitDuration))
+	case h.Age != 0 && h.Path != PathHost:
+		errs = append(errs, fieldError("age", "age is set by a worker's host on the heartbeats it relays (path %s)", PathHost))
+	}
 	if h.Process != "" && !processTagPattern.MatchString(h.Process) {
 		errs = append(errs, fieldError("process", "process %s is not a process's name (%s, from %s)", Quote(h.Process), processTagPattern, activities.ProcessEnv))
 	}

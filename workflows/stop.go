@@ -19,6 +19,7 @@ func (w *lifecycle) stopAndCollect(ctx workflow.Context, grace time.Duration, wa
 	if watch.IsReady() {
 		var exit activities.ExitStatus
 		if watch.Get(ctx, &exit) == nil {
+			w.applyLastWord(ctx, exit)
 			return &exit
 		}
 		return nil
@@ -29,6 +30,7 @@ func (w *lifecycle) stopAndCollect(ctx workflow.Context, grace time.Duration, wa
 	sel.AddFuture(watch, func(f workflow.Future) {
 		var e activities.ExitStatus
 		if f.Get(ctx, &e) == nil {
+			w.applyLastWord(ctx, e)
 			exit = &e
 		}
 	})

@@ -15,6 +15,9 @@ import (
 // supervise watches the running worker until something ends it or the run
 // must continue as new, and then does what that outcome needs.
 func (w *lifecycle) supervise(ctx workflow.Context) outcome {
+	w.hostBeats = w.version(ctx, VersionHostHeartbeat, 1) == 1
+	// A new process has sent its host nothing yet.
+	w.st.HostRelays, w.st.HostSilent = false, false
 	watchCtx, cancelWatch := workflow.WithCancel(ctx)
 	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), hostActs.WatchProcess, activities.WatchInput{
 		WorkerID:        w.st.Spec.WorkerID,
@@ -24,6 +27,10 @@ func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 		HostLossAfter:   w.limits.HostLossAfter,
 		WatchHeartbeat:  w.limits.WatchHeartbeat,
 		Grace:           w.limits.ShutdownGrace,
+		Relay:           w.hostBeats,
+		ZombieAfter:     w.limits.ZombieAfter,
+		TokenBudget:     w.st.Spec.TokenBudget.Allocated,
+		PriorTokens:     w.st.PriorTokens,
 	})
 	o := w.awaitOutcome(ctx, watch)
 	if o.kind == outcomeContinueAsNew {
@@ -96,6 +103,11 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		sel.AddReceive(hbCh, func(c workflow.ReceiveChannel, _ bool) {
 			var hb Heartbeat
 			w.applyHeartbeat(ctx, hb, receiveSignal(ctx, c, &hb))
+			if w.st.HostSilent {
+				// The host says the agent is silent: judged now, not by a
+				// timer armed again for it.
+				result = w.checkDeadlines(ctx, oneTimer)
+			}
 		})
 		sel.AddReceive(sampleCh, func(c workflow.ReceiveChannel, _ bool) {
 			var sample activities.ResourceSample
@@ -123,6 +135,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 				result = &outcome{kind: outcomeFailed, reason: "lost track of the process: " + failureMessage(err)}
 				return
 			}
+			w.applyLastWord(ctx, exit)
 			result = exitOutcome(exit)
 		})
 		sel.AddFuture(timer, func(workflow.Future) {
@@ -273,7 +286,28 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 		return
 	}
 	now := workflow.Now(ctx).UTC()
-	spec.Heartbeat.LastSeen = &now
+	switch {
+	case hb.Path == PathHost && w.hostBeats:
+		if hb.Age >= w.limits.ZombieAfter {
+			// The host reports the agent silent: its last heartbeat, which
+			// the lifecycle has, is the last there is.
+			w.st.HostSilent = true
+			return
+		}
+		// It counts from when the host received it, never back in time.
+		seen := now.Add(-hb.Age)
+		if last := spec.Heartbeat.LastSeen; last == nil || seen.After(*last) {
+			spec.Heartbeat.LastSeen = &seen
+		}
+		spec.Heartbeat.Path = PathHost
+		w.st.HostRelays, w.st.HostSilent = true, false
+	case w.hostBeats:
+		spec.Heartbeat.LastSeen = &now
+		spec.Heartbeat.Path = PathSignal
+		w.st.HostSilent = false
+	default:
+		spec.Heartbeat.LastSeen = &now
+	}
 	spec.Heartbeat.Count++
 	if !w.supervisionOver {
 		// A last word does not take back what made the process end.
@@ -313,6 +347,41 @@ func (w *lifecycle) fromCurrentProcess(process string) error {
 	return nil
 }
 
+// applyLastWord applies the agent's last heartbeat that came with the end
+// of its watch (ExitStatus.LastHeartbeat): its tokens, health and message,
+// which the refund and the restart decision read. It may be applied twice
+// (the outcome, then the stop that collects it) to the same effect.
+func (w *lifecycle) applyLastWord(ctx workflow.Context, exit activities.ExitStatus) {
+	last := exit.LastHeartbeat
+	if last == nil || !w.hostBeats {
+		return
+	}
+	spec := &w.st.Spec
+	hb := Heartbeat{TokensUsed: last.TokensUsed, HealthScore: last.HealthScore, Message: last.Message}
+	if err := hb.Validate(); err != nil {
+		w.reject(ctx, SignalHeartbeat, err)
+		return
+	}
+	// Running totals: a last word never takes tokens back.
+	spec.TokenBudget.Used = max(spec.TokenBudget.Used, w.st.PriorTokens+hb.TokensUsed)
+	spec.Heartbeat.Message = hb.Message
+	spec.Heartbeat.ReportedHealthScore = hb.HealthScore
+	w.updateHealth()
+	w.showDetails(ctx)
+}
+
+// zombieAfter is how long the lifecycle waits for a heartbeat before it
+// counts the worker a zombie: the zombie limit, plus one keepalive
+// interval while its host relays heartbeats and has not reported the
+// agent silent, since the host judges the silence and the timer is only
+// the backstop for a host that stopped relaying.
+func (w *lifecycle) zombieAfter() time.Duration {
+	if w.st.HostRelays && !w.st.HostSilent {
+		return w.limits.ZombieAfter + activities.KeepaliveEvery(w.limits.ZombieAfter)
+	}
+	return w.limits.ZombieAfter
+}
+
 // heartbeatBase is WorkerSpec.heartbeatBase of the supervised worker,
 // whose process has started.
 func (w *lifecycle) heartbeatBase() time.Time {
@@ -328,7 +397,7 @@ func (w *lifecycle) heartbeatBase() time.Time {
 // heartbeat.
 func (w *lifecycle) nextDeadline(oneTimer bool) time.Time {
 	base := w.heartbeatBase()
-	next := base.Add(w.limits.ZombieAfter)
+	next := base.Add(w.zombieAfter())
 	if !oneTimer {
 		switch w.st.Spec.Heartbeat.Alert {
 		case "":
@@ -354,11 +423,11 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 	age := now.Sub(w.heartbeatBase())
 	hb := &w.st.Spec.Heartbeat
 	switch {
-	case age >= w.limits.ZombieAfter:
+	case age >= w.zombieAfter():
 		if oneTimer {
 			hb.Alert = AlertCritical
 		}
-		return &outcome{kind: outcomeFailed, restartable: true, reason: fmt.Sprintf("no heartbeat for %s (zombie limit %s)", age.Round(time.Second), w.limits.ZombieAfter)}
+		return &outcome{kind: outcomeFailed, restartable: true, reason: w.zombieReason(age)}
 	case oneTimer:
 	case age >= w.limits.HeartbeatCritical && hb.Alert != AlertCritical:
 		hb.Alert = AlertCritical
@@ -376,6 +445,17 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 		return &outcome{kind: outcomeStop, reason: fmt.Sprintf("idle for %s", w.limits.IdleAfter), grace: w.limits.ShutdownGrace}
 	}
 	return nil
+}
+
+// zombieReason says why a worker silent for age is a zombie.
+func (w *lifecycle) zombieReason(age time.Duration) string {
+	switch {
+	case w.st.HostSilent:
+		return fmt.Sprintf("no heartbeat for %s (zombie limit %s, judged by its host)", age.Round(time.Second), w.limits.ZombieAfter)
+	case w.st.HostRelays:
+		return fmt.Sprintf("no heartbeat for %s, and its host relayed none (zombie limit %s, and %s for the host's relay)", age.Round(time.Second), w.limits.ZombieAfter, activities.KeepaliveEvery(w.limits.ZombieAfter))
+	}
+	return fmt.Sprintf("no heartbeat for %s (zombie limit %s)", age.Round(time.Second), w.limits.ZombieAfter)
 }
 
 func (w *lifecycle) shouldContinueAsNew(ctx workflow.Context) bool {

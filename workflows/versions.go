@@ -99,6 +99,14 @@ const (
 	// again. Taken only while both the reserve signal and the ask update
 	// are on (SetReserveBySignal, SetAskByUpdate), which it implies.
 	VersionLeanLifecycle = "lean-lifecycle"
+	// VersionHostHeartbeat: a supervised lifecycle takes heartbeats its
+	// host relays (Heartbeat.Path host, activities.relayReason): a relayed
+	// heartbeat counts from when the host received it, the host reports
+	// the agent's silence at the zombie limit, the deadline timer is a
+	// backstop one keepalive interval later, and the agent's last
+	// heartbeat comes with the watch's result. Before it, the watch held
+	// no heartbeats and every one was a signal as sent.
+	VersionHostHeartbeat = "host-heartbeat"
 )
 
 // releaseChanges are the lifecycle changes each release brought that an
@@ -110,7 +118,7 @@ var releaseChanges = []struct {
 	changes []string
 }{
 	{"r8", []string{VersionIgnoreBound, VersionDrainAfterSupervision, VersionHeartbeatProcess,
-		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle}},
+		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle, VersionHostHeartbeat}},
 }
 
 // heldBack are the changes new runs do not take (SetCompat).

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -186,6 +187,10 @@ func (a *app) heartbeatCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "heartbeat WORKER_ID",
 		Short: "Send a heartbeat for a worker (what a worker process does every 30 s)",
+		Long: `Send a heartbeat for a worker. Run by the worker's own process (its
+environment's WORKER_ID) on a host with a heartbeat socket (` + workflows.HeartbeatSocketEnv + `),
+it goes to the host, which relays to the lifecycle only what it acts on;
+elsewhere it is a signal to the lifecycle.`,
 		Example: `  starter heartbeat worker-implementation-001 --tokens-used 1200 --health-score 95
   starter heartbeat worker-implementation-001 --status idle --message "waiting for review"`,
 		Args: workerIDArg,
@@ -196,17 +201,23 @@ func (a *app) heartbeatCommand() *cobra.Command {
 			if err := hb.Validate(); err != nil {
 				return invalid(fmt.Errorf("heartbeat: %w", err))
 			}
-			fc, err := a.connect()
+			now := time.Now().UTC()
+			hb.SentAt = &now
+			// An agent's own heartbeat goes to its host, which needs no
+			// connection to the server.
+			path, err := fleet.HeartbeatToHost(cmd.Context(), argv[0], hb)
+			if errors.Is(err, fleet.ErrNoHost) {
+				var fc *fleet.Client
+				if fc, err = a.connect(); err != nil {
+					return err
+				}
+				path, err = fc.HeartbeatVia(cmd.Context(), argv[0], hb)
+			}
 			if err != nil {
 				return err
 			}
-			now := time.Now().UTC()
-			hb.SentAt = &now
-			if err := fc.Heartbeat(cmd.Context(), argv[0], hb); err != nil {
-				return err
-			}
-			return a.print(map[string]any{"worker_id": argv[0], "heartbeat": hb}, func(w io.Writer) {
-				fmt.Fprintf(w, "heartbeat sent to %s\n", argv[0])
+			return a.print(map[string]any{"worker_id": argv[0], "heartbeat": hb, "path": path}, func(w io.Writer) {
+				fmt.Fprintf(w, "heartbeat sent to %s (%s)\n", argv[0], pathName(path))
 			})
 		},
 	}
@@ -480,6 +491,9 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 		hb = fmt.Sprintf("%s ago", now.Sub(*s.Heartbeat.LastSeen).Round(time.Second))
 	}
 	fmt.Fprintf(w, "  heartbeat %s, %d received", hb, s.Heartbeat.Count)
+	if s.Heartbeat.Path != "" {
+		fmt.Fprintf(w, ", last %s", pathName(s.Heartbeat.Path))
+	}
 	if s.Heartbeat.Alert != "" {
 		fmt.Fprintf(w, " [%s]", s.Heartbeat.Alert)
 	}
@@ -566,4 +580,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// pathName says how a heartbeat came.
+func pathName(path string) string {
+	if path == workflows.PathHost {
+		return "through its host"
+	}
+	return "by signal"
 }

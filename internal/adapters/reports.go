@@ -2,6 +2,7 @@ package adapters
 
 import (
 	"context"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -25,6 +26,21 @@ func (r *Reporter) Sample(ctx context.Context, workerID string, s activities.Res
 // OutputHeartbeat heartbeats for a worker whose log grew.
 func (r *Reporter) OutputHeartbeat(ctx context.Context, workerID string, s activities.ResourceSample) error {
 	return r.Client.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalOutputHeartbeat, s)
+}
+
+// RelayHeartbeat passes on a heartbeat the host took from an agent,
+// received age ago (activities.relayReason says when).
+func (r *Reporter) RelayHeartbeat(ctx context.Context, workerID string, hb activities.HostHeartbeat, age time.Duration) error {
+	return r.Client.SignalWorkflow(ctx, workflows.WorkflowID(workerID), "", workflows.SignalHeartbeat, workflows.Heartbeat{
+		TokensUsed: hb.TokensUsed, HealthScore: hb.HealthScore, Status: hb.Status, Message: hb.Message,
+		SentAt: hb.SentAt, Process: hb.Process, Path: workflows.PathHost, Age: age})
+}
+
+// ShowWatch records the watch's details as its activity heartbeat now,
+// past the SDK's throttle, so that a reader sees a heartbeat within a
+// second of its arrival.
+func (r *Reporter) ShowWatch(ctx context.Context, taskToken []byte, d activities.WatchDetails) error {
+	return r.Client.RecordActivityHeartbeat(ctx, taskToken, d)
 }
 
 // Breakers talks to the per-type restart circuit breakers, starting one the

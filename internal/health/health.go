@@ -62,3 +62,21 @@ func MemoryBand(rssBytes int64) int {
 	}
 	return 0
 }
+
+// TokenBand is 0, 1 or 2 as the tokens left of an allocation cross the
+// formula's thresholds (below 25 %, below 10 %), and 3 once none are left;
+// always 0 without an allocation.
+func TokenBand(tokensUsed, allocated int64) int {
+	if allocated <= 0 {
+		return 0
+	}
+	switch left := allocated - tokensUsed; {
+	case left <= 0:
+		return 3
+	case left*10 < allocated:
+		return 2
+	case left*4 < allocated:
+		return 1
+	}
+	return 0
+}

@@ -61,3 +61,16 @@ func TestResourceBandsAtEveryBoundary(t *testing.T) {
 		require.Equal(t, tc.want, MemoryBand(tc.rss), "rss %d", tc.rss)
 	}
 }
+
+func TestTokenBandsFollowTheScore(t *testing.T) {
+	for _, tc := range []struct {
+		used, allocated int64
+		want            int
+	}{{0, 0, 0}, {5000, 0, 0}, {0, 1000, 0}, {750, 1000, 0}, {751, 1000, 1}, {900, 1000, 1}, {901, 1000, 2}, {999, 1000, 2}, {1000, 1000, 3}, {4000, 1000, 3}} {
+		require.Equal(t, tc.want, TokenBand(tc.used, tc.allocated), "%d of %d", tc.used, tc.allocated)
+		if tc.allocated > 0 && tc.want < 3 {
+			// The band moves exactly where the score's token term does.
+			require.Equal(t, []int{100, 80, 60}[tc.want], Score(0, 0, tc.used, tc.allocated), "%d of %d", tc.used, tc.allocated)
+		}
+	}
+}

@@ -80,9 +80,11 @@ func testTypes(agent, dir string) string {
     "resources": {"memory": "64M", "processes": 32}, "exit_rules": [{"cause": "oom", "action": "fail"}]},
   "last-word-worker": {"command": ["sh", "-c", "trap '\"$0\" heartbeat \"$WORKER_ID\" --tokens-used 77; exit 0' TERM; while :; do sleep 0.1; done", %[5]q],
     "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
+  "host-beat-worker": {"command": ["sh", "-c", "i=0; while [ ! -e \"$1-$WORKER_ID\" ]; do i=$((i+1)); \"$0\" heartbeat \"$WORKER_ID\" --tokens-used $i --message \"beat $i\" >/dev/null 2>&1; sleep 0.2; done; sleep 300", %[5]q, %[6]q],
+    "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
   "implementation-worker": {"command": ["sleep", "300"]}
 }}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"), filepath.Join(dir, "daemon-$WORKER_ID.pid"), filepath.Join(dir, "exit-$WORKER_ID"),
-		filepath.Join(filepath.Dir(agent), "starter"))
+		filepath.Join(filepath.Dir(agent), "starter"), filepath.Join(dir, "silence"))
 }
 
 func TestMain(m *testing.M) {
@@ -107,6 +109,12 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) (int, error) {
 	ctx := context.Background()
+	// The programs are built with -race, whose runtime sleeps a second at
+	// every exit to report late races: an agent that runs `starter
+	// heartbeat` in a loop would beat once a second, not at its pace.
+	if err := os.Setenv("GORACE", "atexit_sleep_ms=0"); err != nil {
+		return 1, err
+	}
 	temporalCLI, err := devserver.FindTemporalCLI()
 	if err != nil {
 		return 1, fmt.Errorf("the integration tests need the Temporal CLI: %w", err)

@@ -1,0 +1,334 @@
+package activities
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/commit-relay/worker-lifecycle/internal/health"
+)
+
+// HeartbeatSocketEnv names the entry of a worker process's environment that
+// holds the path of its host's heartbeat socket, set when the worker
+// program listens on one (the local heartbeat path).
+const HeartbeatSocketEnv = "WORKER_HEARTBEAT_SOCKET"
+
+// Heartbeat paths: how the lifecycle, or a reader, got a heartbeat.
+const (
+	// PathSignal: a heartbeat signal sent to the lifecycle by any client.
+	PathSignal = "signal"
+	// PathHost: sent to the worker's own host, which holds it in its watch
+	// and relays to the lifecycle only what it acts on.
+	PathHost = "host"
+)
+
+// HostHeartbeat is the latest heartbeat a host took from one of its own
+// agents, as the watch holds it and shows it in its activity heartbeat.
+type HostHeartbeat struct {
+	// At is when the host received it, by the host's clock.
+	At time.Time `json:"at"`
+	// Count is how many the host took from this process.
+	Count int64 `json:"count"`
+	// TokensUsed is the process's running total, as the agent sent it;
+	// PriorTokens (WatchInput) is what earlier processes of the lifecycle
+	// used, so their sum is the lifecycle's.
+	TokensUsed  int64      `json:"tokens_used"`
+	PriorTokens int64      `json:"prior_tokens,omitempty"`
+	HealthScore *int       `json:"health_score,omitempty"`
+	Status      string     `json:"status,omitempty"`
+	Message     string     `json:"message,omitempty"`
+	SentAt      *time.Time `json:"sent_at,omitempty"`
+	Process     string     `json:"process,omitempty"`
+}
+
+// WatchDetails is what a watch records as its activity heartbeat, which
+// DescribeWorkflowExecution shows among the lifecycle's pending activities
+// (and the Web UI with it): readers take the freshest heartbeat from it.
+type WatchDetails struct {
+	Heartbeat *HostHeartbeat `json:"heartbeat,omitempty"`
+}
+
+// HeartbeatBoard hands the heartbeats a host's agents send to it (the
+// worker program's heartbeat socket) to the watches of their processes.
+// A heartbeat for a worker no watch of this host holds is not taken: its
+// sender signals the lifecycle instead.
+type HeartbeatBoard struct {
+	mu    sync.Mutex
+	slots map[string]*beatSlot
+}
+
+// beatSlot is one watch's place on the board.
+type beatSlot struct {
+	board    *HeartbeatBoard
+	workerID string
+	// process is the tag of the watched process (ProcessTag); a heartbeat
+	// naming another process is not taken, so the lifecycle rejects it.
+	process string
+	prior   int64
+	latest  *HostHeartbeat
+	count   int64
+	notify  chan struct{}
+}
+
+// NewHeartbeatBoard returns an empty board.
+func NewHeartbeatBoard() *HeartbeatBoard {
+	return &HeartbeatBoard{slots: map[string]*beatSlot{}}
+}
+
+// Offer gives hb to the watch of workerID, stamped with the host's clock,
+// and reports whether one took it.
+func (b *HeartbeatBoard) Offer(workerID string, hb HostHeartbeat) bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.slots[workerID]
+	if s == nil || (hb.Process != "" && hb.Process != s.process) {
+		return false
+	}
+	s.count++
+	hb.At, hb.Count, hb.PriorTokens = time.Now().UTC(), s.count, s.prior
+	s.latest = &hb
+	select {
+	case s.notify <- struct{}{}:
+	default: // the watch has a wake-up pending and reads the latest
+	}
+	return true
+}
+
+// attach gives the watch of a process its place; a later watch of the same
+// worker (a retried attempt) takes the place over.
+func (b *HeartbeatBoard) attach(workerID, process string, prior int64) *beatSlot {
+	s := &beatSlot{board: b, workerID: workerID, process: process, prior: prior, notify: make(chan struct{}, 1)}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old := b.slots[workerID]; old != nil && old.process == process {
+		// The same process watched again: what it sent is still its latest.
+		s.latest, s.count = old.latest, old.count
+	}
+	b.slots[workerID] = s
+	return s
+}
+
+// detach gives the place up, unless a later watch took it over.
+func (s *beatSlot) detach() {
+	s.board.mu.Lock()
+	defer s.board.mu.Unlock()
+	if s.board.slots[s.workerID] == s {
+		delete(s.board.slots, s.workerID)
+	}
+}
+
+// last is the latest heartbeat, a copy; nil before one.
+func (s *beatSlot) last() *HostHeartbeat {
+	s.board.mu.Lock()
+	defer s.board.mu.Unlock()
+	if s.latest == nil {
+		return nil
+	}
+	hb := *s.latest
+	return &hb
+}
+
+// relayReason says whether the watch must relay cur to the lifecycle now,
+// and why; "" when not. The lifecycle acts on busy and idle, on the health
+// score (of which tokens left are part), and on the age of the last
+// heartbeat: each change of those is relayed at once, the rest of the
+// heartbeats only as a keepalive once per keepalive interval, with the age
+// the host saw, and an agent silent for the zombie limit is reported once
+// so that the lifecycle need not wait for its own backstop.
+//
+// sent is the last heartbeat relayed (nil before one) and sentAt when;
+// silentSent whether the silence of sent was reported already.
+func relayReason(sent *HostHeartbeat, sentAt time.Time, silentSent bool, cur *HostHeartbeat, now time.Time, keepalive, zombie time.Duration, budget int64) string {
+	switch {
+	case cur == nil:
+		return ""
+	case sent == nil:
+		return "first"
+	case cur.Count != sent.Count:
+		// Something new since the last relay.
+		switch {
+		case cur.Status != "" && cur.Status != sent.Status:
+			return "status"
+		case health.TokenBand(cur.TokensUsed, budget) != health.TokenBand(sent.TokensUsed, budget):
+			return "tokens"
+		case scoreBand(cur.HealthScore) != scoreBand(sent.HealthScore):
+			return "health"
+		case now.Sub(sentAt) >= keepalive:
+			return "keepalive"
+		}
+	case !silentSent && now.Sub(cur.At) >= zombie:
+		return "silent"
+	}
+	return ""
+}
+
+// scoreBand is the band of an agent's own health score; "" without one.
+func scoreBand(score *int) string {
+	if score == nil {
+		return ""
+	}
+	return health.Band(*score)
+}
+
+// KeepaliveEvery is how often a watch relays a heartbeat that changes
+// nothing the lifecycle acts on: once per zombie limit. The host reports
+// an agent's silence itself when it reaches the zombie limit, so the
+// keepalive only has to reach the lifecycle before its backstop, one more
+// zombie limit later (workflows: hostBackstop); at the default limits and
+// a heartbeat every 30 s that is 4 events per 10 heartbeats, plus a timer
+// at most every zombie limit.
+func KeepaliveEvery(zombieAfter time.Duration) time.Duration {
+	return zombieAfter
+}
+
+// relay is a watch's part of the local heartbeat path: it shows the
+// agent's latest heartbeat in the watch's activity heartbeat and relays
+// to the lifecycle what relayReason says it must hear.
+type relay struct {
+	a    *HostActivities
+	in   WatchInput
+	slot *beatSlot
+	// sent is the last heartbeat relayed and sentAt when; silentSent is
+	// whether its silence was reported.
+	sent       *HostHeartbeat
+	sentAt     time.Time
+	silentSent bool
+	details    WatchDetails
+	// silenceTimer fires at silenceAt (the latest heartbeat) plus the
+	// zombie limit.
+	silenceTimer *time.Timer
+	silenceAt    time.Time
+}
+
+// newRelay attaches the watch to the board, or returns nil when the
+// lifecycle or this host takes no relayed heartbeats.
+func (a *HostActivities) newRelay(in WatchInput) *relay {
+	if !in.Relay || a.Beats == nil || a.Reporter == nil || in.ZombieAfter <= 0 {
+		return nil
+	}
+	r := &relay{a: a, in: in, slot: a.Beats.attach(in.WorkerID, ProcessTag(in.Process.Token), in.PriorTokens)}
+	r.details.Heartbeat = r.slot.last()
+	return r
+}
+
+// silence is ready when the latest heartbeat reaches the zombie limit's
+// age, so that the silence is reported then and not at the next tick.
+func (r *relay) silence() <-chan time.Time {
+	if r == nil || r.silentSent {
+		return nil
+	}
+	cur := r.slot.last()
+	if cur == nil {
+		return nil
+	}
+	if r.silenceAt != cur.At {
+		if r.silenceTimer != nil {
+			r.silenceTimer.Stop()
+		}
+		r.silenceAt = cur.At
+		r.silenceTimer = time.NewTimer(time.Until(cur.At.Add(r.in.ZombieAfter)))
+	}
+	return r.silenceTimer.C
+}
+
+// wake is ready when a heartbeat came; nil without a relay.
+func (r *relay) wake() <-chan struct{} {
+	if r == nil {
+		return nil
+	}
+	return r.slot.notify
+}
+
+func (r *relay) close() {
+	if r != nil {
+		r.slot.detach()
+		if r.silenceTimer != nil {
+			r.silenceTimer.Stop()
+		}
+	}
+}
+
+// heartbeatDetails are what the watch's SDK heartbeats carry, so that one
+// of them never blanks what ShowWatch recorded.
+func (r *relay) heartbeatDetails() []any {
+	if r == nil || r.details.Heartbeat == nil {
+		return nil
+	}
+	return []any{r.details}
+}
+
+// heard shows a new heartbeat at once and relays it if the lifecycle acts
+// on it. Failures are logged: the watch exists to notice the process
+// ending, and the next heartbeat or tick tries again.
+func (r *relay) heard(ctx context.Context) {
+	cur := r.slot.last()
+	if cur == nil {
+		return
+	}
+	r.details.Heartbeat = cur
+	// The SDK sends what it was given last when its throttle allows:
+	// given the older details, it would overwrite the newer ones.
+	activity.RecordHeartbeat(ctx, r.details)
+	if err := r.a.Reporter.ShowWatch(ctx, activity.GetInfo(ctx).TaskToken, r.details); err != nil && ctx.Err() == nil {
+		activity.GetLogger(ctx).Debug("Showing a heartbeat failed", "worker_id", r.in.WorkerID, "error", err)
+	}
+	r.check(ctx, cur, time.Now())
+}
+
+// tick relays what time alone makes due: a keepalive, a silence.
+func (r *relay) tick(ctx context.Context) {
+	if r != nil {
+		r.check(ctx, r.slot.last(), time.Now())
+	}
+}
+
+func (r *relay) check(ctx context.Context, cur *HostHeartbeat, now time.Time) {
+	reason := relayReason(r.sent, r.sentAt, r.silentSent, cur, now, KeepaliveEvery(r.in.ZombieAfter), r.in.ZombieAfter, r.in.TokenBudget)
+	if reason == "" {
+		return
+	}
+	if err := r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, max(now.Sub(cur.At), 0)); err != nil {
+		if ctx.Err() == nil {
+			activity.GetLogger(ctx).Warn("Relaying a heartbeat failed", "worker_id", r.in.WorkerID, "reason", reason, "error", err)
+		}
+		return
+	}
+	if reason == "silent" {
+		r.silentSent = true
+		return
+	}
+	r.sent, r.sentAt, r.silentSent = cur, now, false
+}
+
+// flush relays, when the watch is cancelled (the lifecycle stops the
+// process, or gives up on it), a heartbeat the lifecycle has not had: an
+// agent's last word, sent as it is stopped, on a context of its own.
+func (r *relay) flush() {
+	cur := r.unsent()
+	if cur == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
+	defer cancel()
+	_ = r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, max(time.Since(cur.At), 0))
+}
+
+// flushWait bounds flush: the watch's cancel waits for it.
+const flushWait = 5 * time.Second
+
+// unsent is the latest heartbeat when the lifecycle has not had it.
+func (r *relay) unsent() *HostHeartbeat {
+	if r == nil {
+		return nil
+	}
+	cur := r.slot.last()
+	if cur == nil || (r.sent != nil && r.sent.Count == cur.Count) {
+		return nil
+	}
+	return cur
+}

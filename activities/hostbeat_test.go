@@ -1,0 +1,186 @@
+package activities
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRelayReason(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	const keepalive, zombie, budget = 5 * time.Minute, 5 * time.Minute, 1000
+	score := func(n int) *int { return &n }
+	sent := &HostHeartbeat{At: t0, Count: 3, TokensUsed: 100, Status: "busy", HealthScore: score(90)}
+	next := func(change func(*HostHeartbeat)) *HostHeartbeat {
+		hb := *sent
+		hb.Count++
+		hb.At = t0.Add(30 * time.Second)
+		if change != nil {
+			change(&hb)
+		}
+		return &hb
+	}
+	for _, tc := range []struct {
+		name       string
+		sent       *HostHeartbeat
+		silentSent bool
+		cur        *HostHeartbeat
+		now        time.Time
+		want       string
+	}{
+		{"nothing yet", nil, false, nil, t0, ""},
+		{"the first one", nil, false, sent, t0, "first"},
+		{"the same one again", sent, false, sent, t0.Add(time.Minute), ""},
+		{"a newer one, nothing changed", sent, false, next(nil), t0.Add(30 * time.Second), ""},
+		{"a newer message only", sent, false, next(func(h *HostHeartbeat) { h.Message = "step 2" }), t0.Add(30 * time.Second), ""},
+		{"tokens within the band", sent, false, next(func(h *HostHeartbeat) { h.TokensUsed = 750 }), t0.Add(30 * time.Second), ""},
+		{"tokens into the next band", sent, false, next(func(h *HostHeartbeat) { h.TokensUsed = 751 }), t0.Add(30 * time.Second), "tokens"},
+		{"busy to idle", sent, false, next(func(h *HostHeartbeat) { h.Status = "idle" }), t0.Add(30 * time.Second), "status"},
+		{"no status says no change", sent, false, next(func(h *HostHeartbeat) { h.Status = "" }), t0.Add(30 * time.Second), ""},
+		{"own score into another band", sent, false, next(func(h *HostHeartbeat) { h.HealthScore = score(70) }), t0.Add(30 * time.Second), "health"},
+		{"own score within its band", sent, false, next(func(h *HostHeartbeat) { h.HealthScore = score(80) }), t0.Add(30 * time.Second), ""},
+		{"keepalive due", sent, false, next(nil), t0.Add(keepalive), "keepalive"},
+		{"keepalive not yet due", sent, false, next(nil), t0.Add(keepalive - time.Second), ""},
+		{"silent for the zombie limit", sent, false, sent, t0.Add(zombie), "silent"},
+		{"silent, reported already", sent, true, sent, t0.Add(2 * zombie), ""},
+		{"not yet silent", sent, false, sent, t0.Add(zombie - time.Second), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, relayReason(tc.sent, t0, tc.silentSent, tc.cur, tc.now, keepalive, zombie, budget))
+		})
+	}
+}
+
+func TestBoardGivesHeartbeatsOnlyToTheWatchOfTheirProcess(t *testing.T) {
+	b := NewHeartbeatBoard()
+	require.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 1}), "no watch holds the worker")
+	s := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 40)
+	require.False(t, b.Offer("worker-x-1", HostHeartbeat{Process: "bbbbbbbbbbbbbbbb"}), "an earlier process's heartbeat goes to the lifecycle, which rejects it")
+	require.Nil(t, s.last())
+	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 5, Process: "aaaaaaaaaaaaaaaa"}))
+	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 7}), "a heartbeat that names no process is the current one's")
+	last := s.last()
+	require.NotNil(t, last)
+	assert.Equal(t, int64(7), last.TokensUsed)
+	assert.Equal(t, int64(2), last.Count)
+	assert.Equal(t, int64(40), last.PriorTokens)
+	assert.WithinDuration(t, time.Now(), last.At, time.Second)
+
+	// A retried watch of the same process takes the place over, with what
+	// was sent; the first one's detach then leaves it alone.
+	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 40)
+	assert.Equal(t, int64(2), again.last().Count)
+	s.detach()
+	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 8}))
+	again.detach()
+	require.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 9}))
+}
+
+// TestWatchRelaysWhatTheLifecycleActsOn watches a real process with the
+// local heartbeat path on: every heartbeat is shown in the watch's details
+// at once, the lifecycle hears the first, a change of status or token band,
+// a keepalive and the silence, and the end carries the last word.
+func TestWatchRelaysWhatTheLifecycleActsOn(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"probe": {"sh", "-c", "echo ready; sleep 60"}})
+	rep := &fakeReporter{}
+	a.Reporter, a.Beats = rep, NewHeartbeatBoard()
+	id := uniqueWorkerID("probe")
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	require.Eventually(t, func() bool {
+		data, _ := os.ReadFile(info.LogPath)
+		return strings.Contains(string(data), "ready")
+	}, 10*time.Second, 20*time.Millisecond)
+	const zombie = 800 * time.Millisecond
+	offer := func(hb HostHeartbeat) {
+		t.Helper()
+		require.Eventually(t, func() bool { return a.Beats.Offer(id, hb) }, 5*time.Second, 5*time.Millisecond, "the watch never took the heartbeat")
+	}
+	relayedN := func(n int) []relayedBeat {
+		t.Helper()
+		var got []relayedBeat
+		require.Eventually(t, func() bool { got, _ = rep.relays(); return len(got) >= n }, 5*time.Second, 5*time.Millisecond, "relayed %d, want %d", len(got), n)
+		return got
+	}
+	tag := ProcessTag(info.Token)
+	type result struct {
+		st  ExitStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		val, err := newActivityEnv(a).ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: id, Process: info,
+			Relay: true, ZombieAfter: zombie, TokenBudget: 1000, PriorTokens: 50})
+		var st ExitStatus
+		if err == nil {
+			err = val.Get(&st)
+		}
+		done <- result{st, err}
+	}()
+
+	offer(HostHeartbeat{TokensUsed: 10, Status: "busy", Process: tag})
+	got := relayedN(1)
+	assert.Equal(t, int64(10), got[0].hb.TokensUsed)
+	for i := range 5 {
+		offer(HostHeartbeat{TokensUsed: int64(20 + i), Status: "busy", Message: "working"})
+	}
+	offer(HostHeartbeat{TokensUsed: 30, Status: "idle"})
+	got = relayedN(2)
+	assert.Equal(t, "idle", got[1].hb.Status)
+	_, shown := rep.relays()
+	require.NotEmpty(t, shown)
+	assert.Equal(t, int64(7), shown[len(shown)-1].Heartbeat.Count, "every heartbeat is shown")
+	assert.Equal(t, int64(50), shown[len(shown)-1].Heartbeat.PriorTokens)
+	got, _ = rep.relays()
+	assert.Len(t, got, 2, "the five heartbeats that changed nothing were not relayed")
+
+	offer(HostHeartbeat{TokensUsed: 800, Status: "idle"})
+	got = relayedN(3)
+	assert.Equal(t, int64(800), got[2].hb.TokensUsed, "into the band below 25 %% left")
+
+	// Heartbeats that change nothing: one keepalive once the interval
+	// (KeepaliveEvery, the zombie limit here) is over.
+	start := time.Now()
+	for time.Since(start) < zombie+300*time.Millisecond {
+		offer(HostHeartbeat{TokensUsed: 801, Status: "idle"})
+		time.Sleep(100 * time.Millisecond)
+	}
+	got = relayedN(4)
+	assert.Equal(t, int64(801), got[3].hb.TokensUsed)
+	assert.Less(t, got[3].age, 200*time.Millisecond, "a keepalive carries the age of the latest heartbeat")
+
+	// Silence: reported once, with the age of the last heartbeat; before
+	// it at most one more keepalive, of the last heartbeat.
+	var silent int
+	require.Eventually(t, func() bool {
+		got, _ = rep.relays()
+		return got[len(got)-1].age >= zombie
+	}, 5*time.Second, 5*time.Millisecond, "the silence was never reported")
+	assert.LessOrEqual(t, len(got), 6)
+	time.Sleep(300 * time.Millisecond)
+	got, _ = rep.relays()
+	for _, r := range got {
+		if r.age >= zombie {
+			silent++
+		}
+	}
+	assert.Equal(t, 1, silent, "the silence is reported once")
+
+	// A last word, then the end: it comes with the exit status.
+	offer(HostHeartbeat{TokensUsed: 900, Message: "bye"})
+	killTestGroup(info.PGID)
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not end with the process")
+	}
+	require.NoError(t, r.err)
+	require.NotNil(t, r.st.LastHeartbeat)
+	assert.Equal(t, int64(900), r.st.LastHeartbeat.TokensUsed)
+	assert.Equal(t, "bye", r.st.LastHeartbeat.Message)
+	require.False(t, a.Beats.Offer(id, HostHeartbeat{}), "an ended watch takes no heartbeat")
+}

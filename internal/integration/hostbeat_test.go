@@ -1,0 +1,101 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/procfs"
+	"github.com/commit-relay/worker-lifecycle/workflows"
+)
+
+// TestLocalHeartbeatPath (issue 16, items 2 and 3): a real agent that runs
+// `starter heartbeat` every 0.2 s sends them to its host's socket, given to
+// it in its environment. status shows each within a second, through the
+// host; the lifecycle hears only the first, what changes and a keepalive
+// per zombie limit (under one event per heartbeat); and when the agent
+// falls silent its host says so at the zombie limit.
+func TestLocalHeartbeatPath(t *testing.T) {
+	id := newID("hostbeat")
+	const zombie = 10 * time.Second
+	h.spawnOK(t, id, "--type", "host-beat-worker", "--task-id", "task-hostbeat", "--master", "development-master", "--zombie-after", zombie.String())
+	t.Cleanup(func() { _, _, _ = h.starter(t, "kill", id) })
+
+	var spec workflows.WorkerSpec
+	require.Eventually(t, func() bool {
+		spec = h.status(t, id)
+		return spec.Heartbeat.Path == workflows.PathHost
+	}, 30*time.Second, 100*time.Millisecond, "no heartbeat came through the host: %+v", spec.Heartbeat)
+	first := time.Now()
+	socket := procfs.EnvValue(spec.PID, activities.HeartbeatSocketEnv)
+	require.Equal(t, filepath.Join(h.dir, "state", "it-host-a", "heartbeat.sock"), socket, "the agent is given its host's socket")
+
+	// Fresh: what status shows is the heartbeat the agent sent last, not
+	// the last one the lifecycle heard.
+	for range 10 {
+		spec = h.status(t, id)
+		require.Less(t, time.Since(*spec.Heartbeat.LastSeen), time.Second, "status shows a heartbeat %s old; the agent sends one every 0.2 s", time.Since(*spec.Heartbeat.LastSeen))
+		require.Regexp(t, `^beat [0-9]+$`, spec.Heartbeat.Message)
+		require.Equal(t, workflows.StatusRunning, spec.Status)
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Through a keepalive interval: the lifecycle hears one or two of them.
+	time.Sleep(time.Until(first.Add(zombie + 2*time.Second)))
+	spec = h.status(t, id)
+	var sent int
+	_, err := fmt.Sscanf(spec.Heartbeat.Message, "beat %d", &sent)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, sent, 20, "the agent sent %d", sent)
+	rh := fetchHistory(t, workflows.WorkflowID(id), "")
+	relayed := rh.signals(workflows.SignalHeartbeat)
+	require.LessOrEqual(t, relayed, 3, "the first, a keepalive, perhaps one more: %d of %d heartbeats", relayed, sent)
+	var after int
+	for i, ev := range rh.events {
+		if ev.EventType == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED {
+			after = len(rh.events) - i
+			break
+		}
+	}
+	perBeat := float64(after) / float64(sent)
+	t.Logf("%d heartbeats sent, %d relayed, %d events since the first: %.2f events per heartbeat", sent, relayed, after, perBeat)
+	require.Less(t, perBeat, 1.0)
+
+	// The agent's own `starter heartbeat`, and one of an earlier process:
+	// the host takes the first, the lifecycle rejects the second.
+	tag := procfs.EnvValue(spec.PID, activities.ProcessEnv)
+	out, errOut, code := h.starterWith(t, []string{"WORKER_ID=" + id, activities.HeartbeatSocketEnv + "=" + socket, activities.ProcessEnv + "=" + tag}, "heartbeat", id, "--tokens-used", "5")
+	require.Zero(t, code, errOut)
+	require.Contains(t, out, "through its host")
+	_, errOut, code = h.starterWith(t, []string{"WORKER_ID=" + id, activities.HeartbeatSocketEnv + "=" + socket, activities.ProcessEnv + "=0123456789abcdef"}, "heartbeat", id, "--tokens-used", "5")
+	require.Zero(t, code, errOut)
+	require.Eventually(t, func() bool { return h.status(t, id).Heartbeat.Rejected == 1 }, 10*time.Second, 100*time.Millisecond)
+	// Bad input through the socket: refused, nothing sent.
+	_, errOut, code = h.starterWith(t, []string{"WORKER_ID=" + id, activities.HeartbeatSocketEnv + "=" + socket}, "heartbeat", id, "--tokens-used", "-1")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "tokens_used -1 is negative")
+
+	// Silence: the host reports it at the zombie limit.
+	require.NoError(t, os.WriteFile(filepath.Join(h.dir, "silence-"+id), nil, 0o644))
+	final := h.waitStatus(t, id, workflows.StatusCleanedUp, zombie+30*time.Second)
+	require.Contains(t, final.Cleanup.Reason, "judged by its host")
+	var zombieAt time.Time
+	for _, tr := range final.Transitions {
+		if tr.Status == workflows.StatusFailed {
+			zombieAt = tr.At
+		}
+	}
+	// The host's report carries the age of the last heartbeat it had.
+	last := *final.Heartbeat.LastSeen
+	t.Logf("zombie %s after the last heartbeat", zombieAt.Sub(last))
+	require.GreaterOrEqual(t, zombieAt.Sub(last), zombie-time.Second)
+	require.Less(t, zombieAt.Sub(last), zombie+2*time.Second, "judged on the host when the limit passes, not at the lifecycle's backstop")
+	h.requireReleased(t, id)
+	requireGone(t, spec.PID)
+	h.recordHistory(t, "lifecycle-host-heartbeat", workflows.WorkflowID(id))
+}

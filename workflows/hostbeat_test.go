@@ -1,0 +1,169 @@
+package workflows
+
+import (
+	"context"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// hostRequest is a request with short clocks, for the heartbeats a host
+// relays (VersionHostHeartbeat).
+func hostRequest() SpawnRequest {
+	req := testRequest()
+	req.Limits = Limits{HeartbeatWarning: 10 * time.Second, HeartbeatCritical: 20 * time.Second, ZombieAfter: 30 * time.Second}
+	return req
+}
+
+// expectWatch starts a process whose watch ends with exit after runFor and
+// keeps what the lifecycle asked of it.
+func (s *lifecycleSuite) expectWatch(runFor time.Duration, exit activities.ExitStatus, got *activities.WatchInput) {
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(testProcess, nil).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+		*got = args.Get(1).(activities.WatchInput)
+	}).Return(exit, nil).After(runFor)
+}
+
+func (s *lifecycleSuite) TestRelayedHeartbeatCountsFromWhenTheHostGotIt() {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.expectRelease(1)
+	var start time.Time
+	s.heartbeatAt(20*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 5 * time.Second})
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Require().NotNil(spec.Heartbeat.LastSeen)
+		s.Equal(start.Add(15*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC(), "20 s less the 5 s the host held it")
+		s.Equal(PathHost, spec.Heartbeat.Path)
+		s.Equal(int64(10), spec.TokenBudget.Used)
+	}, 21*time.Second)
+	// A relay older than what the lifecycle has never moves it back.
+	s.heartbeatAt(22*time.Second, Heartbeat{TokensUsed: 11})
+	s.heartbeatAt(23*time.Second, Heartbeat{TokensUsed: 12, Path: PathHost, Age: 10 * time.Second})
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(start.Add(22*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC())
+		s.Equal(int64(12), spec.TokenBudget.Used)
+		s.Equal(int64(3), spec.Heartbeat.Count)
+	}, 24*time.Second)
+	s.updateAt(25*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
+
+	start = s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+}
+
+// TestHostReportsTheSilence: once the host relays, the lifecycle's own
+// timer waits a keepalive interval more than the zombie limit, and the
+// host's report of the agent's silence makes the zombie at the limit.
+func (s *lifecycleSuite) TestHostReportsTheSilence() {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
+	// The relay every zombie limit keeps it alive past the limit...
+	s.heartbeatAt(39*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 4 * time.Second})
+	s.env.RegisterDelayedCallback(func() { s.Equal(StatusRunning, s.status().Status) }, 66*time.Second)
+	// ...until the host says the agent has been silent since 35 s.
+	s.heartbeatAt(67*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 32 * time.Second})
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+	s.InDelta(67, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Contains(spec.Cleanup.Reason, "judged by its host")
+	s.Equal(int64(2), spec.Heartbeat.Count, "the report of a silence is no heartbeat")
+}
+
+// TestHostBackstop: a host that stops relaying (its watch is stuck) does
+// not keep a worker alive: the lifecycle's timer makes the zombie one
+// keepalive interval after the zombie limit.
+func (s *lifecycleSuite) TestHostBackstop() {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+	s.InDelta((10 + 30 + activities.KeepaliveEvery(30*time.Second).Seconds()), spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Contains(spec.Cleanup.Reason, "its host relayed none")
+}
+
+// TestSignalAfterRelaysLeavesTheHostJudge: a master's heartbeat by signal
+// beside an agent's through its host moves the last heartbeat but leaves
+// the silence to the host, whose relays keep coming.
+func (s *lifecycleSuite) TestSignalAfterRelaysLeavesTheHostJudge() {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10})
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.InDelta(70, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Equal(PathSignal, spec.Heartbeat.Path)
+	s.Contains(spec.Cleanup.Reason, "its host relayed none")
+}
+
+// TestLastWordComesWithTheEnd: the agent's last heartbeat, which its host
+// held when the process ended, counts for the tokens the refund reads.
+func (s *lifecycleSuite) TestLastWordComesWithTheEnd() {
+	var in activities.WatchInput
+	s.expectWatch(time.Minute, activities.ExitStatus{ExitCode: 0,
+		LastHeartbeat: &activities.HostHeartbeat{TokensUsed: 700, Message: "done", Count: 9}}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
+	var spent int64 = -1
+	if leanMax() == workflow.DefaultVersion {
+		s.env.OnSignalExternalWorkflow(mock.Anything, LedgerWorkflowID, "", SignalRelease, mock.Anything).Return(
+			func(_, _, _ string, arg any) error { spent = arg.(ReleaseRequest).Spent; return nil }).Once()
+	} else {
+		s.env.OnActivity(sharedActs.ReleaseBySignal, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, r activities.ReleaseInput) error { spent = r.Spent; return nil }).Once()
+	}
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 100, Path: PathHost})
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal(int64(700), spec.TokenBudget.Used)
+	s.Equal("done", spec.Heartbeat.Message)
+	s.Equal(int64(700), spent, "the ledger is told what was spent")
+	s.True(in.Relay, "the watch is asked to hold the agent's heartbeats")
+	s.Equal(30*time.Second, in.ZombieAfter)
+	s.Equal(int64(10000), in.TokenBudget)
+}
+
+// TestBeforeHostHeartbeatsRelaysAreSignals: a lifecycle of a release
+// before VersionHostHeartbeat asks its watch for no relay, and takes a
+// heartbeat that says it was relayed as any other.
+func (s *lifecycleSuite) TestBeforeHostHeartbeatsRelaysAreSignals() {
+	s.beforeLean()
+	s.env.OnGetVersion(VersionHostHeartbeat, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 5 * time.Second})
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.False(in.Relay)
+	s.InDelta(40, spec.Transitions[2].At.Sub(start).Seconds(), 1, "the zombie limit from the signal's arrival")
+	s.Empty(spec.Heartbeat.Path)
+}
