@@ -54,16 +54,36 @@ func TestSmoke(t *testing.T) {
 		require.Positive(t, s.Noop.P99ms)
 	}
 
-	require.Len(t, res.Live, 1)
-	live := res.Live[0]
-	require.Equal(t, cfg.Live[0], live.Running)
-	require.Zero(t, live.StartFailed)
-	require.Zero(t, live.FalseZombies, live.NotRunning)
-	require.Zero(t, live.SendErrors)
-	require.Zero(t, live.ShutdownFailed)
-	require.Positive(t, live.SignalsSent)
-	require.Positive(t, live.Lag.Samples)
-	require.Positive(t, live.WorkerRSSPeakMB)
+	require.Len(t, res.Live, 2, "the fleet, and the cost run at three times the interval")
+	for _, live := range res.Live {
+		require.Equal(t, beatByHost, live.Path)
+		require.Equal(t, live.Lifecycles, live.Running)
+		require.Zero(t, live.StartFailed)
+		require.Zero(t, live.FalseZombies, live.NotRunning)
+		require.Zero(t, live.SendErrors)
+		require.Zero(t, live.ShutdownFailed)
+		require.Positive(t, live.SignalsSent)
+		require.Positive(t, live.Lag.Samples)
+		// A smoke run's half-interval is 1 s: one status call slowed by the
+		// machine may miss it, but not most.
+		require.Less(t, live.LagUnrecorded, live.Lag.Samples, "sampled heartbeats show in status")
+		require.Positive(t, live.WorkerRSSPeakMB)
+		require.Positive(t, live.WorkflowTasksPerWorkerMinute)
+	}
+	require.Equal(t, 3*res.Live[0].IntervalSeconds, res.Live[1].IntervalSeconds)
+
+	require.Len(t, res.Spaced, 2)
+	for _, s := range res.Spaced {
+		require.Equal(t, cfg.SpacedBeats, s.Heartbeats)
+		require.Positive(t, s.EventsPerHeartbeat)
+		if s.Path == beatByHost {
+			// The first, and a keepalive per zombie limit: 15 s of beats
+			// under a 5 s limit.
+			require.LessOrEqual(t, s.Signals, 6, "the host relays a few: %+v", s)
+		} else {
+			require.Equal(t, s.Heartbeats, s.Signals, "by signal every one: %+v", s)
+		}
+	}
 
 	z := res.Zombie
 	require.Equal(t, cfg.Zombies, z.CleanedUp, "every silent worker is cleaned up, refunded, its process gone")
@@ -103,14 +123,15 @@ func TestSmoke(t *testing.T) {
 	var back Results
 	require.NoError(t, json.Unmarshal(data, &back))
 	require.Equal(t, res.Lifecycles, back.Lifecycles)
-	require.Len(t, back.Targets, 5+len(cfg.Concurrency))
+	require.Len(t, back.Targets, 8+len(cfg.Concurrency))
 }
 
 // TestParseFlags checks the profiles and the size flags.
 func TestParseFlags(t *testing.T) {
 	cfg, err := parseFlags(nil)
 	require.NoError(t, err)
-	require.Equal(t, []int{100, 1000}, cfg.Live)
+	require.Equal(t, []int{100, 2000}, cfg.Live)
+	require.Equal(t, beatByHost, cfg.LivePath)
 	require.False(t, cfg.Smoke)
 
 	cfg, err = parseFlags([]string{"--smoke", "--live", "7,9", "--hold", "20s"})
@@ -120,7 +141,7 @@ func TestParseFlags(t *testing.T) {
 	require.Equal(t, 20*time.Second, cfg.Hold)
 	require.Equal(t, smokeConfig().Lifecycles, cfg.Lifecycles)
 
-	for _, bad := range [][]string{{"--live", "0"}, {"--spawn", "a"}, {"--amortised", "5000"}, {"--hold", "1s"}} {
+	for _, bad := range [][]string{{"--live", "0"}, {"--spawn", "a"}, {"--amortised", "5000"}, {"--hold", "1s"}, {"--live-path", "socket"}, {"--spaced-every", "10ms"}} {
 		_, err := parseFlags(bad)
 		require.Error(t, err, strings.Join(bad, " "))
 	}

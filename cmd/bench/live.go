@@ -14,7 +14,10 @@ import (
 
 // Live is the heartbeat capacity at one fleet size.
 type Live struct {
-	Lifecycles      int     `json:"lifecycles"`
+	Lifecycles int `json:"lifecycles"`
+	// Path is how the heartbeats went: beatBySignal, or beatByHost to the
+	// worker program's socket, as each agent on the host sends them.
+	Path            string  `json:"path"`
 	IntervalSeconds float64 `json:"heartbeat_interval_seconds"`
 	HoldSeconds     float64 `json:"hold_seconds"`
 	SpawnSeconds    float64 `json:"spawn_seconds"`
@@ -38,24 +41,29 @@ type Live struct {
 	NotRunning []string `json:"not_running,omitempty"`
 	// Alerts counts lifecycles showing a late-heartbeat warning at the end.
 	Alerts int `json:"alerts"`
-	// Lag is from the heartbeat's send to the time the workflow recorded
-	// it (its last_seen), over a sample of the lifecycles.
-	Lag Percentiles `json:"heartbeat_to_recorded"`
+	// Lag is from the heartbeat's send to the moment fleet.Status (what
+	// `starter status` shows) has it, over a sample of the lifecycles.
+	Lag Percentiles `json:"heartbeat_to_status"`
 	// LagUnrecorded counts sampled heartbeats not recorded within half an
 	// interval; they are left out of Lag, so it must be 0 for Lag to hold.
 	LagUnrecorded    int     `json:"lag_unrecorded"`
 	WorkerRSSPeakMB  float64 `json:"worker_rss_peak_mb"`
 	WorkerCPUPercent float64 `json:"worker_cpu_percent_of_one_core"`
 	ShutdownFailed   int     `json:"shutdown_failed"`
+	// WorkflowTasksPerWorkerMinute is what a live worker costs the server:
+	// the workflow tasks the sampled lifecycles completed in the hold, per
+	// lifecycle and minute.
+	WorkflowTasksPerWorkerMinute float64 `json:"workflow_tasks_per_worker_minute"`
 }
 
 // measureLive spawns n lifecycles, each heartbeating every interval from
 // the moment it runs, holds the whole fleet for hold once every one runs,
 // checks that every one is still running, and shuts them all down. Only
 // the hold is measured: sends, lag, memory and CPU.
-func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
+func measureLive(ctx context.Context, e *env, path string, n int, interval, hold, spawnWithin time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
 	zombieAfter := 3 * interval
-	res := Live{Lifecycles: n, IntervalSeconds: interval.Seconds(), HoldSeconds: hold.Seconds(), ZombieAfterSeconds: zombieAfter.Seconds()}
+	res := Live{Lifecycles: n, Path: path, IntervalSeconds: interval.Seconds(), HoldSeconds: hold.Seconds(), ZombieAfterSeconds: zombieAfter.Seconds()}
+	hs := newHostSender(socketOf(e))
 	limits := workflows.Limits{HeartbeatWarning: 2 * interval, HeartbeatCritical: zombieAfter * 5 / 6, ZombieAfter: zombieAfter}
 	f := e.fleet
 	var (
@@ -100,7 +108,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 		var ok int64
 		for k := -1; k < 0 || sleepUntil(hbCtx, first.Add(time.Duration(k)*interval)); k++ {
 			t0 := time.Now()
-			err := f.Heartbeat(hbCtx, id, workflows.Heartbeat{TokensUsed: ok + 1, Status: workflows.HeartbeatBusy})
+			err := beat(hbCtx, e, hs, path, id, workflows.Heartbeat{TokensUsed: ok + 1, Status: workflows.HeartbeatBusy})
 			if hbCtx.Err() != nil {
 				return
 			}
@@ -116,7 +124,7 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 			}
 			sent.Add(1)
 			if i < lagSample {
-				if d, found := recordedLag(hbCtx, e, id, ok, t0, interval/2); found {
+				if d, found := visibleLag(hbCtx, e, id, ok, t0, interval/2); found {
 					lag.add(d)
 				} else if hbCtx.Err() == nil {
 					unrecorded.Add(1)
@@ -174,6 +182,10 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 	windowStart.Store(holdStart.UnixNano())
 	sleepUntil(ctx, holdStart.Add(hold))
 	elapsed := time.Since(holdStart)
+	var sampled []string
+	for i := 0; i < len(ids) && i < max(lagSample, 1); i++ {
+		sampled = append(sampled, ids[i])
+	}
 	res.WorkerRSSPeakMB = roundMB(rss.peak())
 	if after, err := readUsage(pid); err == nil {
 		res.WorkerCPUPercent = math.Round((after.cpu-before.cpu).Seconds()/elapsed.Seconds()*1000) / 10
@@ -253,6 +265,11 @@ func measureLive(ctx context.Context, e *env, n int, interval, hold, spawnWithin
 		}
 	}
 	res.ShutdownFailed = stopFailed + int(bad.Load())
+	if tasks, terr := tasksPerWorkerMinute(ctx, e, sampled, holdStart, holdStart.Add(elapsed)); terr == nil {
+		res.WorkflowTasksPerWorkerMinute = tasks
+	} else if err == nil {
+		err = terr
+	}
 	if err == nil && res.ShutdownFailed > 0 {
 		err = fmt.Errorf("%d lifecycles did not end completed or cleaned up with their budget refunded", res.ShutdownFailed)
 	}
@@ -285,16 +302,17 @@ func awaitRunning(ctx context.Context, f *fleet.Client, workerID string, every t
 	return fmt.Errorf("%s still pending at %s", workerID, deadline.Format(time.TimeOnly))
 }
 
-// recordedLag waits until the lifecycle has recorded its count'th heartbeat
-// and returns its last_seen minus the send time.
-func recordedLag(ctx context.Context, e *env, id string, count int64, sent time.Time, within time.Duration) (time.Duration, bool) {
+// visibleLag waits until fleet.Status shows the heartbeat that carried
+// tokens (each heartbeat of a live worker carries one more) and returns
+// how long after its send that was, to the 20 ms it polls at.
+func visibleLag(ctx context.Context, e *env, id string, tokens int64, sent time.Time, within time.Duration) (time.Duration, bool) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		spec, err := e.fleet.Status(ctx, id)
-		if err == nil && spec.Heartbeat.Count >= count && spec.Heartbeat.LastSeen != nil {
-			return spec.Heartbeat.LastSeen.Sub(sent), true
+		if err == nil && spec.TokenBudget.Used >= tokens {
+			return time.Since(sent), true
 		}
-		if !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
+		if !sleepUntil(ctx, time.Now().Add(20*time.Millisecond)) {
 			break
 		}
 	}

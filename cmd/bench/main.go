@@ -30,6 +30,15 @@ type config struct {
 	Hold           time.Duration `json:"hold"`
 	SpawnWithin    time.Duration `json:"spawn_within"`
 	Interval       time.Duration `json:"heartbeat_interval"`
+	// LivePath is how the live fleet heartbeats (beatByHost, beatBySignal);
+	// CostLive lifecycles are held once more at three times the interval,
+	// for the server's cost per live worker at two intervals.
+	LivePath string `json:"live_path"`
+	CostLive int    `json:"cost_live"`
+	// SpacedEvery and SpacedBeats: heartbeats at a steady pace under the
+	// default limits scaled to SpacedEvery/30 s, on each path.
+	SpacedEvery time.Duration `json:"spaced_every"`
+	SpacedBeats int           `json:"spaced_beats"`
 	LagSample      int           `json:"lag_sample"`
 	Zombies        int           `json:"zombies"`
 	ZombieAfter    time.Duration `json:"zombie_after"`
@@ -51,7 +60,8 @@ type config struct {
 func fullConfig() config {
 	return config{Concurrency: []int{10, 50}, CeilingFor: 15 * time.Second, Lifecycles: 150,
 		SpawnLevels: []int{1, 10, 50}, SpawnSamples: 50,
-		Live: []int{100, 1000}, Hold: 3 * time.Minute, SpawnWithin: 4 * time.Minute, Interval: 10 * time.Second, LagSample: 20,
+		Live: []int{100, 2000}, Hold: 3 * time.Minute, SpawnWithin: 5 * time.Minute, Interval: 10 * time.Second, LagSample: 20,
+		LivePath: beatByHost, CostLive: 100, SpacedEvery: 3 * time.Second, SpacedBeats: 60,
 		Zombies: 50, ZombieAfter: 5 * time.Second, Amortised: 1000, Burst: 10000, BurstSenders: 4,
 		LedgerMasters: []int{1, 10, 50}, LedgerReserves: 300, LedgerSignalMasters: []int{1, 10, 50, 200}, AdmissionQueued: 50,
 		Out: "bench-results.json"}
@@ -63,6 +73,7 @@ func smokeConfig() config {
 	return config{Smoke: true, Concurrency: []int{4}, CeilingFor: 2 * time.Second, Lifecycles: 4,
 		SpawnLevels: []int{1, 4}, SpawnSamples: 4,
 		Live: []int{4}, Hold: 6 * time.Second, SpawnWithin: time.Minute, Interval: 2 * time.Second, LagSample: 2,
+		LivePath: beatByHost, CostLive: 4, SpacedEvery: 500 * time.Millisecond, SpacedBeats: 30,
 		Zombies: 3, ZombieAfter: 2 * time.Second, Amortised: 10, Burst: 30, BurstSenders: 2, RunSignals: 10,
 		LedgerMasters: []int{1, 4}, LedgerReserves: 12, LedgerSignalMasters: []int{1, 4}, AdmissionQueued: 4, Out: "bench-results.json"}
 }
@@ -111,6 +122,10 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.SpawnWithin, "spawn-within", def.SpawnWithin, "the live fleet stops growing after this long and is held as it is")
 	fs.DurationVar(&cfg.Interval, "interval", def.Interval, "each live lifecycle's heartbeat interval")
 	fs.IntVar(&cfg.LagSample, "lag-sample", def.LagSample, "live lifecycles whose heartbeat lag is measured")
+	fs.StringVar(&cfg.LivePath, "live-path", def.LivePath, "how the live fleet heartbeats: host (the worker program's socket, as agents on the host do) or signal")
+	fs.IntVar(&cfg.CostLive, "cost-live", def.CostLive, "live lifecycles held once more at 3 intervals, for the cost per live worker (0: none)")
+	fs.DurationVar(&cfg.SpacedEvery, "spaced-every", def.SpacedEvery, "spacing of the steady heartbeats, under the default limits scaled by it/30s")
+	fs.IntVar(&cfg.SpacedBeats, "spaced-beats", def.SpacedBeats, "steady heartbeats per path")
 	fs.IntVar(&cfg.Zombies, "zombies", def.Zombies, "silent workers for the zombie detection lag")
 	fs.DurationVar(&cfg.ZombieAfter, "zombie-after", def.ZombieAfter, "their zombie limit")
 	fs.IntVar(&cfg.Amortised, "amortised", def.Amortised, "heartbeats the per-heartbeat history cost is averaged over (at most 4999)")
@@ -147,6 +162,12 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.Lifecycles < 1 || cfg.Zombies < 1 || cfg.Burst < 1 || cfg.BurstSenders < 1 || cfg.LedgerReserves < 1 || cfg.AdmissionQueued < 1 {
 		return cfg, fmt.Errorf("every count must be at least 1")
+	}
+	if cfg.LivePath != beatByHost && cfg.LivePath != beatBySignal {
+		return cfg, fmt.Errorf("--live-path %q: give host or signal", cfg.LivePath)
+	}
+	if cfg.SpacedEvery < 100*time.Millisecond || cfg.SpacedBeats < 1 || cfg.CostLive < 0 {
+		return cfg, fmt.Errorf("--spaced-every must be at least 100ms, --spaced-beats at least 1, --cost-live not negative")
 	}
 	if cfg.Interval < time.Second || cfg.Hold < cfg.Interval || cfg.ZombieAfter < time.Second {
 		return cfg, fmt.Errorf("--interval and --zombie-after must be at least 1s, --hold at least one interval")
