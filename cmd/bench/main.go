@@ -20,16 +20,16 @@ import (
 
 // config is the size of each measurement.
 type config struct {
-	Smoke          bool          `json:"smoke"`
-	Concurrency    []int         `json:"concurrency"`
-	CeilingFor     time.Duration `json:"ceiling_for"`
-	Lifecycles     int           `json:"lifecycles"`
-	SpawnLevels    []int         `json:"spawn_levels"`
-	SpawnSamples   int           `json:"spawn_samples"`
-	Live           []int         `json:"live"`
-	Hold           time.Duration `json:"hold"`
-	SpawnWithin    time.Duration `json:"spawn_within"`
-	Interval       time.Duration `json:"heartbeat_interval"`
+	Smoke        bool          `json:"smoke"`
+	Concurrency  []int         `json:"concurrency"`
+	CeilingFor   time.Duration `json:"ceiling_for"`
+	Lifecycles   int           `json:"lifecycles"`
+	SpawnLevels  []int         `json:"spawn_levels"`
+	SpawnSamples int           `json:"spawn_samples"`
+	Live         []int         `json:"live"`
+	Hold         time.Duration `json:"hold"`
+	SpawnWithin  time.Duration `json:"spawn_within"`
+	Interval     time.Duration `json:"heartbeat_interval"`
 	// LivePath is how the live fleet heartbeats (beatByHost, beatBySignal);
 	// CostLive lifecycles are held once more at three times the interval,
 	// for the server's cost per live worker at two intervals.
@@ -37,8 +37,8 @@ type config struct {
 	CostLive int    `json:"cost_live"`
 	// SpacedEvery and SpacedBeats: heartbeats at a steady pace under the
 	// default limits scaled to SpacedEvery/30 s, on each path.
-	SpacedEvery time.Duration `json:"spaced_every"`
-	SpacedBeats int           `json:"spaced_beats"`
+	SpacedEvery    time.Duration `json:"spaced_every"`
+	SpacedBeats    int           `json:"spaced_beats"`
 	LagSample      int           `json:"lag_sample"`
 	Zombies        int           `json:"zombies"`
 	ZombieAfter    time.Duration `json:"zombie_after"`
