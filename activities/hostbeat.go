@@ -70,6 +70,8 @@ type beatSlot struct {
 	latest  *HostHeartbeat
 	count   int64
 	notify  chan struct{}
+	// stopping is set when the process's stop begins (Stopping).
+	stopping bool
 }
 
 // NewHeartbeatBoard returns an empty board.
@@ -86,7 +88,11 @@ func (b *HeartbeatBoard) Offer(workerID string, hb HostHeartbeat) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.slots[workerID]
-	if s == nil || (hb.Process != "" && hb.Process != s.process) {
+	if s == nil || s.stopping || (hb.Process != "" && hb.Process != s.process) {
+		// While its process is stopped, an agent's heartbeat (its last
+		// count, sent on SIGTERM) is signalled before its POST is
+		// answered, so that it reaches the lifecycle before the process
+		// is gone, as a signal sent by the agent itself did.
 		return false
 	}
 	s.count++
@@ -111,6 +117,31 @@ func (b *HeartbeatBoard) attach(workerID, process string, prior int64) *beatSlot
 	}
 	b.slots[workerID] = s
 	return s
+}
+
+// Stopping tells the watch of the process that its stop begins: it relays
+// what it holds at once, and takes no more heartbeats (Offer).
+func (b *HeartbeatBoard) Stopping(workerID, process string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s := b.slots[workerID]; s != nil && s.process == process && !s.stopping {
+		s.stopping = true
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// state says whether the slot is still the watch's (no later watch took it
+// over) and whether its process is being stopped.
+func (s *beatSlot) state() (current, stopping bool) {
+	s.board.mu.Lock()
+	defer s.board.mu.Unlock()
+	return s.board.slots[s.workerID] == s, s.stopping
 }
 
 // detach gives the place up, unless a later watch took it over.
@@ -270,6 +301,11 @@ func (r *relay) heard(ctx context.Context) {
 	if cur == nil {
 		return
 	}
+	if _, stopping := r.slot.state(); stopping {
+		// The stop begins: what the lifecycle has not had goes now.
+		r.flush()
+		return
+	}
 	r.details.Heartbeat = cur
 	// The SDK sends what it was given last when its throttle allows:
 	// given the older details, it would overwrite the newer ones.
@@ -288,6 +324,10 @@ func (r *relay) tick(ctx context.Context) {
 }
 
 func (r *relay) check(ctx context.Context, cur *HostHeartbeat, now time.Time) {
+	if current, stopping := r.slot.state(); !current || stopping {
+		// A later watch relays for the process; or its stop relayed.
+		return
+	}
 	reason := relayReason(r.sent, r.sentAt, r.silentSent, cur, now, KeepaliveEvery(r.in.ZombieAfter), r.in.ZombieAfter, r.in.TokenBudget)
 	if reason == "" {
 		return
@@ -309,13 +349,18 @@ func (r *relay) check(ctx context.Context, cur *HostHeartbeat, now time.Time) {
 // process, or gives up on it), a heartbeat the lifecycle has not had: an
 // agent's last word, sent as it is stopped, on a context of its own.
 func (r *relay) flush() {
+	if r == nil {
+		return
+	}
 	cur := r.unsent()
-	if cur == nil {
+	if current, _ := r.slot.state(); cur == nil || !current {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
 	defer cancel()
-	_ = r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, max(time.Since(cur.At), 0))
+	if r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, max(time.Since(cur.At), 0)) == nil {
+		r.sent, r.sentAt = cur, time.Now()
+	}
 }
 
 // flushWait bounds flush: the watch's cancel waits for it.

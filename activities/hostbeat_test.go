@@ -184,3 +184,47 @@ func TestWatchRelaysWhatTheLifecycleActsOn(t *testing.T) {
 	assert.Equal(t, "bye", r.st.LastHeartbeat.Message)
 	require.False(t, a.Beats.Offer(id, HostHeartbeat{}), "an ended watch takes no heartbeat")
 }
+
+// TestStopRelaysWhatTheWatchHolds: when a process's stop begins, its watch
+// relays the heartbeat the lifecycle has not had, and the agent's
+// heartbeats from then on (a last count on SIGTERM) are not taken by the
+// watch, whose end a cancelled lifecycle does not read, but signalled by
+// the socket before the agent is answered.
+func TestStopRelaysWhatTheWatchHolds(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"probe": {"sh", "-c", "echo ready; sleep 60"}})
+	rep := &fakeReporter{}
+	a.Reporter, a.Beats = rep, NewHeartbeatBoard()
+	id := uniqueWorkerID("probe")
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	go func() {
+		_, _ = newActivityEnv(a).ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: id, Process: info,
+			Relay: true, ZombieAfter: time.Minute, TokenBudget: 1000})
+	}()
+	require.Eventually(t, func() bool { return a.Beats.Offer(id, HostHeartbeat{TokensUsed: 5}) }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { got, _ := rep.relays(); return len(got) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 6}))
+	time.Sleep(100 * time.Millisecond)
+	got, _ := rep.relays()
+	require.Len(t, got, 1, "no change the lifecycle acts on: held")
+
+	_, err := newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info, Grace: time.Second})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { got, _ = rep.relays(); return len(got) == 2 }, 2*time.Second, 5*time.Millisecond,
+		"the held heartbeat was never relayed: a cancelled lifecycle would refund as if 5 tokens were spent")
+	assert.Equal(t, int64(6), got[1].hb.TokensUsed)
+	assert.False(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 7}), "during the stop the socket signals")
+}
+
+// TestAgentIsGivenItsHostsSocket: a process gets the socket of the worker
+// program that started it, and none when it has none, even when the
+// program's own environment names one ("off", its setting).
+func TestAgentIsGivenItsHostsSocket(t *testing.T) {
+	t.Setenv(HeartbeatSocketEnv, "off")
+	for _, socket := range []string{"/run/worker/heartbeat.sock", ""} {
+		a := newProcActivities(t, map[string][]string{"probe": {"sleep", "30"}})
+		a.HeartbeatSocket = socket
+		info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: uniqueWorkerID("probe"), WorkerType: "probe", TaskID: "task-1"})
+		assert.Eventually(t, func() bool { return hasEnvEntry(info.PID, HeartbeatSocketEnv+"="+socket) }, 2*time.Second, 10*time.Millisecond, "socket %q", socket)
+		assert.False(t, hasEnvEntry(info.PID, HeartbeatSocketEnv+"=off"))
+	}
+}

@@ -159,9 +159,9 @@ func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []strin
 		"TEMPORAL_NAMESPACE="+a.TemporalNamespace,
 		ProcessEnv+"="+tokenTag(token),
 	)
-	if a.HeartbeatSocket != "" {
-		env = append(env, HeartbeatSocketEnv+"="+a.HeartbeatSocket)
-	}
+	// Set even when empty: a value this program inherited (its own
+	// --heartbeat-socket setting, "off") is no socket of the agent's.
+	env = append(env, HeartbeatSocketEnv+"="+a.HeartbeatSocket)
 	if a.CgroupRoot != "" {
 		// Named by the start, not only the worker: a leftover of an earlier
 		// lifecycle of the same worker id never shares it.
@@ -334,6 +334,9 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 	if p.PID <= 0 || p.PGID <= 1 || p.PGID == syscall.Getpgrp() {
 		return StopResult{AlreadyGone: true}, nil
 	}
+	// The watch relays what it holds now, and the agent's heartbeats from
+	// here on (a last count on SIGTERM) are signalled before it exits.
+	a.Beats.Stopping(in.WorkerID, ProcessTag(p.Token))
 	res, err := a.stopTree(ctx, in, func() { activity.RecordHeartbeat(ctx) })
 	if err != nil {
 		return StopResult{}, err

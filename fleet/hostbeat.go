@@ -27,8 +27,9 @@ const (
 	// LocalHeartbeatPath is the URL path of the endpoint.
 	LocalHeartbeatPath = "/v1/heartbeat"
 	// localHeartbeatWait bounds a local heartbeat: the host answers at
-	// once, or signals the lifecycle when no watch holds the worker.
-	localHeartbeatWait = 10 * time.Second
+	// once, or signals the lifecycle when no watch holds the worker; past
+	// it the heartbeat goes by signal.
+	localHeartbeatWait = 5 * time.Second
 	// maxLocalHeartbeatBytes bounds a request body: a heartbeat's message
 	// is at most workflows.MaxMessageBytes.
 	maxLocalHeartbeatBytes = 16 << 10
@@ -130,6 +131,7 @@ func postLocal(ctx context.Context, socket string, body LocalHeartbeat) (string,
 	if err != nil {
 		return "", err
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, localHeartbeatWait)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://host"+LocalHeartbeatPath, bytes.NewReader(data))
@@ -143,9 +145,11 @@ func postLocal(ctx context.Context, socket string, body LocalHeartbeat) (string,
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		if parent.Err() != nil {
 			return "", err
 		}
+		// Refused, or no answer in time (a worker program that is
+		// starting or stuck): the lifecycle takes a signal instead.
 		return "", &hostUnreachableError{err}
 	}
 	defer resp.Body.Close()
@@ -153,6 +157,10 @@ func postLocal(ctx context.Context, socket string, body LocalHeartbeat) (string,
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxLocalHeartbeatBytes))
 	if err := json.Unmarshal(raw, &ans); err != nil {
 		return "", fmt.Errorf("host heartbeat socket answered %s: %s", resp.Status, bytes.TrimSpace(raw))
+	}
+	if resp.StatusCode == http.StatusBadGateway {
+		// The host's own signal failed; the agent's may not.
+		return "", &hostUnreachableError{errors.New(ans.Error)}
 	}
 	return ans.Path, LocalStatusError(resp.StatusCode, ans.Error)
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -179,17 +178,12 @@ func command() *cobra.Command {
 				CgroupRoot:        contained.root,
 				Limiter:           limiter,
 			}
-			var beatListener net.Listener
 			if beatSocket != "" {
-				// Opened before the first connection, so that a bad path
-				// is refused before anything runs.
+				// The socket opens once the server answers (below): until
+				// then agents find nobody there and signal.
 				if err := os.MkdirAll(filepath.Dir(beatSocket), 0o700); err != nil {
 					return fmt.Errorf("--heartbeat-socket: %w", err)
 				}
-				if beatListener, err = hostbeat.Listen(beatSocket); err != nil {
-					return fmt.Errorf("--heartbeat-socket: %w", err)
-				}
-				defer beatListener.Close()
 				hostActs.Beats, hostActs.HeartbeatSocket = activities.NewHeartbeatBoard(), beatSocket
 			}
 			if _, err := conn.ClientOptions(nil); err != nil {
@@ -244,12 +238,16 @@ func command() *cobra.Command {
 				sharedActs.Archived = store.MoveArchived
 			}
 			hostActs.Reporter = &adapters.Reporter{Client: c}
-			if beatListener != nil {
+			if beatSocket != "" {
+				l, err := hostbeat.Listen(beatSocket)
+				if err != nil {
+					return fmt.Errorf("--heartbeat-socket: %w", err)
+				}
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
 				srv := &hostbeat.Server{Board: hostActs.Beats, Signal: fc, Log: slog.Default()}
 				go func() {
-					if err := srv.Serve(ctx, beatListener); err != nil {
+					if err := srv.Serve(ctx, l); err != nil {
 						slog.Error("The heartbeat socket stopped; agents signal their lifecycles", "error", err)
 					}
 				}()

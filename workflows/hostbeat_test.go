@@ -45,11 +45,14 @@ func (s *lifecycleSuite) TestRelayedHeartbeatCountsFromWhenTheHostGotIt() {
 	// A relay older than what the lifecycle has never moves it back.
 	s.heartbeatAt(22*time.Second, Heartbeat{TokensUsed: 11})
 	s.heartbeatAt(23*time.Second, Heartbeat{TokensUsed: 12, Path: PathHost, Age: 10 * time.Second})
+	// A relay of an older heartbeat (a superseded watch's) takes no tokens
+	// back: they are a running total of the process.
+	s.heartbeatAt(23500*time.Millisecond, Heartbeat{TokensUsed: 9, Path: PathHost, Age: 12 * time.Second})
 	s.env.RegisterDelayedCallback(func() {
 		spec := s.status()
 		s.Equal(start.Add(22*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC())
 		s.Equal(int64(12), spec.TokenBudget.Used)
-		s.Equal(int64(3), spec.Heartbeat.Count)
+		s.Equal(int64(4), spec.Heartbeat.Count)
 	}, 24*time.Second)
 	s.updateAt(25*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
 
@@ -71,8 +74,9 @@ func (s *lifecycleSuite) TestHostReportsTheSilence() {
 	// The relay every zombie limit keeps it alive past the limit...
 	s.heartbeatAt(39*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 4 * time.Second})
 	s.env.RegisterDelayedCallback(func() { s.Equal(StatusRunning, s.status().Status) }, 66*time.Second)
-	// ...until the host says the agent has been silent since 35 s.
-	s.heartbeatAt(67*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 32 * time.Second})
+	// ...until the host says the agent has been silent since 35 s, with
+	// the last heartbeat it had, which it had not relayed.
+	s.heartbeatAt(67*time.Second, Heartbeat{TokensUsed: 15, Message: "last", Path: PathHost, Age: 32 * time.Second})
 
 	start := s.env.Now()
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
@@ -80,7 +84,9 @@ func (s *lifecycleSuite) TestHostReportsTheSilence() {
 	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
 	s.InDelta(67, spec.Transitions[2].At.Sub(start).Seconds(), 1)
 	s.Contains(spec.Cleanup.Reason, "judged by its host")
-	s.Equal(int64(2), spec.Heartbeat.Count, "the report of a silence is no heartbeat")
+	s.Equal(int64(15), spec.TokenBudget.Used, "what the silent agent said last is kept")
+	s.Equal("last", spec.Heartbeat.Message)
+	s.Equal(start.Add(35*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC())
 }
 
 // TestHostBackstop: a host that stops relaying (its watch is stuck) does
@@ -166,4 +172,38 @@ func (s *lifecycleSuite) TestBeforeHostHeartbeatsRelaysAreSignals() {
 	s.False(in.Relay)
 	s.InDelta(40, spec.Transitions[2].At.Sub(start).Seconds(), 1, "the zombie limit from the signal's arrival")
 	s.Empty(spec.Heartbeat.Path)
+}
+
+// TestResumedRunKeepsTheHostBackstop: a run that continued as new goes on
+// with the same process, whose host relays a keepalive once per zombie
+// limit, so the lifecycle's last heartbeat may be nearly that old; the new
+// run must keep the backstop, not make a zombie of a live agent.
+func (s *lifecycleSuite) TestResumedRunKeepsTheHostBackstop() {
+	req := hostRequest()
+	now := s.env.Now().UTC()
+	started, last := now.Add(-time.Hour), now.Add(-20*time.Second)
+	st := NewLifecycleState(req)
+	st.Reserved, st.Process, st.Runs, st.HostRelays = true, &testProcess, 1, true
+	st.Spec = WorkerSpec{WorkerID: req.WorkerID, WorkerType: req.WorkerType, Status: StatusRunning, StartedAt: &started, Host: "host-a",
+		TokenBudget: TokenBudget{Allocated: req.Budget}, Heartbeat: HeartbeatInfo{HealthScore: 100, Count: 10, LastSeen: &last, Path: PathHost}}
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 137}, nil).After(time.Hour)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	s.env.RegisterDelayedCallback(func() {
+		s.Equal(StatusRunning, s.status().Status, "30 s after the last heartbeat, 10 after the new run began")
+	}, 11*time.Second)
+	s.heartbeatAt(25*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, st)
+	spec := s.result()
+	s.Equal(StatusCleanedUp, spec.Status)
+	s.InDelta(85, spec.Transitions[len(spec.Transitions)-3].At.Sub(now).Seconds(), 1, "the backstop from the keepalive at 25 s: %+v", spec.Transitions)
+}
+
+// TestHostGraceCoversTheKeepalive: the lifecycle waits for a relay at least
+// as long as the host waits between keepalives.
+func (s *lifecycleSuite) TestHostGraceCoversTheKeepalive() {
+	for _, z := range []time.Duration{time.Second, 30 * time.Second, DefaultZombieAfter, time.Hour} {
+		s.GreaterOrEqual(hostGrace(z), activities.KeepaliveEvery(z), "zombie limit %s", z)
+	}
 }

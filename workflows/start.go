@@ -399,6 +399,9 @@ func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 		return &outcome{kind: outcomeFailed, reason: "spawn failed: " + failureMessage(err)}
 	}
 	w.st.Process = &info
+	// A new process has sent its host nothing yet. (A run that continues
+	// as new keeps its process and these with it.)
+	w.st.HostRelays, w.st.HostSilent = false, false
 	w.saga.drop(stepStopProcess)
 	w.saga.add(stepStopProcess, w.stopProcessCompensation())
 

@@ -178,6 +178,10 @@ func (w *lifecycle) showDetails(ctx workflow.Context) {
 	}
 	if spec.Heartbeat.Alert != "" {
 		hb += ", " + strings.ToUpper(spec.Heartbeat.Alert)
+	} else if spec.Heartbeat.Path == PathHost {
+		// The host relays only what the lifecycle acts on: the latest is
+		// in the pending WatchProcess activity's heartbeat details.
+		hb += ", through its host (the latest: WatchProcess's heartbeat details)"
 	} else if base, ok := spec.alertBase(); ok {
 		// No timer records a warning (VersionOneDeadlineTimer): the page
 		// says when each level comes if nothing arrives meanwhile.

@@ -16,8 +16,6 @@ import (
 // must continue as new, and then does what that outcome needs.
 func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 	w.hostBeats = w.version(ctx, VersionHostHeartbeat, 1) == 1
-	// A new process has sent its host nothing yet.
-	w.st.HostRelays, w.st.HostSilent = false, false
 	watchCtx, cancelWatch := workflow.WithCancel(ctx)
 	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), hostActs.WatchProcess, activities.WatchInput{
 		WorkerID:        w.st.Spec.WorkerID,
@@ -286,21 +284,19 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 		return
 	}
 	now := workflow.Now(ctx).UTC()
+	used := spec.TokenBudget.Used
+	relayed := hb.Path == PathHost && w.hostBeats
 	switch {
-	case hb.Path == PathHost && w.hostBeats:
-		if hb.Age >= w.limits.ZombieAfter {
-			// The host reports the agent silent: its last heartbeat, which
-			// the lifecycle has, is the last there is.
-			w.st.HostSilent = true
-			return
-		}
+	case relayed:
 		// It counts from when the host received it, never back in time.
 		seen := now.Add(-hb.Age)
 		if last := spec.Heartbeat.LastSeen; last == nil || seen.After(*last) {
 			spec.Heartbeat.LastSeen = &seen
 		}
 		spec.Heartbeat.Path = PathHost
-		w.st.HostRelays, w.st.HostSilent = true, false
+		// As old as the zombie limit: the host reports the agent silent,
+		// with the last it said, which is applied all the same.
+		w.st.HostRelays, w.st.HostSilent = true, hb.Age >= w.limits.ZombieAfter
 	case w.hostBeats:
 		spec.Heartbeat.LastSeen = &now
 		spec.Heartbeat.Path = PathSignal
@@ -316,6 +312,11 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	spec.Heartbeat.Message = hb.Message
 	spec.Heartbeat.ReportedHealthScore = hb.HealthScore
 	spec.TokenBudget.Used = w.st.PriorTokens + hb.TokensUsed
+	if relayed {
+		// A running total: a relay of an older heartbeat (a superseded
+		// watch's, a late one) takes nothing back.
+		spec.TokenBudget.Used = max(spec.TokenBudget.Used, used)
+	}
 	w.updateHealth()
 	w.showDetails(ctx)
 	switch {
@@ -377,10 +378,16 @@ func (w *lifecycle) applyLastWord(ctx workflow.Context, exit activities.ExitStat
 // the backstop for a host that stopped relaying.
 func (w *lifecycle) zombieAfter() time.Duration {
 	if w.st.HostRelays && !w.st.HostSilent {
-		return w.limits.ZombieAfter + activities.KeepaliveEvery(w.limits.ZombieAfter)
+		return w.limits.ZombieAfter + hostGrace(w.limits.ZombieAfter)
 	}
 	return w.limits.ZombieAfter
 }
+
+// hostGrace is how much longer than the zombie limit a lifecycle waits
+// for its host's relay: one keepalive interval (activities.KeepaliveEvery,
+// once per zombie limit). Kept here, not read from the host's constant: it
+// sets the timers of recorded runs, which must replay as they ran.
+func hostGrace(zombieAfter time.Duration) time.Duration { return zombieAfter }
 
 // heartbeatBase is WorkerSpec.heartbeatBase of the supervised worker,
 // whose process has started.
@@ -453,7 +460,7 @@ func (w *lifecycle) zombieReason(age time.Duration) string {
 	case w.st.HostSilent:
 		return fmt.Sprintf("no heartbeat for %s (zombie limit %s, judged by its host)", age.Round(time.Second), w.limits.ZombieAfter)
 	case w.st.HostRelays:
-		return fmt.Sprintf("no heartbeat for %s, and its host relayed none (zombie limit %s, and %s for the host's relay)", age.Round(time.Second), w.limits.ZombieAfter, activities.KeepaliveEvery(w.limits.ZombieAfter))
+		return fmt.Sprintf("no heartbeat for %s, and its host relayed none (zombie limit %s, and %s for the host's relay)", age.Round(time.Second), w.limits.ZombieAfter, hostGrace(w.limits.ZombieAfter))
 	}
 	return fmt.Sprintf("no heartbeat for %s (zombie limit %s)", age.Round(time.Second), w.limits.ZombieAfter)
 }

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
@@ -54,17 +55,21 @@ func Listen(path string) (net.Listener, error) {
 		if st.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("heartbeat socket %s: something that is not a socket is there", path)
 		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("heartbeat socket %s: another worker program listens there; give each its own --state-dir or --heartbeat-socket", path)
+		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("heartbeat socket %s: remove the one left by an earlier run: %w", path, err)
 		}
 	}
+	// Created 0600, not chmod-ed after: no moment in which another user
+	// could connect.
+	old := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("heartbeat socket %s: %w", path, err)
 	}
 	return l, nil
 }
@@ -88,7 +93,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // host holds one, else as a signal to the lifecycle.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != fleet.LocalHeartbeatPath {
-		answer(w, http.StatusNotFound, fleet.LocalAnswer{Error: "no such endpoint; POST " + fleet.LocalHeartbeatPath})
+		// Not 404, which an agent reads as an unknown worker.
+		answer(w, http.StatusBadRequest, fleet.LocalAnswer{Error: "no such endpoint; POST " + fleet.LocalHeartbeatPath})
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -109,7 +115,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) take(r *http.Request) (string, error) {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: heartbeat: reading the body: %v", fleet.ErrInvalid, err)
 	}
 	if len(raw) > maxBody {
 		return "", fmt.Errorf("%w: heartbeat: the body is over %d bytes", fleet.ErrInvalid, maxBody)

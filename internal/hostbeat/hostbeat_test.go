@@ -139,3 +139,47 @@ func rawPost(t *testing.T, socket, body string) (int, string) {
 	require.NoError(t, err)
 	return resp.StatusCode, string(data)
 }
+
+func TestListenRefusesASocketInUse(t *testing.T) {
+	_, _, path := serve(t, "worker-impl-1")
+	_, err := Listen(path)
+	require.ErrorContains(t, err, "another worker program listens there")
+	_, err = fleet.HeartbeatToHost(context.Background(), "worker-impl-1", workflows.Heartbeat{TokensUsed: 1})
+	require.NoError(t, err, "the first still answers")
+}
+
+// TestSilentHostMeansSignal: a socket that takes the connection but never
+// answers (a worker program starting, or stuck) does not hold the agent
+// beyond the wait: its heartbeat goes by signal.
+func TestSilentHostMeansSignal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hb.sock")
+	l, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	t.Setenv("WORKER_ID", "worker-impl-1")
+	t.Setenv(workflows.HeartbeatSocketEnv, path)
+	start := time.Now()
+	_, err = fleet.HeartbeatToHost(context.Background(), "worker-impl-1", workflows.Heartbeat{TokensUsed: 1})
+	require.ErrorIs(t, err, fleet.ErrNoHost)
+	require.Less(t, time.Since(start), 8*time.Second)
+}
+
+func TestUnknownEndpointIsNoUnknownWorker(t *testing.T) {
+	_, _, path := serve(t, "worker-impl-1")
+	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}}
+	resp, err := c.Post("http://host/v2/heartbeat", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}

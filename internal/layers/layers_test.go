@@ -42,8 +42,9 @@ var layerTable = [][]string{
 	// lifecycles' search attributes from workflows, so it cannot be a leaf).
 	{"fleet", "internal/coordination", "internal/devserver"},
 	// The worker program's implementations of the activities' interfaces
-	// over Temporal, built on the public client (fleet).
-	{"internal/adapters"},
+	// over Temporal, built on the public client (fleet), and its heartbeat
+	// socket, which hands agents' heartbeats to the watches.
+	{"internal/adapters", "internal/hostbeat"},
 	// Programs and tests: nothing imports them.
 	{"worker", "cmd/starter", "cmd/bench", "cmd/demo-agent", "internal/integration", "internal/integration/testagent", "deploy", "internal/layers"},
 }
@@ -84,7 +85,9 @@ func TestLayers(t *testing.T) {
 // the activities' data types an operator call returns or sends, nothing
 // else; the activities' interfaces are implemented in internal/adapters.
 func TestFleetUsesActivitiesDataTypesOnly(t *testing.T) {
-	allowed := map[string]bool{"LogChunk": true, "LogRequest": true}
+	// WatchDetails and HostHeartbeat: what a watch shows of the latest
+	// heartbeat its host took, which Status reads.
+	allowed := map[string]bool{"LogChunk": true, "LogRequest": true, "WatchDetails": true, "HostHeartbeat": true}
 	dir := filepath.Join(moduleRoot(t), "fleet")
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil || len(files) == 0 {
