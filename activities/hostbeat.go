@@ -70,8 +70,10 @@ type beatSlot struct {
 	latest  *HostHeartbeat
 	count   int64
 	notify  chan struct{}
-	// stopping is set when the process's stop begins (Stopping).
+	// stopping is set when the process's stop begins (Stopping);
+	// relayed is the Count of the last heartbeat the watch relayed.
 	stopping bool
+	relayed  int64
 }
 
 // NewHeartbeatBoard returns an empty board.
@@ -97,6 +99,9 @@ func (b *HeartbeatBoard) Offer(workerID string, hb HostHeartbeat) bool {
 	}
 	s.count++
 	hb.At, hb.Count, hb.PriorTokens = time.Now().UTC(), s.count, s.prior
+	// Relays name their process, so that one arriving after the next
+	// process started is rejected, not counted for it.
+	hb.Process = s.process
 	s.latest = &hb
 	select {
 	case s.notify <- struct{}{}:
@@ -112,28 +117,43 @@ func (b *HeartbeatBoard) attach(workerID, process string, prior int64) *beatSlot
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if old := b.slots[workerID]; old != nil && old.process == process {
-		// The same process watched again: what it sent is still its latest.
-		s.latest, s.count = old.latest, old.count
+		// The same process watched again: what it sent is still its latest,
+		// and a stop begun goes on.
+		s.latest, s.count, s.stopping, s.relayed = old.latest, old.count, old.stopping, old.relayed
 	}
 	b.slots[workerID] = s
 	return s
 }
 
-// Stopping tells the watch of the process that its stop begins: it relays
-// what it holds at once, and takes no more heartbeats (Offer).
-func (b *HeartbeatBoard) Stopping(workerID, process string) {
+// Stopping marks the stop of the process: the watch relays nothing more
+// and the board takes no more heartbeats for it (Offer), and the latest
+// heartbeat the watch has not relayed is returned, for the stop to relay
+// before the process is signalled: a lifecycle that is cancelled does not
+// read its watch's end.
+func (b *HeartbeatBoard) Stopping(workerID, process string) *HostHeartbeat {
 	if b == nil {
-		return
+		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if s := b.slots[workerID]; s != nil && s.process == process && !s.stopping {
-		s.stopping = true
-		select {
-		case s.notify <- struct{}{}:
-		default:
-		}
+	s := b.slots[workerID]
+	if s == nil || s.process != process {
+		return nil
 	}
+	s.stopping = true
+	if s.latest == nil || s.latest.Count == s.relayed {
+		return nil
+	}
+	hb := *s.latest
+	s.relayed = hb.Count
+	return &hb
+}
+
+// markRelayed records that the watch relayed the heartbeat of that count.
+func (s *beatSlot) markRelayed(count int64) {
+	s.board.mu.Lock()
+	defer s.board.mu.Unlock()
+	s.relayed = max(s.relayed, count)
 }
 
 // state says whether the slot is still the watch's (no later watch took it
@@ -302,8 +322,7 @@ func (r *relay) heard(ctx context.Context) {
 		return
 	}
 	if _, stopping := r.slot.state(); stopping {
-		// The stop begins: what the lifecycle has not had goes now.
-		r.flush()
+		// The stop relayed what the lifecycle had not had.
 		return
 	}
 	r.details.Heartbeat = cur
@@ -338,6 +357,7 @@ func (r *relay) check(ctx context.Context, cur *HostHeartbeat, now time.Time) {
 		}
 		return
 	}
+	r.slot.markRelayed(cur.Count)
 	if reason == "silent" {
 		r.silentSent = true
 		return
@@ -353,12 +373,13 @@ func (r *relay) flush() {
 		return
 	}
 	cur := r.unsent()
-	if current, _ := r.slot.state(); cur == nil || !current {
+	if current, stopping := r.slot.state(); cur == nil || !current || stopping {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
 	defer cancel()
 	if r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, max(time.Since(cur.At), 0)) == nil {
+		r.slot.markRelayed(cur.Count)
 		r.sent, r.sentAt = cur, time.Now()
 	}
 }

@@ -209,10 +209,27 @@ func TestStopRelaysWhatTheWatchHolds(t *testing.T) {
 
 	_, err := newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info, Grace: time.Second})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { got, _ = rep.relays(); return len(got) == 2 }, 2*time.Second, 5*time.Millisecond,
-		"the held heartbeat was never relayed: a cancelled lifecycle would refund as if 5 tokens were spent")
+	got, _ = rep.relays()
+	require.Len(t, got, 2, "the held heartbeat was not relayed by the stop: a cancelled lifecycle would refund as if 5 tokens were spent")
 	assert.Equal(t, int64(6), got[1].hb.TokensUsed)
-	assert.False(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 7}), "during the stop the socket signals")
+	assert.Equal(t, ProcessTag(info.Token), got[1].hb.Process, "a relay names its process")
+}
+
+func TestStoppingHandsOverWhatWasNotRelayed(t *testing.T) {
+	b := NewHeartbeatBoard()
+	s := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
+	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 5}))
+	s.markRelayed(1)
+	require.Nil(t, b.Stopping("worker-x-1", "bbbbbbbbbbbbbbbb"), "another process's stop")
+	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 6}))
+	held := b.Stopping("worker-x-1", "aaaaaaaaaaaaaaaa")
+	require.NotNil(t, held)
+	assert.Equal(t, int64(6), held.TokensUsed)
+	assert.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 7}), "during the stop the socket signals")
+	assert.Nil(t, b.Stopping("worker-x-1", "aaaaaaaaaaaaaaaa"), "handed over once")
+	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
+	assert.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 8}), "a watch retried during the stop takes none either")
+	again.detach()
 }
 
 // TestAgentIsGivenItsHostsSocket: a process gets the socket of the worker

@@ -334,9 +334,14 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 	if p.PID <= 0 || p.PGID <= 1 || p.PGID == syscall.Getpgrp() {
 		return StopResult{AlreadyGone: true}, nil
 	}
-	// The watch relays what it holds now, and the agent's heartbeats from
-	// here on (a last count on SIGTERM) are signalled before it exits.
-	a.Beats.Stopping(in.WorkerID, ProcessTag(p.Token))
+	// What the watch holds is relayed now, before the process is told to
+	// stop, and the agent's heartbeats from here on (a last count on
+	// SIGTERM) are signalled by the socket before it exits.
+	if held := a.Beats.Stopping(in.WorkerID, ProcessTag(p.Token)); held != nil && a.Reporter != nil {
+		if err := a.Reporter.RelayHeartbeat(ctx, in.WorkerID, *held, max(time.Since(held.At), 0)); err != nil {
+			activity.GetLogger(ctx).Warn("Relaying the heartbeat the watch held failed", "worker_id", in.WorkerID, "error", err)
+		}
+	}
 	res, err := a.stopTree(ctx, in, func() { activity.RecordHeartbeat(ctx) })
 	if err != nil {
 		return StopResult{}, err

@@ -52,7 +52,7 @@ func (s *lifecycleSuite) TestRelayedHeartbeatCountsFromWhenTheHostGotIt() {
 		spec := s.status()
 		s.Equal(start.Add(22*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC())
 		s.Equal(int64(12), spec.TokenBudget.Used)
-		s.Equal(int64(4), spec.Heartbeat.Count)
+		s.Equal(int64(2), spec.Heartbeat.Count, "relays older than the signal count only their tokens")
 	}, 24*time.Second)
 	s.updateAt(25*time.Second, UpdateShutdown, ShutdownRequest{}, nil)
 
@@ -206,4 +206,32 @@ func (s *lifecycleSuite) TestHostGraceCoversTheKeepalive() {
 	for _, z := range []time.Duration{time.Second, 30 * time.Second, DefaultZombieAfter, time.Hour} {
 		s.GreaterOrEqual(hostGrace(z), activities.KeepaliveEvery(z), "zombie limit %s", z)
 	}
+}
+
+// TestStaleRelayAfterASignalChangesNothingButTokens: the agent signalled
+// while its host's socket did not answer; the host then relays what it
+// held from before. It must not report a silence (a false zombie at the
+// zombie limit after the last signal, without the backstop) nor take back
+// the signalled status.
+func (s *lifecycleSuite) TestStaleRelayAfterASignalChangesNothingButTokens() {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: 10, Status: HeartbeatBusy, Path: PathHost})
+	s.heartbeatAt(40*time.Second, Heartbeat{TokensUsed: 20, Status: HeartbeatBusy})
+	// Held by the host since 5 s, relayed at 41 s: silent by its age.
+	s.heartbeatAt(41*time.Second, Heartbeat{TokensUsed: 25, Status: HeartbeatIdle, Path: PathHost, Age: 36 * time.Second})
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(StatusRunning, spec.Status, "neither idle nor a zombie")
+		s.Equal(int64(25), spec.TokenBudget.Used)
+	}, 42*time.Second)
+	s.heartbeatAt(60*time.Second, Heartbeat{TokensUsed: 26, Path: PathHost})
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	// The relay at 60 s: the backstop a zombie limit and a grace later.
+	s.InDelta(120, spec.Transitions[len(spec.Transitions)-3].At.Sub(start).Seconds(), 1, "%+v", spec.Transitions)
 }

@@ -286,6 +286,15 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	now := workflow.Now(ctx).UTC()
 	used := spec.TokenBudget.Used
 	relayed := hb.Path == PathHost && w.hostBeats
+	if relayed && spec.Heartbeat.Path == PathSignal && spec.Heartbeat.LastSeen != nil && now.Add(-hb.Age).Before(*spec.Heartbeat.LastSeen) {
+		// Older than a heartbeat signalled since (the agent signalled
+		// while its host's socket did not answer): only its tokens, a
+		// running total, may still count; its status, message or
+		// silence are not the agent's latest.
+		spec.TokenBudget.Used = max(used, w.st.PriorTokens+hb.TokensUsed)
+		w.updateHealth()
+		return
+	}
 	switch {
 	case relayed:
 		// It counts from when the host received it, never back in time.

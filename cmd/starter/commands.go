@@ -211,7 +211,12 @@ elsewhere it is a signal to the lifecycle.`,
 				if fc, err = a.connect(); err != nil {
 					return err
 				}
-				path, err = fc.HeartbeatVia(cmd.Context(), argv[0], hb)
+				// The socket was tried: a signal, naming this process when
+				// it is the worker's own.
+				if os.Getenv("WORKER_ID") == argv[0] && hb.Process == "" {
+					hb.Process = os.Getenv(workflows.ProcessEnv)
+				}
+				path, err = workflows.PathSignal, fc.SignalHeartbeat(cmd.Context(), argv[0], hb)
 			}
 			if err != nil {
 				return err
