@@ -398,3 +398,45 @@ func (r *relay) unsent() *HostHeartbeat {
 	}
 	return cur
 }
+
+// HeldInput asks a host for the latest heartbeat it holds of a process.
+type HeldInput struct {
+	WorkerID string `json:"worker_id"`
+	// Process is the tag of the process (ProcessTag); a heartbeat of
+	// another process is not its.
+	Process string `json:"process,omitempty"`
+}
+
+// HeldResult is the latest heartbeat the host holds of the process, and
+// how old it is by the host's clock; nil when it holds none (no watch of
+// it runs there).
+type HeldResult struct {
+	Heartbeat *HostHeartbeat `json:"heartbeat,omitempty"`
+	Age       time.Duration  `json:"age,omitempty"`
+}
+
+// HeldHeartbeat answers the lifecycle whose backstop fired without a relay
+// from the host: liveness is the host's to judge, and a host slow to relay
+// (an overloaded server) must delay a zombie, not make one.
+func (a *HostActivities) HeldHeartbeat(_ context.Context, in HeldInput) (HeldResult, error) {
+	hb := a.Beats.held(in.WorkerID, in.Process)
+	if hb == nil {
+		return HeldResult{}, nil
+	}
+	return HeldResult{Heartbeat: hb, Age: max(time.Since(hb.At), 0)}, nil
+}
+
+// held is the latest heartbeat the watch of the process holds.
+func (b *HeartbeatBoard) held(workerID, process string) *HostHeartbeat {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.slots[workerID]
+	if s == nil || s.process != process || s.latest == nil {
+		return nil
+	}
+	hb := *s.latest
+	return &hb
+}

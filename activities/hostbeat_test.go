@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -244,4 +245,21 @@ func TestAgentIsGivenItsHostsSocket(t *testing.T) {
 		assert.Eventually(t, func() bool { return hasEnvEntry(info.PID, HeartbeatSocketEnv+"="+socket) }, 2*time.Second, 10*time.Millisecond, "socket %q", socket)
 		assert.False(t, hasEnvEntry(info.PID, HeartbeatSocketEnv+"=off"))
 	}
+}
+
+func TestHeldHeartbeatIsTheProcessesLatest(t *testing.T) {
+	a := &HostActivities{Beats: NewHeartbeatBoard()}
+	got, err := a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: "worker-x-1", Process: "aaaaaaaaaaaaaaaa"})
+	require.NoError(t, err)
+	require.Nil(t, got.Heartbeat, "no watch: nothing held")
+	s := a.Beats.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
+	defer s.detach()
+	require.True(t, a.Beats.Offer("worker-x-1", HostHeartbeat{TokensUsed: 9}))
+	got, err = a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: "worker-x-1", Process: "aaaaaaaaaaaaaaaa"})
+	require.NoError(t, err)
+	require.NotNil(t, got.Heartbeat)
+	assert.Equal(t, int64(9), got.Heartbeat.TokensUsed)
+	assert.Less(t, got.Age, time.Second)
+	got, _ = a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: "worker-x-1", Process: "bbbbbbbbbbbbbbbb"})
+	assert.Nil(t, got.Heartbeat, "another process's")
 }

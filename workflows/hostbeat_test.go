@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/stretchr/testify/mock"
@@ -89,22 +90,57 @@ func (s *lifecycleSuite) TestHostReportsTheSilence() {
 	s.Equal(start.Add(35*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC())
 }
 
-// TestHostBackstop: a host that stops relaying (its watch is stuck) does
-// not keep a worker alive: the lifecycle's timer makes the zombie one
-// keepalive interval after the zombie limit.
+// TestHostBackstop: a host that stops relaying (its watch is stuck, the
+// server far behind) does not keep a worker alive on its own word: when
+// the lifecycle's timer passes one keepalive interval after the zombie
+// limit, it asks the host what it holds. A recent heartbeat keeps the
+// agent alive (a late relay must delay a zombie, not make one); then the
+// host holds nothing recent, and the worker is a zombie.
 func (s *lifecycleSuite) TestHostBackstop() {
 	var in activities.WatchInput
 	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
 	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
 	s.expectRelease(1)
 	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
+	var asked []time.Duration
+	start := s.env.Now()
+	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.HeldInput) (activities.HeldResult, error) {
+			asked = append(asked, s.env.Now().Sub(start))
+			s.Equal(activities.ProcessTag(testProcess.Token), in.Process)
+			if len(asked) == 1 {
+				return activities.HeldResult{Heartbeat: &activities.HostHeartbeat{TokensUsed: 40, Message: "alive"}, Age: 5 * time.Second}, nil
+			}
+			return activities.HeldResult{Heartbeat: &activities.HostHeartbeat{TokensUsed: 40}, Age: 40 * time.Second}, nil
+		})
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+	s.Require().Len(asked, 2)
+	s.InDelta(70, asked[0].Seconds(), 1, "asked at the backstop: 10 s + the zombie limit + the host's grace")
+	// The held heartbeat counts from 65 s: the next backstop at 125 s.
+	s.InDelta(125, asked[1].Seconds(), 1)
+	s.InDelta(125, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Contains(spec.Cleanup.Reason, "judged by its host")
+	s.Equal(int64(40), spec.TokenBudget.Used)
+}
+
+// TestHostThatDoesNotAnswer: a backstop whose host does not answer (its
+// worker program is stuck) makes the zombie, and says so.
+func (s *lifecycleSuite) TestHostThatDoesNotAnswer() {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
+	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(activities.HeldResult{}, errors.New("no worker program polls")).Once()
 
 	start := s.env.Now()
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
 	spec := s.result()
-	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
-	s.InDelta((10 + 30 + activities.KeepaliveEvery(30*time.Second).Seconds()), spec.Transitions[2].At.Sub(start).Seconds(), 1)
-	s.Contains(spec.Cleanup.Reason, "its host relayed none")
+	s.InDelta(70, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Contains(spec.Cleanup.Reason, "its host relayed none nor answered")
 }
 
 // TestSignalAfterRelaysLeavesTheHostJudge: a master's heartbeat by signal
@@ -123,7 +159,9 @@ func (s *lifecycleSuite) TestSignalAfterRelaysLeavesTheHostJudge() {
 	spec := s.result()
 	s.InDelta(70, spec.Transitions[2].At.Sub(start).Seconds(), 1)
 	s.Equal(PathSignal, spec.Heartbeat.Path)
-	s.Contains(spec.Cleanup.Reason, "its host relayed none")
+	// Asked at the backstop, the host (here no worker program's board)
+	// holds nothing.
+	s.Contains(spec.Cleanup.Reason, "judged by its host")
 }
 
 // TestLastWordComesWithTheEnd: the agent's last heartbeat, which its host

@@ -129,8 +129,9 @@ type lifecycle struct {
 	// lean: the run took VersionLeanLifecycle.
 	lean bool
 	// hostBeats: the run took VersionHostHeartbeat, asked at each
-	// supervision.
-	hostBeats bool
+	// supervision; hostUnanswered: the host did not answer askHost.
+	hostBeats      bool
+	hostUnanswered bool
 	// cancelDeadline cancels the deadline timer a lean run left running at
 	// the end of its last supervision (awaitOutcome), nil once done.
 	cancelDeadline workflow.CancelFunc

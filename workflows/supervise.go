@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
@@ -439,7 +440,13 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 	age := now.Sub(w.heartbeatBase())
 	hb := &w.st.Spec.Heartbeat
 	switch {
+	case age >= w.zombieAfter() && w.st.HostRelays && !w.st.HostSilent && w.askHost(ctx):
+		// The host still hears from the agent: its relay was late.
+		return nil
 	case age >= w.zombieAfter():
+		if ctx.Err() != nil {
+			return nil // the cancel is the loop's to take
+		}
 		if oneTimer {
 			hb.Alert = AlertCritical
 		}
@@ -463,9 +470,38 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 	return nil
 }
 
+// askHost asks the host, when the backstop passed without a relay, for the
+// latest heartbeat it holds of the process: a relay late behind an
+// overloaded server must delay the zombie, not make one. It applies what
+// the host holds and reports whether the agent is alive; a host that does
+// not answer within the zombie limit, or holds nothing as recent, reports
+// the silence (HostSilent).
+func (w *lifecycle) askHost(ctx workflow.Context) bool {
+	actx := hostOptions(ctx, w.st.Spec.Host, min(w.limits.HostLossAfter, w.limits.ZombieAfter), workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var res activities.HeldResult
+	err := workflow.ExecuteActivity(actx, hostActs.HeldHeartbeat, activities.HeldInput{
+		WorkerID: w.st.Spec.WorkerID, Process: activities.ProcessTag(w.st.Process.Token)}).Get(ctx, &res)
+	if err != nil || res.Heartbeat == nil || res.Age >= w.limits.ZombieAfter {
+		if ctx.Err() == nil {
+			w.st.HostSilent, w.hostUnanswered = true, err != nil
+		}
+		return false
+	}
+	held := res.Heartbeat
+	w.applyHeartbeat(ctx, Heartbeat{TokensUsed: held.TokensUsed, HealthScore: held.HealthScore, Status: held.Status,
+		Message: held.Message, Process: held.Process, Path: PathHost, Age: res.Age}, nil)
+	w.st.SignalsThisRun-- // no signal: applyHeartbeat counted one
+	return true
+}
+
 // zombieReason says why a worker silent for age is a zombie.
 func (w *lifecycle) zombieReason(age time.Duration) string {
 	switch {
+	case w.hostUnanswered:
+		return fmt.Sprintf("no heartbeat for %s, and its host relayed none nor answered (zombie limit %s, and %s for the host's relay)", age.Round(time.Second), w.limits.ZombieAfter, hostGrace(w.limits.ZombieAfter))
 	case w.st.HostSilent:
 		return fmt.Sprintf("no heartbeat for %s (zombie limit %s, judged by its host)", age.Round(time.Second), w.limits.ZombieAfter)
 	case w.st.HostRelays:
