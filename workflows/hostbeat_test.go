@@ -29,6 +29,15 @@ func (s *lifecycleSuite) expectWatch(runFor time.Duration, exit activities.ExitS
 	}).Return(exit, nil).After(runFor)
 }
 
+// expectZombieKill runs a process that lives until the lifecycle kills it
+// as a zombie, and refunds.
+func (s *lifecycleSuite) expectZombieKill() {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectRelease(1)
+}
+
 func (s *lifecycleSuite) TestRelayedHeartbeatCountsFromWhenTheHostGotIt() {
 	var in activities.WatchInput
 	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM"}, &in)
@@ -67,10 +76,7 @@ func (s *lifecycleSuite) TestRelayedHeartbeatCountsFromWhenTheHostGotIt() {
 // timer waits a keepalive interval more than the zombie limit, and the
 // host's report of the agent's silence makes the zombie at the limit.
 func (s *lifecycleSuite) TestHostReportsTheSilence() {
-	var in activities.WatchInput
-	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
-	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
-	s.expectRelease(1)
+	s.expectZombieKill()
 	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
 	// The relay every zombie limit keeps it alive past the limit...
 	s.heartbeatAt(39*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 4 * time.Second})
@@ -97,10 +103,7 @@ func (s *lifecycleSuite) TestHostReportsTheSilence() {
 // agent alive (a late relay must delay a zombie, not make one); then the
 // host holds nothing recent, and the worker is a zombie.
 func (s *lifecycleSuite) TestHostBackstop() {
-	var in activities.WatchInput
-	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
-	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
-	s.expectRelease(1)
+	s.expectZombieKill()
 	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
 	var asked []time.Duration
 	start := s.env.Now()
@@ -129,10 +132,7 @@ func (s *lifecycleSuite) TestHostBackstop() {
 // TestHostThatDoesNotAnswer: a backstop whose host does not answer (its
 // worker program is stuck) makes the zombie, and says so.
 func (s *lifecycleSuite) TestHostThatDoesNotAnswer() {
-	var in activities.WatchInput
-	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
-	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
-	s.expectRelease(1)
+	s.expectZombieKill()
 	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
 	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(activities.HeldResult{}, errors.New("no worker program polls")).Once()
 
@@ -147,10 +147,7 @@ func (s *lifecycleSuite) TestHostThatDoesNotAnswer() {
 // beside an agent's through its host moves the last heartbeat but leaves
 // the silence to the host, whose relays keep coming.
 func (s *lifecycleSuite) TestSignalAfterRelaysLeavesTheHostJudge() {
-	var in activities.WatchInput
-	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
-	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
-	s.expectRelease(1)
+	s.expectZombieKill()
 	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost})
 	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10})
 
@@ -199,17 +196,22 @@ func (s *lifecycleSuite) TestBeforeHostHeartbeatsRelaysAreSignals() {
 	s.beforeLean()
 	s.env.OnGetVersion(VersionHostHeartbeat, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	var in activities.WatchInput
-	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
-	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
+	s.expectWatch(20*time.Second, activities.ExitStatus{ExitCode: 0}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
 	s.expectRelease(1)
 	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10, Path: PathHost, Age: 5 * time.Second})
-
 	start := s.env.Now()
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(start.Add(10*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC(), "counted from its arrival, its age ignored")
+		s.Empty(spec.Heartbeat.Path)
+	}, 11*time.Second)
+
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
 	spec := s.result()
-	s.False(in.Relay)
-	s.InDelta(40, spec.Transitions[2].At.Sub(start).Seconds(), 1, "the zombie limit from the signal's arrival")
-	s.Empty(spec.Heartbeat.Path)
+	s.Equal(StatusCompleted, spec.Status)
+	s.False(in.Relay, "the watch is asked for no relay")
+	s.NotEmpty(in.WorkerID, "the watch ran and was asked")
 }
 
 // TestResumedRunKeepsTheHostBackstop: a run that continued as new goes on
@@ -252,10 +254,7 @@ func (s *lifecycleSuite) TestHostGraceCoversTheKeepalive() {
 // zombie limit after the last signal, without the backstop) nor take back
 // the signalled status.
 func (s *lifecycleSuite) TestStaleRelayAfterASignalChangesNothingButTokens() {
-	var in activities.WatchInput
-	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"}, &in)
-	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
-	s.expectRelease(1)
+	s.expectZombieKill()
 	s.heartbeatAt(5*time.Second, Heartbeat{TokensUsed: 10, Status: HeartbeatBusy, Path: PathHost})
 	s.heartbeatAt(40*time.Second, Heartbeat{TokensUsed: 20, Status: HeartbeatBusy})
 	// Held by the host since 5 s, relayed at 41 s: silent by its age.
