@@ -230,7 +230,7 @@ func scoreBand(score *int) string {
 // nothing the lifecycle acts on: once per zombie limit. The host reports
 // an agent's silence itself when it reaches the zombie limit, so the
 // keepalive only has to reach the lifecycle before its backstop, one more
-// zombie limit later (workflows: hostBackstop); at the default limits and
+// zombie limit later (workflows: hostGrace); at the default limits and
 // a heartbeat every 30 s that is 4 events per 10 heartbeats, plus a timer
 // at most every zombie limit.
 func KeepaliveEvery(zombieAfter time.Duration) time.Duration {

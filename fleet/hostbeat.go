@@ -30,12 +30,13 @@ const (
 	// once, or signals the lifecycle when no watch holds the worker; past
 	// it the heartbeat goes by signal.
 	localHeartbeatWait = 5 * time.Second
-	// maxLocalHeartbeatBytes bounds a request body: a heartbeat's message
-	// is at most workflows.MaxMessageBytes.
-	maxLocalHeartbeatBytes = 16 << 10
+	// MaxLocalHeartbeatBytes bounds a request's body and its answer: a
+	// heartbeat's message is at most workflows.MaxMessageBytes.
+	MaxLocalHeartbeatBytes = 16 << 10
 )
 
-// LocalHeartbeat is the body of a heartbeat sent to the host's socket.
+// LocalHeartbeat is the body of a heartbeat sent to the host's socket, at
+// most MaxLocalHeartbeatBytes.
 type LocalHeartbeat struct {
 	WorkerID string `json:"worker_id"`
 	workflows.Heartbeat
@@ -154,7 +155,7 @@ func postLocal(ctx context.Context, socket string, body LocalHeartbeat) (string,
 	}
 	defer resp.Body.Close()
 	var ans LocalAnswer
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxLocalHeartbeatBytes))
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, MaxLocalHeartbeatBytes))
 	if err := json.Unmarshal(raw, &ans); err != nil {
 		return "", fmt.Errorf("host heartbeat socket answered %s: %s", resp.Status, bytes.TrimSpace(raw))
 	}

@@ -27,9 +27,8 @@ import (
 // (sun_path, 108 bytes with its terminating zero).
 const MaxSocketPath = 107
 
-// maxBody bounds a heartbeat's body: its message is at most
-// workflows.MaxMessageBytes.
-const maxBody = 16 << 10
+// maxBody bounds a heartbeat's body.
+const maxBody = fleet.MaxLocalHeartbeatBytes
 
 // Signaller sends a heartbeat to a lifecycle directly: for a worker none of
 // this host's watches holds (fleet.Client.SignalHeartbeat).
