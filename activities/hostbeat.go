@@ -43,6 +43,10 @@ type HostHeartbeat struct {
 	Process     string     `json:"process,omitempty"`
 }
 
+// ageAt is how long before now the host received the heartbeat, never
+// negative: what a relay carries as its age.
+func (h HostHeartbeat) ageAt(now time.Time) time.Duration { return max(now.Sub(h.At), 0) }
+
 // WatchDetails is what a watch records as its activity heartbeat, which
 // DescribeWorkflowExecution shows among the lifecycle's pending activities
 // (and the Web UI with it): readers take the freshest heartbeat from it.
@@ -136,8 +140,8 @@ func (b *HeartbeatBoard) Stopping(workerID, process string) *HostHeartbeat {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.slots[workerID]
-	if s == nil || s.process != process {
+	s := b.slotOf(workerID, process)
+	if s == nil {
 		return nil
 	}
 	s.stopping = true
@@ -147,6 +151,14 @@ func (b *HeartbeatBoard) Stopping(workerID, process string) *HostHeartbeat {
 	hb := *s.latest
 	s.relayed = hb.Count
 	return &hb
+}
+
+// slotOf is the place of the watch of that process; b.mu is held.
+func (b *HeartbeatBoard) slotOf(workerID, process string) *beatSlot {
+	if s := b.slots[workerID]; s != nil && s.process == process {
+		return s
+	}
+	return nil
 }
 
 // markRelayed records that the watch relayed the heartbeat of that count.
@@ -351,7 +363,7 @@ func (r *relay) check(ctx context.Context, cur *HostHeartbeat, now time.Time) {
 	if reason == "" {
 		return
 	}
-	if err := r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, max(now.Sub(cur.At), 0)); err != nil {
+	if err := r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, cur.ageAt(now)); err != nil {
 		if ctx.Err() == nil {
 			activity.GetLogger(ctx).Warn("Relaying a heartbeat failed", "worker_id", r.in.WorkerID, "reason", reason, "error", err)
 		}
@@ -378,7 +390,7 @@ func (r *relay) flush() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
 	defer cancel()
-	if r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, max(time.Since(cur.At), 0)) == nil {
+	if r.a.Reporter.RelayHeartbeat(ctx, r.in.WorkerID, *cur, cur.ageAt(time.Now())) == nil {
 		r.slot.markRelayed(cur.Count)
 		r.sent, r.sentAt = cur, time.Now()
 	}
@@ -423,7 +435,7 @@ func (a *HostActivities) HeldHeartbeat(_ context.Context, in HeldInput) (HeldRes
 	if hb == nil {
 		return HeldResult{}, nil
 	}
-	return HeldResult{Heartbeat: hb, Age: max(time.Since(hb.At), 0)}, nil
+	return HeldResult{Heartbeat: hb, Age: hb.ageAt(time.Now())}, nil
 }
 
 // held is the latest heartbeat the watch of the process holds.
@@ -433,8 +445,8 @@ func (b *HeartbeatBoard) held(workerID, process string) *HostHeartbeat {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.slots[workerID]
-	if s == nil || s.process != process || s.latest == nil {
+	s := b.slotOf(workerID, process)
+	if s == nil || s.latest == nil {
 		return nil
 	}
 	hb := *s.latest

@@ -338,7 +338,7 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 	// stop, and the agent's heartbeats from here on (a last count on
 	// SIGTERM) are signalled by the socket before it exits.
 	if held := a.Beats.Stopping(in.WorkerID, ProcessTag(p.Token)); held != nil && a.Reporter != nil {
-		if err := a.Reporter.RelayHeartbeat(ctx, in.WorkerID, *held, max(time.Since(held.At), 0)); err != nil {
+		if err := a.Reporter.RelayHeartbeat(ctx, in.WorkerID, *held, held.ageAt(time.Now())); err != nil {
 			activity.GetLogger(ctx).Warn("Relaying the heartbeat the watch held failed", "worker_id", in.WorkerID, "error", err)
 		}
 	}
