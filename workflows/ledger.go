@@ -202,14 +202,14 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 	if st.Allocations == nil {
 		st.Allocations = map[string]Allocation{}
 	}
-	l := &ledger{st: st, ctx: ctx}
+	l := &ledger{st: st, ctx: ctx, releases: workflow.GetSignalChannel(ctx, SignalRelease)}
 	if err := l.register(ctx); err != nil {
 		return err
 	}
 	if len(l.st.Alerts) > 0 {
 		l.showAlerts(ctx) // the details of the previous run are not carried
 	}
-	releases := workflow.GetSignalChannel(ctx, SignalRelease)
+	releases := l.releases
 	reserves := workflow.GetSignalChannel(ctx, SignalReserve)
 	// What the previous run handed over unapplied comes first, in order.
 	carriedReleases, carried := l.st.CarriedReleases, l.st.Carried
@@ -336,6 +336,8 @@ type ledger struct {
 	// closing is set when the run starts to close: signals are no longer
 	// taken, and are handed to the next run.
 	closing bool
+	// releases are the release signals, taken by their own loop.
+	releases workflow.ReceiveChannel
 }
 
 func (l *ledger) used() int64 {
@@ -402,6 +404,10 @@ func (l *ledger) register(ctx workflow.Context) error {
 // validateReserve refuses before anything is written to history. An update
 // rejected here leaves no trace but the error its caller gets.
 func (l *ledger) validateReserve(req ReserveRequest) error {
+	if l.releasePending(req) && !heldBack[VersionReleaseBeforeReserve] {
+		// The handler waits for the releases, then checks it all again.
+		return l.checkRequest(req)
+	}
 	if err := l.checkReservation(req); err != nil {
 		return err
 	}
@@ -421,11 +427,8 @@ func (l *ledger) validateReserve(req ReserveRequest) error {
 // checkReservation refuses a request that is malformed, conflicts with
 // what another lifecycle of the worker holds, or whose lease was released.
 func (l *ledger) checkReservation(req ReserveRequest) error {
-	if !WorkerIDPattern.MatchString(req.WorkerID) || req.Lease == "" {
-		return refused(fmt.Sprintf("invalid reservation: worker id %q, lease %q", req.WorkerID, req.Lease))
-	}
-	if req.Amount < MinBudget || req.Amount > MaxBudget {
-		return refused(fmt.Sprintf("budget %d is not in %d..%d", req.Amount, MinBudget, MaxBudget))
+	if err := l.checkRequest(req); err != nil {
+		return err
 	}
 	if held, ok := l.st.Allocations[req.WorkerID]; ok {
 		if held.Lease == req.Lease {
@@ -438,10 +441,59 @@ func (l *ledger) checkReservation(req ReserveRequest) error {
 			return refused(fmt.Sprintf("the reservation of worker %s was released already", req.WorkerID))
 		}
 	}
+	return checkPriority(req)
+}
+
+// checkRequest checks what a reservation says of itself, not what the
+// ledger holds: its worker id, lease and amount, and its priority (last,
+// as checkReservation has always answered).
+func (l *ledger) checkRequest(req ReserveRequest) error {
+	if !WorkerIDPattern.MatchString(req.WorkerID) || req.Lease == "" {
+		return refused(fmt.Sprintf("invalid reservation: worker id %q, lease %q", req.WorkerID, req.Lease))
+	}
+	if req.Amount < MinBudget || req.Amount > MaxBudget {
+		return refused(fmt.Sprintf("budget %d is not in %d..%d", req.Amount, MinBudget, MaxBudget))
+	}
+	return checkPriority(req)
+}
+
+func checkPriority(req ReserveRequest) error {
 	if req.Priority != "" && !ValidPriority(req.Priority) {
 		return refused(fmt.Sprintf("priority %s must be one of low, medium, high, critical", Quote(req.Priority)))
 	}
 	return nil
+}
+
+// releasePending says whether a reservation meets its worker's allocation
+// under another lease while release signals wait unapplied: one of them
+// may be that allocation's. It happens when a worker is spawned again as
+// soon as its last lifecycle ended, whose release reached the ledger in
+// the same workflow task as the new reservation; an update's handler runs
+// before the loop that applies the releases.
+func (l *ledger) releasePending(req ReserveRequest) bool {
+	held, ok := l.st.Allocations[req.WorkerID]
+	return ok && held.Lease != req.Lease && l.releases.Len() > 0 && !l.closing
+}
+
+// awaitReleases lets the releases waiting be applied before a reservation
+// that releasePending, so that it is judged on what the ledger holds once
+// they are (VersionReleaseBeforeReserve).
+func (l *ledger) awaitReleases(ctx workflow.Context, req ReserveRequest) {
+	if !l.releasePending(req) || l.version(ctx, VersionReleaseBeforeReserve, 1) != 1 {
+		return
+	}
+	// The run may start to close meanwhile; its releases then go to the
+	// next run, and the reservation is judged on what this one holds.
+	_ = workflow.Await(ctx, func() bool { return l.releases.Len() == 0 || l.closing })
+}
+
+// version is workflow.GetVersion, minus the changes held back while a
+// fleet is upgraded (SetCompat).
+func (l *ledger) version(ctx workflow.Context, changeID string, maxSupported workflow.Version) workflow.Version {
+	if heldBack[changeID] {
+		maxSupported = workflow.DefaultVersion
+	}
+	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, maxSupported)
 }
 
 func budgetRefused(msg string) error {
@@ -449,6 +501,7 @@ func budgetRefused(msg string) error {
 }
 
 func (l *ledger) reserve(ctx workflow.Context, req ReserveRequest) (BudgetView, error) {
+	l.awaitReleases(ctx, req)
 	if err := l.validateReserve(req); err != nil {
 		return l.view(), err
 	}
@@ -592,6 +645,7 @@ func (l *ledger) validateAsk(ReserveRequest) error {
 // ask is a reservation answered in the update's result, by the same rules
 // as the signal.
 func (l *ledger) ask(ctx workflow.Context, req ReserveRequest) (BudgetAnswer, error) {
+	l.awaitReleases(ctx, req)
 	return l.decide(ctx, req), nil
 }
 

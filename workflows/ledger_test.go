@@ -222,3 +222,66 @@ func TestLedgerReleaseSignal(t *testing.T) {
 	require.Empty(t, next.Allocations)
 	require.Equal(t, []string{"L1"}, next.Released, "the unknown lease is not recorded")
 }
+
+// TestLedgerAppliesAReleaseBeforeAReservationOfTheSameWorker: a lifecycle's
+// release signal and the next lifecycle's reservation of the same worker id
+// can reach the ledger in one workflow task (a worker spawned again as soon
+// as its last lifecycle completed). The release is applied first: the
+// reservation is granted, not refused as "already holds ... for another
+// lifecycle" (VersionReleaseBeforeReserve). Seen in CI, where a reserve
+// right after a completed lifecycle was refused.
+func TestLedgerAppliesAReleaseBeforeAReservationOfTheSameWorker(t *testing.T) {
+	again, asked, end := releaseThenReserveInOneTask(t)
+	require.NoError(t, asked.rejected)
+	require.NoError(t, asked.failed)
+	require.Equal(t, BudgetAnswer{WorkerID: "worker-fix-b", Lease: WorkflowID("worker-fix-b") + "/r2", Granted: true}, asked.result)
+	require.NoError(t, again.rejected)
+	require.NoError(t, again.failed)
+	require.Equal(t, int64(1000), end.Used, "the new leases hold 700 and 300")
+	leases := map[string]string{}
+	for _, a := range end.Allocations {
+		leases[a.WorkerID] = a.Lease
+	}
+	require.Equal(t, map[string]string{"worker-fix-a": "L2", "worker-fix-b": WorkflowID("worker-fix-b") + "/r2"}, leases)
+}
+
+// TestLedgerHeldBackRefusesAsBefore: a worker program upgraded with
+// --compat r7 takes the ledger as r7 did, which r7 programs replay.
+func TestLedgerHeldBackRefusesAsBefore(t *testing.T) {
+	require.NoError(t, SetCompat("r7"))
+	t.Cleanup(func() { require.NoError(t, SetCompat("")) })
+	again, _, end := releaseThenReserveInOneTask(t)
+	require.ErrorContains(t, again.rejected, "already holds 600 tokens for another lifecycle")
+	require.Equal(t, int64(300), end.Used, "the releases applied, the refused reservation not")
+}
+
+// releaseThenReserveInOneTask reserves for two workers, then sends their
+// releases and new reservations (the reserve update for one, the ask for
+// the other) so that the ledger takes them in one workflow task.
+func releaseThenReserveInOneTask(t *testing.T) (again, asked *ledgerCall, end BudgetView) {
+	h := newLedgerHarness(t)
+	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	h.at(1*time.Second, UpdateAsk, ask("worker-fix-b", 300, "medium", false))
+	again = &ledgerCall{name: UpdateReserve}
+	asked = &ledgerCall{name: UpdateAsk}
+	h.env.RegisterDelayedCallback(func() {
+		// Skipping the workflow task: the releases and the updates are
+		// taken in one.
+		h.env.SignalWorkflowSkippingWorkflowTask(SignalRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L1"})
+		h.env.SignalWorkflowSkippingWorkflowTask(SignalRelease, release("worker-fix-b"))
+		for _, c := range []struct {
+			call *ledgerCall
+			arg  any
+		}{{again, reserve("worker-fix-a", "L2", 700)}, {asked, ReserveRequest{WorkerID: "worker-fix-b", Lease: WorkflowID("worker-fix-b") + "/r2", Amount: 300, Priority: "medium"}}} {
+			h.env.UpdateWorkflow(c.call.name, "", &testsuite.TestUpdateCallback{
+				OnAccept:   func() {},
+				OnReject:   func(err error) { c.call.rejected = err },
+				OnComplete: func(v any, err error) { c.call.result, c.call.failed = v, err },
+			}, c.arg)
+		}
+	}, 2*time.Second)
+	h.env.RegisterDelayedCallback(func() { end = h.view() }, 3*time.Second)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 4*time.Second)
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
+	return again, asked, end
+}

@@ -71,7 +71,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-lean-zombie-continued-r8", "lifecycle-cancelled-cleanup-v1-r8",
 		// ... and heartbeats relayed by the host (host-heartbeat): a
 		// first, a keepalive, a rejected one, the host's report of silence.
-		"lifecycle-host-heartbeat-r8"} {
+		"lifecycle-host-heartbeat-r8",
+		// ... and a reservation of a worker whose release waited in the
+		// same workflow task (release-before-reserve, on the ledger).
+		"ledger-release-before-reserve-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -256,6 +259,11 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// every request an ask, the queued ones granted by signal at the
 		// refunds.
 		{file: "ledger-queue-r6", started: "first", signal: SignalRelease, updates: map[string]int{UpdateAsk: 204, UpdateSetTotal: 3}},
+		// Two releases waiting when two reservations of the same workers
+		// came (release-before-reserve): the reservations waited for them,
+		// and were granted.
+		{file: "ledger-release-before-reserve-r8", started: "first", signal: SignalRelease, answers: 2,
+			updates: map[string]int{UpdateReserve: 2, UpdateAsk: 2}, versions: map[string]int{VersionReleaseBeforeReserve: 1}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			hist := recordedHistory(t, tc.file)

@@ -107,18 +107,27 @@ const (
 	// heartbeat comes with the watch's result. Before it, the watch held
 	// no heartbeats and every one was a signal as sent.
 	VersionHostHeartbeat = "host-heartbeat"
+	// VersionReleaseBeforeReserve: a reservation (the reserve or the ask
+	// update) of a worker whose allocation another lease holds, taken
+	// while release signals wait unapplied, waits for them to be applied
+	// and is judged after (ledger.awaitReleases): a worker spawned again
+	// as soon as its last lifecycle ended gets its budget. Before it, it
+	// was refused as "already holds ... for another lifecycle". Asked only
+	// of such a reservation.
+	VersionReleaseBeforeReserve = "release-before-reserve"
 )
 
-// releaseChanges are the lifecycle changes each release brought that an
-// earlier release's worker program cannot replay (its code asks none of
-// them): a worker program started with SetCompat(release before them)
+// releaseChanges are the lifecycle and ledger changes each release brought
+// that an earlier release's worker program cannot replay (its code asks
+// none of them): a worker program started with SetCompat(release before them)
 // takes none of them for the runs it starts.
 var releaseChanges = []struct {
 	release string
 	changes []string
 }{
 	{"r8", []string{VersionIgnoreBound, VersionDrainAfterSupervision, VersionHeartbeatProcess,
-		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle, VersionHostHeartbeat}},
+		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle, VersionHostHeartbeat,
+		VersionReleaseBeforeReserve}},
 }
 
 // heldBack are the changes new runs do not take (SetCompat).
