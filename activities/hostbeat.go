@@ -452,3 +452,24 @@ func (b *HeartbeatBoard) held(workerID, process string) *HostHeartbeat {
 	hb := *s.latest
 	return &hb
 }
+
+// OldestHeld is the age of the oldest latest heartbeat the board holds for
+// a watched process not being stopped (the host's metrics): how long the
+// quietest agent of the host has been silent. ok is false when it holds
+// none.
+func (b *HeartbeatBoard) OldestHeld(now time.Time) (age time.Duration, ok bool) {
+	if b == nil {
+		return 0, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.slots {
+		if s.latest == nil || s.stopping {
+			continue
+		}
+		if a := s.latest.ageAt(now); !ok || a > age {
+			age, ok = a, true
+		}
+	}
+	return age, ok
+}

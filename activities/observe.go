@@ -121,6 +121,7 @@ func (o *observer) observe(ctx context.Context) {
 		logger.Warn("Sampling the process tree failed", "error", err)
 		return
 	}
+	o.a.Procs.noteSample(o.in.WorkerID, s)
 	if o.in.OutputHeartbeat && o.logGrew() {
 		err := o.a.Reporter.OutputHeartbeat(ctx, o.in.WorkerID, s)
 		if err == nil {

@@ -27,6 +27,9 @@ type procEntry struct {
 	workerID string
 	info     ProcessInfo
 	done     chan struct{}
+	// sample is the watch's latest measure of its process tree, for the
+	// host's metrics (Usage); guarded by the table's mu.
+	sample *ResourceSample
 	// status is written once by the reaper before done is closed and read
 	// only after done is closed, so it needs no lock.
 	status ExitStatus
@@ -65,6 +68,49 @@ func (t *ProcessTable) Live() []ProcessInfo {
 		infos[i] = e.info
 	}
 	return infos
+}
+
+// noteSample keeps the watch's latest measure of a worker's process tree.
+func (t *ProcessTable) noteSample(workerID string, s ResourceSample) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.entries[workerID]; e != nil {
+		e.sample = &s
+	}
+}
+
+// HostUsage is what the live worker processes of a host use, summed over
+// their process trees as their watches last measured them (every few
+// seconds): what the host's metrics show.
+type HostUsage struct {
+	Processes  int
+	CPUPercent float64
+	RSSBytes   int64
+}
+
+// Usage sums the latest samples of the live processes; one not sampled yet
+// counts as a process using nothing.
+func (t *ProcessTable) Usage() HostUsage {
+	var u HostUsage
+	if t == nil {
+		return u
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.entries {
+		if e.exited() {
+			continue
+		}
+		u.Processes++
+		if e.sample != nil {
+			u.CPUPercent += e.sample.CPUPercent
+			u.RSSBytes += e.sample.RSSBytes
+		}
+	}
+	return u
 }
 
 // entryFor returns the latest entry of a worker id, exited or not.

@@ -29,6 +29,7 @@ import (
 	"github.com/commit-relay/worker-lifecycle/internal/connection"
 	"github.com/commit-relay/worker-lifecycle/internal/coordination"
 	"github.com/commit-relay/worker-lifecycle/internal/hostbeat"
+	"github.com/commit-relay/worker-lifecycle/internal/metrics"
 	"github.com/commit-relay/worker-lifecycle/internal/monitor"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
@@ -39,12 +40,31 @@ import (
 // goroutine and a timer.
 const maxHostActivities = 10000
 
+// The fleet's gauges are read from the server at most once per
+// fleetReadEvery, however often Prometheus scrapes (a read lists every open
+// lifecycle and queries the ledger and each breaker), and a read gives up
+// after fleetReadTimeout, keeping the previous values.
+const (
+	fleetReadEvery   = 5 * time.Second
+	fleetReadTimeout = 10 * time.Second
+)
+
 func main() {
 	if err := command().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
+		var bad badSetting
+		if errors.As(err, &bad) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// badSetting is a setting refused at start: the program exits 2, as for a
+// bad command line.
+type badSetting struct{ error }
+
+func (b badSetting) Unwrap() error { return b.error }
 
 func command() *cobra.Command {
 	var (
@@ -67,6 +87,10 @@ func command() *cobra.Command {
 		fenceAfter  time.Duration
 		// beatSocket: where agents send their heartbeats (hostbeat).
 		beatSocket string
+		// metricsListen: where /metrics is served ("" for nowhere);
+		// metricsFleet: this program also exports the fleet's gauges.
+		metricsListen string
+		metricsFleet  bool
 	)
 	fenceDefault, fenceEnvErr := envDuration("WORKER_FENCE_AFTER", activities.DefaultFenceAfter)
 	cmd := &cobra.Command{
@@ -189,6 +213,32 @@ func command() *cobra.Command {
 			if _, err := conn.ClientOptions(nil); err != nil {
 				return err // a TLS file that cannot be read: refused before anything runs
 			}
+			var exporter *metrics.Exporter
+			if metricsListen != "" {
+				// Bound now, before anything runs: an address in use is
+				// refused at start.
+				l, err := metrics.Listen(metricsListen)
+				if err != nil {
+					return badSetting{err}
+				}
+				defer l.Close()
+				if exporter, err = metrics.New(slog.Default()); err != nil {
+					return err
+				}
+				defer exporter.Close()
+				conn.Metrics = exporter.Handler
+				exporter.Registry.MustRegister(&adapters.HostCollector{Host: host, Procs: hostActs.Procs, Beats: hostActs.Beats})
+				ctx, stop := context.WithCancel(context.Background())
+				defer stop()
+				go func() {
+					if err := exporter.Serve(ctx, l); err != nil {
+						slog.Error("The metrics endpoint stopped", "error", err)
+					}
+				}()
+				slog.Info("Serving metrics", "address", l.Addr().String(), "path", metrics.Path, "fleet", metricsFleet)
+			} else if metricsFleet {
+				return badSetting{errors.New("--metrics-fleet needs --metrics-listen: the fleet's gauges are served on this program's /metrics")}
+			}
 			// The fence runs for the program's whole life, from before the
 			// first connection: a program restarted during a cut fences from
 			// the server's last answer kept in its state folder. A stop it
@@ -222,6 +272,10 @@ func command() *cobra.Command {
 			fc, err := fleet.New(c, fleet.Options{WorkerTypesFile: typesFile})
 			if err != nil {
 				return err
+			}
+			if metricsFleet {
+				exporter.Registry.MustRegister(&adapters.FleetCollector{Fleet: fc, Log: slog.Default(),
+					MinInterval: fleetReadEvery, Timeout: fleetReadTimeout})
 			}
 			sweeper := &adapters.Sweeper{Fleet: fc}
 			sharedActs := &activities.SharedActivities{
@@ -324,6 +378,10 @@ func command() *cobra.Command {
 		"start each process under a small monitor (this binary) that records its exact end in the state folder, so that it survives a restart of this program (env WORKER_MONITOR)")
 	cmd.Flags().StringVar(&beatSocket, "heartbeat-socket", os.Getenv(workflows.HeartbeatSocketEnv),
 		"Unix socket where this host's agents send their heartbeats, given to each in "+workflows.HeartbeatSocketEnv+"; \"off\" for none (env "+workflows.HeartbeatSocketEnv+"; default <state-dir>/heartbeat.sock)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", os.Getenv("WORKER_METRICS_LISTEN"),
+		"serve Prometheus metrics on host:port at /metrics, such as :9464 (env WORKER_METRICS_LISTEN; default: none)")
+	cmd.Flags().BoolVar(&metricsFleet, "metrics-fleet", envOr("WORKER_METRICS_FLEET", "false") == "true",
+		"also export the fleet's gauges (lifecycles by state, budget, breakers, pollers): one worker program per fleet (env WORKER_METRICS_FLEET=true)")
 	cmd.Flags().DurationVar(&fenceAfter, "fence-after", fenceDefault,
 		"stop this host's workers (TERM, grace, KILL) once the server has not answered for this long, sooner for a lifecycle whose --host-loss-after is shorter, so that none runs on after its lifecycle counts the host lost; 0 turns it off (env WORKER_FENCE_AFTER; README, Supervision)")
 	cmd.AddCommand(&cobra.Command{

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -104,4 +105,29 @@ func TestBadCompatIsRefusedAtStart(t *testing.T) {
 	cmd = command()
 	cmd.SetArgs([]string{"--address", "127.0.0.1:1"})
 	require.EqualError(t, cmd.Execute(), `--compat: unknown release "r9": give r7 (the release before the lean lifecycle), or nothing`)
+}
+
+// A metrics address that cannot be bound, or the fleet's gauges without
+// one, is refused before anything connects, as a bad setting (exit 2).
+func TestBadMetricsSettingsAreRefusedAtStart(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	t.Setenv("WORKER_METRICS_LISTEN", "")
+	t.Setenv("WORKER_METRICS_FLEET", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--metrics-listen", taken.Addr().String()}, `--metrics-listen "` + taken.Addr().String() + `": listen tcp ` + taken.Addr().String() + `: bind: address already in use`},
+		{[]string{"--metrics-listen", "9464"}, `--metrics-listen "9464": give host:port (":9464" for every address): address 9464: missing port in address`},
+		{[]string{"--metrics-fleet"}, "--metrics-fleet needs --metrics-listen: the fleet's gauges are served on this program's /metrics"},
+	} {
+		cmd := command()
+		cmd.SetArgs(append([]string{"--address", "127.0.0.1:1", "--fence-after", "0", "--heartbeat-socket", "off", "--log-dir", t.TempDir()}, tc.args...))
+		err := cmd.Execute()
+		require.EqualError(t, err, tc.want)
+		var bad badSetting
+		require.ErrorAs(t, err, &bad, "exits 2")
+	}
 }

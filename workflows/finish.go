@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/metrics"
 )
 
 // finish ends the lifecycle: compensations for a failure, a refund for a
@@ -71,6 +72,7 @@ func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (Worker
 	// A compensation that failed leaves the worker in zombie: it retries
 	// every RetryCleanupEvery, or at once on `starter cleanup`, until done.
 	for tries := 1; len(errs) > 0; tries++ {
+		w.count(ctx, metrics.CleanupFailures, w.typeTag())
 		cleanup.Reason = fmt.Sprintf("%s; cleanup incomplete: %v", e.Reason, errors.Join(errs...))
 		cleanup.Refunded, cleanup.Process = w.refunded, w.processFate
 		if w.st.Spec.Status != StatusZombie {

@@ -42,7 +42,21 @@ type restartVerdict struct {
 	Restarts int
 	Ignored  int
 	Reason   string
+	// Why names the rule that stopped a restart, for the give-ups metric
+	// (metrics.GiveUps): one of the giveUp* constants.
+	Why string
 }
+
+// Why a crash was not restarted, as the give-ups metric labels it.
+const (
+	giveUpNoRestarts    = "no_restarts"
+	giveUpMaxRestarts   = "max_restarts"
+	giveUpIgnoredBound  = "ignored_bound"
+	giveUpTokenCap      = "token_cap"
+	giveUpBreakerOpen   = "breaker_open"
+	giveUpBreakerSilent = "breaker_unanswered"
+	giveUpBudget        = "budget"
+)
 
 // maxIgnoredRestarts bounds the restarts an exit rule's ignore makes
 // without a healthy run between them: an agent that always ends that way
@@ -60,17 +74,18 @@ func decideRestart(c restartCheck) restartVerdict {
 	}
 	switch {
 	case c.Uncounted && v.Ignored >= maxIgnoredRestarts && !c.Unbounded:
-		v.Reason = fmt.Sprintf("gave up after %d restarts its exit rule ignored: %s", v.Ignored, c.Reason)
+		v.Reason, v.Why = fmt.Sprintf("gave up after %d restarts its exit rule ignored: %s", v.Ignored, c.Reason), giveUpIgnoredBound
 	case c.Uncounted && c.TokensUsed+c.Budget > restartTokenCap*c.Budget:
-		v.Reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap)
+		v.Reason, v.Why = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap), giveUpTokenCap
 	case c.Uncounted:
 		v.Restart = true
 	case c.MaxRestarts == 0:
+		v.Why = giveUpNoRestarts
 	case v.Restarts >= c.MaxRestarts:
-		v.Reason = fmt.Sprintf("gave up after %d restarts: %s", v.Restarts, c.Reason)
+		v.Reason, v.Why = fmt.Sprintf("gave up after %d restarts: %s", v.Restarts, c.Reason), giveUpMaxRestarts
 	case c.TokensUsed+c.Budget > restartTokenCap*c.Budget:
 		// The next process may use a whole budget again.
-		v.Reason = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap)
+		v.Reason, v.Why = fmt.Sprintf("%s; not restarted: %d tokens used, a restart could exceed %d× the budget", c.Reason, c.TokensUsed, restartTokenCap), giveUpTokenCap
 	default:
 		v.Restart = true
 	}
@@ -96,6 +111,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 			w.version(ctx, VersionIgnoreBound, 1) == workflow.DefaultVersion})
 	w.st.RestartCount, w.st.IgnoredRestarts, o.reason = v.Restarts, v.Ignored, v.Reason
 	if !v.Restart {
+		w.countGiveUp(ctx, v.Why)
 		return false
 	}
 	if !o.uncounted {
@@ -104,11 +120,13 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 			WorkerType: r.WorkerType, WorkerID: r.WorkerID,
 		}).Get(ctx, &decision); err != nil {
 			o.reason = fmt.Sprintf("%s; not restarted: the circuit breaker did not answer: %s", o.reason, failureMessage(err))
+			w.countGiveUp(ctx, giveUpBreakerSilent)
 			return false
 		}
 		if !decision.Allowed {
 			o.reason = fmt.Sprintf("%s; not restarted: circuit breaker of %s open until %s (%d crashes in %s)",
 				o.reason, r.WorkerType, decision.OpenUntil.Format(time.RFC3339), decision.RecentFailures, BreakerWindow)
+			w.countGiveUp(ctx, giveUpBreakerOpen)
 			return false
 		}
 	}
@@ -128,6 +146,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 			w.held = 0
 		}
 		o.reason = fmt.Sprintf("%s; not restarted: %s", o.reason, failureMessage(err))
+		w.countGiveUp(ctx, giveUpBudget)
 		return false
 	}
 
@@ -138,6 +157,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 	}
 	if o.uncounted {
 		w.st.IgnoredRestarts++
+		w.countRestart(ctx, o)
 		delay := backoff(w.limits, w.st.IgnoredRestarts)
 		counted := false
 		w.recordRestart(RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay, Counted: &counted})
@@ -145,6 +165,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 		return w.restartAfter(ctx, lease, delay, o)
 	}
 	w.st.RestartCount++
+	w.countRestart(ctx, o)
 	delay := backoff(w.limits, w.st.RestartCount)
 	w.recordRestart(RestartRecord{At: now, ExitCode: code, Reason: o.reason, Delay: delay})
 	w.transition(ctx, StatusPending, fmt.Sprintf("restart %d of %d in %s", w.st.RestartCount, r.MaxRestarts, delay))

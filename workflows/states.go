@@ -49,6 +49,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/internal/metrics"
 )
 
 // Status is a lifecycle state, as the runbook names them.
@@ -131,6 +133,7 @@ func (w *lifecycle) transition(ctx workflow.Context, s Status, reason string) {
 		illegalMove(ctx, spec.Status, s, reason)
 	}
 	spec.Status = s
+	w.count(ctx, metrics.Transitions, w.typeTag(metrics.LabelState, string(s)))
 	spec.Transitions = append(spec.Transitions, Transition{Status: s, At: workflow.Now(ctx).UTC(), Reason: truncate(reason, maxReasonBytes)})
 	if n := len(spec.Transitions); n > maxTransitions {
 		spec.Transitions = append([]Transition(nil), spec.Transitions[n-maxTransitions:]...)

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
+	"github.com/commit-relay/worker-lifecycle/internal/metrics"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 )
 
@@ -127,6 +128,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 			switch err := f.Get(ctx, &exit); {
 			case err == nil:
 			case isScheduleToStartTimeout(err):
+				w.count(ctx, metrics.HostsLost, map[string]string{metrics.LabelHost: w.st.Spec.Host})
 				result = &outcome{kind: outcomeFailed, hostLost: true,
 					reason: fmt.Sprintf("host %s lost: its worker program did not come back within %s; process recorded as lost", w.st.Spec.Host, w.limits.HostLossAfter)}
 				return
@@ -282,11 +284,13 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	}
 	if err != nil {
 		w.reject(ctx, SignalHeartbeat, err)
+		w.count(ctx, metrics.HeartbeatsApplied, map[string]string{metrics.LabelPath: string(cmp.Or(hb.Path, PathSignal)), metrics.LabelResult: "rejected"})
 		return
 	}
 	now := workflow.Now(ctx).UTC()
 	used := spec.TokenBudget.Used
 	relayed := hb.Path == PathHost && w.hostBeats
+	w.count(ctx, metrics.HeartbeatsApplied, map[string]string{metrics.LabelPath: string(cmp.Or(hb.Path, PathSignal)), metrics.LabelResult: "applied"})
 	if relayed && spec.Heartbeat.Path == PathSignal && spec.Heartbeat.LastSeen != nil && now.Add(-hb.Age).Before(*spec.Heartbeat.LastSeen) {
 		// Older than a heartbeat signalled since (the agent signalled
 		// while its host's socket did not answer): only its tokens, a
@@ -450,6 +454,7 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 		if oneTimer {
 			hb.Alert = AlertCritical
 		}
+		w.count(ctx, metrics.ZombiesDetected, w.typeTag(metrics.LabelJudgedBy, judgedBy(w.st.HostSilent)))
 		return &outcome{kind: outcomeFailed, restartable: true, reason: w.zombieReason(age)}
 	case oneTimer:
 	case age >= w.limits.HeartbeatCritical && hb.Alert != AlertCritical:

@@ -36,6 +36,9 @@ type Options struct {
 	// APIKey authenticates to a server that takes API keys (Temporal
 	// Cloud); it implies TLS.
 	APIKey string
+	// Metrics receives the SDK's metrics and what workflows and activities
+	// record (internal/metrics); nil records none.
+	Metrics client.MetricsHandler
 }
 
 // FromEnv reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_CERT,
@@ -70,7 +73,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 // ClientOptions builds the SDK's options, checking the TLS files first so
 // that a wrong path is named instead of failing in the handshake.
 func (o Options) ClientOptions(logger tlog.Logger) (client.Options, error) {
-	opts := client.Options{HostPort: o.Address, Namespace: o.Namespace, Logger: logger}
+	opts := client.Options{HostPort: o.Address, Namespace: o.Namespace, Logger: logger, MetricsHandler: o.Metrics}
 	tlsConfig, err := o.tlsConfig()
 	if err != nil {
 		return opts, err

@@ -28,7 +28,7 @@ var layerTable = [][]string{
 	// Leaves: no package of this module below them. internal/schemacheck
 	// is used by tests only, of any layer above.
 	{"internal/health", "internal/workertypes", "internal/connection", "internal/procfs", "internal/schemacheck",
-		"internal/atomicfile", "internal/cgroup"},
+		"internal/atomicfile", "internal/cgroup", "internal/metrics"},
 	// The monitor each worker process runs under (the worker binary's own
 	// monitor command), on the host's files and cgroups.
 	{"internal/monitor"},
