@@ -14,14 +14,15 @@ export TEMPORAL_CLI := $(TEMPORAL)
 ## install what the tests use from Debian if it is missing (root): Chromium
 ## for the Web UI test, jq for the old system's script, docker-compose to
 ## check docker-compose.yml, Node.js and npm for the TypeScript master
-## (examples/ts-master, whose npm packages it installs too).
+## (examples/ts-master, whose npm packages it installs too), Prometheus and
+## its promtool for the metrics tests and the alert rules' tests.
 ## scripts/cluster.sh installs PostgreSQL and builds the Temporal server itself.
 tools: $(TEMPORAL)
 	@# Only what is missing: a machine whose Node.js comes from elsewhere
 	@# (nodesource's package bundles npm) cannot take Debian's npm beside it.
 	@missing=""; \
-	for cmd in chromium jq docker-compose node npm; do \
-		command -v $$cmd >/dev/null || case $$cmd in node) missing="$$missing nodejs";; *) missing="$$missing $$cmd";; esac; \
+	for cmd in chromium jq docker-compose node npm prometheus promtool; do \
+		command -v $$cmd >/dev/null || case $$cmd in node) missing="$$missing nodejs";; promtool) ;; *) missing="$$missing $$cmd";; esac; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian's$$missing for the tests..."; \

@@ -80,7 +80,7 @@ func listItems(service, key string) []string {
 
 func TestComposeFileStartsTheWholeSystem(t *testing.T) {
 	services := composeConfig(t)
-	for _, name := range []string{"postgresql", "temporal-schema", "temporal", "temporal-ui", "setup", "worker"} {
+	for _, name := range []string{"postgresql", "temporal-schema", "temporal", "temporal-ui", "setup", "worker", "prometheus", "grafana"} {
 		require.Contains(t, services, name)
 	}
 	// Third-party images are pinned to a version, never a moving tag.
@@ -89,7 +89,7 @@ func TestComposeFileStartsTheWholeSystem(t *testing.T) {
 		if strings.Contains(svc, "    build:") {
 			continue // built from this repository
 		}
-		require.Regexp(t, `^[\w./-]+:\d[\w.-]*$`, img, "service %s: pin the image to a version", name)
+		require.Regexp(t, `^[\w./-]+:v?\d[\w.-]*$`, img, "service %s: pin the image to a version", name)
 	}
 	// The server is the version scripts/cluster.sh builds and CI tests.
 	script, err := os.ReadFile(filepath.Join(root, "scripts", "cluster.sh"))
