@@ -48,7 +48,13 @@ type harness struct {
 	fleet     *fleet.Client
 	workers   map[string]*exec.Cmd // worker programs by host
 	external  bool                 // the server is not the harness's own
+	// metricsAddr is where the worker program of primaryHost serves
+	// /metrics, with the fleet's gauges (--metrics-fleet).
+	metricsAddr string
 }
+
+// primaryHost is the host whose worker program runs for the whole suite.
+const primaryHost = "it-host-a"
 
 // ServerEnv names a running, set-up Temporal server to test against instead
 // of a dev server of the test's own (host:port, namespace default). It must
@@ -183,7 +189,12 @@ func run(m *testing.M) (int, error) {
 
 	h.workers = map[string]*exec.Cmd{}
 	defer h.stopWorkers()
-	if err := h.startWorker("it-host-a"); err != nil {
+	port, err := devserver.FreePort()
+	if err != nil {
+		return 1, err
+	}
+	h.metricsAddr = "127.0.0.1:" + port
+	if err := h.startWorker(primaryHost); err != nil {
 		return 1, err
 	}
 
@@ -235,6 +246,9 @@ func (h *harness) startWorker(host string) error {
 // startWorkerWith starts the given worker program binary for host, with env
 // added to its environment.
 func (h *harness) startWorkerWith(host, binary string, env ...string) error {
+	if host == primaryHost {
+		env = append([]string{"WORKER_METRICS_LISTEN=" + h.metricsAddr, "WORKER_METRICS_FLEET=true"}, env...)
+	}
 	logFile := filepath.Join(h.dir, "worker-"+host+".log")
 	cmd, err := devserver.StartWorker(context.Background(), h.client, devserver.WorkerProgram{
 		Binary: binary, Address: h.address, TypesFile: h.typesFile, LogDir: h.logDir,
