@@ -237,6 +237,7 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 			l.reserveSignalled(ctx, req)
 		}
 	})
+	workflow.Go(ctx, l.raiseEvents)
 	err := l.sleep(ctx)
 	if err != nil {
 		if !temporal.IsCanceledError(err) || workflow.GetVersion(ctx, VersionLedgerSurvivesCancel, workflow.DefaultVersion, 1) != 1 {
@@ -259,7 +260,9 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 		l.closing = true
 		// Accepted updates and answers on their way finish in this run:
 		// an answer that cannot be delivered releases its grant.
-		if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) && l.answering == 0 }); err != nil {
+		if err := workflow.Await(ctx, func() bool {
+			return workflow.AllHandlersFinished(ctx) && l.answering == 0 && len(l.events) == 0 && !l.raising
+		}); err != nil {
 			return err
 		}
 		for {
@@ -338,6 +341,25 @@ type ledger struct {
 	closing bool
 	// releases are the release signals, taken by their own loop.
 	releases workflow.ReceiveChannel
+	// events are the budget alerts to append to the fleet's event log,
+	// which raiseEvents does; raising is set while it does one, and raised
+	// counts them in this run.
+	events  []Event
+	raising bool
+	raised  int
+}
+
+// raiseEvents appends the ledger's events to the fleet's event log, one
+// at a time, apart from the decisions that raise them.
+func (l *ledger) raiseEvents(ctx workflow.Context) {
+	for workflow.Await(ctx, func() bool { return len(l.events) > 0 }) == nil {
+		ev := l.events[0]
+		l.events = l.events[1:]
+		l.raising = true
+		l.raised++
+		raiseEvent(ctx, ev, l.raised)
+		l.raising = false
+	}
 }
 
 func (l *ledger) used() int64 {
@@ -408,6 +430,11 @@ func (l *ledger) validateReserve(req ReserveRequest) error {
 		// The handler waits for the releases, then checks it all again.
 		return l.checkRequest(req)
 	}
+	return l.checkReserve(req)
+}
+
+// checkReserve is the reserve update's whole check.
+func (l *ledger) checkReserve(req ReserveRequest) error {
 	if err := l.checkReservation(req); err != nil {
 		return err
 	}
@@ -478,13 +505,16 @@ func (l *ledger) releasePending(req ReserveRequest) bool {
 // awaitReleases lets the releases waiting be applied before a reservation
 // that releasePending, so that it is judged on what the ledger holds once
 // they are (VersionReleaseBeforeReserve).
-func (l *ledger) awaitReleases(ctx workflow.Context, req ReserveRequest) {
+// It says whether it waited.
+func (l *ledger) awaitReleases(ctx workflow.Context, req ReserveRequest) bool {
 	if !l.releasePending(req) || l.version(ctx, VersionReleaseBeforeReserve, 1) != 1 {
-		return
+		return false
 	}
-	// The run may start to close meanwhile; its releases then go to the
-	// next run, and the reservation is judged on what this one holds.
+	// The run may start to close (or be cancelled) meanwhile; its releases
+	// then go to the next run, and the reservation is judged on what this
+	// one holds.
 	_ = workflow.Await(ctx, func() bool { return l.releases.Len() == 0 || l.closing })
+	return true
 }
 
 // version is workflow.GetVersion, minus the changes held back while a
@@ -501,8 +531,16 @@ func budgetRefused(msg string) error {
 }
 
 func (l *ledger) reserve(ctx workflow.Context, req ReserveRequest) (BudgetView, error) {
-	l.awaitReleases(ctx, req)
-	if err := l.validateReserve(req); err != nil {
+	if l.awaitReleases(ctx, req) {
+		// Judged on what the ledger holds now, without the validator's
+		// allowance for releases still waiting: one that could not be
+		// applied (the run closing) leaves the conflict standing. Accepted
+		// on that allowance, a refusal is in the history: it counts.
+		if err := l.checkReserve(req); err != nil {
+			l.st.UpdatesThisRun++
+			return l.view(), err
+		}
+	} else if err := l.validateReserve(req); err != nil {
 		return l.view(), err
 	}
 	if _, ok := l.st.Allocations[req.WorkerID]; !ok {

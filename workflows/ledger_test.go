@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -284,4 +285,38 @@ func releaseThenReserveInOneTask(t *testing.T) (again, asked *ledgerCall, end Bu
 	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 4*time.Second)
 	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
 	return again, asked, end
+}
+
+// TestLedgerCancelledWhileAReservationWaitsRefusesIt: a reserve update let
+// through by its validator for a release still waiting (release-before-
+// reserve) whose wait is cut short by a cancel, the release not applied,
+// is refused: the earlier lease still holds the worker's allocation. Before
+// the fix the handler checked again with the validator's allowance and
+// answered it granted, holding nothing for it.
+func TestLedgerCancelledWhileAReservationWaitsRefusesIt(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) (string, error) {
+		st := NewLedgerState(1000)
+		st.Allocations["worker-fix-a"] = Allocation{Lease: "L1", Amount: 600}
+		l := &ledger{st: st, ctx: ctx, releases: workflow.GetSignalChannel(ctx, SignalRelease)}
+		// The release has arrived and is not applied.
+		_ = workflow.Await(ctx, func() bool { return l.releases.Len() > 0 })
+		req := reserve("worker-fix-a", "L2", 300)
+		if err := l.validateReserve(req); err != nil {
+			return "", fmt.Errorf("the validator: %w", err)
+		}
+		cancelled, cancel := workflow.WithCancel(ctx)
+		cancel()
+		_, err := l.reserve(cancelled, req)
+		if err == nil {
+			return l.st.Allocations["worker-fix-a"].Lease, errors.New("granted")
+		}
+		return l.st.Allocations["worker-fix-a"].Lease, err
+	}, workflow.RegisterOptions{Name: "reserveCancelled"})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalRelease, ReleaseRequest{WorkerID: "worker-fix-a", Lease: "L1"})
+	}, time.Second)
+	env.ExecuteWorkflow("reserveCancelled")
+	require.ErrorContains(t, env.GetWorkflowError(), "worker worker-fix-a already holds 600 tokens for another lifecycle")
 }
