@@ -122,11 +122,18 @@ func (f *Client) checkSchedules(ctx context.Context) Check {
 	return Check{Name: "schedules", OK: true, Detail: strings.Join(names, ", ")}
 }
 
-// pollers returns the identities that polled queue recently.
+// pollers returns the identities that polled queue recently (none when
+// the server cannot say).
 func (f *Client) pollers(ctx context.Context, queue string, kind enumspb.TaskQueueType) []string {
+	out, _ := f.recentPollers(ctx, queue, kind)
+	return out
+}
+
+// recentPollers returns the identities that polled queue recently.
+func (f *Client) recentPollers(ctx context.Context, queue string, kind enumspb.TaskQueueType) ([]string, error) {
 	resp, err := f.temporal.DescribeTaskQueue(ctx, queue, kind)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("describing task queue %s: %w", queue, err)
 	}
 	var out []string
 	for _, p := range resp.GetPollers() {
@@ -134,7 +141,7 @@ func (f *Client) pollers(ctx context.Context, queue string, kind enumspb.TaskQue
 			out = append(out, p.GetIdentity())
 		}
 	}
-	return out
+	return out, nil
 }
 
 // containmentOf says how a host's worker programs contain their processes

@@ -96,14 +96,26 @@ func (f *Client) Breakers(ctx context.Context, now time.Time) (map[string]bool, 
 
 // Pollers counts the worker programs that polled the shared queue
 // recently, and each host's own queue: the hosts are those whose programs
-// poll the shared queue.
-func (f *Client) Pollers(ctx context.Context) (shared int, hosts map[string]int) {
-	identities := f.pollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
-	hosts = map[string]int{}
-	for _, h := range hostsOf(f.pollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) {
-		hosts[h] = len(f.pollers(ctx, workflows.HostTaskQueue(h), enumspb.TASK_QUEUE_TYPE_ACTIVITY))
+// poll the shared queue. A queue that cannot be described is an error,
+// not a count of 0.
+func (f *Client) Pollers(ctx context.Context) (shared int, hosts map[string]int, err error) {
+	identities, err := f.recentPollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return 0, nil, err
 	}
-	return len(identities), hosts
+	activity, err := f.recentPollers(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	if err != nil {
+		return 0, nil, err
+	}
+	hosts = map[string]int{}
+	for _, h := range hostsOf(activity) {
+		own, err := f.recentPollers(ctx, workflows.HostTaskQueue(h), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		if err != nil {
+			return 0, nil, err
+		}
+		hosts[h] = len(own)
+	}
+	return len(identities), hosts, nil
 }
 
 // View reads the ledger without starting one: ok is false when there is

@@ -130,4 +130,19 @@ func TestBadMetricsSettingsAreRefusedAtStart(t *testing.T) {
 		var bad badSetting
 		require.ErrorAs(t, err, &bad, "exits 2")
 	}
+	t.Setenv("WORKER_METRICS_FLEET", "yes please")
+	cmd := command()
+	cmd.SetArgs([]string{"--address", "127.0.0.1:1", "--fence-after", "0", "--heartbeat-socket", "off", "--log-dir", t.TempDir()})
+	err = cmd.Execute()
+	require.EqualError(t, err, `WORKER_METRICS_FLEET="yes please" is not true or false`)
+	var bad badSetting
+	require.ErrorAs(t, err, &bad)
+	for _, hook := range []string{"ftp://example.com/x", "teams=https://x.example.com"} {
+		t.Setenv("WORKER_METRICS_FLEET", "")
+		cmd := command()
+		cmd.SetArgs([]string{"--address", "127.0.0.1:1", "--fence-after", "0", "--heartbeat-socket", "off", "--log-dir", t.TempDir(), "--notify-webhook", hook})
+		err := cmd.Execute()
+		require.ErrorContains(t, err, "--notify-webhook")
+		require.ErrorAs(t, err, &bad)
+	}
 }

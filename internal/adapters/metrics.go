@@ -55,7 +55,7 @@ var (
 	lifecyclesDesc   = gauge(metrics.Lifecycles, "Open lifecycles by state and worker type (from visibility).", metrics.LabelState, metrics.LabelType)
 	budgetTotalDesc  = gauge(metrics.BudgetTotal, "The ledger's total (pool root), or a pool's quota (0: none).", metrics.LabelPool)
 	budgetHeldDesc   = gauge(metrics.BudgetHeld, "Tokens held by live workers, in the root and by pool.", metrics.LabelPool)
-	budgetAvailDesc  = gauge(metrics.BudgetAvailable, "The root's total less what is held.", metrics.LabelPool)
+	budgetAvailDesc  = gauge(metrics.BudgetAvailable, "The root's total less what is held; a pool with a quota: its quota less what it holds (borrowing aside).", metrics.LabelPool)
 	budgetQueuedDesc = gauge(metrics.BudgetQueued, "Tokens that waiting reservations ask for, in the root and by pool.", metrics.LabelPool)
 	windowSpentDesc  = gauge(metrics.BudgetWindowSpent, "Tokens spent in the open spend window, where one is set.", metrics.LabelPool)
 	windowLimitDesc  = gauge(metrics.BudgetWindowLimit, "The spend window's limit, where one is set.", metrics.LabelPool)
@@ -77,13 +77,19 @@ type FleetCollector struct {
 	MinInterval time.Duration
 	Timeout     time.Duration
 
-	mu       sync.Mutex
-	readAt   time.Time
-	took     time.Duration
-	parts    map[string][]prometheus.Metric
-	errors   map[string]float64
-	hostSeen map[string]bool
+	mu     sync.Mutex
+	readAt time.Time
+	took   time.Duration
+	parts  map[string][]prometheus.Metric
+	errors map[string]float64
+	// hostSeen is when each host's queue last had a poller.
+	hostSeen map[string]time.Time
 }
+
+// hostForgetAfter is how long a host whose queue lost its pollers is still
+// exported, at 0 (the WorkerHostNotPolling alert): a host removed on
+// purpose stops alerting after it.
+const hostForgetAfter = time.Hour
 
 func (c *FleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lifecyclesDesc, budgetTotalDesc, budgetHeldDesc, budgetAvailDesc, budgetQueuedDesc,
@@ -96,7 +102,7 @@ func (c *FleetCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.parts == nil {
-		c.parts, c.errors, c.hostSeen = map[string][]prometheus.Metric{}, map[string]float64{}, map[string]bool{}
+		c.parts, c.errors, c.hostSeen = map[string][]prometheus.Metric{}, map[string]float64{}, map[string]time.Time{}
 	}
 	if time.Since(c.readAt) >= c.MinInterval {
 		c.read()
@@ -132,10 +138,15 @@ func (c *FleetCollector) read() {
 		fail("budget", err)
 	} else if ok {
 		c.parts["budget"] = budgetMetrics(v)
+	} else {
+		c.parts["budget"] = nil // no ledger (none yet, or terminated)
 	}
-	if open, err := c.Fleet.Breakers(ctx, time.Now()); err != nil {
+	if open, err := c.Fleet.Breakers(ctx, time.Now()); err != nil && len(open) == 0 {
 		fail("breakers", err)
 	} else {
+		if err != nil {
+			fail("breakers", err) // some read: those are shown
+		}
 		var ms []prometheus.Metric
 		for t, isOpen := range open {
 			v := 0.0
@@ -146,15 +157,21 @@ func (c *FleetCollector) read() {
 		}
 		c.parts["breakers"] = ms
 	}
-	shared, hosts := c.Fleet.Pollers(ctx)
-	if ctx.Err() != nil {
-		fail("pollers", ctx.Err())
+	if shared, hosts, err := c.Fleet.Pollers(ctx); err != nil {
+		fail("pollers", err)
 	} else {
-		for h := range hosts {
-			c.hostSeen[h] = true
+		now := time.Now()
+		for h, n := range hosts {
+			if n > 0 {
+				c.hostSeen[h] = now
+			}
 		}
 		ms := []prometheus.Metric{prometheus.MustNewConstMetric(pollersDesc, prometheus.GaugeValue, float64(shared), "shared")}
 		for _, h := range sortedKeys(c.hostSeen) {
+			if now.Sub(c.hostSeen[h]) > hostForgetAfter {
+				delete(c.hostSeen, h) // removed on purpose, or long known lost
+				continue
+			}
 			ms = append(ms, prometheus.MustNewConstMetric(pollersDesc, prometheus.GaugeValue, float64(hosts[h]), h))
 		}
 		c.parts["pollers"] = ms
@@ -186,6 +203,9 @@ func budgetMetrics(v workflows.BudgetView) []prometheus.Metric {
 		ms = append(ms, g(windowSpentDesc, float64(v.Window.Spent), root), g(windowLimitDesc, float64(v.Window.Limit), root))
 	}
 	for _, p := range v.Pools {
+		if p.Settings.Quota > 0 {
+			ms = append(ms, g(budgetAvailDesc, float64(max(p.Settings.Quota-p.Held, 0)), p.Name))
+		}
 		ms = append(ms,
 			g(budgetTotalDesc, float64(p.Settings.Quota), p.Name),
 			g(budgetHeldDesc, float64(p.Held), p.Name),
@@ -198,7 +218,7 @@ func budgetMetrics(v workflows.BudgetView) []prometheus.Metric {
 	return ms
 }
 
-func sortedKeys(m map[string]bool) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -31,16 +31,20 @@ import (
 // without _seconds (likewise).
 const (
 	// Lifecycle counters (workflow code).
-	Transitions       = "worker_lifecycle_transitions"      // {type, state}: entries into each state
-	ZombiesDetected   = "worker_lifecycle_zombies_detected" // {type, judged_by}: no heartbeat within the zombie limit
-	CleanupFailures   = "worker_lifecycle_cleanup_failures" // {type}: a cleanup (stop or refund) that failed and will be retried
-	Restarts          = "worker_lifecycle_restarts"         // {type, reason}: a process started again
-	GiveUps           = "worker_lifecycle_give_ups"         // {type, reason}: a crash not restarted
-	HostsLost         = "worker_lifecycle_hosts_lost"       // {host}: a lifecycle whose host's program did not come back
-	HeartbeatsApplied = "worker_lifecycle_heartbeats"       // {path, result}: heartbeats a lifecycle took (applied) or refused (rejected)
+	Transitions       = "worker_lifecycle_transitions"          // {type, state}: entries into each state
+	ZombiesDetected   = "worker_lifecycle_zombies_detected"     // {type, judged_by}: no heartbeat within the zombie limit
+	CleanupFailures   = "worker_lifecycle_cleanup_failures"     // {type}: a cleanup (stop or refund) that failed and will be retried
+	Restarts          = "worker_lifecycle_restarts"             // {type, reason}: a process started again
+	GiveUps           = "worker_lifecycle_give_ups"             // {type, reason}: a crash not restarted
+	HostsLost         = "worker_lifecycle_host_lost_lifecycles" // {host}: lifecycles that found their host's program gone past its limit (one per lifecycle of the host)
+	HeartbeatsApplied = "worker_lifecycle_heartbeats"           // {path, result}: heartbeats a lifecycle took (applied) or refused (rejected); path signal, host or invalid
+	HeartbeatGap      = "worker_lifecycle_heartbeat_gap"        // timer {path}: how long a worker had been silent when a heartbeat came (its age just before)
 
 	// Activity metrics.
 	LedgerOperation = "worker_lifecycle_ledger_operation" // timer {operation}: ask, reserve, recheck, release or release_signal, as the activity saw it
+
+	// The notifier (the program with --notify-webhook).
+	Notifications = "worker_lifecycle_notifications" // {result}: delivered, or failed after their tries
 
 	// Host gauges (every worker program, about its host).
 	HostProcesses       = "worker_lifecycle_host_processes"                 // {host}: live worker processes started here
@@ -52,7 +56,7 @@ const (
 	Lifecycles        = "worker_lifecycle_lifecycles"                 // {state, type}: open lifecycles
 	BudgetTotal       = "worker_lifecycle_budget_total_tokens"        // {pool}: the root's total, or a pool's quota (0: none)
 	BudgetHeld        = "worker_lifecycle_budget_held_tokens"         // {pool}
-	BudgetAvailable   = "worker_lifecycle_budget_available_tokens"    // {pool="root"}: total - held
+	BudgetAvailable   = "worker_lifecycle_budget_available_tokens"    // {pool}: the root's total - held; a pool with a quota: quota - held
 	BudgetQueued      = "worker_lifecycle_budget_queued_tokens"       // {pool}: what waiting reservations ask for
 	BudgetWindowSpent = "worker_lifecycle_budget_window_spent_tokens" // {pool}: spent in the open spend window
 	BudgetWindowLimit = "worker_lifecycle_budget_window_limit_tokens" // {pool}
