@@ -131,6 +131,8 @@ type SharedActivities struct {
 	// Archived moves an archived worker's spec file to archived/, when this
 	// worker program keeps the coordination files.
 	Archived func(workerID string) error
+	// Events is the fleet's event log (RecordEvent); nil records none.
+	Events EventLog
 }
 
 // EventRecorder writes one entry of the operators' events file.

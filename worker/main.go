@@ -9,14 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -31,6 +34,7 @@ import (
 	"github.com/commit-relay/worker-lifecycle/internal/hostbeat"
 	"github.com/commit-relay/worker-lifecycle/internal/metrics"
 	"github.com/commit-relay/worker-lifecycle/internal/monitor"
+	"github.com/commit-relay/worker-lifecycle/internal/notify"
 	"github.com/commit-relay/worker-lifecycle/internal/workertypes"
 	"github.com/commit-relay/worker-lifecycle/workflows"
 )
@@ -48,6 +52,26 @@ const (
 	fleetReadEvery   = 5 * time.Second
 	fleetReadTimeout = 10 * time.Second
 )
+
+// notifyTries bounds the posts of one notification to one webhook (1 s,
+// 2 s, 4 s, 8 s apart): past them it is given up, logged and counted.
+const notifyTries = 5
+
+// envBool reads a true/false environment variable; unset is false.
+func envBool(name string) (bool, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q is not true or false", name, v)
+	}
+	return b, nil
+}
+
+// envList is a space-separated environment variable as a list.
+func envList(name string) []string { return strings.Fields(os.Getenv(name)) }
 
 func main() {
 	if err := command().Execute(); err != nil {
@@ -91,8 +115,11 @@ func command() *cobra.Command {
 		// metricsFleet: this program also exports the fleet's gauges.
 		metricsListen string
 		metricsFleet  bool
+		// notifyHooks: where the fleet's events are posted (notify).
+		notifyHooks []string
 	)
 	fenceDefault, fenceEnvErr := envDuration("WORKER_FENCE_AFTER", activities.DefaultFenceAfter)
+	fleetDefault, fleetEnvErr := envBool("WORKER_METRICS_FLEET")
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the Temporal worker that supervises AI worker processes on this host",
@@ -213,6 +240,19 @@ func command() *cobra.Command {
 			if _, err := conn.ClientOptions(nil); err != nil {
 				return err // a TLS file that cannot be read: refused before anything runs
 			}
+			if fleetEnvErr != nil && !cmd.Flags().Changed("metrics-fleet") {
+				return badSetting{fleetEnvErr}
+			}
+			var hooks []notify.Webhook
+			for _, raw := range notifyHooks {
+				for _, one := range strings.Fields(raw) {
+					h, err := notify.ParseWebhook(one)
+					if err != nil {
+						return badSetting{err}
+					}
+					hooks = append(hooks, h)
+				}
+			}
 			var exporter *metrics.Exporter
 			if metricsListen != "" {
 				// Bound now, before anything runs: an address in use is
@@ -278,6 +318,30 @@ func command() *cobra.Command {
 					MinInterval: fleetReadEvery, Timeout: fleetReadTimeout})
 			}
 			sweeper := &adapters.Sweeper{Fleet: fc}
+			if len(hooks) > 0 {
+				n := &notify.Notifier{Hooks: hooks, Dir: stateDir,
+					Every: time.Second, Tries: notifyTries, Backoff: time.Second, HTTP: &http.Client{}, Log: slog.Default(),
+					Source: func(ctx context.Context, after int64) ([]workflows.Event, int64, error) {
+						return fc.Events(ctx, after, fleet.EventFilter{})
+					}}
+				if exporter != nil {
+					delivered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metrics.Notifications + "_total",
+						Help: "Notifications posted to a webhook (delivered), or given up after their tries (failed)."}, []string{metrics.LabelResult})
+					exporter.Registry.MustRegister(delivered)
+					n.Result = func(r string) { delivered.WithLabelValues(r).Inc() }
+				}
+				if err := os.MkdirAll(stateDir, 0o700); err != nil {
+					return err
+				}
+				ctx, stop := context.WithCancel(context.Background())
+				defer stop()
+				go func() {
+					if err := n.Run(ctx); err != nil {
+						slog.Error("Notifications stopped", "error", err)
+					}
+				}()
+				slog.Info("Notifying the fleet's events", "webhooks", len(hooks))
+			}
 			sharedActs := &activities.SharedActivities{
 				Ledger:     &adapters.Ledger{Budget: fc.Budget()},
 				Registry:   registry,
@@ -287,6 +351,7 @@ func command() *cobra.Command {
 				ArchiveDir: archiveDir,
 				Sweeper:    sweeper,
 				Event:      record,
+				Events:     &adapters.EventLog{Fleet: fc},
 			}
 			if store != nil {
 				sharedActs.Archived = store.MoveArchived
@@ -380,8 +445,10 @@ func command() *cobra.Command {
 		"Unix socket where this host's agents send their heartbeats, given to each in "+workflows.HeartbeatSocketEnv+"; \"off\" for none (env "+workflows.HeartbeatSocketEnv+"; default <state-dir>/heartbeat.sock)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", os.Getenv("WORKER_METRICS_LISTEN"),
 		"serve Prometheus metrics on host:port at /metrics, such as :9464 (env WORKER_METRICS_LISTEN; default: none)")
-	cmd.Flags().BoolVar(&metricsFleet, "metrics-fleet", envOr("WORKER_METRICS_FLEET", "false") == "true",
+	cmd.Flags().BoolVar(&metricsFleet, "metrics-fleet", fleetDefault,
 		"also export the fleet's gauges (lifecycles by state, budget, breakers, pollers): one worker program per fleet (env WORKER_METRICS_FLEET=true)")
+	cmd.Flags().StringArrayVar(&notifyHooks, "notify-webhook", envList("WORKER_NOTIFY_WEBHOOK"),
+		"post each event that needs a person to URL, or FORMAT=URL with FORMAT json or slack; repeatable; one worker program per fleet (env WORKER_NOTIFY_WEBHOOK, space-separated)")
 	cmd.Flags().DurationVar(&fenceAfter, "fence-after", fenceDefault,
 		"stop this host's workers (TERM, grace, KILL) once the server has not answered for this long, sooner for a lifecycle whose --host-loss-after is shorter, so that none runs on after its lifecycle counts the host lost; 0 turns it off (env WORKER_FENCE_AFTER; README, Supervision)")
 	cmd.AddCommand(&cobra.Command{

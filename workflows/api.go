@@ -24,6 +24,7 @@ const (
 	WorkflowTypeReadLog   = "ReadLog"
 	WorkflowTypeArchive   = "ArchiveCompleted"
 	WorkflowTypeSweep     = "SweepFleet"
+	WorkflowTypeEvents    = "FleetEvents"
 )
 
 // TaskQueue is the shared queue polled by every worker program.

@@ -43,13 +43,23 @@ type RecordFailureRequest struct {
 // RestartBreaker counts crashes of one worker type.
 func RestartBreaker(ctx workflow.Context, st BreakerState) error {
 	b := &st
+	opened := 0 // this run's events, for their IDs
 	if err := workflow.SetQueryHandler(ctx, QueryBreaker, func() (BreakerState, error) { return *b, nil }); err != nil {
 		return err
 	}
 	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRecordFailure,
 		func(ctx workflow.Context, req RecordFailureRequest) (activities.BreakerDecision, error) {
 			b.Updates++
-			return b.record(workflow.Now(ctx).UTC()), nil
+			now := workflow.Now(ctx).UTC()
+			wasOpen := b.OpenUntil != nil && now.Before(*b.OpenUntil)
+			d := b.record(now)
+			if !d.Allowed && !wasOpen {
+				opened++
+				raiseEvent(ctx, Event{Kind: EventBreakerOpened, WorkerType: b.WorkerType, WorkerID: req.WorkerID,
+					Message: fmt.Sprintf("circuit breaker of %s opened until %s: %d crashes in %s; its workers are not restarted until then",
+						b.WorkerType, d.OpenUntil.Format(time.RFC3339), d.RecentFailures, BreakerWindow)}, opened)
+			}
+			return d, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req RecordFailureRequest) error {
 			if !WorkerIDPattern.MatchString(req.WorkerID) {

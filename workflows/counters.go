@@ -42,8 +42,29 @@ func restartCause(o *outcome) string {
 	}
 }
 
-func (w *lifecycle) countGiveUp(ctx workflow.Context, why string) {
+func (w *lifecycle) countGiveUp(ctx workflow.Context, why string, reason string) {
 	w.count(ctx, metrics.GiveUps, w.typeTag(metrics.LabelReason, why))
+	w.raise(ctx, EventWorkerFailed, reason)
+}
+
+// raise appends an event about this worker to the fleet's event log.
+func (w *lifecycle) raise(ctx workflow.Context, kind EventKind, message string) {
+	w.eventsRaised++
+	spec := w.st.Spec
+	raiseEvent(ctx, Event{Kind: kind, WorkerID: w.st.Request.WorkerID, WorkerType: w.st.Request.WorkerType,
+		Master: spec.Master, Pool: spec.TokenBudget.Pool, Host: spec.Host, Message: message}, w.eventsRaised)
+}
+
+// pathLabel is a heartbeat's path as a label: one of three values, whatever
+// a rejected heartbeat said.
+func pathLabel(path string) string {
+	switch path {
+	case "", PathSignal:
+		return PathSignal
+	case PathHost:
+		return PathHost
+	}
+	return "invalid"
 }
 
 // judgedBy says who found a worker silent: its host's watch, or the

@@ -74,6 +74,10 @@ func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (Worker
 	for tries := 1; len(errs) > 0; tries++ {
 		w.count(ctx, metrics.CleanupFailures, w.typeTag())
 		cleanup.Reason = fmt.Sprintf("%s; cleanup incomplete: %v", e.Reason, errors.Join(errs...))
+		if tries == 1 {
+			// Once per run: the retries that follow are the same trouble.
+			w.raise(ctx, EventCleanupFailed, cleanup.Reason)
+		}
 		cleanup.Refunded, cleanup.Process = w.refunded, w.processFate
 		if w.st.Spec.Status != StatusZombie {
 			w.transition(ctx, StatusZombie, cleanup.Reason)

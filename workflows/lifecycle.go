@@ -108,6 +108,8 @@ type stopRequest struct {
 type lifecycle struct {
 	st     LifecycleState
 	limits Limits
+	// eventsRaised counts this run's events, for their IDs (raise).
+	eventsRaised int
 	// stops queues the requests of the shutdown and kill handlers; wake
 	// tells the main loop there is one. A queue, not a channel send, so a
 	// handler never blocks on a loop that has finished.

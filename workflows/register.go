@@ -34,6 +34,7 @@ var registered = []struct {
 	{ReadLog, WorkflowTypeReadLog},
 	{ArchiveCompleted, WorkflowTypeArchive},
 	{SweepFleet, WorkflowTypeSweep},
+	{FleetEvents, WorkflowTypeEvents},
 }
 
 // Registry is a Temporal worker as far as registering goes.

@@ -131,6 +131,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 				w.count(ctx, metrics.HostsLost, map[string]string{metrics.LabelHost: w.st.Spec.Host})
 				result = &outcome{kind: outcomeFailed, hostLost: true,
 					reason: fmt.Sprintf("host %s lost: its worker program did not come back within %s; process recorded as lost", w.st.Spec.Host, w.limits.HostLossAfter)}
+				w.raise(ctx, EventHostLost, result.reason)
 				return
 			default:
 				result = &outcome{kind: outcomeFailed, reason: "lost track of the process: " + failureMessage(err)}
@@ -284,13 +285,19 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	}
 	if err != nil {
 		w.reject(ctx, SignalHeartbeat, err)
-		w.count(ctx, metrics.HeartbeatsApplied, map[string]string{metrics.LabelPath: string(cmp.Or(hb.Path, PathSignal)), metrics.LabelResult: "rejected"})
+		w.count(ctx, metrics.HeartbeatsApplied, map[string]string{metrics.LabelPath: pathLabel(hb.Path), metrics.LabelResult: "rejected"})
 		return
 	}
 	now := workflow.Now(ctx).UTC()
 	used := spec.TokenBudget.Used
 	relayed := hb.Path == PathHost && w.hostBeats
-	w.count(ctx, metrics.HeartbeatsApplied, map[string]string{metrics.LabelPath: string(cmp.Or(hb.Path, PathSignal)), metrics.LabelResult: "applied"})
+	w.count(ctx, metrics.HeartbeatsApplied, map[string]string{metrics.LabelPath: pathLabel(hb.Path), metrics.LabelResult: "applied"})
+	if last := spec.Heartbeat.LastSeen; last != nil {
+		// How long the worker was silent before this one: the heartbeat
+		// age a reader would have seen just before it.
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{metrics.LabelPath: pathLabel(hb.Path)}).
+			Timer(metrics.HeartbeatGap).Record(max(now.Sub(*last), 0))
+	}
 	if relayed && spec.Heartbeat.Path == PathSignal && spec.Heartbeat.LastSeen != nil && now.Add(-hb.Age).Before(*spec.Heartbeat.LastSeen) {
 		// Older than a heartbeat signalled since (the agent signalled
 		// while its host's socket did not answer): only its tokens, a
@@ -454,8 +461,10 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 		if oneTimer {
 			hb.Alert = AlertCritical
 		}
-		w.count(ctx, metrics.ZombiesDetected, w.typeTag(metrics.LabelJudgedBy, judgedBy(w.st.HostSilent)))
-		return &outcome{kind: outcomeFailed, restartable: true, reason: w.zombieReason(age)}
+		w.count(ctx, metrics.ZombiesDetected, w.typeTag(metrics.LabelJudgedBy, judgedBy(w.st.HostSilent && !w.hostUnanswered)))
+		reason := w.zombieReason(age)
+		w.raise(ctx, EventZombie, reason)
+		return &outcome{kind: outcomeFailed, restartable: true, reason: reason}
 	case oneTimer:
 	case age >= w.limits.HeartbeatCritical && hb.Alert != AlertCritical:
 		hb.Alert = AlertCritical

@@ -115,6 +115,12 @@ const (
 	// was refused as "already holds ... for another lifecycle". Asked only
 	// of such a reservation.
 	VersionReleaseBeforeReserve = "release-before-reserve"
+	// VersionFleetEvents: a lifecycle, the ledger and a breaker append
+	// what needs a person (activities.EventKinds) to the fleet's event log
+	// (FleetEvents) with the RecordEvent local activity; before it they
+	// raised none. Asked only where an event is raised, by lean runs too,
+	// so that every history recorded before it replays.
+	VersionFleetEvents = "fleet-events"
 )
 
 // releaseChanges are the lifecycle and ledger changes each release brought
@@ -127,7 +133,7 @@ var releaseChanges = []struct {
 }{
 	{"r8", []string{VersionIgnoreBound, VersionDrainAfterSupervision, VersionHeartbeatProcess,
 		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle, VersionHostHeartbeat,
-		VersionReleaseBeforeReserve}},
+		VersionReleaseBeforeReserve, VersionFleetEvents}},
 }
 
 // heldBack are the changes new runs do not take (SetCompat).

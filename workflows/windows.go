@@ -225,6 +225,9 @@ func (l *ledger) checkAlerts(ctx workflow.Context) {
 		case msg != "" && !a.Active:
 			a = AlertState{Active: true, Seq: a.Seq + 1, Message: msg, Since: workflow.Now(ctx).UTC()}
 			workflow.GetLogger(ctx).Warn("Budget alert", "pool", name, "alert", msg)
+			// Raised by its own coroutine (raiseEvents): this decision
+			// must not yield half-way.
+			l.events = append(l.events, Event{Kind: EventBudgetAlert, Pool: name, Message: msg})
 		case msg == "" && a.Active:
 			a.Active = false // its message and time stay, for LastAlert
 		default:

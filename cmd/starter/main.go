@@ -103,7 +103,7 @@ worker's process, watches its heartbeats and always gives the budget back.`,
 	root.PersistentFlags().StringVar(&a.typesFile, "worker-types", os.Getenv("WORKER_TYPES_FILE"), "JSON file adding or overriding worker types (env WORKER_TYPES_FILE)")
 	root.AddCommand(a.doctorCommand(), a.spawnCommand(), a.validateCommand(), a.statusCommand(), a.listCommand(), a.logsCommand(), a.heartbeatCommand(),
 		a.shutdownCommand(), a.killCommand(), a.cleanupCommand(), a.budgetCommand(),
-		a.archiveCommand(), a.scheduleCommand(), a.sweepCommand(), a.setupCommand())
+		a.archiveCommand(), a.scheduleCommand(), a.sweepCommand(), a.setupCommand(), a.eventsCommand())
 	return root
 }
 

@@ -40,7 +40,7 @@ var layerTable = [][]string{
 	// the public client of masters and operators (fleet), the coordination files, and the dev server
 	// starter of the benchmark and the integration tests (it registers the
 	// lifecycles' search attributes from workflows, so it cannot be a leaf).
-	{"fleet", "internal/coordination", "internal/devserver"},
+	{"fleet", "internal/coordination", "internal/devserver", "internal/notify"},
 	// The worker program's implementations of the activities' interfaces
 	// over Temporal, built on the public client (fleet), and its heartbeat
 	// socket, which hands agents' heartbeats to the watches.

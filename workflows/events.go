@@ -1,0 +1,190 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/commit-relay/worker-lifecycle/activities"
+)
+
+// The fleet's event log: one entity workflow that keeps the latest events
+// that need a person (a zombie, a failed cleanup, a lost host, a worker
+// that failed for good, a budget alert, a breaker opened), in order, for
+// the notifications and `starter events`. Lifecycles, the ledger and the
+// breakers append to it with the RecordEvent local activity (a signal with
+// start, so the log exists as soon as something happens); readers page
+// through it with QueryEvents from a sequence number.
+
+// The event log's names.
+const (
+	EventsWorkflowID = "fleet-events"
+	SignalEvent      = "event"
+	QueryEvents      = "events"
+)
+
+// Event and its kinds are the activities package's, where RecordEvent
+// takes them.
+type (
+	Event     = activities.Event
+	EventKind = activities.EventKind
+)
+
+// The kinds, by name.
+const (
+	EventZombie        = activities.EventZombie
+	EventCleanupFailed = activities.EventCleanupFailed
+	EventHostLost      = activities.EventHostLost
+	EventWorkerFailed  = activities.EventWorkerFailed
+	EventBudgetAlert   = activities.EventBudgetAlert
+	EventBreakerOpened = activities.EventBreakerOpened
+)
+
+// ValidEventKind says whether kind is one the log carries.
+func ValidEventKind(kind string) bool {
+	for _, k := range activities.EventKinds {
+		if string(k) == kind {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	// eventsKept bounds the log: older events are dropped (a reader that
+	// fell further behind is told so by EventsPage.Dropped).
+	eventsKept = 1000
+	// eventsPerRun bounds the signals of one run of the log before it
+	// continues as new, carrying what it keeps.
+	eventsPerRun = 2000
+	// eventsPageMax bounds one page of a query.
+	eventsPageMax = 500
+)
+
+// EventsState is the log's whole state and its continue-as-new input.
+type EventsState struct {
+	// Next is the sequence number the next event takes (from 1).
+	Next   int64   `json:"next"`
+	Events []Event `json:"events,omitempty"`
+	// SignalsThisRun counts the appends of this run.
+	SignalsThisRun int `json:"signals_this_run,omitempty"`
+}
+
+// EventsQuery asks for the events after a sequence number, at most Limit
+// (eventsPageMax when 0 or more).
+type EventsQuery struct {
+	After int64 `json:"after"`
+	Limit int   `json:"limit,omitempty"`
+}
+
+// EventsPage is an answer: the events in order, Next to ask after, and
+// Dropped when events after After were dropped before they were read.
+type EventsPage struct {
+	Events  []Event `json:"events"`
+	Next    int64   `json:"next"`
+	Dropped bool    `json:"dropped,omitempty"`
+}
+
+// FleetEvents is the event log.
+func FleetEvents(ctx workflow.Context, st EventsState) error {
+	if st.Next == 0 {
+		st.Next = 1
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryEvents, func(q EventsQuery) (EventsPage, error) {
+		return st.page(q), nil
+	}); err != nil {
+		return err
+	}
+	ch := workflow.GetSignalChannel(ctx, SignalEvent)
+	for st.SignalsThisRun < eventsPerRun && !workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		var ev Event
+		ch.Receive(ctx, &ev)
+		st.SignalsThisRun++
+		st.append(ev)
+	}
+	// What came meanwhile is taken before the run closes.
+	for {
+		var ev Event
+		if !ch.ReceiveAsync(&ev) {
+			break
+		}
+		st.append(ev)
+	}
+	st.SignalsThisRun = 0
+	return workflow.NewContinueAsNewError(ctx, FleetEvents, st)
+}
+
+// append adds an event unless its ID is one the log keeps already (a retried
+// RecordEvent), or it names no kind the log carries.
+func (st *EventsState) append(ev Event) {
+	if ev.ID == "" || !ValidEventKind(string(ev.Kind)) {
+		return
+	}
+	for _, kept := range st.Events {
+		if kept.ID == ev.ID {
+			return
+		}
+	}
+	ev.Seq = st.Next
+	st.Next++
+	st.Events = append(st.Events, ev)
+	if n := len(st.Events); n > eventsKept {
+		st.Events = append([]Event(nil), st.Events[n-eventsKept:]...)
+	}
+}
+
+func (st EventsState) page(q EventsQuery) EventsPage {
+	limit := q.Limit
+	if limit <= 0 || limit > eventsPageMax {
+		limit = eventsPageMax
+	}
+	p := EventsPage{Events: []Event{}, Next: max(q.After, 0)}
+	p.Dropped = len(st.Events) > 0 && st.Events[0].Seq > q.After+1
+	for _, ev := range st.Events {
+		if ev.Seq <= q.After {
+			continue
+		}
+		if len(p.Events) == limit {
+			break
+		}
+		p.Events = append(p.Events, ev)
+		p.Next = ev.Seq
+	}
+	return p
+}
+
+// eventsMax is the VersionFleetEvents new runs take: 1, unless held back
+// while a fleet is upgraded (SetCompat).
+func eventsMax() workflow.Version {
+	if heldBack[VersionFleetEvents] {
+		return workflow.DefaultVersion
+	}
+	return 1
+}
+
+// raiseEvent appends an event to the fleet's event log from a workflow,
+// under VersionFleetEvents, asked only where an event is raised: a local
+// activity whose failure is logged and ignored. id names the event among
+// those of the run (its kind and its count).
+func raiseEvent(ctx workflow.Context, ev Event, n int) {
+	if workflow.GetVersion(ctx, VersionFleetEvents, workflow.DefaultVersion, eventsMax()) != 1 {
+		return
+	}
+	info := workflow.GetInfo(ctx)
+	ev.ID = fmt.Sprintf("%s/%s/%s/%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, ev.Kind, n)
+	ev.At = workflow.Now(ctx).UTC()
+	ev.Message = truncate(ev.Message, maxReasonBytes)
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: 30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Second, MaximumAttempts: 3},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, sharedActs.RecordEvent, ev).Get(lctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("Recording an event failed; it is not notified", "kind", ev.Kind, "error", err)
+	}
+}
+
+// EventKinds lists every kind the log carries.
+var EventKinds = activities.EventKinds
