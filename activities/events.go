@@ -27,10 +27,13 @@ const (
 	// EventBreakerOpened: a worker type crashed often enough that its
 	// restarts are stopped for a while.
 	EventBreakerOpened EventKind = "breaker_opened"
+	// EventAttention: an agent said it needs a person (a heartbeat status
+	// blocked or awaiting_input).
+	EventAttention EventKind = "attention_needed"
 )
 
 // EventKinds lists every kind, in the order the docs give them.
-var EventKinds = []EventKind{EventZombie, EventCleanupFailed, EventHostLost, EventWorkerFailed, EventBudgetAlert, EventBreakerOpened}
+var EventKinds = []EventKind{EventZombie, EventCleanupFailed, EventHostLost, EventWorkerFailed, EventBudgetAlert, EventBreakerOpened, EventAttention}
 
 // Event is one event of the fleet's event log (workflows.FleetEvents).
 type Event struct {

@@ -112,7 +112,7 @@ func TestRefusedBeforeAnyCall(t *testing.T) {
 			[]string{"worker_id"}, `invalid request: worker id "worker-../x" must match`},
 		"heartbeat": {func() error {
 			return f.Heartbeat(ctx, "worker-a-1", workflows.Heartbeat{TokensUsed: -1, HealthScore: &health, Status: "asleep"})
-		}, []string{"tokens_used", "health_score", "status"}, "invalid request: heartbeat: tokens_used -1 is negative; health_score 101 is not in 0..100; status \"asleep\" must be busy or idle"},
+		}, []string{"tokens_used", "health_score", "status"}, "invalid request: heartbeat: tokens_used -1 is negative; health_score 101 is not in 0..100; status \"asleep\" must be busy, idle, blocked or awaiting_input"},
 		"heartbeat to a bad id": {func() error { return f.Heartbeat(ctx, "x", workflows.Heartbeat{}) },
 			[]string{"worker_id"}, "invalid request: worker id"},
 		"shutdown": {func() error {

@@ -84,7 +84,7 @@ func (h *Heartbeater) SetHealth(score int) error {
 	return err
 }
 
-// SetStatus sets busy or idle (workflows.HeartbeatBusy, HeartbeatIdle) and a
+// SetStatus sets busy, idle, blocked or awaiting_input (workflows.HeartbeatBusy, ...) and a
 // message; a change of status is sent at once.
 func (h *Heartbeater) SetStatus(status, message string) error {
 	changed, err := h.set(func(hb *workflows.Heartbeat) { hb.Status, hb.Message = status, message })

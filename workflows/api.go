@@ -185,7 +185,7 @@ func ContainmentOfIdentity(identity string) string {
 type Heartbeat struct {
 	TokensUsed  int64  `json:"tokens_used"`
 	HealthScore *int   `json:"health_score,omitempty"`
-	Status      string `json:"status,omitempty"` // "busy", "idle" or empty
+	Status      string `json:"status,omitempty"` // "busy", "idle", "blocked", "awaiting_input" or empty
 	Message     string `json:"message,omitempty"`
 	// SentAt is the sender's clock. It is kept for display only: staleness
 	// is always judged by when the workflow received the heartbeat.
@@ -217,11 +217,20 @@ const HeartbeatSocketEnv = activities.HeartbeatSocketEnv
 // its start's name, for Heartbeat.Process (set by its host).
 const ProcessEnv = activities.ProcessEnv
 
-// Heartbeat statuses.
+// Heartbeat statuses. Blocked and awaiting input say the agent needs a
+// person (HeartbeatInfo.Attention, the attention_needed event): it counts
+// as busy, never idle.
 const (
-	HeartbeatBusy = "busy"
-	HeartbeatIdle = "idle"
+	HeartbeatBusy          = "busy"
+	HeartbeatIdle          = "idle"
+	HeartbeatBlocked       = "blocked"
+	HeartbeatAwaitingInput = "awaiting_input"
 )
+
+// NeedsAttention says whether a heartbeat status asks for a person.
+func NeedsAttention(status string) bool {
+	return status == HeartbeatBlocked || status == HeartbeatAwaitingInput
+}
 
 // ShutdownRequest asks for a graceful stop.
 type ShutdownRequest struct {
@@ -325,6 +334,9 @@ type HeartbeatInfo struct {
 	// from the host's watch (fleet.Client.Status): the lifecycle hears
 	// only what it acts on, and a keepalive once per zombie limit.
 	Path string `json:"path,omitempty"`
+	// Attention is the agent's last status that asks for a person
+	// (blocked, awaiting_input), until it reports busy or idle again.
+	Attention string `json:"attention,omitempty"`
 	// Rejected counts heartbeats and samples whose payload was invalid and
 	// was ignored; LastRejected says why for the latest.
 	Rejected     int64  `json:"rejected,omitempty"`

@@ -40,6 +40,7 @@ const (
 	EventWorkerFailed  = activities.EventWorkerFailed
 	EventBudgetAlert   = activities.EventBudgetAlert
 	EventBreakerOpened = activities.EventBreakerOpened
+	EventAttention     = activities.EventAttention
 )
 
 // ValidEventKind says whether kind is one the log carries.

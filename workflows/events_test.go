@@ -207,3 +207,32 @@ func TestLedgerRaisesABudgetAlertOnce(t *testing.T) {
 	require.Equal(t, PoolRoot, got[0].Pool)
 	require.Contains(t, got[0].Message, "800 of 1000")
 }
+
+// TestAttentionStatusRaisesAnEventOnce: a heartbeat status that asks for a
+// person is kept in the spec and raises attention_needed once per change;
+// it counts as busy (an idle worker runs again), and busy clears it.
+func (s *lifecycleSuite) TestAttentionStatusRaisesAnEventOnce() {
+	events := recordEvents(s.env)
+	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 0})
+	s.expectRelease(1)
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 1, Status: HeartbeatIdle})
+	s.heartbeatAt(20*time.Second, Heartbeat{TokensUsed: 2, Status: HeartbeatAwaitingInput, Message: "which branch?"})
+	s.heartbeatAt(30*time.Second, Heartbeat{TokensUsed: 3, Status: HeartbeatAwaitingInput})
+	var waiting WorkerSpec
+	s.env.RegisterDelayedCallback(func() { waiting = s.status() }, 35*time.Second)
+	s.heartbeatAt(40*time.Second, Heartbeat{TokensUsed: 4, Status: HeartbeatBlocked})
+	s.heartbeatAt(50*time.Second, Heartbeat{TokensUsed: 5, Status: HeartbeatBusy})
+	var cleared WorkerSpec
+	s.env.RegisterDelayedCallback(func() { cleared = s.status() }, 55*time.Second)
+	s.updateAt(time.Minute, UpdateShutdown, ShutdownRequest{}, nil)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Maybe()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(testRequest()))
+	s.Equal(StatusRunning, waiting.Status, "awaiting input is not idle")
+	s.Equal(HeartbeatAwaitingInput, waiting.Heartbeat.Attention)
+	s.Empty(cleared.Heartbeat.Attention)
+	var got []string
+	for _, e := range events() {
+		got = append(got, string(e.Kind)+": "+e.Message)
+	}
+	s.Equal([]string{"attention_needed: needs attention: awaiting_input: which branch?", "attention_needed: needs attention: blocked"}, got)
+}

@@ -216,8 +216,8 @@ func (h Heartbeat) Validate() error {
 	if h.HealthScore != nil && (*h.HealthScore < MinHealthScore || *h.HealthScore > MaxHealthScore) {
 		errs = append(errs, fieldError("health_score", "health_score %d is not in %d..%d", *h.HealthScore, MinHealthScore, MaxHealthScore))
 	}
-	if h.Status != "" && h.Status != HeartbeatBusy && h.Status != HeartbeatIdle {
-		errs = append(errs, fieldError("status", "status %s must be busy or idle", Quote(h.Status)))
+	if h.Status != "" && h.Status != HeartbeatBusy && h.Status != HeartbeatIdle && !NeedsAttention(h.Status) {
+		errs = append(errs, fieldError("status", "status %s must be busy, idle, blocked or awaiting_input", Quote(h.Status)))
 	}
 	if len(h.Message) > MaxMessageBytes || !utf8.ValidString(h.Message) {
 		errs = append(errs, fieldError("message", "message must be valid UTF-8 of at most %d bytes", MaxMessageBytes))

@@ -75,7 +75,7 @@ func fieldKeywords() map[string]obj {
 		"SpawnRequest.heartbeat_mode": obj{{"enum", []string{"", HeartbeatModeSignal, HeartbeatModeOutput}}},
 		"Heartbeat.tokens_used":       obj{{"minimum", 0}},
 		"Heartbeat.health_score":      obj{{"minimum", MinHealthScore}, {"maximum", MaxHealthScore}},
-		"Heartbeat.status":            obj{{"enum", []string{"", HeartbeatBusy, HeartbeatIdle}}},
+		"Heartbeat.status":            obj{{"enum", []string{"", HeartbeatBusy, HeartbeatIdle, HeartbeatBlocked, HeartbeatAwaitingInput}}},
 		"Heartbeat.process":           obj{{"pattern", processTagPattern.String()}},
 		"WorkerSpec.status":           obj{{"enum", statuses}},
 		"Transition.status":           obj{{"enum", statuses}},

@@ -191,7 +191,11 @@ func (w *lifecycle) showDetails(ctx workflow.Context) {
 		c := spec.Heartbeat
 		hb += fmt.Sprintf(", late from %s, zombie at %s UTC if silent", base.Add(c.WarningAfter).Format("15:04:05"), base.Add(c.ZombieAfter).Format("15:04:05"))
 	}
-	details := fmt.Sprintf("**%s** · %s · tokens %d/%d · health %d %s", spec.Status, hb,
+	status := string(spec.Status)
+	if a := spec.Heartbeat.Attention; a != "" {
+		status += ", NEEDS ATTENTION: " + a
+	}
+	details := fmt.Sprintf("**%s** · %s · tokens %d/%d · health %d %s", status, hb,
 		spec.TokenBudget.Used, spec.TokenBudget.Allocated, spec.Health.Score, spec.Health.Band)
 	if spec.PID != 0 {
 		details += fmt.Sprintf(" · pid %d on %s", spec.PID, spec.Host)

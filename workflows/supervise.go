@@ -283,6 +283,12 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 			err = perr
 		}
 	}
+	if err == nil && NeedsAttention(hb.Status) &&
+		workflow.GetVersion(ctx, VersionFleetEvents, workflow.DefaultVersion, eventsMax()) != 1 {
+		// Asked only of such a heartbeat: before the version it was
+		// refused, as an r7 program would.
+		err = fieldError("status", "status %s must be busy or idle", Quote(hb.Status))
+	}
 	if err != nil {
 		w.reject(ctx, SignalHeartbeat, err)
 		w.count(ctx, metrics.HeartbeatsApplied, map[string]string{metrics.LabelPath: pathLabel(hb.Path), metrics.LabelResult: "rejected"})
@@ -344,9 +350,24 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	case hb.Status == HeartbeatIdle && spec.Status == StatusRunning:
 		w.st.IdleSince = &now
 		w.transition(ctx, StatusIdle, "worker reported idle")
-	case hb.Status == HeartbeatBusy && spec.Status == StatusIdle:
+	case (hb.Status == HeartbeatBusy || NeedsAttention(hb.Status)) && spec.Status == StatusIdle:
 		w.st.IdleSince = nil
-		w.transition(ctx, StatusRunning, "worker reported busy")
+		w.transition(ctx, StatusRunning, "worker reported "+hb.Status)
+	}
+	switch {
+	case NeedsAttention(hb.Status) && spec.Heartbeat.Attention != hb.Status:
+		spec.Heartbeat.Attention = hb.Status
+		w.showDetails(ctx)
+		msg := "needs attention: " + hb.Status
+		if hb.Message != "" {
+			msg += ": " + hb.Message
+		}
+		w.raise(ctx, EventAttention, msg)
+	case hb.Status == HeartbeatBusy || hb.Status == HeartbeatIdle:
+		if spec.Heartbeat.Attention != "" {
+			spec.Heartbeat.Attention = ""
+			w.showDetails(ctx)
+		}
 	}
 }
 

@@ -229,7 +229,7 @@ elsewhere it is a signal to the lifecycle.`,
 	f := cmd.Flags()
 	f.Int64Var(&hb.TokensUsed, "tokens-used", 0, "tokens the worker has used so far")
 	f.IntVar(&health, "health-score", 100, "health score 0..100")
-	f.StringVar(&hb.Status, "status", "", "busy or idle")
+	f.StringVar(&hb.Status, "status", "", "busy, idle, or blocked or awaiting_input when the agent needs a person (an attention_needed event)")
 	f.StringVar(&hb.Message, "message", "", "free text shown with the worker")
 	return cmd
 }
@@ -503,6 +503,9 @@ func printSpec(w io.Writer, s workflows.WorkerSpec, now time.Time) {
 		fmt.Fprintf(w, " [%s]", s.Heartbeat.Alert)
 	}
 	fmt.Fprintln(w)
+	if s.Heartbeat.Attention != "" {
+		fmt.Fprintf(w, "  NEEDS ATTENTION: %s (%s)\n", s.Heartbeat.Attention, orDash(s.Heartbeat.Message))
+	}
 	switch {
 	case s.Health.Band == "":
 		fmt.Fprintln(w, "  health -, never started")

@@ -24,7 +24,7 @@ func (a *app) eventsCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Show the events that need a person: zombies, failed cleanups, lost hosts, failed workers, budget alerts, breakers opened",
+		Short: "Show the events that need a person: zombies, failed cleanups, lost hosts, failed workers, budget alerts, breakers opened, agents waiting",
 		Long: `Show the fleet's events, the ones the notifications carry (--notify-webhook
 of the worker program), oldest first. With --follow, wait for new ones and
 print each as it comes. With -o json, one JSON object per line.`,
@@ -74,7 +74,7 @@ print each as it comes. With -o json, one JSON object per line.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&kinds, "type", nil, "only events of this type (repeatable): zombie_detected, cleanup_failed, host_lost, worker_failed, budget_alert, breaker_opened")
+	f.StringArrayVar(&kinds, "type", nil, "only events of this type (repeatable): zombie_detected, cleanup_failed, host_lost, worker_failed, budget_alert, breaker_opened, attention_needed")
 	f.DurationVar(&since, "since", 0, "only events of this last while, such as 1h (default: all the log keeps, its last 1000)")
 	f.BoolVarP(&follow, "follow", "f", false, "wait for new events and print each as it comes, until interrupted")
 	return cmd

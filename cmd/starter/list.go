@@ -117,6 +117,9 @@ func printTable(w io.Writer, specs []workflows.WorkerSpec, now time.Time) {
 			alert = " " + strings.ToUpper(s.Heartbeat.Alert)
 		}
 		status := string(s.Status)
+		if s.Heartbeat.Attention != "" {
+			status += " (" + s.Heartbeat.Attention + ")"
+		}
 		if s.Queue != nil {
 			status = fmt.Sprintf("%s (queued #%d)", s.Status, s.Queue.Position)
 		}

@@ -244,7 +244,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"live duplicate", spawn("--worker-id", live), 1, live + " is running; spawn refused"},
 		{"heartbeat unknown", []string{"heartbeat", unknown}, 1, "no worker with id " + unknown},
 		{"heartbeat bad health", []string{"heartbeat", live, "--health-score", "250"}, 2, "health_score 250 is not in 0..100"},
-		{"heartbeat bad status", []string{"heartbeat", live, "--status", "asleep"}, 2, `status "asleep" must be busy or idle`},
+		{"heartbeat bad status", []string{"heartbeat", live, "--status", "asleep"}, 2, `status "asleep" must be busy, idle, blocked or awaiting_input`},
 		{"shutdown unknown", []string{"shutdown", unknown}, 1, "no worker with id " + unknown},
 		{"status unknown", []string{"status", unknown}, 1, "no worker with id " + unknown},
 		{"kill unknown", []string{"kill", unknown}, 1, "no worker with id " + unknown},

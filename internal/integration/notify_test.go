@@ -157,9 +157,32 @@ func TestNotificationsAndEvents(t *testing.T) {
 		return strings.Contains(string(body), `worker_lifecycle_notifications_total{result="failed"} `) &&
 			strings.Contains(string(body), `worker_lifecycle_notifications_total{result="delivered"} `)
 	}, 30*time.Second, 200*time.Millisecond, "deliveries counted")
+
+	// An agent that says it waits for a person: shown, and notified once.
+	asking := newID("sleeper")
+	h.spawnOK(t, asking, "--type", "sleeper-worker", "--task-id", "task-notify-ask", "--master", "notify-master")
+	t.Cleanup(func() { _, _, _ = h.starter(t, "kill", asking) })
+	for range 2 {
+		h.starterOK(t, "heartbeat", asking, "--status", "awaiting_input", "--message", "which branch?")
+	}
+	require.Contains(t, h.starterOK(t, "list", "--master", "notify-master"), "running (awaiting_input)")
+	require.Contains(t, h.starterOK(t, "status", asking), "NEEDS ATTENTION: awaiting_input (which branch?)")
+	var askID string
+	require.Eventually(t, func() bool {
+		for key := range good.got() {
+			if strings.Contains(key, asking) && strings.Contains(key, "/attention_needed/") {
+				askID = key
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "the attention notified")
+	ask := good.payload(t, askID)
+	require.Equal(t, workflows.EventAttention, ask.Kind)
+	require.Equal(t, "needs attention: awaiting_input: which branch?", ask.Message)
 	time.Sleep(2 * time.Second)
 	for key, n := range good.got() {
-		require.Equal(t, 1, n, "event %s posted once", key)
+		require.Equal(t, 1, n, "event %s posted once (the attention was sent twice)", key)
 	}
 
 	// After the fact: the events, filtered, and bad filters refused.
@@ -170,7 +193,7 @@ func TestNotificationsAndEvents(t *testing.T) {
 	require.Contains(t, text, "[worker_failed] "+zombie+", sleeper-worker, on "+primaryHost+":")
 	_, errOut, code := h.starter(t, "events", "--type", "party")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, `unknown event type "party": give one of zombie_detected, cleanup_failed, host_lost, worker_failed, budget_alert, breaker_opened`)
+	require.Contains(t, errOut, `unknown event type "party": give one of zombie_detected, cleanup_failed, host_lost, worker_failed, budget_alert, breaker_opened, attention_needed`)
 	_, errOut, code = h.starter(t, "events", "--since", "-1h")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--since -1h0m0s: must not be negative")
