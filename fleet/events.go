@@ -79,6 +79,9 @@ func (f *Client) Events(ctx context.Context, after int64, flt EventFilter) ([]wo
 		if err := resp.Get(&page); err != nil {
 			return out, after, err
 		}
+		if page.Head < after {
+			return out, after, workflows.ErrEventLogReset
+		}
 		for _, ev := range page.Events {
 			if flt.matches(ev) {
 				out = append(out, ev)
@@ -93,12 +96,17 @@ func (f *Client) Events(ctx context.Context, after int64, flt EventFilter) ([]wo
 
 // FollowEvents calls fn with each event the filter selects as it is
 // appended, reading the log every `every`, until ctx ends or fn fails. It
-// starts after the sequence number after (0: from the oldest kept).
-func (f *Client) FollowEvents(ctx context.Context, after int64, every time.Duration, flt EventFilter, fn func(workflows.Event) error) error {
+// starts after the sequence number after (0: from the oldest kept). A read
+// that fails is told to onErr (when not nil) and tried again; a log that
+// started again is read from its start.
+func (f *Client) FollowEvents(ctx context.Context, after int64, every time.Duration, flt EventFilter, fn func(workflows.Event) error, onErr func(error)) error {
 	for {
 		evs, next, err := f.Events(ctx, after, flt)
-		if err != nil && ctx.Err() == nil {
-			return err
+		if errors.Is(err, workflows.ErrEventLogReset) {
+			next = 0
+		}
+		if err != nil && ctx.Err() == nil && onErr != nil {
+			onErr(err)
 		}
 		for _, ev := range evs {
 			if err := fn(ev); err != nil {

@@ -42,16 +42,16 @@ func restartCause(o *outcome) string {
 	}
 }
 
-func (w *lifecycle) countGiveUp(ctx workflow.Context, why string, reason string) {
+func (w *lifecycle) countGiveUp(ctx workflow.Context, why string) {
 	w.count(ctx, metrics.GiveUps, w.typeTag(metrics.LabelReason, why))
-	w.raise(ctx, EventWorkerFailed, reason)
 }
 
-// raise appends an event about this worker to the fleet's event log.
-func (w *lifecycle) raise(ctx workflow.Context, kind EventKind, message string) {
+// raise appends an event about this worker to the fleet's event log, and
+// says whether it did (raiseEvent).
+func (w *lifecycle) raise(ctx workflow.Context, kind EventKind, message string) bool {
 	w.eventsRaised++
 	spec := w.st.Spec
-	raiseEvent(ctx, Event{Kind: kind, WorkerID: w.st.Request.WorkerID, WorkerType: w.st.Request.WorkerType,
+	return raiseEvent(ctx, Event{Kind: kind, WorkerID: w.st.Request.WorkerID, WorkerType: w.st.Request.WorkerType,
 		Master: spec.Master, Pool: spec.TokenBudget.Pool, Host: spec.Host, Message: message}, w.eventsRaised)
 }
 

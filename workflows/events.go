@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -62,6 +63,9 @@ const (
 	eventsPerRun = 2000
 	// eventsPageMax bounds one page of a query.
 	eventsPageMax = 500
+	// maxEventMessageBytes bounds an event's message, so that the kept
+	// events stay well inside a continue-as-new input's size limit.
+	maxEventMessageBytes = 512
 )
 
 // EventsState is the log's whole state and its continue-as-new input.
@@ -86,7 +90,14 @@ type EventsPage struct {
 	Events  []Event `json:"events"`
 	Next    int64   `json:"next"`
 	Dropped bool    `json:"dropped,omitempty"`
+	// Head is the sequence number of the log's latest event (0: none): a
+	// reader whose After is past it reads a log that started again.
+	Head int64 `json:"head"`
 }
+
+// ErrEventLogReset says the event log was started again (terminated and
+// recreated): its numbers begin at 1 again, below a reader's position.
+var ErrEventLogReset = errors.New("the event log started again: its events are numbered from 1 again")
 
 // FleetEvents is the event log.
 func FleetEvents(ctx workflow.Context, st EventsState) error {
@@ -141,7 +152,7 @@ func (st EventsState) page(q EventsQuery) EventsPage {
 	if limit <= 0 || limit > eventsPageMax {
 		limit = eventsPageMax
 	}
-	p := EventsPage{Events: []Event{}, Next: max(q.After, 0)}
+	p := EventsPage{Events: []Event{}, Next: max(q.After, 0), Head: st.Next - 1}
 	p.Dropped = len(st.Events) > 0 && st.Events[0].Seq > q.After+1
 	for _, ev := range st.Events {
 		if ev.Seq <= q.After {
@@ -167,24 +178,29 @@ func eventsMax() workflow.Version {
 
 // raiseEvent appends an event to the fleet's event log from a workflow,
 // under VersionFleetEvents, asked only where an event is raised: a local
-// activity whose failure is logged and ignored. id names the event among
-// those of the run (its kind and its count).
-func raiseEvent(ctx workflow.Context, ev Event, n int) {
+// activity whose failure is logged and ignored. n counts the event among
+// those of the run, for its ID. It says whether the version let it raise
+// (a run from before the version raises nothing).
+func raiseEvent(ctx workflow.Context, ev Event, n int) bool {
 	if workflow.GetVersion(ctx, VersionFleetEvents, workflow.DefaultVersion, eventsMax()) != 1 {
-		return
+		return false
 	}
 	info := workflow.GetInfo(ctx)
 	ev.ID = fmt.Sprintf("%s/%s/%s/%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, ev.Kind, n)
 	ev.At = workflow.Now(ctx).UTC()
-	ev.Message = truncate(ev.Message, maxReasonBytes)
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout:    10 * time.Second,
-		ScheduleToCloseTimeout: 30 * time.Second,
-		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Second, MaximumAttempts: 3},
+	ev.Message = truncate(ev.Message, maxEventMessageBytes)
+	// Disconnected: the events of a cancelled run (a cleanup that fails
+	// after a cancel) are raised too. Short: a decision waits for it.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	lctx := workflow.WithLocalActivityOptions(dctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    3 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, MaximumAttempts: 2},
 	})
 	if err := workflow.ExecuteLocalActivity(lctx, sharedActs.RecordEvent, ev).Get(lctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("Recording an event failed; it is not notified", "kind", ev.Kind, "error", err)
 	}
+	return true
 }
 
 // EventKinds lists every kind the log carries.

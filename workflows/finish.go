@@ -57,6 +57,8 @@ type Ending struct {
 	Held        int64  `json:"held,omitzero"`
 	Refunded    int64  `json:"refunded,omitzero"`
 	ProcessFate string `json:"process_fate,omitempty"`
+	// Notified: its cleanup_failed event was raised (once per ending).
+	Notified bool `json:"notified,omitempty"`
 }
 
 // zombieRetriesPerRun bounds the cleanup retries of one run (about 15
@@ -74,9 +76,10 @@ func (w *lifecycle) settle(ctx workflow.Context, e Ending, errs []error) (Worker
 	for tries := 1; len(errs) > 0; tries++ {
 		w.count(ctx, metrics.CleanupFailures, w.typeTag())
 		cleanup.Reason = fmt.Sprintf("%s; cleanup incomplete: %v", e.Reason, errors.Join(errs...))
-		if tries == 1 {
-			// Once per run: the retries that follow are the same trouble.
-			w.raise(ctx, EventCleanupFailed, cleanup.Reason)
+		if !e.Notified {
+			// Once: the retries that follow, in this run or the next
+			// (Ending), are the same trouble.
+			e.Notified = w.raise(ctx, EventCleanupFailed, cleanup.Reason)
 		}
 		cleanup.Refunded, cleanup.Process = w.refunded, w.processFate
 		if w.st.Spec.Status != StatusZombie {

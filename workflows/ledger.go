@@ -237,7 +237,10 @@ func BudgetLedger(ctx workflow.Context, st LedgerState) error {
 			l.reserveSignalled(ctx, req)
 		}
 	})
-	workflow.Go(ctx, l.raiseEvents)
+	// Disconnected: a cancel (which the ledger survives) must not leave
+	// queued events that its close would wait for.
+	eventsCtx, _ := workflow.NewDisconnectedContext(ctx)
+	workflow.Go(eventsCtx, l.raiseEvents)
 	err := l.sleep(ctx)
 	if err != nil {
 		if !temporal.IsCanceledError(err) || workflow.GetVersion(ctx, VersionLedgerSurvivesCancel, workflow.DefaultVersion, 1) != 1 {

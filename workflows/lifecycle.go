@@ -330,6 +330,13 @@ func (w *lifecycle) run(ctx workflow.Context) (WorkerSpec, error) {
 		if o.restartable && w.restart(ctx, lease, &o) {
 			continue
 		}
+		if o.kind == outcomeFailed && !o.hostLost {
+			// Failed for good: no restart left or allowed, an exit rule's
+			// fail, a restart that could not start (a lost host has its
+			// own event).
+			w.raise(ctx, EventWorkerFailed, o.reason)
+		}
+		w.st.Spec.Heartbeat.Attention = "" // nobody is asked any more
 		return w.finish(ctx, o)
 	}
 }

@@ -111,7 +111,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 			w.version(ctx, VersionIgnoreBound, 1) == workflow.DefaultVersion})
 	w.st.RestartCount, w.st.IgnoredRestarts, o.reason = v.Restarts, v.Ignored, v.Reason
 	if !v.Restart {
-		w.countGiveUp(ctx, v.Why, o.reason)
+		w.countGiveUp(ctx, v.Why)
 		return false
 	}
 	if !o.uncounted {
@@ -120,13 +120,13 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 			WorkerType: r.WorkerType, WorkerID: r.WorkerID,
 		}).Get(ctx, &decision); err != nil {
 			o.reason = fmt.Sprintf("%s; not restarted: the circuit breaker did not answer: %s", o.reason, failureMessage(err))
-			w.countGiveUp(ctx, giveUpBreakerSilent, o.reason)
+			w.countGiveUp(ctx, giveUpBreakerSilent)
 			return false
 		}
 		if !decision.Allowed {
 			o.reason = fmt.Sprintf("%s; not restarted: circuit breaker of %s open until %s (%d crashes in %s)",
 				o.reason, r.WorkerType, decision.OpenUntil.Format(time.RFC3339), decision.RecentFailures, BreakerWindow)
-			w.countGiveUp(ctx, giveUpBreakerOpen, o.reason)
+			w.countGiveUp(ctx, giveUpBreakerOpen)
 			return false
 		}
 	}
@@ -146,7 +146,7 @@ func (w *lifecycle) restart(ctx workflow.Context, lease string, o *outcome) bool
 			w.held = 0
 		}
 		o.reason = fmt.Sprintf("%s; not restarted: %s", o.reason, failureMessage(err))
-		w.countGiveUp(ctx, giveUpBudget, o.reason)
+		w.countGiveUp(ctx, giveUpBudget)
 		return false
 	}
 

@@ -412,6 +412,7 @@ func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 	w.st.Spec.Containment = info.Containment()
 	w.st.Spec.StartedAt = &now
 	w.st.Spec.Heartbeat.Alert = ""
+	w.st.Spec.Heartbeat.Attention = "" // the new process has not asked
 	w.transition(ctx, StatusRunning, "process started")
 	if r.TaskID == "" {
 		w.st.IdleSince = &now

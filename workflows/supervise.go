@@ -278,16 +278,16 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	process := hb.Process
 	hb.Process = "" // judged apart, under its version
 	err := cmp.Or(decodeErr, hb.Validate())
+	if err == nil && NeedsAttention(hb.Status) &&
+		workflow.GetVersion(ctx, VersionFleetEvents, workflow.DefaultVersion, eventsMax()) != 1 {
+		// Asked only of such a heartbeat, where Validate refused it before
+		// the version (and an r7 program still does).
+		err = fieldError("status", "status %s must be busy or idle", Quote(hb.Status))
+	}
 	if err == nil {
 		if perr := w.fromCurrentProcess(process); perr != nil && w.version(ctx, VersionHeartbeatProcess, 1) == 1 {
 			err = perr
 		}
-	}
-	if err == nil && NeedsAttention(hb.Status) &&
-		workflow.GetVersion(ctx, VersionFleetEvents, workflow.DefaultVersion, eventsMax()) != 1 {
-		// Asked only of such a heartbeat: before the version it was
-		// refused, as an r7 program would.
-		err = fieldError("status", "status %s must be busy or idle", Quote(hb.Status))
 	}
 	if err != nil {
 		w.reject(ctx, SignalHeartbeat, err)

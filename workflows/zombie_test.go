@@ -67,7 +67,8 @@ func (s *lifecycleSuite) TestZombieContinuesAsNewAfterItsRetries() {
 	s.Zero(next.SignalsThisRun)
 	s.False(next.Reserved, "refunded at the first try")
 	s.Require().NotNil(next.Ending)
-	s.Equal(Ending{Reason: "kill requested", Normal: true, Owed: []string{stepStopProcess}, Refunded: 10000}, *next.Ending)
+	s.Equal(Ending{Reason: "kill requested", Normal: true, Owed: []string{stepStopProcess}, Refunded: 10000, Notified: true}, *next.Ending,
+		"its cleanup_failed raised, not again by the next run")
 	s.Equal(int64(3), next.Spec.Heartbeat.Count, "the zombie's heartbeats are counted before it moves")
 	s.Equal(int64(300), next.Spec.TokenBudget.Used)
 	s.Contains(next.Spec.Cleanup.Reason, "cleanup incomplete: stop process")

@@ -56,7 +56,9 @@ print each as it comes. With -o json, one JSON object per line.`,
 				return err
 			}
 			if follow {
-				return fc.FollowEvents(cmd.Context(), 0, eventsFollowEvery, flt, print)
+				return fc.FollowEvents(cmd.Context(), 0, eventsFollowEvery, flt, print, func(err error) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "starter: %v; trying again\n", err)
+				})
 			}
 			evs, _, err := fc.Events(cmd.Context(), 0, flt)
 			if err != nil {

@@ -233,7 +233,9 @@ func TestPrometheusScrapesTheFleet(t *testing.T) {
 	}, 60*time.Second, 200*time.Millisecond, "the zombie's stop fails")
 	require.Contains(t, h.waitStatus(t, gone, workflows.StatusCleanedUp, 60*time.Second).Cleanup.Reason, "host "+lostHost+" lost")
 	prom.eventually(t, `sum(worker_lifecycle_host_lost_lifecycles_total{host="`+lostHost+`"})`, func() float64 { return 1 }, "the lost host counted")
-	require.Positive(t, count(`sum(worker_lifecycle_cleanup_failures_total{type="sleeper-worker"})`))
+	prom.eventually(t, `sum(worker_lifecycle_cleanup_failures_total{type="sleeper-worker"}) > 0`, func() float64 {
+		return count(`sum(worker_lifecycle_cleanup_failures_total{type="sleeper-worker"})`)
+	}, "the failed stop counted")
 	require.NoError(t, h.startWorker(lostHost))
 	require.Equal(t, workflows.StatusCleanedUp, starterJSON[workflows.WorkerSpec](t, "cleanup", stuck).Status)
 	requireGone(t, pid)

@@ -45,12 +45,13 @@ func ParseWebhook(s string) (Webhook, error) {
 	if format, rest, ok := strings.Cut(s, "="); ok && !strings.Contains(format, ":") && !strings.Contains(format, "/") {
 		w.Format, w.URL = format, rest
 	}
+	// The errors name the URL without its path, which may hold a secret.
 	if w.Format != FormatJSON && w.Format != FormatSlack {
-		return w, fmt.Errorf("--notify-webhook %q: format %q must be %s or %s (FORMAT=URL)", s, w.Format, FormatJSON, FormatSlack)
+		return w, fmt.Errorf("--notify-webhook %s: format %q must be %s or %s (FORMAT=URL)", redact(w.URL), w.Format, FormatJSON, FormatSlack)
 	}
 	u, err := url.Parse(w.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return w, fmt.Errorf("--notify-webhook %q: not an http(s) URL", s)
+		return w, fmt.Errorf("--notify-webhook %s: not an http(s) URL", redact(w.URL))
 	}
 	return w, nil
 }
@@ -87,8 +88,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}
 	var first error
 	for range n.Hooks {
-		if err := <-errs; err != nil && first == nil {
-			first = err
+		if err := <-errs; err != nil {
+			// One webhook stopped (its cursor cannot be kept): said at
+			// once, while the others go on.
+			n.Log.Error("Notifications to a webhook stopped", "error", err)
+			if first == nil {
+				first = err
+			}
 		}
 	}
 	return first
@@ -108,19 +114,36 @@ func (n *Notifier) follow(ctx context.Context, h Webhook) error {
 	if err != nil {
 		return err
 	}
-	if !ok {
-		// First start: the events of the past are not news.
-		if _, cursor, err = n.source(ctx, 0); err != nil {
-			n.Log.Warn("Reading the fleet's events failed; retrying", "error", err)
+	for !ok {
+		// First start: the events of the past are not news. Until the log
+		// can be read, nothing is known of where it stands.
+		if _, cursor, err = n.source(ctx, 0); err == nil {
+			if err := writeCursor(file, cursor); err != nil {
+				return err
+			}
+			break
 		}
-		if err := writeCursor(file, cursor); err != nil {
-			return err
+		n.Log.Warn("Reading the fleet's events failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(n.Every):
 		}
 	}
 	for {
 		evs, next, err := n.source(ctx, cursor)
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, workflows.ErrEventLogReset):
+			n.Log.Warn("The fleet's event log started again: delivering it from its start", "webhook", redact(h.URL))
+			cursor, next = 0, 0
+		case err != nil && ctx.Err() == nil:
 			n.Log.Warn("Reading the fleet's events failed; retrying", "error", err)
+		}
+		if len(evs) > 0 && evs[0].Seq > cursor+1 {
+			n.Log.Warn("Events were dropped from the log before this webhook got them", "webhook", redact(h.URL), "missed", evs[0].Seq-cursor-1)
+			if n.Result != nil {
+				n.Result("missed")
+			}
 		}
 		for _, ev := range evs {
 			err := n.deliver(ctx, h, ev)
@@ -223,10 +246,14 @@ type Payload struct {
 func Body(format string, ev workflows.Event) ([]byte, error) {
 	text := Text(ev)
 	if format == FormatSlack {
-		return json.Marshal(map[string]string{"text": text})
+		// Slack's mrkdwn: an agent's message must not ping a channel or
+		// disguise a link.
+		return json.Marshal(map[string]string{"text": slackEscaper.Replace(text)})
 	}
 	return json.Marshal(Payload{Event: ev, Text: text})
 }
+
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // Text is one line about an event, for a person.
 func Text(ev workflows.Event) string {
@@ -252,11 +279,13 @@ func Text(ev workflows.Event) string {
 
 // redact keeps a webhook's secret path out of the logs.
 func redact(target string) string {
-	u, err := url.Parse(target)
-	if err != nil {
-		return "?"
+	if u, err := url.Parse(target); err == nil && u.Scheme != "" && u.Host != "" {
+		return u.Scheme + "://" + u.Host + "/…"
 	}
-	return u.Scheme + "://" + u.Host + "/…"
+	if head, _, cut := strings.Cut(target, "/"); cut {
+		return head + "/…"
+	}
+	return target
 }
 
 func readCursor(file string) (int64, bool, error) {

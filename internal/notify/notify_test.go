@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -98,7 +99,14 @@ func TestEachEventOnceToEachWebhook(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- n.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		for _, h := range n.Hooks {
+			if _, err := os.Stat(n.CursorFile(h)); err != nil {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 5*time.Millisecond, "both webhooks know where the log stands")
 	src.add(zombie("e1"))
 	src.add(zombie("e2"))
 	require.Eventually(t, func() bool { h, _ := good.requests(); return len(h) == 3 }, 5*time.Second, 10*time.Millisecond)
@@ -134,6 +142,47 @@ func TestEachEventOnceToEachWebhook(t *testing.T) {
 	require.Len(t, headers, 3)
 }
 
+// An agent's text cannot ping a Slack channel or disguise a link.
+func TestSlackBodyIsEscaped(t *testing.T) {
+	ev := zombie("x")
+	ev.Message = "needs attention: <!channel> see <https://evil.example|docs> & more"
+	body, err := Body(FormatSlack, ev)
+	require.NoError(t, err)
+	var m map[string]string
+	require.NoError(t, json.Unmarshal(body, &m))
+	require.Equal(t, "[zombie_detected] worker-fix-a1, fix-worker, on gpu-1: needs attention: &lt;!channel&gt; see &lt;https://evil.example|docs&gt; &amp; more", m["text"])
+}
+
+// A log that started again (terminated and recreated) is delivered from
+// its start, not skipped until its numbers pass the old cursor.
+func TestLogStartedAgainIsDeliveredFromItsStart(t *testing.T) {
+	src := &log{}
+	r := &receiver{}
+	s := httptest.NewServer(r)
+	defer s.Close()
+	dir := t.TempDir()
+	n := notifier(t, src, dir, Webhook{URL: s.URL, Format: FormatJSON})
+	require.NoError(t, writeCursor(n.CursorFile(n.Hooks[0]), 40))
+	n.Source = func(ctx context.Context, after int64) ([]workflows.Event, int64, error) {
+		evs, head, err := src.read(ctx, after)
+		if after > head { // as fleet.Client.Events says it
+			return nil, after, workflows.ErrEventLogReset
+		}
+		return evs, head, err
+	}
+	src.add(zombie("new-1"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- n.Run(ctx) }()
+	require.Eventually(t, func() bool { h, _ := r.requests(); return len(h) == 1 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	h, _ := r.requests()
+	require.Len(t, h, 1, "delivered once")
+	require.Equal(t, "new-1", h[0].Get("Idempotency-Key"))
+}
+
 // A 4xx other than 408 and 429 is a refusal: not retried.
 func TestRefusedIsNotRetried(t *testing.T) {
 	r := &receiver{script: []int{400}}
@@ -150,9 +199,9 @@ func TestParseWebhook(t *testing.T) {
 		{"https://hooks.example.com/a", "https://hooks.example.com/a", FormatJSON, ""},
 		{"slack=https://hooks.slack.com/services/T/B/x", "https://hooks.slack.com/services/T/B/x", FormatSlack, ""},
 		{"http://127.0.0.1:9/x?a=b", "http://127.0.0.1:9/x?a=b", FormatJSON, ""},
-		{"ftp://example.com/x", "", "", `--notify-webhook "ftp://example.com/x": not an http(s) URL`},
-		{"hooks.example.com/a", "", "", `--notify-webhook "hooks.example.com/a": not an http(s) URL`},
-		{"teams=https://x.example.com", "", "", `--notify-webhook "teams=https://x.example.com": format "teams" must be json or slack (FORMAT=URL)`},
+		{"ftp://example.com/secret", "", "", `--notify-webhook ftp://example.com/…: not an http(s) URL`},
+		{"hooks.example.com/a", "", "", `--notify-webhook hooks.example.com/…: not an http(s) URL`},
+		{"teams=https://x.example.com/secret", "", "", `--notify-webhook https://x.example.com/…: format "teams" must be json or slack (FORMAT=URL)`},
 	} {
 		w, err := ParseWebhook(tc.in)
 		if tc.err != "" {
