@@ -74,7 +74,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"lifecycle-host-heartbeat-r8",
 		// ... and a reservation of a worker whose release waited in the
 		// same workflow task (release-before-reserve, on the ledger).
-		"ledger-release-before-reserve-r8"} {
+		"ledger-release-before-reserve-r8",
+		// ... and the fleet's event log (fleet-events): a zombie's events,
+		// and the log that took them.
+		"lifecycle-zombie-events-r8", "fleet-events-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -262,6 +265,10 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// Two releases waiting when two reservations of the same workers
 		// came (release-before-reserve): the reservations waited for them,
 		// and were granted.
+		// A zombie that raised its events (zombie_detected, then
+		// worker_failed), and the event log that took them.
+		{file: "lifecycle-zombie-events-r8", last: completed, started: "first", versions: map[string]int{VersionLeanLifecycle: 1, VersionFleetEvents: 1}},
+		{file: "fleet-events-r8", started: "first", signal: SignalEvent},
 		{file: "ledger-release-before-reserve-r8", started: "first", signal: SignalRelease, answers: 2,
 			updates: map[string]int{UpdateReserve: 2, UpdateAsk: 2}, versions: map[string]int{VersionReleaseBeforeReserve: 1}},
 	} {
@@ -473,4 +480,39 @@ func TestRecordedZombieContinuesAsNew(t *testing.T) {
 			require.NotEqual(t, SignalRelease, a.GetSignalName(), "refunded once, by the first run")
 		}
 	}
+}
+
+// TestRecordedZombieRaisedItsEvents: the recorded zombie appended its two
+// events with the RecordEvent local activity, and the recorded log holds
+// events in order with their idempotency keys.
+func TestRecordedZombieRaisedItsEvents(t *testing.T) {
+	hist := recordedHistory(t, "lifecycle-zombie-events-r8")
+	dc := converter.GetDefaultDataConverter()
+	var kinds []EventKind
+	for _, ev := range hist.Events {
+		m := ev.GetMarkerRecordedEventAttributes()
+		if m == nil || m.MarkerName != "LocalActivity" {
+			continue
+		}
+		var data struct{ ActivityType string }
+		require.NoError(t, dc.FromPayloads(m.Details["data"], &data))
+		if data.ActivityType != "RecordEvent" {
+			continue
+		}
+		kinds = append(kinds, "recorded")
+	}
+	require.Len(t, kinds, 2, "zombie_detected and worker_failed")
+
+	log := recordedHistory(t, "fleet-events-r8")
+	var seen []EventKind
+	for _, ev := range log.Events {
+		if s := ev.GetWorkflowExecutionSignaledEventAttributes(); s != nil && s.SignalName == SignalEvent {
+			var e Event
+			require.NoError(t, dc.FromPayloads(s.Input, &e))
+			require.NotEmpty(t, e.ID)
+			seen = append(seen, e.Kind)
+		}
+	}
+	require.Contains(t, seen, EventZombie)
+	require.Contains(t, seen, EventWorkerFailed)
 }
