@@ -111,15 +111,7 @@ func recordEvents(env *testsuite.TestWorkflowEnvironment) func() []Event {
 // zombie event and, not restarted, one worker_failed; each with the run's
 // ID, its kind and count (the idempotency key).
 func (s *lifecycleSuite) TestZombieRaisesOneEvent() {
-	events := recordEvents(s.env)
-	req := testRequest()
-	req.Limits = Limits{ZombieAfter: 30 * time.Second}
-	s.expectStart(time.Hour, activities.ExitStatus{ExitCode: 137, Signal: "SIGKILL"})
-	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{Killed: true}, nil).Once()
-	s.expectRelease(1)
-	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
-	s.Equal(StatusCleanedUp, s.result().Status)
-	got := events()
+	req, got := s.silentWorkerEvents()
 	s.Require().Len(got, 2)
 	s.Equal(EventZombie, got[0].Kind)
 	s.Equal(req.WorkerID, got[0].WorkerID)
@@ -154,6 +146,13 @@ func (s *lifecycleSuite) TestHeldBackRaisesNoEvent() {
 	s.Require().NoError(SetCompat("r7"))
 	s.T().Cleanup(func() { s.Require().NoError(SetCompat("")) })
 	s.notLean = true
+	_, got := s.silentWorkerEvents()
+	s.Empty(got)
+}
+
+// silentWorkerEvents runs a worker that never heartbeats (a zombie after
+// 30 s, not restarted) and returns its request and the events it raised.
+func (s *lifecycleSuite) silentWorkerEvents() (SpawnRequest, []Event) {
 	events := recordEvents(s.env)
 	req := testRequest()
 	req.Limits = Limits{ZombieAfter: 30 * time.Second}
@@ -162,7 +161,7 @@ func (s *lifecycleSuite) TestHeldBackRaisesNoEvent() {
 	s.expectRelease(1)
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
 	s.Equal(StatusCleanedUp, s.result().Status)
-	s.Empty(events())
+	return req, events()
 }
 
 // TestBreakerRaisesAnEventWhenItOpens: the crash that opens a breaker

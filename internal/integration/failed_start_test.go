@@ -59,3 +59,43 @@ func TestRawStartWithBadFieldsFailsAndSaysWhy(t *testing.T) {
 	require.Equal(t, workflows.StatusFailed, listed[0].Status)
 	require.True(t, strings.HasPrefix(listed[0].Cleanup.Reason, "invalid spawn request:"), listed[0].Cleanup.Reason)
 }
+
+// TestRawStartsOfABadIDOrAnUnknownTypeChangeNothing: a raw start with a
+// worker id that breaks its pattern fails at once naming it; one with a
+// type no host knows fails at its reservation, before anything is held
+// (a type is known per host, from its program's registry, so it is not
+// among the fields the workflow checks by itself). Either way nothing is
+// reserved or started, and status says why.
+func TestRawStartsOfABadIDOrAnUnknownTypeChangeNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := h.budget(t)
+	for _, tc := range []struct {
+		name, id, workerType, want string
+	}{
+		{"bad id", "worker-raw bad/id", "sleeper-worker", `invalid spawn request: worker id "worker-raw bad/id" must match`},
+		{"unknown type", newID("raw"), "nonsense-worker", `unknown worker type "nonsense-worker"`},
+	} {
+		run, err := h.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(tc.id), TaskQueue: workflows.TaskQueue},
+			workflows.WorkflowTypeLifecycle, workflows.NewLifecycleState(workflows.SpawnRequest{
+				WorkerID: tc.id, WorkerType: tc.workerType, TaskID: "task-raw-2", Priority: "high", Master: "development-master", Budget: 500,
+			}))
+		require.NoError(t, err, tc.name)
+		var spec workflows.WorkerSpec
+		err = run.Get(ctx, &spec)
+		if err == nil {
+			require.Equal(t, workflows.StatusFailed, spec.Status, tc.name)
+			require.Contains(t, spec.Cleanup.Reason, tc.want, tc.name)
+		} else {
+			require.ErrorContains(t, err, tc.want, tc.name)
+		}
+		require.Equal(t, before, h.budget(t), "%s: nothing reserved", tc.name)
+		require.Empty(t, workerProcesses(tc.id), "%s: nothing started", tc.name)
+		if tc.name == "bad id" {
+			continue // no client takes such an id to ask its status
+		}
+		out := h.starterOK(t, "status", tc.id)
+		require.Contains(t, out, "FAILED", tc.name)
+		require.Contains(t, out, tc.want, tc.name)
+	}
+}

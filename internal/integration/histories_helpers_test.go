@@ -167,6 +167,13 @@ func leanVersions() map[string]int {
 	return map[string]int{workflows.VersionLeanLifecycle: 1}
 }
 
+// leanVersionsWithEvents are those of a lean run that raised events (a
+// zombie, a failed cleanup, a failed end), whose own marker, fleet-events,
+// is asked only where one is raised.
+func leanVersionsWithEvents() map[string]int {
+	return map[string]int{workflows.VersionLeanLifecycle: 1, workflows.VersionFleetEvents: 1}
+}
+
 // recordRun saves the history of one run (saveRun) when RECORD_HISTORIES
 // is set, and checks the file holds the same events as the run.
 func recordRun(t *testing.T, name string, rh runHistory) {

@@ -246,7 +246,8 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 	require.GreaterOrEqual(t, rh.count(enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT), 4, "each stop before the host came back timed out unstarted")
 	rh.refundedBySignal(t) // the refund is not repeated
 	require.Equal(t, 3, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED), "three cleanups")
-	require.Equal(t, leanVersions(), rh.versions(t))
+	require.Equal(t, leanVersionsWithEvents(), rh.versions(t))
+	require.Len(t, rh.localActivities(t, "RecordEvent"), 3, "zombie_detected, worker_failed, and cleanup_failed once for its four failed stops")
 	recordRun(t, "lifecycle-lean-zombie-retries", rh)
 }
 
@@ -307,7 +308,7 @@ func TestHistoryZombieContinuesAsNew(t *testing.T) {
 	chain := runChain(t, wid)
 	require.Len(t, chain, 2)
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, chain[0].last())
-	require.Equal(t, leanVersions(), chain[0].versions(t), "zombie-continue-as-new, implied by lean-lifecycle")
+	require.Equal(t, leanVersionsWithEvents(), chain[0].versions(t), "zombie-continue-as-new, implied by lean-lifecycle")
 	next := decodeInput[workflows.LifecycleState](t, chain[0])
 	require.NotNil(t, next.Ending)
 	require.Equal(t, []string{"stop process"}, next.Ending.Owed)
