@@ -58,9 +58,6 @@ const (
 	// eventsKept bounds the log: older events are dropped (a reader that
 	// fell further behind is told so by EventsPage.Dropped).
 	eventsKept = 1000
-	// eventsPerRun bounds the signals of one run of the log before it
-	// continues as new, carrying what it keeps.
-	eventsPerRun = 2000
 	// eventsPageMax bounds one page of a query.
 	eventsPageMax = 500
 	// maxEventMessageBytes bounds an event's message, so that the kept
@@ -68,13 +65,16 @@ const (
 	maxEventMessageBytes = 512
 )
 
+// eventsPerRun bounds the signals of one run of the log before it
+// continues as new, carrying what it keeps. A variable so that a test can
+// reach it.
+var eventsPerRun = 2000
+
 // EventsState is the log's whole state and its continue-as-new input.
 type EventsState struct {
 	// Next is the sequence number the next event takes (from 1).
 	Next   int64   `json:"next"`
 	Events []Event `json:"events,omitempty"`
-	// SignalsThisRun counts the appends of this run.
-	SignalsThisRun int `json:"signals_this_run,omitempty"`
 }
 
 // EventsQuery asks for the events after a sequence number, at most Limit
@@ -110,10 +110,9 @@ func FleetEvents(ctx workflow.Context, st EventsState) error {
 		return err
 	}
 	ch := workflow.GetSignalChannel(ctx, SignalEvent)
-	for st.SignalsThisRun < eventsPerRun && !workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+	for signals := 0; signals < eventsPerRun && !workflow.GetInfo(ctx).GetContinueAsNewSuggested(); signals++ {
 		var ev Event
 		ch.Receive(ctx, &ev)
-		st.SignalsThisRun++
 		st.append(ev)
 	}
 	// What came meanwhile is taken before the run closes.
@@ -124,7 +123,6 @@ func FleetEvents(ctx workflow.Context, st EventsState) error {
 		}
 		st.append(ev)
 	}
-	st.SignalsThisRun = 0
 	return workflow.NewContinueAsNewError(ctx, FleetEvents, st)
 }
 

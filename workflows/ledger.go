@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -431,7 +432,7 @@ func (l *ledger) register(ctx workflow.Context) error {
 func (l *ledger) validateReserve(req ReserveRequest) error {
 	if l.releasePending(req) && !heldBack[VersionReleaseBeforeReserve] {
 		// The handler waits for the releases, then checks it all again.
-		return l.checkRequest(req)
+		return cmp.Or(l.checkRequest(req), checkPriority(req))
 	}
 	return l.checkReserve(req)
 }
@@ -474,9 +475,9 @@ func (l *ledger) checkReservation(req ReserveRequest) error {
 	return checkPriority(req)
 }
 
-// checkRequest checks what a reservation says of itself, not what the
-// ledger holds: its worker id, lease and amount, and its priority (last,
-// as checkReservation has always answered).
+// checkRequest checks the worker id, lease and amount a reservation gives,
+// not what the ledger holds; its priority is checked last (checkPriority),
+// after the ledger's own checks, as checkReservation has always answered.
 func (l *ledger) checkRequest(req ReserveRequest) error {
 	if !WorkerIDPattern.MatchString(req.WorkerID) || req.Lease == "" {
 		return refused(fmt.Sprintf("invalid reservation: worker id %q, lease %q", req.WorkerID, req.Lease))
@@ -484,7 +485,7 @@ func (l *ledger) checkRequest(req ReserveRequest) error {
 	if req.Amount < MinBudget || req.Amount > MaxBudget {
 		return refused(fmt.Sprintf("budget %d is not in %d..%d", req.Amount, MinBudget, MaxBudget))
 	}
-	return checkPriority(req)
+	return nil
 }
 
 func checkPriority(req ReserveRequest) error {

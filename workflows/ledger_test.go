@@ -320,3 +320,17 @@ func TestLedgerCancelledWhileAReservationWaitsRefusesIt(t *testing.T) {
 	env.ExecuteWorkflow("reserveCancelled")
 	require.ErrorContains(t, env.GetWorkflowError(), "worker worker-fix-a already holds 600 tokens for another lifecycle")
 }
+
+// TestLedgerNamesTheConflictBeforeThePriority: a request that conflicts with
+// its worker's allocation and gives a bad priority is refused for the
+// conflict, as the ledger always answered (the priority is checked last).
+func TestLedgerNamesTheConflictBeforeThePriority(t *testing.T) {
+	h := newLedgerHarness(t)
+	h.at(1*time.Second, UpdateReserve, reserve("worker-fix-a", "L1", 600))
+	bad := reserve("worker-fix-a", "L2", 100)
+	bad.Priority = "urgent"
+	both := h.at(2*time.Second, UpdateReserve, bad)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 3*time.Second)
+	h.env.ExecuteWorkflow(BudgetLedger, NewLedgerState(1000))
+	require.ErrorContains(t, both.rejected, "worker worker-fix-a already holds 600 tokens for another lifecycle")
+}

@@ -3,7 +3,8 @@ package adapters
 import (
 	"context"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -167,7 +168,7 @@ func (c *FleetCollector) read() {
 			}
 		}
 		ms := []prometheus.Metric{prometheus.MustNewConstMetric(pollersDesc, prometheus.GaugeValue, float64(shared), "shared")}
-		for _, h := range sortedKeys(c.hostSeen) {
+		for _, h := range slices.Sorted(maps.Keys(c.hostSeen)) {
 			if now.Sub(c.hostSeen[h]) > hostForgetAfter {
 				delete(c.hostSeen, h) // removed on purpose, or long known lost
 				continue
@@ -216,13 +217,4 @@ func budgetMetrics(v workflows.BudgetView) []prometheus.Metric {
 		}
 	}
 	return ms
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
