@@ -165,22 +165,13 @@ func (st EventsState) page(q EventsQuery) EventsPage {
 	return p
 }
 
-// eventsMax is the VersionFleetEvents new runs take: 1, unless held back
-// while a fleet is upgraded (SetCompat).
-func eventsMax() workflow.Version {
-	if heldBack[VersionFleetEvents] {
-		return workflow.DefaultVersion
-	}
-	return 1
-}
-
 // raiseEvent appends an event to the fleet's event log from a workflow,
 // under VersionFleetEvents, asked only where an event is raised: a local
 // activity whose failure is logged and ignored. n counts the event among
 // those of the run, for its ID. It says whether the version let it raise
 // (a run from before the version raises nothing).
 func raiseEvent(ctx workflow.Context, ev Event, n int) bool {
-	if workflow.GetVersion(ctx, VersionFleetEvents, workflow.DefaultVersion, eventsMax()) != 1 {
+	if versionOf(ctx, VersionFleetEvents, 1) != 1 {
 		return false
 	}
 	info := workflow.GetInfo(ctx)

@@ -511,7 +511,7 @@ func (l *ledger) releasePending(req ReserveRequest) bool {
 // they are (VersionReleaseBeforeReserve).
 // It says whether it waited.
 func (l *ledger) awaitReleases(ctx workflow.Context, req ReserveRequest) bool {
-	if !l.releasePending(req) || l.version(ctx, VersionReleaseBeforeReserve, 1) != 1 {
+	if !l.releasePending(req) || versionOf(ctx, VersionReleaseBeforeReserve, 1) != 1 {
 		return false
 	}
 	// The run may start to close (or be cancelled) meanwhile; its releases
@@ -519,15 +519,6 @@ func (l *ledger) awaitReleases(ctx workflow.Context, req ReserveRequest) bool {
 	// one holds.
 	_ = workflow.Await(ctx, func() bool { return l.releases.Len() == 0 || l.closing })
 	return true
-}
-
-// version is workflow.GetVersion, minus the changes held back while a
-// fleet is upgraded (SetCompat).
-func (l *ledger) version(ctx workflow.Context, changeID string, maxSupported workflow.Version) workflow.Version {
-	if heldBack[changeID] {
-		maxSupported = workflow.DefaultVersion
-	}
-	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, maxSupported)
 }
 
 func budgetRefused(msg string) error {

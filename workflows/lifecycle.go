@@ -146,10 +146,7 @@ func (w *lifecycle) version(ctx workflow.Context, changeID string, maxSupported 
 	if w.lean {
 		return maxSupported
 	}
-	if heldBack[changeID] {
-		maxSupported = workflow.DefaultVersion
-	}
-	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, maxSupported)
+	return versionOf(ctx, changeID, maxSupported)
 }
 
 // leanMax is the VersionLeanLifecycle new runs take: 1, or DefaultVersion

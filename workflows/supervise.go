@@ -279,7 +279,7 @@ func (w *lifecycle) applyHeartbeat(ctx workflow.Context, hb Heartbeat, decodeErr
 	hb.Process = "" // judged apart, under its version
 	err := cmp.Or(decodeErr, hb.Validate())
 	if err == nil && NeedsAttention(hb.Status) &&
-		workflow.GetVersion(ctx, VersionFleetEvents, workflow.DefaultVersion, eventsMax()) != 1 {
+		versionOf(ctx, VersionFleetEvents, 1) != 1 {
 		// Asked only of such a heartbeat, where Validate refused it before
 		// the version (and an r7 program still does).
 		err = fieldError("status", "status %s must be busy or idle", Quote(hb.Status))

@@ -5,6 +5,7 @@ import (
 
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
 )
 
 // The change IDs of the workflows' GetVersion calls. Each guards a fix so
@@ -138,6 +139,16 @@ var releaseChanges = []struct {
 
 // heldBack are the changes new runs do not take (SetCompat).
 var heldBack = map[string]bool{}
+
+// versionOf is workflow.GetVersion minus the changes held back while a
+// fleet is upgraded (SetCompat): what every workflow asks a change with,
+// the lean lifecycle aside (lifecycle.version).
+func versionOf(ctx workflow.Context, changeID string, maxSupported workflow.Version) workflow.Version {
+	if heldBack[changeID] {
+		maxSupported = workflow.DefaultVersion
+	}
+	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, maxSupported)
+}
 
 // SetCompat makes the lifecycles this worker program starts replayable by
 // a worker program of an earlier release: with "r7", they take none of the
