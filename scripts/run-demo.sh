@@ -22,7 +22,8 @@ else
     --port 7233 --ui-port 8233 --log-level warn "${attrs[@]}" \
     --dynamic-config-value history.maxInFlightUpdates=500 \
     --dynamic-config-value matching.numTaskqueueReadPartitions=1 \
-    --dynamic-config-value matching.numTaskqueueWritePartitions=1 >"$VAR/temporal.log" 2>&1 &
+    --dynamic-config-value matching.numTaskqueueWritePartitions=1 \
+    --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal >"$VAR/temporal.log" 2>&1 &
   echo $! >"$VAR/temporal.pid"
 fi
 for _ in $(seq 1 60); do

@@ -48,7 +48,7 @@ const typesFile = `{"types": {
 
 // startEnv builds and starts everything in dir. On error, what was
 // started is stopped again.
-func startEnv(ctx context.Context, dir string) (e *env, err error) {
+func startEnv(ctx context.Context, dir string, sync string) (e *env, err error) {
 	e = &env{dir: dir, workerLog: filepath.Join(dir, "worker.log")}
 	defer func() {
 		if err != nil {
@@ -76,7 +76,7 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 		if e.client, err = client.Dial(client.Options{HostPort: addr, Namespace: "default", Logger: quietLogger()}); err != nil {
 			return e, fmt.Errorf("connecting to TEMPORAL_ADDRESS=%s: %w", addr, err)
 		}
-	} else if err := e.startServer(ctx); err != nil {
+	} else if err := e.startServer(ctx, sync == syncFull); err != nil {
 		return e, err
 	}
 	if e.fleet, err = fleet.New(e.client, fleet.Options{WorkerTypesFile: types, StartWait: 2 * time.Minute}); err != nil {
@@ -86,8 +86,9 @@ func startEnv(ctx context.Context, dir string) (e *env, err error) {
 }
 
 // startServer starts a dev server that keeps its state in a SQLite file, as
-// `make run` does, so that every event is written durably.
-func (e *env) startServer(ctx context.Context) error {
+// `make run` does, so that every event is written to disk; fullSync keeps
+// the CLI's own SQLite settings instead of devserver.FilePragmas.
+func (e *env) startServer(ctx context.Context, fullSync bool) error {
 	cli, err := devserver.FindTemporalCLI()
 	if err != nil {
 		return fmt.Errorf("%w; or point TEMPORAL_ADDRESS at a server", err)
@@ -95,6 +96,7 @@ func (e *env) startServer(ctx context.Context) error {
 	e.server, err = devserver.Start(ctx, devserver.Options{
 		CLI:        cli,
 		DBFilename: filepath.Join(e.dir, "temporal.db"),
+		FullSync:   fullSync,
 		LogFile:    filepath.Join(e.dir, "temporal.log"),
 		Logger:     quietLogger(),
 	})

@@ -50,11 +50,21 @@ type config struct {
 	LedgerReserves int           `json:"ledger_reservations"`
 	// LedgerSignalMasters are the masters of the signal path's rows;
 	// AdmissionQueued the requests queued for the admission lag.
-	LedgerSignalMasters []int  `json:"ledger_signal_masters"`
-	AdmissionQueued     int    `json:"admission_queued"`
-	Out                 string `json:"-"`
-	Keep                bool   `json:"-"`
+	LedgerSignalMasters []int `json:"ledger_signal_masters"`
+	AdmissionQueued     int   `json:"admission_queued"`
+	// SQLiteSync is how the bench's own dev server writes its SQLite file:
+	// syncNormal (devserver.FilePragmas, as `make run`) or syncFull (the
+	// CLI's defaults), for the comparison in docs/BENCHMARKS.md.
+	SQLiteSync string `json:"sqlite_sync"`
+	Out        string `json:"-"`
+	Keep       bool   `json:"-"`
 }
+
+// The two ways the bench's dev server writes its SQLite file.
+const (
+	syncNormal = "normal"
+	syncFull   = "full"
+)
 
 // fullConfig is the issue's run: about 15 minutes on two cores.
 func fullConfig() config {
@@ -64,7 +74,7 @@ func fullConfig() config {
 		LivePath: beatByHost, CostLive: 100, SpacedEvery: 3 * time.Second, SpacedBeats: 60,
 		Zombies: 50, ZombieAfter: 5 * time.Second, Amortised: 1000, Burst: 10000, BurstSenders: 4,
 		LedgerMasters: []int{1, 10, 50}, LedgerReserves: 300, LedgerSignalMasters: []int{1, 10, 50, 200}, AdmissionQueued: 50,
-		Out: "bench-results.json"}
+		SQLiteSync: syncNormal, Out: "bench-results.json"}
 }
 
 // smokeConfig runs every measurement at a size that takes seconds, so CI
@@ -75,7 +85,7 @@ func smokeConfig() config {
 		Live: []int{4}, Hold: 6 * time.Second, SpawnWithin: time.Minute, Interval: 2 * time.Second, LagSample: 2,
 		LivePath: beatByHost, CostLive: 4, SpacedEvery: 500 * time.Millisecond, SpacedBeats: 30,
 		Zombies: 3, ZombieAfter: 2 * time.Second, Amortised: 10, Burst: 30, BurstSenders: 2, RunSignals: 10,
-		LedgerMasters: []int{1, 4}, LedgerReserves: 12, LedgerSignalMasters: []int{1, 4}, AdmissionQueued: 4, Out: "bench-results.json"}
+		LedgerMasters: []int{1, 4}, LedgerReserves: 12, LedgerSignalMasters: []int{1, 4}, AdmissionQueued: 4, SQLiteSync: syncNormal, Out: "bench-results.json"}
 }
 
 func main() {
@@ -136,6 +146,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.LedgerReserves, "ledger-reservations", def.LedgerReserves, "reservations per ledger measurement")
 	signalMasters := fs.String("ledger-signal-masters", joinInts(def.LedgerSignalMasters), "concurrent masters for the ledger's signal path")
 	fs.IntVar(&cfg.AdmissionQueued, "admission-queued", def.AdmissionQueued, "queued requests for the queue admission lag")
+	fs.StringVar(&cfg.SQLiteSync, "sqlite-sync", def.SQLiteSync, "how the bench's dev server writes its SQLite file: normal (a write-ahead log, as make run) or full (the Temporal CLI's defaults)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's folder (server database, worker program log)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -165,6 +176,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.LivePath != beatByHost && cfg.LivePath != beatBySignal {
 		return cfg, fmt.Errorf("--live-path %q: give host or signal", cfg.LivePath)
+	}
+	if cfg.SQLiteSync != syncNormal && cfg.SQLiteSync != syncFull {
+		return cfg, fmt.Errorf("--sqlite-sync %q: give normal or full", cfg.SQLiteSync)
 	}
 	if cfg.SpacedEvery < 100*time.Millisecond || cfg.SpacedBeats < 1 || cfg.CostLive < 0 {
 		return cfg, fmt.Errorf("--spaced-every must be at least 100ms, --spaced-beats at least 1, --cost-live not negative")

@@ -85,7 +85,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Results, error) {
 		}
 	}
 	step("starting the server and the worker program in %s", dir)
-	e, err := startEnv(ctx, dir)
+	e, err := startEnv(ctx, dir, cfg.SQLiteSync)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err

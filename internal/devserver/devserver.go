@@ -113,6 +113,9 @@ type Options struct {
 	// DBFilename keeps the server's state in this SQLite file (a restart
 	// on the same file and Address finds it again); "" keeps it in memory.
 	DBFilename string
+	// FullSync keeps the CLI's own SQLite settings for DBFilename (a
+	// rollback journal, synchronous=FULL) instead of FilePragmas.
+	FullSync bool
 	// UI serves the Web UI, on UIPort or a free port when UIPort is "".
 	UI     bool
 	UIPort string
@@ -184,6 +187,28 @@ var DynamicConfig = [][2]string{
 	{"matching.numTaskqueueWritePartitions", "1"},
 }
 
+// FilePragmas are the SQLite settings of a dev server whose state is in a
+// file (`make run`, the bench). The CLI's own are a rollback journal with
+// synchronous=FULL: several fsyncs per commit, and every workflow task,
+// signal and activity heartbeat is a commit. On this project's VM that
+// single writer bounded the fleet a dev server carries (docs/BENCHMARKS.md,
+// "The dev server's SQLite settings"). A write-ahead log with
+// synchronous=NORMAL syncs at checkpoints only: a crash of the server
+// process loses nothing, a power cut of the machine may lose the last
+// commits but never corrupts the file. A dev server is one machine's
+// store; production runs on PostgreSQL (docs/DEPLOYMENT.md).
+var FilePragmas = []string{"journal_mode=wal", "synchronous=normal"}
+
+// FilePragmaArgs are the CLI flags that set FilePragmas on
+// `temporal server start-dev --db-filename`.
+func FilePragmaArgs() []string {
+	var args []string
+	for _, p := range FilePragmas {
+		args = append(args, "--sqlite-pragma", p)
+	}
+	return args
+}
+
 // DynamicConfigArgs are the CLI flags that set DynamicConfig on
 // `temporal server start-dev`.
 func DynamicConfigArgs() []string {
@@ -214,6 +239,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		dev.LogLevel = "warn"
 	}
 	dev.ExtraArgs = DynamicConfigArgs()
+	if opts.DBFilename != "" && !opts.FullSync {
+		dev.ExtraArgs = append(dev.ExtraArgs, FilePragmaArgs()...)
+	}
 	if !opts.Bare {
 		dev.ExtraArgs = append(dev.ExtraArgs, SearchAttributeArgs()...)
 	}

@@ -111,6 +111,9 @@ func TestClusterConfigMatchesDevServer(t *testing.T) {
 		assert.Contains(t, string(demo), "--dynamic-config-value "+kv[0]+"="+kv[1], "scripts/run-demo.sh")
 	}
 	assert.Equal(t, []string{"--dynamic-config-value", "history.maxInFlightUpdates=500"}, DynamicConfigArgs()[:2])
+	for _, p := range FilePragmas {
+		assert.Contains(t, string(demo), "--sqlite-pragma "+p, "scripts/run-demo.sh writes its SQLite file as the bench's server does")
+	}
 }
 
 // TestStart starts real dev servers: one as the tests and the bench use it
@@ -157,10 +160,14 @@ func TestStart(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEmpty(t, data, "the server's output goes to the log file")
 
-	bare, err := Start(ctx, Options{CLI: s.CLI, Bare: true, LogLevel: "error"})
+	// A bare server on a file, as `make run` and the bench keep one: it
+	// writes through a write-ahead log (FilePragmas).
+	db := filepath.Join(t.TempDir(), "temporal.db")
+	bare, err := Start(ctx, Options{CLI: s.CLI, Bare: true, LogLevel: "error", DBFilename: db})
 	require.NoError(t, err)
 	defer bare.Stop()
 	assert.Empty(t, bare.UIAddress)
+	assert.FileExists(t, db+"-wal", "the server keeps its SQLite file in WAL mode")
 	custom = customAttributes(ctx, t, bare)
 	for _, name := range workflows.SearchAttributeNames {
 		assert.NotContains(t, custom, name)
