@@ -262,6 +262,12 @@ type relay struct {
 	sentAt     time.Time
 	silentSent bool
 	details    WatchDetails
+	// showEvery is how often the watch's details must reach the server
+	// to keep its activity alive (4/5 of the heartbeat timeout, as the
+	// SDK throttles its own), shownAt when ShowWatch last did; 0 leaves
+	// the watch's heartbeats to the SDK (a watch given no timeout).
+	showEvery time.Duration
+	shownAt   time.Time
 	// silenceTimer fires at silenceAt (the latest heartbeat) plus the
 	// zombie limit.
 	silenceTimer *time.Timer
@@ -276,6 +282,7 @@ func (a *HostActivities) newRelay(in WatchInput) *relay {
 	}
 	r := &relay{a: a, in: in, slot: a.Beats.attach(in.WorkerID, ProcessTag(in.Process.Token), in.PriorTokens)}
 	r.details.Heartbeat = r.slot.last()
+	r.showEvery = in.WatchHeartbeat * 4 / 5
 	return r
 }
 
@@ -338,13 +345,42 @@ func (r *relay) heard(ctx context.Context) {
 		return
 	}
 	r.details.Heartbeat = cur
-	// The SDK sends what it was given last when its throttle allows:
-	// given the older details, it would overwrite the newer ones.
-	activity.RecordHeartbeat(ctx, r.details)
-	if err := r.a.Reporter.ShowWatch(ctx, activity.GetInfo(ctx).TaskToken, r.details); err != nil && ctx.Err() == nil {
-		activity.GetLogger(ctx).Debug("Showing a heartbeat failed", "worker_id", r.in.WorkerID, "error", err)
+	if r.showEvery <= 0 {
+		// The SDK sends what it was given last when its throttle allows:
+		// given the older details, it would overwrite the newer ones.
+		activity.RecordHeartbeat(ctx, r.details)
 	}
+	r.show(ctx)
 	r.check(ctx, cur, time.Now())
+}
+
+// show records the watch's details with the server at once (ShowWatch),
+// so that status shows the heartbeat; that also keeps the activity alive,
+// so while it succeeds the watch needs none of the SDK's heartbeats,
+// which would be a second write to the server for each. When it fails the
+// SDK's heartbeat is sent instead: the SDK reads its answer, and cancels
+// the watch when the lifecycle cancelled it or moved on.
+func (r *relay) show(ctx context.Context) {
+	if err := r.a.Reporter.ShowWatch(ctx, activity.GetInfo(ctx).TaskToken, r.details); err != nil {
+		if ctx.Err() == nil {
+			activity.GetLogger(ctx).Debug("Showing a heartbeat failed", "worker_id", r.in.WorkerID, "error", err)
+		}
+		activity.RecordHeartbeat(ctx, r.heartbeatDetails()...)
+		return
+	}
+	r.shownAt = time.Now()
+}
+
+// beat is the watch's heartbeat to the server on each poll: the SDK's,
+// unless the relay shows the details itself; then only when nothing was
+// shown for showEvery (an agent quieter than the heartbeat timeout).
+func (r *relay) beat(ctx context.Context) {
+	switch {
+	case r == nil || r.showEvery <= 0:
+		activity.RecordHeartbeat(ctx, r.heartbeatDetails()...)
+	case time.Since(r.shownAt) >= r.showEvery:
+		r.show(ctx)
+	}
 }
 
 // tick relays what time alone makes due: a keepalive, a silence.

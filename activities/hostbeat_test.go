@@ -2,13 +2,17 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 )
 
 func TestRelayReason(t *testing.T) {
@@ -262,4 +266,54 @@ func TestHeldHeartbeatIsTheProcessesLatest(t *testing.T) {
 	assert.Less(t, got.Age, time.Second)
 	got, _ = a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: "worker-x-1", Process: "bbbbbbbbbbbbbbbb"})
 	assert.Nil(t, got.Heartbeat, "another process's")
+}
+
+// TestWatchShowsInsteadOfTheSDKsHeartbeat: while the watch shows its
+// agent's heartbeats to the server itself (ShowWatch, a write each), the
+// SDK's heartbeat, a second write, is not sent; a quiet agent is still
+// shown once per 4/5 of the heartbeat timeout, and a show that fails falls
+// back to the SDK's heartbeat, whose answer carries a cancel.
+func TestWatchShowsInsteadOfTheSDKsHeartbeat(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"probe": {"sh", "-c", "echo ready; sleep 60"}})
+	rep := &fakeReporter{}
+	a.Reporter, a.Beats, a.WatchPoll = rep, NewHeartbeatBoard(), 20*time.Millisecond
+	id := uniqueWorkerID("probe")
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	env := newActivityEnv(a)
+	var sdkBeats atomic.Int64
+	env.SetOnActivityHeartbeatListener(func(*activity.Info, converter.EncodedValues) { sdkBeats.Add(1) })
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: id, Process: info,
+			Relay: true, ZombieAfter: time.Minute, TokenBudget: 1000, WatchHeartbeat: 500 * time.Millisecond})
+		done <- err
+	}()
+	shownN := func() int { _, shown := rep.relays(); return len(shown) }
+
+	for i := range 10 {
+		require.Eventually(t, func() bool { return a.Beats.Offer(id, HostHeartbeat{TokensUsed: int64(i)}) }, 5*time.Second, 5*time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.GreaterOrEqual(t, shownN(), 10, "every heartbeat is shown")
+	assert.Zero(t, sdkBeats.Load(), "no SDK heartbeat while the watch shows its own")
+
+	// A quiet agent: shown every 400 ms all the same, still not by the SDK.
+	before := shownN()
+	time.Sleep(time.Second)
+	assert.GreaterOrEqual(t, shownN()-before, 2)
+	assert.LessOrEqual(t, shownN()-before, 3)
+	assert.Zero(t, sdkBeats.Load())
+
+	// Shows fail: the SDK's heartbeat goes instead.
+	rep.failShows(errors.New("the server is away"))
+	require.Eventually(t, func() bool { return sdkBeats.Load() > 0 }, 2*time.Second, 10*time.Millisecond, "no SDK heartbeat when the show failed")
+	rep.failShows(nil)
+
+	killTestGroup(info.PGID)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not end with the process")
+	}
 }

@@ -27,6 +27,8 @@ type fakeReporter struct {
 	// shown the watch details recorded.
 	relayed []relayedBeat
 	shown   []WatchDetails
+	// showErr fails ShowWatch.
+	showErr error
 }
 
 type relayedBeat struct {
@@ -44,8 +46,17 @@ func (f *fakeReporter) RelayHeartbeat(_ context.Context, _ string, hb HostHeartb
 func (f *fakeReporter) ShowWatch(_ context.Context, _ []byte, d WatchDetails) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.showErr != nil {
+		return f.showErr
+	}
 	f.shown = append(f.shown, d)
 	return nil
+}
+
+func (f *fakeReporter) failShows(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.showErr = err
 }
 
 func (f *fakeReporter) relays() ([]relayedBeat, []WatchDetails) {

@@ -282,7 +282,7 @@ func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, 
 			r.flush()
 			return ExitStatus{}, ctx.Err()
 		case <-tick.C:
-			activity.RecordHeartbeat(ctx, r.heartbeatDetails()...)
+			r.beat(ctx)
 			r.tick(ctx)
 		case <-r.wake():
 			r.heard(ctx)
