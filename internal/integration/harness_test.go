@@ -88,6 +88,8 @@ func testTypes(agent, dir string) string {
     "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
   "host-beat-worker": {"command": ["sh", "-c", "i=0; while [ ! -e \"$1-$WORKER_ID\" ]; do i=$((i+1)); \"$0\" heartbeat \"$WORKER_ID\" --tokens-used $i --message \"beat $i\" >/dev/null 2>&1; sleep 0.2; done; sleep 300", %[5]q, %[6]q],
     "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
+  "host-only-beat-worker": {"command": ["sh", "-c", "i=0; while :; do i=$((i+1)); \"$0\" heartbeat \"$WORKER_ID\" --address 127.0.0.1:1 --tokens-used $i --message \"beat $i\" >/dev/null 2>&1; sleep 0.2; done", %[5]q],
+    "token_budget": 300, "timeout_minutes": 10, "max_restarts": 0},
   "implementation-worker": {"command": ["sleep", "300"]}
 }}`, agent, filepath.Join(dir, "flaky-$WORKER_ID.count"), filepath.Join(dir, "daemon-$WORKER_ID.pid"), filepath.Join(dir, "exit-$WORKER_ID"),
 		filepath.Join(filepath.Dir(agent), "starter"), filepath.Join(dir, "silence"))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,4 +99,74 @@ func TestLocalHeartbeatPath(t *testing.T) {
 	h.requireReleased(t, id)
 	requireGone(t, spec.PID)
 	h.recordHistory(t, "lifecycle-host-heartbeat", workflows.WorkflowID(id))
+}
+
+// TestWorkerProgramRestartMakesNoFalseZombie (issue 16): an agent that can
+// reach only its host's socket (its `starter heartbeat` is given a server
+// address that refuses it, so nothing falls back to a signal) stays running
+// past several zombie limits with its tokens in status; its host's worker
+// program is then killed and started again while the agent goes on, and it
+// is still running four zombie limits later, its heartbeats coming through
+// the new program. A master's heartbeat signal is applied beside the host's.
+func TestWorkerProgramRestartMakesNoFalseZombie(t *testing.T) {
+	const host = "it-host-hb-restart"
+	const zombie = 8 * time.Second
+	require.NoError(t, h.startWorker(host))
+	t.Cleanup(func() { h.stopWorker(host, syscall.SIGTERM) })
+	id := newID("hostonly")
+	h.spawnOK(t, id, "--type", "host-only-beat-worker", "--task-id", "task-hb-restart", "--master", "development-master",
+		"--host", host, "--zombie-after", zombie.String())
+	t.Cleanup(func() { killAll(workerProcesses(id)) })
+
+	var spec workflows.WorkerSpec
+	require.Eventually(t, func() bool {
+		spec = h.status(t, id)
+		return spec.Heartbeat.Path == workflows.PathHost
+	}, 30*time.Second, 100*time.Millisecond, "no heartbeat came through the host: %+v", spec.Heartbeat)
+	// stillRunning polls status until the moment until: running all along,
+	// what it shows a heartbeat through the host no older than fresh.
+	stillRunning := func(until time.Time, fresh time.Duration) workflows.WorkerSpec {
+		t.Helper()
+		var spec workflows.WorkerSpec
+		for time.Now().Before(until) {
+			spec = h.status(t, id)
+			require.Equal(t, workflows.StatusRunning, spec.Status, "a live agent made a zombie: %+v %+v", spec.Heartbeat, spec.Transitions)
+			time.Sleep(500 * time.Millisecond)
+		}
+		require.Equal(t, workflows.PathHost, spec.Heartbeat.Path)
+		require.Less(t, time.Since(*spec.Heartbeat.LastSeen), fresh, "status shows a heartbeat %s old", time.Since(*spec.Heartbeat.LastSeen))
+		return spec
+	}
+	spec = stillRunning(time.Now().Add(3*zombie), time.Second)
+	var beat int
+	_, err := fmt.Sscanf(spec.Heartbeat.Message, "beat %d", &beat)
+	require.NoError(t, err)
+	require.Greater(t, beat, 30, "the agent heartbeats every 0.2 s")
+	require.GreaterOrEqual(t, spec.TokenBudget.Used, int64(beat-5), "its tokens are in status: %+v", spec.TokenBudget)
+
+	crashed := time.Now()
+	h.crashWorker(t, host)
+	time.Sleep(2 * time.Second)
+	require.NoError(t, h.startWorker(host))
+	restarted := time.Now()
+	t.Logf("worker program down for %s", restarted.Sub(crashed).Round(100*time.Millisecond))
+	spec = stillRunning(crashed.Add(4*zombie), 2*time.Second)
+	var after int
+	_, err = fmt.Sscanf(spec.Heartbeat.Message, "beat %d", &after)
+	require.NoError(t, err)
+	require.Greater(t, after, beat+40, "the agent's heartbeats reach the new program")
+	require.GreaterOrEqual(t, spec.TokenBudget.Used, int64(after-5), "its tokens are in status: %+v", spec.TokenBudget)
+
+	// A master's heartbeat is a signal, applied as before.
+	count := spec.Heartbeat.Count
+	out := h.starterOK(t, "heartbeat", id, "--message", "from the master")
+	require.Contains(t, out, "heartbeat sent to "+id)
+	require.Eventually(t, func() bool { return h.status(t, id).Heartbeat.Count > count }, 10*time.Second, 100*time.Millisecond)
+	require.Zero(t, h.status(t, id).Heartbeat.Rejected)
+
+	h.starterOK(t, "shutdown", id)
+	final := h.waitStatus(t, id, workflows.StatusCompleted, time.Minute)
+	require.Zero(t, final.Heartbeat.Rejected)
+	h.requireReleased(t, id)
+	requireGone(t, spec.PID)
 }
