@@ -266,8 +266,10 @@ type relay struct {
 	// to keep its activity alive (4/5 of the heartbeat timeout, as the
 	// SDK throttles its own), shownAt when ShowWatch last did; 0 leaves
 	// the watch's heartbeats to the SDK (a watch given no timeout).
+	// sdkAt is when a failed show last handed over to the SDK's heartbeat.
 	showEvery time.Duration
 	shownAt   time.Time
+	sdkAt     time.Time
 	// silenceTimer fires at silenceAt (the latest heartbeat) plus the
 	// zombie limit.
 	silenceTimer *time.Timer
@@ -356,29 +358,51 @@ func (r *relay) heard(ctx context.Context) {
 
 // show records the watch's details with the server at once (ShowWatch),
 // so that status shows the heartbeat; that also keeps the activity alive,
-// so while it succeeds the watch needs none of the SDK's heartbeats,
-// which would be a second write to the server for each. When it fails the
-// SDK's heartbeat is sent instead: the SDK reads its answer, and cancels
-// the watch when the lifecycle cancelled it or moved on.
+// so while it succeeds the watch sends none of the SDK's heartbeats, which
+// would be a second write to the server for each.
+//
+// When it fails (the server said the watch is cancelled, paused or gone,
+// or did not answer) the SDK's heartbeat is sent: the SDK reads the same
+// answer and cancels ctx, as for any activity. It is sent at most once per
+// two showEvery: a failing server gets no more from the watch than from
+// the SDK's own throttle, and the SDK never holds back older details to
+// send after a newer show (its batch lasts one showEvery from a send that
+// takes at most as long). The show itself is tried again at the next poll.
 func (r *relay) show(ctx context.Context) {
-	if err := r.a.Reporter.ShowWatch(ctx, activity.GetInfo(ctx).TaskToken, r.details); err != nil {
-		if ctx.Err() == nil {
-			activity.GetLogger(ctx).Debug("Showing a heartbeat failed", "worker_id", r.in.WorkerID, "error", err)
-		}
-		activity.RecordHeartbeat(ctx, r.heartbeatDetails()...)
+	at := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, r.showWait())
+	err := r.a.Reporter.ShowWatch(sctx, activity.GetInfo(ctx).TaskToken, r.details)
+	cancel()
+	if err == nil {
+		r.shownAt = at
 		return
 	}
-	r.shownAt = time.Now()
+	if ctx.Err() != nil {
+		return
+	}
+	activity.GetLogger(ctx).Debug("Showing a heartbeat failed", "worker_id", r.in.WorkerID, "error", err)
+	if r.showEvery <= 0 || r.sdkAt.IsZero() || at.Sub(r.sdkAt) >= 2*r.showEvery {
+		r.sdkAt = at
+		activity.RecordHeartbeat(ctx, r.heartbeatDetails()...)
+	}
+}
+
+// showWait bounds one show, so that a slow server holds up the watch's
+// loop (the process's end, the next relay) no longer than the SDK's own
+// heartbeat would: a fifth of the heartbeat timeout, 1 to 5 s.
+func (r *relay) showWait() time.Duration {
+	return min(max(r.in.WatchHeartbeat/5, time.Second), 5*time.Second)
 }
 
 // beat is the watch's heartbeat to the server on each poll: the SDK's,
-// unless the relay shows the details itself; then only when nothing was
-// shown for showEvery (an agent quieter than the heartbeat timeout).
+// unless the relay shows the details itself; then only when waiting for
+// the next poll, and a show as slow as showWait, could leave nothing shown
+// for showEvery (an agent quieter than that, or a show that failed).
 func (r *relay) beat(ctx context.Context) {
 	switch {
 	case r == nil || r.showEvery <= 0:
 		activity.RecordHeartbeat(ctx, r.heartbeatDetails()...)
-	case time.Since(r.shownAt) >= r.showEvery:
+	case time.Since(r.shownAt)+r.a.watchPoll()+r.showWait() >= r.showEvery:
 		r.show(ctx)
 	}
 }

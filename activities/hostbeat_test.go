@@ -271,12 +271,16 @@ func TestHeldHeartbeatIsTheProcessesLatest(t *testing.T) {
 // TestWatchShowsInsteadOfTheSDKsHeartbeat: while the watch shows its
 // agent's heartbeats to the server itself (ShowWatch, a write each), the
 // SDK's heartbeat, a second write, is not sent; a quiet agent is still
-// shown once per 4/5 of the heartbeat timeout, and a show that fails falls
-// back to the SDK's heartbeat, whose answer carries a cancel.
+// shown before the heartbeat timeout passes, whatever the poll; and a show
+// that fails hands over to the SDK's heartbeat, whose answer carries a
+// cancel, at most once per two 4/5 of the timeout.
 func TestWatchShowsInsteadOfTheSDKsHeartbeat(t *testing.T) {
 	a := newProcActivities(t, map[string][]string{"probe": {"sh", "-c", "echo ready; sleep 60"}})
 	rep := &fakeReporter{}
-	a.Reporter, a.Beats, a.WatchPoll = rep, NewHeartbeatBoard(), 20*time.Millisecond
+	// A poll of 400 ms against a timeout of 1 s: showing only once 4/5
+	// of it (800 ms) have passed would leave gaps of 1.2 s.
+	const timeout = time.Second
+	a.Reporter, a.Beats, a.WatchPoll = rep, NewHeartbeatBoard(), 400*time.Millisecond
 	id := uniqueWorkerID("probe")
 	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
 	env := newActivityEnv(a)
@@ -285,7 +289,7 @@ func TestWatchShowsInsteadOfTheSDKsHeartbeat(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := env.ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: id, Process: info,
-			Relay: true, ZombieAfter: time.Minute, TokenBudget: 1000, WatchHeartbeat: 500 * time.Millisecond})
+			Relay: true, ZombieAfter: time.Minute, TokenBudget: 1000, WatchHeartbeat: timeout})
 		done <- err
 	}()
 	shownN := func() int { _, shown := rep.relays(); return len(shown) }
@@ -297,16 +301,17 @@ func TestWatchShowsInsteadOfTheSDKsHeartbeat(t *testing.T) {
 	assert.GreaterOrEqual(t, shownN(), 10, "every heartbeat is shown")
 	assert.Zero(t, sdkBeats.Load(), "no SDK heartbeat while the watch shows its own")
 
-	// A quiet agent: shown every 400 ms all the same, still not by the SDK.
-	before := shownN()
-	time.Sleep(time.Second)
-	assert.GreaterOrEqual(t, shownN()-before, 2)
-	assert.LessOrEqual(t, shownN()-before, 3)
+	// A quiet agent: shown all the same, each time before the timeout.
+	quiet := time.Now()
+	time.Sleep(3 * time.Second)
+	assert.Less(t, rep.longestGap(quiet), timeout-100*time.Millisecond, "a quiet agent's watch must reach the server within its heartbeat timeout")
 	assert.Zero(t, sdkBeats.Load())
 
-	// Shows fail: the SDK's heartbeat goes instead.
+	// Shows fail: the SDK's heartbeat goes instead, once per 1.6 s.
 	rep.failShows(errors.New("the server is away"))
 	require.Eventually(t, func() bool { return sdkBeats.Load() > 0 }, 2*time.Second, 10*time.Millisecond, "no SDK heartbeat when the show failed")
+	time.Sleep(2500 * time.Millisecond)
+	assert.LessOrEqual(t, sdkBeats.Load(), int64(3), "a failing server is not sent a heartbeat per poll")
 	rep.failShows(nil)
 
 	killTestGroup(info.PGID)

@@ -27,8 +27,9 @@ type fakeReporter struct {
 	// shown the watch details recorded.
 	relayed []relayedBeat
 	shown   []WatchDetails
-	// showErr fails ShowWatch.
-	showErr error
+	// showErr fails ShowWatch; showTimes are when each show was recorded.
+	showErr   error
+	showTimes []time.Time
 }
 
 type relayedBeat struct {
@@ -50,7 +51,24 @@ func (f *fakeReporter) ShowWatch(_ context.Context, _ []byte, d WatchDetails) er
 		return f.showErr
 	}
 	f.shown = append(f.shown, d)
+	f.showTimes = append(f.showTimes, time.Now())
 	return nil
+}
+
+// longestGap is the longest time between two shows recorded since from.
+func (f *fakeReporter) longestGap(from time.Time) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var longest time.Duration
+	last := from
+	for _, at := range f.showTimes {
+		if at.Before(from) {
+			continue
+		}
+		longest = max(longest, at.Sub(last))
+		last = at
+	}
+	return max(longest, time.Since(last))
 }
 
 func (f *fakeReporter) failShows(err error) {
