@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -56,6 +57,21 @@ const (
 // notifyTries bounds the posts of one notification to one webhook (1 s,
 // 2 s, 4 s, 8 s apart): past them it is given up, logged and counted.
 const notifyTries = 5
+
+// gcPercent is the program's GOGC unless the environment sets one. Most of
+// its heap is what each live worker keeps while it lives (its lifecycle in
+// the workflow cache, its watch, its relay), so the Go default of 100 lets
+// the heap grow to twice that between collections: at 2,000 live workers
+// about 100 MB of RSS for nothing. 50 collects at one and a half times, for
+// a little more CPU (docs/BENCHMARKS.md, "Heartbeats through the host").
+const gcPercent = 50
+
+// collectEarlier sets gcPercent, unless GOGC is set.
+func collectEarlier() {
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(gcPercent)
+	}
+}
 
 // envBool reads a true/false environment variable; unset is false.
 func envBool(name string) (bool, error) {
@@ -132,6 +148,7 @@ func command() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			collectEarlier()
 			registry, err := workertypes.Load(typesFile)
 			if err != nil {
 				return err
