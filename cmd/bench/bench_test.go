@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestSmoke(t *testing.T) {
 	}
 	cfg := smokeConfig()
 	cfg.Out = filepath.Join(t.TempDir(), "bench-results.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	began := time.Now()
 	res, err := run(ctx, cfg, testLog{t})
@@ -54,12 +55,14 @@ func TestSmoke(t *testing.T) {
 		require.Positive(t, s.Noop.P99ms)
 	}
 
-	require.Len(t, res.Live, 2, "the fleet, and the cost run at three times the interval")
-	for _, live := range res.Live {
+	require.Len(t, res.Live, 1, "the fleet")
+	require.Len(t, res.Cost, 2, "the cost runs at the interval and at three times it")
+	for _, live := range append(slices.Clone(res.Live), res.Cost...) {
 		require.Equal(t, beatByHost, live.Path)
 		require.Equal(t, live.Lifecycles, live.Running)
 		require.Zero(t, live.StartFailed)
 		require.Zero(t, live.FalseZombies, live.NotRunning)
+		require.Zero(t, live.StatusUnanswered)
 		require.Zero(t, live.SendErrors)
 		require.Zero(t, live.ShutdownFailed)
 		require.Positive(t, live.SignalsSent)
@@ -70,7 +73,10 @@ func TestSmoke(t *testing.T) {
 		require.Positive(t, live.WorkerRSSPeakMB)
 		require.Positive(t, live.WorkflowTasksPerWorkerMinute)
 	}
-	require.Equal(t, 3*res.Live[0].IntervalSeconds, res.Live[1].IntervalSeconds)
+	require.Equal(t, res.Live[0].IntervalSeconds, res.Cost[0].IntervalSeconds)
+	require.Equal(t, 3*res.Cost[0].IntervalSeconds, res.Cost[1].IntervalSeconds)
+	require.Equal(t, res.Cost[0].ZombieAfterSeconds, res.Cost[1].ZombieAfterSeconds, "one zombie limit for both cost runs")
+	require.Equal(t, 3*res.Cost[1].IntervalSeconds, res.Cost[1].ZombieAfterSeconds, "three of the longer interval")
 
 	require.Len(t, res.Spaced, 2)
 	for _, s := range res.Spaced {

@@ -61,7 +61,7 @@ func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency
 
 // shutdownEach is shutdownAll calling answered(id) once each shutdown call
 // has returned (accepted, refused or failed), before waiting for the end.
-func shutdownEach(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool, answered func(string)) (int, error) {
+func shutdownEach(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool, answered func(string, error)) (int, error) {
 	var bad atomic.Int64
 	err := forEach(ctx, len(ids), concurrency, func(ctx context.Context, i int) error {
 		err := shutdownOne(ctx, f, ids[i], silentOK, answered)
@@ -73,10 +73,10 @@ func shutdownEach(ctx context.Context, f *fleet.Client, ids []string, concurrenc
 	return int(bad.Load()), err
 }
 
-func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool, answered func(string)) error {
+func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool, answered func(string, error)) error {
 	_, stopErr := f.Shutdown(ctx, id, workflows.ShutdownRequest{Grace: time.Second, Reason: "bench done"})
 	if answered != nil {
-		answered(id)
+		answered(id, stopErr)
 	}
 	// Even when the shutdown call failed (an overloaded server times it
 	// out), the lifecycle may be stopping: wait for its end, so that no
@@ -99,11 +99,16 @@ func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool,
 	if stopErr != nil && !errors.Is(stopErr, fleet.ErrEnded) {
 		return fmt.Errorf("shutting %s down: %w", id, stopErr)
 	}
-	if stopErr != nil && silentOK && spec.Status == workflows.StatusCleanedUp && spec.Cleanup != nil &&
-		strings.HasPrefix(spec.Cleanup.Reason, "no heartbeat for") {
+	if stopErr != nil && silentOK && endedAsZombie(spec) {
 		return checkEnded(spec, workflows.StatusCleanedUp)
 	}
 	return checkEnded(spec, workflows.StatusCompleted)
+}
+
+// endedAsZombie: the lifecycle went silent for its zombie limit (or its
+// host said so) and was cleaned up.
+func endedAsZombie(spec workflows.WorkerSpec) bool {
+	return spec.Status == workflows.StatusCleanedUp && spec.Cleanup != nil && strings.HasPrefix(spec.Cleanup.Reason, "no heartbeat for")
 }
 
 // Lifecycles is the throughput of whole lifecycles.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -26,18 +27,25 @@ type Live struct {
 	Running     int `json:"running"`
 	StartFailed int `json:"start_failed"`
 	// ZombieAfterSeconds is the zombie limit of these lifecycles: three
-	// missed heartbeats, far stricter than the default 300 s.
+	// missed heartbeats in the capacity rows, far stricter than the default
+	// 300 s; in the cost rows three of the longer interval's, for both.
 	ZombieAfterSeconds   float64 `json:"zombie_after_seconds"`
 	SignalsSent          int     `json:"signals_sent"`
 	SendErrors           int     `json:"send_errors"`
 	SignalsPerSecond     float64 `json:"signals_per_second"`
 	OfferedPerSecond     float64 `json:"offered_per_second"`
 	RatioToSignalCeiling float64 `json:"ratio_to_signal_ceiling"`
-	// FalseZombies counts lifecycles that were not running at the end of
-	// the hold although every one of them heartbeated throughout.
+	// FalseZombies counts lifecycles the system ended although every one
+	// of them heartbeated throughout: not running when checked at the end
+	// of the hold, or, when their status did not answer then, ended as
+	// zombies by the time their shutdown was answered.
 	FalseZombies int `json:"false_zombies"`
-	// NotRunning says, for each false zombie, what the check found: its
-	// status and reason, or the error of its status query.
+	// StatusUnanswered counts lifecycles whose status query did not answer
+	// within checkWait at the end of the hold (the server or the worker
+	// program too far behind); what they ended as is in FalseZombies.
+	StatusUnanswered int `json:"status_unanswered"`
+	// NotRunning says, for each false zombie, what was found: its status
+	// and reason.
 	NotRunning []string `json:"not_running,omitempty"`
 	// Alerts counts lifecycles showing a late-heartbeat warning at the end.
 	Alerts int `json:"alerts"`
@@ -56,15 +64,21 @@ type Live struct {
 	WorkflowTasksPerWorkerMinute float64 `json:"workflow_tasks_per_worker_minute"`
 }
 
+// healthy: every lifecycle ran, heartbeated, answered and ended as asked,
+// so that what was measured of the fleet is of all of it.
+func (l Live) healthy() bool {
+	return l.Running == l.Lifecycles && l.FalseZombies == 0 && l.StatusUnanswered == 0 && l.SendErrors == 0 && l.ShutdownFailed == 0
+}
+
 // measureLive spawns n lifecycles, each heartbeating every interval from
-// the moment it runs, holds the whole fleet for hold once every one runs,
-// checks that every one is still running, and shuts them all down. Only
-// the hold is measured: sends, lag, memory and CPU.
-func measureLive(ctx context.Context, e *env, path string, n int, interval, hold, spawnWithin time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
-	zombieAfter := 3 * interval
+// the moment it runs under the zombie limit zombieAfter, holds the whole
+// fleet for hold once every one runs, checks that every one is still
+// running, and shuts them all down. Only the hold is measured: sends, lag,
+// memory and CPU.
+func measureLive(ctx context.Context, e *env, path string, n int, interval, zombieAfter, hold, spawnWithin time.Duration, lagSample, concurrency int, signalCeiling float64) (Live, error) {
 	res := Live{Lifecycles: n, Path: path, IntervalSeconds: interval.Seconds(), HoldSeconds: hold.Seconds(), ZombieAfterSeconds: zombieAfter.Seconds()}
 	hs := newHostSender(socketOf(e))
-	limits := workflows.Limits{HeartbeatWarning: 2 * interval, HeartbeatCritical: zombieAfter * 5 / 6, ZombieAfter: zombieAfter}
+	limits := workflows.Limits{HeartbeatWarning: min(2*interval, zombieAfter*2/3), HeartbeatCritical: zombieAfter * 5 / 6, ZombieAfter: zombieAfter}
 	f := e.fleet
 	var (
 		sent, failed, unrecorded atomic.Int64
@@ -148,7 +162,7 @@ func measureLive(ctx context.Context, e *env, path string, n int, interval, hold
 		if err != nil {
 			return err
 		}
-		if err := awaitRunning(ctx, f, req.WorkerID, time.Second, spawnDeadline.Add(time.Minute)); err != nil {
+		if err := awaitRunning(ctx, f, req.WorkerID, 500*time.Millisecond, spawnDeadline.Add(time.Minute)); err != nil {
 			mu.Lock()
 			failedStarts = append(failedStarts, req.WorkerID)
 			mu.Unlock()
@@ -193,10 +207,10 @@ func measureLive(ctx context.Context, e *env, path string, n int, interval, hold
 
 	// Heartbeats go on while the fleet is checked, so that a slow check
 	// cannot make a zombie of its own. A lifecycle that does not answer
-	// within checkWait counts as not running: its worker program is too
-	// far behind to have noticed a zombie either.
+	// within checkWait is counted apart; what it ended as is read once its
+	// shutdown is answered.
 	const checkWait = 15 * time.Second
-	var notRunning, alerts atomic.Int64
+	var notRunning, unanswered, alerts atomic.Int64
 	ended := make([]bool, len(ids))
 	checkFailed := make([]bool, len(ids))
 	why := make([]string, len(ids))
@@ -204,16 +218,16 @@ func measureLive(ctx context.Context, e *env, path string, n int, interval, hold
 		qctx, cancel := context.WithTimeout(ctx, checkWait)
 		defer cancel()
 		spec, err := f.Status(qctx, ids[i])
-		if err != nil || spec.Status != workflows.StatusRunning {
+		switch {
+		case err != nil:
+			unanswered.Add(1)
+			checkFailed[i] = true
+		case spec.Status != workflows.StatusRunning:
 			notRunning.Add(1)
-			ended[i] = err == nil && !spec.Status.Live()
+			ended[i] = !spec.Status.Live()
 			why[i] = fmt.Sprintf("%s: %s", ids[i], spec.Status)
 			if n := len(spec.Transitions); n > 0 {
 				why[i] += " (" + spec.Transitions[n-1].Reason + ")"
-			}
-			if err != nil {
-				why[i] = fmt.Sprintf("%s: status: %v", ids[i], err)
-				checkFailed[i] = true
 			}
 		}
 		if spec.Heartbeat.Alert != "" {
@@ -225,9 +239,9 @@ func measureLive(ctx context.Context, e *env, path string, n int, interval, hold
 	// up and refunded. The others are shut down, each heartbeating until
 	// its shutdown is answered, so that a slow teardown makes no zombie of
 	// its own: one found at the end is the system's.
-	// One whose check did not answer was counted as not running already;
-	// if it turns out to have ended as a false zombie, its teardown takes
-	// that as such (silentOK) rather than count it twice.
+	// One whose check did not answer is shut down the same way; if it
+	// turns out to have ended as a zombie meanwhile, its teardown takes
+	// that (silentOK) and it is counted as a false zombie below.
 	var live, unchecked []string
 	var bad atomic.Int64
 	for i, id := range ids {
@@ -244,14 +258,39 @@ func measureLive(ctx context.Context, e *env, path string, n int, interval, hold
 			bad.Add(1)
 		}
 	}
-	stopFailed, err := shutdownEach(ctx, f, live, teardownConcurrency, false, stopHeartbeatsOf)
-	n, uerr := shutdownEach(ctx, f, unchecked, teardownConcurrency, true, stopHeartbeatsOf)
+	// endedBefore: the lifecycle had ended when its shutdown was asked.
+	var endedBefore sync.Map
+	answered := func(id string, err error) {
+		if errors.Is(err, fleet.ErrEnded) {
+			endedBefore.Store(id, true)
+		}
+		stopHeartbeatsOf(id)
+	}
+	stopFailed, err := shutdownEach(ctx, f, live, teardownConcurrency, false, answered)
+	n, uerr := shutdownEach(ctx, f, unchecked, teardownConcurrency, true, answered)
 	stopFailed += n
 	if err == nil {
 		err = uerr
 	}
 	stopHeartbeats()
 	wg.Wait()
+	// Those whose status did not answer: a zombie that had ended before
+	// its shutdown was asked is the system's (heartbeats went on until
+	// then); one whose shutdown failed and went silent after is counted
+	// in ShutdownFailed already.
+	for _, id := range unchecked {
+		if _, ok := endedBefore.Load(id); !ok {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		spec, err := f.Wait(wctx, id)
+		cancel()
+		if err == nil && endedAsZombie(spec) {
+			notRunning.Add(1)
+			why = append(why, fmt.Sprintf("%s: %s (%s), its status unanswered at the check", id, spec.Status, spec.Cleanup.Reason))
+		}
+	}
+	res.StatusUnanswered = int(unanswered.Load())
 	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
 	res.SignalsPerSecond = perSecond(res.SignalsSent, elapsed)
 	res.OfferedPerSecond = math.Round(float64(len(ids))/interval.Seconds()*10) / 10
