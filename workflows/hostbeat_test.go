@@ -272,3 +272,49 @@ func (s *lifecycleSuite) TestStaleRelayAfterASignalChangesNothingButTokens() {
 	// The relay at 60 s: the backstop a zombie limit and a grace later.
 	s.InDelta(120, spec.Transitions[len(spec.Transitions)-3].At.Sub(start).Seconds(), 1, "%+v", spec.Transitions)
 }
+
+// relayedKeepalives runs a lifecycle whose host relays a keepalive every
+// zombie limit for 20 limits, then shuts it down, and returns how many
+// deadline timers fired meanwhile.
+func (s *lifecycleSuite) relayedKeepalives() (fired int) {
+	var in activities.WatchInput
+	s.expectWatch(time.Hour, activities.ExitStatus{ExitCode: 143, Signal: "SIGTERM"}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{}, nil).Once()
+	s.expectRelease(1)
+	req := hostRequest()
+	const cycles = 20
+	for i := 1; i <= cycles; i++ {
+		// The first well within the zombie limit, the rest a limit apart.
+		s.heartbeatAt(10*time.Second+time.Duration(i-1)*req.Limits.ZombieAfter, Heartbeat{TokensUsed: int64(i), Path: PathHost, Age: time.Second})
+	}
+	end := cycles*req.Limits.ZombieAfter + 5*time.Second
+	// The stop's wait for the watch's report is a timer too, not counted.
+	armed := map[string]time.Duration{}
+	s.env.SetOnTimerScheduledListener(func(id string, d time.Duration) { armed[id] = d })
+	s.env.SetOnTimerFiredListener(func(id string) {
+		if armed[id] != stopReportWait {
+			fired++
+		}
+	})
+	s.updateAt(end, UpdateShutdown, ShutdownRequest{}, nil)
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Equal(int64(cycles), spec.Heartbeat.Count)
+	return fired
+}
+
+// TestRelayArmsTheBackstopAgain (issue 16): a keepalive the host relays
+// arms the lifecycle's backstop again in its own workflow task, so that
+// while keepalives come the timer never fires: one workflow task per
+// zombie limit, not two.
+func (s *lifecycleSuite) TestRelayArmsTheBackstopAgain() {
+	s.Zero(s.relayedKeepalives(), "deadline timers fired while the host relayed a keepalive every zombie limit")
+}
+
+// TestBeforeRelayRearmTheBackstopFired: a run that recorded no
+// VersionRelayRearm arms the timer again only when it fires, as it ran.
+func (s *lifecycleSuite) TestBeforeRelayRearmTheBackstopFired() {
+	s.env.OnGetVersion(VersionRelayRearm, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	s.GreaterOrEqual(s.relayedKeepalives(), 9, "the backstop (two zombie limits) fired about once per keepalive")
+}

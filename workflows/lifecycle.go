@@ -134,6 +134,9 @@ type lifecycle struct {
 	// supervision; hostUnanswered: the host did not answer askHost.
 	hostBeats      bool
 	hostUnanswered bool
+	// relayed: the heartbeat the supervision took last came relayed by
+	// the host (VersionRelayRearm).
+	relayed bool
 	// cancelDeadline cancels the deadline timer a lean run left running at
 	// the end of its last supervision (awaitOutcome), nil once done.
 	cancelDeadline workflow.CancelFunc

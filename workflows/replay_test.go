@@ -77,7 +77,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"ledger-release-before-reserve-r8",
 		// ... and the fleet's event log (fleet-events): a zombie's events,
 		// and the log that took them.
-		"lifecycle-zombie-events-r8", "fleet-events-r8"} {
+		"lifecycle-zombie-events-r8", "fleet-events-r8",
+		// ... and a backstop armed again by each relay (relay-rearm): an
+		// agent heard only through its host, whose worker program was
+		// killed and started again, and a master's signal.
+		"lifecycle-host-restart-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -269,6 +273,10 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// worker_failed), and the event log that took them.
 		{file: "lifecycle-zombie-events-r8", last: completed, started: "first", versions: map[string]int{VersionLeanLifecycle: 1, VersionFleetEvents: 1}},
 		{file: "fleet-events-r8", started: "first", signal: SignalEvent},
+		// Relays that armed the backstop again (relay-rearm), beside a
+		// master's heartbeat signal; it ended by its shutdown.
+		{file: "lifecycle-host-restart-r8", last: completed, started: "first",
+			versions: map[string]int{VersionLeanLifecycle: 1, VersionRelayRearm: 1}},
 		{file: "ledger-release-before-reserve-r8", started: "first", signal: SignalRelease, answers: 2,
 			updates: map[string]int{UpdateReserve: 2, UpdateAsk: 2}, versions: map[string]int{VersionReleaseBeforeReserve: 1}},
 	} {

@@ -89,7 +89,10 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		}
 
 		now := workflow.Now(ctx)
-		if next := w.nextDeadline(oneTimer); timer == nil || next.Before(timerAt) {
+		next := w.nextDeadline(oneTimer)
+		relayed := w.relayed
+		w.relayed = false
+		if timer == nil || next.Before(timerAt) || (relayed && next.After(timerAt) && versionOf(ctx, VersionRelayRearm, 1) == 1) {
 			if cancelT != nil {
 				cancelT()
 			}
@@ -103,6 +106,10 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 		sel.AddReceive(hbCh, func(c workflow.ReceiveChannel, _ bool) {
 			var hb Heartbeat
 			w.applyHeartbeat(ctx, hb, receiveSignal(ctx, c, &hb))
+			// A relay moves the backstop: armed again from it in this task
+			// (VersionRelayRearm), the timer need not fire to find the
+			// worker alive.
+			w.relayed = hb.Path == PathHost
 			if w.st.HostSilent {
 				// The host says the agent is silent: judged now, not by a
 				// timer armed again for it.

@@ -122,6 +122,14 @@ const (
 	// raised none. Asked only where an event is raised, by lean runs too,
 	// so that every history recorded before it replays.
 	VersionFleetEvents = "fleet-events"
+	// VersionRelayRearm: a heartbeat its host relays (a keepalive, a
+	// change) arms the deadline timer again from itself, in the workflow
+	// task that takes it; before it the timer was armed again only when it
+	// fired and found the worker alive, a workflow task of its own once per
+	// zombie limit beside the keepalive's. Asked only where a relay would
+	// move the timer, by lean runs too, so that every history recorded
+	// before it replays.
+	VersionRelayRearm = "relay-rearm"
 )
 
 // releaseChanges are the lifecycle and ledger changes each release brought
@@ -134,7 +142,7 @@ var releaseChanges = []struct {
 }{
 	{"r8", []string{VersionIgnoreBound, VersionDrainAfterSupervision, VersionHeartbeatProcess,
 		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle, VersionHostHeartbeat,
-		VersionReleaseBeforeReserve, VersionFleetEvents}},
+		VersionReleaseBeforeReserve, VersionFleetEvents, VersionRelayRearm}},
 }
 
 // heldBack are the changes new runs do not take (SetCompat).

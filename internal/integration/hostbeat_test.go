@@ -108,6 +108,7 @@ func TestLocalHeartbeatPath(t *testing.T) {
 // program is then killed and started again while the agent goes on, and it
 // is still running four zombie limits later, its heartbeats coming through
 // the new program. A master's heartbeat signal is applied beside the host's.
+// Recorded as lifecycle-host-restart.
 func TestWorkerProgramRestartMakesNoFalseZombie(t *testing.T) {
 	const host = "it-host-hb-restart"
 	const zombie = 8 * time.Second
@@ -169,4 +170,8 @@ func TestWorkerProgramRestartMakesNoFalseZombie(t *testing.T) {
 	require.Zero(t, final.Heartbeat.Rejected)
 	h.requireReleased(t, id)
 	requireGone(t, spec.PID)
+	// The host's relays armed the backstop again as they came (relay-rearm).
+	rh := fetchHistory(t, workflows.WorkflowID(id), "")
+	require.Equal(t, 1, rh.versions(t)[workflows.VersionRelayRearm], "%v", rh.versions(t))
+	h.recordHistory(t, "lifecycle-host-restart", workflows.WorkflowID(id))
 }
