@@ -288,7 +288,7 @@ func (r *Results) targets() []Target {
 		add(fmt.Sprintf("history per heartbeat %gs apart by %s, default limits scaled", s.EverySeconds, s.Path), fmt.Sprintf("<= %g events, timers included", want),
 			fmt.Sprintf("%.2f events (%d signals for %d heartbeats)", s.EventsPerHeartbeat, s.Signals, s.Heartbeats),
 			s.EventsPerHeartbeat > 0 && s.EventsPerHeartbeat <= want,
-			"through the host a keepalive (4 events) per zombie limit and a backstop timer (5) per one or two; by signal 4 events each, and the deadline timer once per zombie limit")
+			"through the host a keepalive per zombie limit (4 events, and 2 as it arms the backstop again: relay-rearm); by signal 4 events each, and the deadline timer (5) once per zombie limit")
 	}
 	if len(r.Live) > 0 {
 		big := r.Live[0]
