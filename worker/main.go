@@ -427,7 +427,7 @@ func command() *cobra.Command {
 			if store != nil {
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
-				mirror := &coordination.Mirror{Store: store, Every: 2 * time.Second, Log: slog.Default(),
+				mirror := &coordination.Mirror{Store: store, Every: coordination.MirrorEvery, Log: slog.Default(),
 					Source: &adapters.MirrorSource{Fleet: fc}}
 				go func() { _ = mirror.Run(ctx) }()
 				slog.Info("Mirroring the coordination files", "dir", store.Dir)

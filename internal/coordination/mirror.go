@@ -23,9 +23,17 @@ type Source interface {
 	Budget(ctx context.Context) (workflows.BudgetView, error)
 }
 
+// MirrorEvery is the mirror's pause between two syncs: the old scripts'
+// loops read a heartbeat in the files within about a second of its arrival,
+// plus one sync, which reads the status of every open lifecycle (16 at a
+// time) and so grows with the fleet; the mirror is for the fleets those
+// scripts ran, a few hundred workers.
+const MirrorEvery = time.Second
+
 // Mirror keeps the files in step with the lifecycles. It reads through
 // Temporal's visibility and queries, so the workflows stay free of file I/O
-// and their histories pay nothing for it; the files lag by at most Every.
+// and their histories pay nothing for it; the files lag by at most Every
+// and one sync.
 type Mirror struct {
 	Store  *Store
 	Source Source
