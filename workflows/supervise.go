@@ -109,7 +109,7 @@ func (w *lifecycle) awaitOutcome(ctx workflow.Context, watch workflow.Future) ou
 			// A relay moves the backstop: armed again from it in this task
 			// (VersionRelayRearm), the timer need not fire to find the
 			// worker alive.
-			w.relayed = hb.Path == PathHost
+			w.relayed = hb.Path == PathHost && w.hostBeats
 			if w.st.HostSilent {
 				// The host says the agent is silent: judged now, not by a
 				// timer armed again for it.

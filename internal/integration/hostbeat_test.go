@@ -165,13 +165,22 @@ func TestWorkerProgramRestartMakesNoFalseZombie(t *testing.T) {
 	require.Eventually(t, func() bool { return h.status(t, id).Heartbeat.Count > count }, 10*time.Second, 100*time.Millisecond)
 	require.Zero(t, h.status(t, id).Heartbeat.Rejected)
 
+	shutdownAt := time.Now()
 	h.starterOK(t, "shutdown", id)
 	final := h.waitStatus(t, id, workflows.StatusCompleted, time.Minute)
 	require.Zero(t, final.Heartbeat.Rejected)
 	h.requireReleased(t, id)
 	requireGone(t, spec.PID)
-	// The host's relays armed the backstop again as they came (relay-rearm).
+	// The host's relays armed the backstop again as they came (relay-rearm),
+	// those through the new program too.
 	rh := fetchHistory(t, workflows.WorkflowID(id), "")
 	require.Equal(t, 1, rh.versions(t)[workflows.VersionRelayRearm], "%v", rh.versions(t))
+	var rearmed int
+	for _, ev := range rh.events {
+		if at := ev.GetEventTime().AsTime(); ev.EventType == enumspb.EVENT_TYPE_TIMER_CANCELED && at.After(restarted) && at.Before(shutdownAt) {
+			rearmed++
+		}
+	}
+	require.Positive(t, rearmed, "relays through the new program arm the backstop again")
 	h.recordHistory(t, "lifecycle-host-restart", workflows.WorkflowID(id))
 }
