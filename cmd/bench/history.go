@@ -73,7 +73,7 @@ func measureHistory(ctx context.Context, f *fleet.Client, amortised, burst, send
 	if err != nil {
 		return res, err
 	}
-	if err := shutdownOne(ctx, f, spec.WorkerID, false, nil); err != nil {
+	if _, err := shutdownOne(ctx, f, spec.WorkerID, false, nil); err != nil {
 		return res, err
 	}
 	if res.LifecycleEvents, res.LifecycleWorkflowTasks, _, err = runHistory(ctx, c, workflows.WorkflowID(spec.WorkerID), "", res.LifecycleEventTypes); err != nil {
@@ -98,7 +98,7 @@ func measureHistory(ctx context.Context, f *fleet.Client, amortised, burst, send
 	if err == nil {
 		after, err = runChain(ctx, c, wid)
 	}
-	if serr := shutdownOne(ctx, f, spec.WorkerID, false, nil); err == nil {
+	if _, serr := shutdownOne(ctx, f, spec.WorkerID, false, nil); err == nil {
 		err = serr
 	}
 	if err != nil {
@@ -136,7 +136,7 @@ func measureHistory(ctx context.Context, f *fleet.Client, amortised, burst, send
 			res.LongestRunEvents = max(res.LongestRunEvents, r.events)
 		}
 	}
-	if serr := shutdownOne(ctx, f, spec.WorkerID, false, nil); err == nil {
+	if _, serr := shutdownOne(ctx, f, spec.WorkerID, false, nil); err == nil {
 		err = serr
 	}
 	return res, err

@@ -127,7 +127,7 @@ func measureSpaced(ctx context.Context, e *env, every time.Duration, beats int) 
 		if err == nil {
 			s.Signals, err = heartbeatSignals(ctx, e, wid)
 		}
-		if serr := shutdownOne(ctx, e.fleet, spec.WorkerID, false, nil); err == nil {
+		if _, serr := shutdownOne(ctx, e.fleet, spec.WorkerID, false, nil); err == nil {
 			err = serr
 		}
 		if err != nil {

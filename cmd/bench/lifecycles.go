@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,27 +57,42 @@ func checkEnded(spec workflows.WorkerSpec, want workflows.Status) error {
 // shutdownAll stops the workers gracefully and checks each ended completed
 // and refunded. It returns how many did not.
 func shutdownAll(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool) (int, error) {
-	return shutdownEach(ctx, f, ids, concurrency, silentOK, nil)
+	failed, _, err := shutdownEach(ctx, f, ids, concurrency, silentOK, nil)
+	return failed, err
 }
 
 // shutdownEach is shutdownAll calling answered(id) once each shutdown call
-// has returned (accepted, refused or failed), before waiting for the end.
-func shutdownEach(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool, answered func(string, error)) (int, error) {
-	var bad atomic.Int64
+// has returned (accepted, refused or failed), before waiting for the end;
+// with silentOK it also returns the ends of those that had ended as
+// zombies before their shutdown was asked.
+func shutdownEach(ctx context.Context, f *fleet.Client, ids []string, concurrency int, silentOK bool, answered func(string)) (int, []workflows.WorkerSpec, error) {
+	var (
+		bad     atomic.Int64
+		mu      sync.Mutex
+		zombies []workflows.WorkerSpec
+	)
 	err := forEach(ctx, len(ids), concurrency, func(ctx context.Context, i int) error {
-		err := shutdownOne(ctx, f, ids[i], silentOK, answered)
-		if err != nil {
+		spec, err := shutdownOne(ctx, f, ids[i], silentOK, answered)
+		switch {
+		case err != nil:
 			bad.Add(1)
+		case endedAsZombie(spec):
+			mu.Lock()
+			zombies = append(zombies, spec)
+			mu.Unlock()
 		}
 		return err
 	})
-	return int(bad.Load()), err
+	return int(bad.Load()), zombies, err
 }
 
-func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool, answered func(string, error)) error {
+// shutdownOne stops one worker and returns its end: completed, or with
+// silentOK cleaned up as a zombie it had ended as before its shutdown was
+// asked; anything else is an error.
+func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool, answered func(string)) (workflows.WorkerSpec, error) {
 	_, stopErr := f.Shutdown(ctx, id, workflows.ShutdownRequest{Grace: time.Second, Reason: "bench done"})
 	if answered != nil {
-		answered(id, stopErr)
+		answered(id)
 	}
 	// Even when the shutdown call failed (an overloaded server times it
 	// out), the lifecycle may be stopping: wait for its end, so that no
@@ -87,9 +103,9 @@ func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool,
 	spec, err := f.Wait(wctx, id)
 	if err != nil {
 		if stopErr != nil {
-			return fmt.Errorf("shutting %s down: %w", id, stopErr)
+			return spec, fmt.Errorf("shutting %s down: %w", id, stopErr)
 		}
-		return err
+		return spec, err
 	}
 	// "Already ended": the SDK retried a shutdown the overloaded server had
 	// taken but not answered in time, so it ended completed; or, with
@@ -97,12 +113,12 @@ func shutdownOne(ctx context.Context, f *fleet.Client, id string, silentOK bool,
 	// it went silent for its zombie limit just before and was cleaned up.
 	// Anything else it ended as (a crash, a time limit) is a failure.
 	if stopErr != nil && !errors.Is(stopErr, fleet.ErrEnded) {
-		return fmt.Errorf("shutting %s down: %w", id, stopErr)
+		return spec, fmt.Errorf("shutting %s down: %w", id, stopErr)
 	}
 	if stopErr != nil && silentOK && endedAsZombie(spec) {
-		return checkEnded(spec, workflows.StatusCleanedUp)
+		return spec, checkEnded(spec, workflows.StatusCleanedUp)
 	}
-	return checkEnded(spec, workflows.StatusCompleted)
+	return spec, checkEnded(spec, workflows.StatusCompleted)
 }
 
 // endedAsZombie: the lifecycle went silent for its zombie limit (or its
@@ -136,7 +152,7 @@ func measureLifecycles(ctx context.Context, f *fleet.Client, n, concurrency int)
 			err = f.Heartbeat(ctx, spec.WorkerID, workflows.Heartbeat{TokensUsed: hb * 10, Status: workflows.HeartbeatBusy})
 		}
 		if err == nil {
-			err = shutdownOne(ctx, f, spec.WorkerID, false, nil)
+			_, err = shutdownOne(ctx, f, spec.WorkerID, false, nil)
 		}
 		if err != nil {
 			failed.Add(1)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -258,37 +257,21 @@ func measureLive(ctx context.Context, e *env, path string, n int, interval, zomb
 			bad.Add(1)
 		}
 	}
-	// endedBefore: the lifecycle had ended when its shutdown was asked.
-	var endedBefore sync.Map
-	answered := func(id string, err error) {
-		if errors.Is(err, fleet.ErrEnded) {
-			endedBefore.Store(id, true)
-		}
-		stopHeartbeatsOf(id)
-	}
-	stopFailed, err := shutdownEach(ctx, f, live, teardownConcurrency, false, answered)
-	n, uerr := shutdownEach(ctx, f, unchecked, teardownConcurrency, true, answered)
+	stopFailed, _, err := shutdownEach(ctx, f, live, teardownConcurrency, false, stopHeartbeatsOf)
+	n, zombies, uerr := shutdownEach(ctx, f, unchecked, teardownConcurrency, true, stopHeartbeatsOf)
 	stopFailed += n
 	if err == nil {
 		err = uerr
 	}
 	stopHeartbeats()
 	wg.Wait()
-	// Those whose status did not answer: a zombie that had ended before
-	// its shutdown was asked is the system's (heartbeats went on until
-	// then); one whose shutdown failed and went silent after is counted
-	// in ShutdownFailed already.
-	for _, id := range unchecked {
-		if _, ok := endedBefore.Load(id); !ok {
-			continue
-		}
-		wctx, cancel := context.WithTimeout(ctx, time.Minute)
-		spec, err := f.Wait(wctx, id)
-		cancel()
-		if err == nil && endedAsZombie(spec) {
-			notRunning.Add(1)
-			why = append(why, fmt.Sprintf("%s: %s (%s), its status unanswered at the check", id, spec.Status, spec.Cleanup.Reason))
-		}
+	// Those whose status did not answer and had ended as zombies before
+	// their shutdown was asked are the system's (heartbeats went on until
+	// then); one whose shutdown failed and went silent after is counted in
+	// ShutdownFailed.
+	for _, spec := range zombies {
+		notRunning.Add(1)
+		why = append(why, fmt.Sprintf("%s: %s (%s), its status unanswered at the check", spec.WorkerID, spec.Status, spec.Cleanup.Reason))
 	}
 	res.StatusUnanswered = int(unanswered.Load())
 	res.SignalsSent, res.SendErrors = int(sent.Load()), int(failed.Load())
