@@ -56,8 +56,12 @@ type WatchDetails struct {
 
 // HeartbeatBoard hands the heartbeats a host's agents send to it (the
 // worker program's heartbeat socket) to the watches of their processes.
-// A heartbeat for a worker no watch of this host holds is not taken: its
-// sender signals the lifecycle instead.
+// A process has its place from its start (Expect), so that what its agent
+// sends before its watch runs (a watch late behind an overloaded server,
+// or between two runs of the lifecycle) is held for the watch and for the
+// lifecycle's backstop (HeldHeartbeat) instead of becoming a signal. A
+// heartbeat for a worker of which this host holds no process is not taken:
+// its sender signals the lifecycle instead.
 type HeartbeatBoard struct {
 	mu    sync.Mutex
 	slots map[string]*beatSlot
@@ -78,6 +82,9 @@ type beatSlot struct {
 	// relayed is the Count of the last heartbeat the watch relayed.
 	stopping bool
 	relayed  int64
+	// watched is set while a watch that relays holds the place; a place
+	// without one holds the heartbeats until a watch takes it over.
+	watched bool
 }
 
 // NewHeartbeatBoard returns an empty board.
@@ -114,19 +121,100 @@ func (b *HeartbeatBoard) Offer(workerID string, hb HostHeartbeat) bool {
 	return true
 }
 
+// Expect gives a process this host started, or found running again after
+// a restart of this program, its place before its watch runs; a place the
+// process has already is kept.
+func (b *HeartbeatBoard) Expect(workerID, process string) {
+	if b == nil || process == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.slotOf(workerID, process) == nil {
+		// Any place of an earlier process of the worker is given up: that
+		// process was stopped before this one started.
+		b.slots[workerID] = &beatSlot{board: b, workerID: workerID, process: process, notify: make(chan struct{}, 1)}
+	}
+}
+
+// ExpectRecorded gives each process the host's records name, and which
+// still runs, its place on the board (Expect): after a restart of the
+// worker program its agents' heartbeats are held for the watches that come
+// back, and answer the lifecycles' backstops, instead of each being
+// signalled until then. It returns how many it expects. (A function, not
+// a method: every method of HostActivities is an activity.)
+func ExpectRecorded(a *HostActivities) int {
+	if a.Beats == nil || a.StateDir == "" {
+		return 0
+	}
+	n := 0
+	for _, r := range a.workerRecords() {
+		p := r.info
+		if p.Token == "" || p.PID <= 0 {
+			continue
+		}
+		if running, err := sameProcessRunning(p.PID, p.StartTicks); err != nil || !running {
+			continue
+		}
+		a.Beats.Expect(r.workerID, ProcessTag(p.Token))
+		n++
+	}
+	return n
+}
+
 // attach gives the watch of a process its place; a later watch of the same
 // worker (a retried attempt) takes the place over.
 func (b *HeartbeatBoard) attach(workerID, process string, prior int64) *beatSlot {
-	s := &beatSlot{board: b, workerID: workerID, process: process, prior: prior, notify: make(chan struct{}, 1)}
+	s := &beatSlot{board: b, workerID: workerID, process: process, prior: prior, notify: make(chan struct{}, 1), watched: true}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if old := b.slots[workerID]; old != nil && old.process == process {
-		// The same process watched again: what it sent is still its latest,
-		// and a stop begun goes on.
+		// The same process watched again, or watched at last: what it sent
+		// is still its latest, and a stop begun goes on.
 		s.latest, s.count, s.stopping, s.relayed = old.latest, old.count, old.stopping, old.relayed
+		if s.latest != nil {
+			// Held before the watch knew what earlier processes used.
+			hb := *s.latest
+			hb.PriorTokens = prior
+			s.latest = &hb
+		}
 	}
 	b.slots[workerID] = s
 	return s
+}
+
+// release gives up the place of a process whose watch relays nothing (a
+// lifecycle of a release before the local heartbeat path): from now on its
+// agent's heartbeats are signalled. The latest heartbeat held and not
+// relayed is returned, for the watch to pass on.
+func (b *HeartbeatBoard) release(workerID, process string) *HostHeartbeat {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.slotOf(workerID, process)
+	if s == nil || s.watched {
+		return nil
+	}
+	delete(b.slots, workerID)
+	if s.latest == nil || s.latest.Count == s.relayed || s.stopping {
+		return nil
+	}
+	hb := *s.latest
+	return &hb
+}
+
+// Forget gives up the place of a process that was stopped.
+func (b *HeartbeatBoard) Forget(workerID, process string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.slotOf(workerID, process) != nil {
+		delete(b.slots, workerID)
+	}
 }
 
 // Stopping marks the stop of the process: the watch relays nothing more
@@ -176,13 +264,21 @@ func (s *beatSlot) state() (current, stopping bool) {
 	return s.board.slots[s.workerID] == s, s.stopping
 }
 
-// detach gives the place up, unless a later watch took it over.
-func (s *beatSlot) detach() {
+// detach gives the place up when the watch ends, unless a later watch took
+// it over: for good when the process ended; else (the watch was cancelled,
+// the lifecycle continues as new or is about to stop the process) the
+// place goes on holding heartbeats for the next watch or the stop.
+func (s *beatSlot) detach(ended bool) {
 	s.board.mu.Lock()
 	defer s.board.mu.Unlock()
-	if s.board.slots[s.workerID] == s {
-		delete(s.board.slots, s.workerID)
+	if s.board.slots[s.workerID] != s {
+		return
 	}
+	if ended {
+		delete(s.board.slots, s.workerID)
+		return
+	}
+	s.watched = false
 }
 
 // last is the latest heartbeat, a copy; nil before one.
@@ -277,9 +373,16 @@ type relay struct {
 }
 
 // newRelay attaches the watch to the board, or returns nil when the
-// lifecycle or this host takes no relayed heartbeats.
-func (a *HostActivities) newRelay(in WatchInput) *relay {
+// lifecycle or this host takes no relayed heartbeats; then the place the
+// process had from its start is given up, and what it held passed on as a
+// signal.
+func (a *HostActivities) newRelay(ctx context.Context, in WatchInput) *relay {
 	if !in.Relay || a.Beats == nil || a.Reporter == nil || in.ZombieAfter <= 0 {
+		if held := a.Beats.release(in.WorkerID, ProcessTag(in.Process.Token)); held != nil && a.Reporter != nil {
+			if err := a.Reporter.RelayHeartbeat(ctx, in.WorkerID, *held, held.ageAt(time.Now())); err != nil && ctx.Err() == nil {
+				activity.GetLogger(ctx).Warn("Passing on a heartbeat held before the watch failed", "worker_id", in.WorkerID, "error", err)
+			}
+		}
 		return nil
 	}
 	r := &relay{a: a, in: in, slot: a.Beats.attach(in.WorkerID, ProcessTag(in.Process.Token), in.PriorTokens)}
@@ -316,9 +419,10 @@ func (r *relay) wake() <-chan struct{} {
 	return r.slot.notify
 }
 
-func (r *relay) close() {
+// close ends the watch's part; ended says whether the process ended.
+func (r *relay) close(ended bool) {
 	if r != nil {
-		r.slot.detach()
+		r.slot.detach(ended)
 		if r.silenceTimer != nil {
 			r.silenceTimer.Stop()
 		}

@@ -79,9 +79,9 @@ func TestBoardGivesHeartbeatsOnlyToTheWatchOfTheirProcess(t *testing.T) {
 	// was sent; the first one's detach then leaves it alone.
 	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 40)
 	assert.Equal(t, int64(2), again.last().Count)
-	s.detach()
+	s.detach(true)
 	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 8}))
-	again.detach()
+	again.detach(true)
 	require.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 9}))
 }
 
@@ -234,7 +234,7 @@ func TestStoppingHandsOverWhatWasNotRelayed(t *testing.T) {
 	assert.Nil(t, b.Stopping("worker-x-1", "aaaaaaaaaaaaaaaa"), "handed over once")
 	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
 	assert.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 8}), "a watch retried during the stop takes none either")
-	again.detach()
+	again.detach(true)
 }
 
 // TestAgentIsGivenItsHostsSocket: a process gets the socket of the worker
@@ -257,7 +257,7 @@ func TestHeldHeartbeatIsTheProcessesLatest(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, got.Heartbeat, "no watch: nothing held")
 	s := a.Beats.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
-	defer s.detach()
+	defer s.detach(true)
 	require.True(t, a.Beats.Offer("worker-x-1", HostHeartbeat{TokensUsed: 9}))
 	got, err = a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: "worker-x-1", Process: "aaaaaaaaaaaaaaaa"})
 	require.NoError(t, err)
@@ -321,4 +321,124 @@ func TestWatchShowsInsteadOfTheSDKsHeartbeat(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the watch did not end with the process")
 	}
+}
+
+// TestBoardHoldsWhatAProcessSendsBeforeItsWatch: a process has its place
+// from its start, so what its agent sends before a watch runs is held (for
+// the watch, and for the lifecycle's backstop), not signalled; a watch
+// cancelled leaves it holding for the next; an ended process, a stop and a
+// watch that relays nothing give it up.
+func TestBoardHoldsWhatAProcessSendsBeforeItsWatch(t *testing.T) {
+	const id, proc = "worker-x-1", "aaaaaaaaaaaaaaaa"
+	b := NewHeartbeatBoard()
+	b.Expect(id, proc)
+	require.False(t, b.Offer(id, HostHeartbeat{Process: "bbbbbbbbbbbbbbbb"}), "another process's heartbeat is signalled")
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 5}), "held before its watch runs")
+	held := b.held(id, proc)
+	require.NotNil(t, held, "the backstop's question finds it")
+	assert.Equal(t, int64(5), held.TokensUsed)
+	b.Expect(id, proc)
+	require.NotNil(t, b.held(id, proc), "expected again: what it holds is kept")
+
+	s := b.attach(id, proc, 40)
+	require.NotNil(t, s.last(), "the watch takes over what was held")
+	assert.Equal(t, int64(1), s.last().Count)
+	assert.Equal(t, int64(40), s.last().PriorTokens, "with what the earlier processes used")
+	s.detach(false)
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 6}), "a cancelled watch (continue-as-new) leaves the place holding")
+	again := b.attach(id, proc, 40)
+	assert.Equal(t, int64(2), again.last().Count)
+	again.detach(true)
+	require.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 7}), "the process ended")
+
+	b.Expect(id, proc)
+	b.Forget(id, "bbbbbbbbbbbbbbbb")
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 8}), "another process's stop")
+	b.Forget(id, proc)
+	require.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 9}), "stopped")
+
+	b.Expect(id, proc)
+	require.Nil(t, b.release(id, proc), "nothing held, nothing to pass on")
+	b.Expect(id, proc)
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 10}))
+	passed := b.release(id, proc)
+	require.NotNil(t, passed, "a watch that relays nothing passes on what was held")
+	assert.Equal(t, int64(10), passed.TokensUsed)
+	require.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 11}), "and its agent signals from then on")
+
+	w := b.attach(id, proc, 0)
+	require.Nil(t, b.release(id, proc), "a relaying watch's place is not given up")
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 12}))
+	w.detach(true)
+}
+
+// TestStartedProcessIsHeldUntilItsStop: StartProcess gives the process its
+// place, before any watch; StopProcess gives it up.
+func TestStartedProcessIsHeldUntilItsStop(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"probe": {"sleep", "60"}})
+	a.Beats = NewHeartbeatBoard()
+	id := uniqueWorkerID("probe")
+	env := newActivityEnv(a)
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	require.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 3}), "held from the start")
+	got, err := a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: id, Process: ProcessTag(info.Token)})
+	require.NoError(t, err)
+	require.NotNil(t, got.Heartbeat)
+	assert.Equal(t, int64(3), got.Heartbeat.TokensUsed)
+	_, err = env.ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info, Grace: time.Second})
+	require.NoError(t, err)
+	require.False(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 4}), "given up with the stop")
+}
+
+// TestWatchWithoutRelayPassesOnWhatWasHeld: the watch of a lifecycle that
+// takes no relayed heartbeats gives the place up at once and passes on the
+// heartbeat held before it ran; the agent signals from then on.
+func TestWatchWithoutRelayPassesOnWhatWasHeld(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"probe": {"sleep", "60"}})
+	rep := &fakeReporter{}
+	a.Reporter, a.Beats = rep, NewHeartbeatBoard()
+	id := uniqueWorkerID("probe")
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	require.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 21, Message: "before the watch"}))
+	done := make(chan error, 1)
+	go func() {
+		_, err := newActivityEnv(a).ExecuteActivity(a.WatchProcess, WatchInput{WorkerID: id, Process: info, WatchHeartbeat: time.Minute, ZombieAfter: time.Minute})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { got, _ := rep.relays(); return len(got) == 1 }, 5*time.Second, 10*time.Millisecond, "passed on")
+	got, _ := rep.relays()
+	assert.Equal(t, int64(21), got[0].hb.TokensUsed)
+	assert.Equal(t, "before the watch", got[0].hb.Message)
+	require.False(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 22}), "signalled from then on")
+	_, err := newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info})
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not see the end")
+	}
+	got, _ = rep.relays()
+	assert.Len(t, got, 1, "nothing more relayed")
+}
+
+// TestRestartedProgramHoldsItsRecordedProcesses: a worker program started
+// again gives each live process of its records its place (ExpectRecorded),
+// so that its agent's heartbeats wait for the watch that comes back; a
+// record of a process that is gone gets none.
+func TestRestartedProgramHoldsItsRecordedProcesses(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"probe": {"sleep", "60"}, "brief": {"true"}})
+	a.StateDir = t.TempDir()
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("probe")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	t.Cleanup(func() { _, _ = newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info}) })
+	brief := uniqueWorkerID("brief")
+	briefInfo := mustStart(t, env, a, StartInput{WorkerID: brief, WorkerType: "brief", TaskID: "task-2"})
+	require.Eventually(t, func() bool { running, _ := sameProcessRunning(briefInfo.PID, briefInfo.StartTicks); return !running }, 5*time.Second, 10*time.Millisecond)
+
+	a.Beats = NewHeartbeatBoard() // the board of the program started again
+	assert.Equal(t, 1, ExpectRecorded(a))
+	assert.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 1}), "held for the watch that comes back")
+	assert.False(t, a.Beats.Offer(brief, HostHeartbeat{TokensUsed: 1}), "its process is gone")
 }

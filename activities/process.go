@@ -200,6 +200,8 @@ func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []strin
 		a.forgetState(in.WorkerID, info)
 		return nil, ProcessInfo{}, fmt.Errorf("record process of %s: %w", in.WorkerID, err)
 	}
+	// Its agent may heartbeat before its watch runs.
+	a.Beats.Expect(in.WorkerID, ProcessTag(token))
 	return started.wait, info, nil
 }
 
@@ -251,10 +253,12 @@ func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, 
 		sampleC = sampleTick.C
 	}
 
-	r := a.newRelay(in)
-	defer r.close()
+	r := a.newRelay(ctx, in)
+	gone := false
+	defer func() { r.close(gone) }()
 	// The end carries the agent's last word the lifecycle has not had.
 	ended := func(st ExitStatus) (ExitStatus, error) {
+		gone = true
 		st = a.judge(in.WorkerID, p, st)
 		st.LastHeartbeat = r.unsent()
 		return st, nil
@@ -346,6 +350,7 @@ func (a *HostActivities) StopProcess(ctx context.Context, in StopInput) (StopRes
 	if err != nil {
 		return StopResult{}, err
 	}
+	a.Beats.Forget(in.WorkerID, ProcessTag(p.Token))
 	a.forgetState(in.WorkerID, p)
 	return res, nil
 }

@@ -376,10 +376,12 @@ func command() *cobra.Command {
 			}
 			hostActs.Reporter = &adapters.Reporter{Client: c}
 			if beatSocket != "" {
+				held := activities.ExpectRecorded(hostActs)
 				l, err := hostbeat.Listen(beatSocket)
 				if err != nil {
 					return fmt.Errorf("--heartbeat-socket: %w", err)
 				}
+				slog.Info("Heartbeat socket open", "path", beatSocket, "processes_held_for_their_watches", held)
 				ctx, stop := context.WithCancel(context.Background())
 				defer stop()
 				srv := &hostbeat.Server{Board: hostActs.Beats, Signal: fc, Log: slog.Default()}
