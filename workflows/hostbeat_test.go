@@ -318,3 +318,90 @@ func (s *lifecycleSuite) TestBeforeRelayRearmTheBackstopFired() {
 	s.env.OnGetVersion(VersionRelayRearm, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	s.GreaterOrEqual(s.relayedKeepalives(), 9, "the backstop (two zombie limits) fired about once per keepalive")
 }
+
+// TestBackstopAsksAHostThatHasNotRelayed: the host holds its agent's
+// heartbeats from the process's start, before its watch relays any (a
+// watch late behind an overloaded server). The backstop at the zombie
+// limit therefore asks the host even when it has relayed nothing
+// (VersionAskHostFirst): what it holds keeps the agent alive, and counts
+// from when the host got it.
+func (s *lifecycleSuite) TestBackstopAsksAHostThatHasNotRelayed() {
+	var in activities.WatchInput
+	s.expectWatch(2*time.Minute, activities.ExitStatus{ExitCode: 0}, &in)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Once()
+	s.expectRelease(1)
+	var asked []time.Duration
+	start := s.env.Now()
+	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.HeldInput) (activities.HeldResult, error) {
+			asked = append(asked, s.env.Now().Sub(start))
+			s.Equal(activities.ProcessTag(testProcess.Token), in.Process)
+			return activities.HeldResult{Heartbeat: &activities.HostHeartbeat{TokensUsed: 40, Message: "held"}, Age: 5 * time.Second}, nil
+		})
+	s.env.RegisterDelayedCallback(func() {
+		spec := s.status()
+		s.Equal(StatusRunning, spec.Status, "alive on its host's word")
+		s.Equal(int64(40), spec.TokenBudget.Used)
+		s.Equal(PathHost, spec.Heartbeat.Path)
+		s.Equal(start.Add(25*time.Second).UTC(), spec.Heartbeat.LastSeen.UTC(), "counted from when the host got it")
+	}, 31*time.Second)
+
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal(StatusCompleted, spec.Status)
+	s.Require().Len(asked, 2)
+	s.InDelta(30, asked[0].Seconds(), 1, "asked at the zombie limit: no relay, no grace")
+	s.InDelta(85, asked[1].Seconds(), 1, "from 25 s, now that its host answers for it: the zombie limit and the host's grace")
+}
+
+// TestHostThatHoldsNothingLeavesTheZombieTheLifecycles: asked first, a
+// host that holds no heartbeat of the agent (it heartbeats by signal, or
+// not at all) does not judge it: the zombie is the lifecycle's own, at the
+// zombie limit.
+func (s *lifecycleSuite) TestHostThatHoldsNothingLeavesTheZombieTheLifecycles() {
+	s.expectZombieKill()
+	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10})
+	asked := 0
+	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.HeldInput) (activities.HeldResult, error) { asked++; return activities.HeldResult{}, nil })
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal(1, asked)
+	s.Equal([]Status{StatusPending, StatusRunning, StatusFailed, StatusZombie, StatusCleanedUp}, statuses(spec))
+	s.InDelta(40, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Equal("no heartbeat for 30s (zombie limit 30s), by signal or through its host", spec.Cleanup.Reason)
+	s.NotContains(spec.Cleanup.Reason, "judged by its host")
+}
+
+// TestAskedFirstHostThatDoesNotAnswer: a host asked first that does not
+// answer (its worker program is gone) makes the zombie, and says so.
+func (s *lifecycleSuite) TestAskedFirstHostThatDoesNotAnswer() {
+	s.expectZombieKill()
+	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(activities.HeldResult{}, errors.New("no worker program polls")).Once()
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.InDelta(30, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Contains(spec.Cleanup.Reason, "its host did not answer for it")
+}
+
+// TestBeforeAskHostFirstNoRelayNoQuestion: a run recorded before
+// VersionAskHostFirst makes the zombie at the zombie limit without asking
+// a host that has not relayed, as it ran.
+func (s *lifecycleSuite) TestBeforeAskHostFirstNoRelayNoQuestion() {
+	s.env.OnGetVersion(VersionAskHostFirst, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	s.expectZombieKill()
+	asked := 0
+	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.HeldInput) (activities.HeldResult, error) { asked++; return activities.HeldResult{}, nil }).Maybe()
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Zero(asked)
+	s.InDelta(30, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Equal("no heartbeat for 30s (zombie limit 30s)", spec.Cleanup.Reason)
+}

@@ -134,6 +134,10 @@ type lifecycle struct {
 	// supervision; hostUnanswered: the host did not answer askHost.
 	hostBeats      bool
 	hostUnanswered bool
+	// askedFirst: the backstop asked a host that had relayed nothing
+	// (VersionAskHostFirst); hostHeldNone: the host held no heartbeat.
+	askedFirst   bool
+	hostHeldNone bool
 	// relayed: the heartbeat the supervision took last came relayed by
 	// the host (VersionRelayRearm).
 	relayed bool

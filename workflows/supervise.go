@@ -18,6 +18,8 @@ import (
 // must continue as new, and then does what that outcome needs.
 func (w *lifecycle) supervise(ctx workflow.Context) outcome {
 	w.hostBeats = w.version(ctx, VersionHostHeartbeat, 1) == 1
+	// What the host said of an earlier process is not said of this one.
+	w.hostUnanswered, w.askedFirst, w.hostHeldNone = false, false, false
 	watchCtx, cancelWatch := workflow.WithCancel(ctx)
 	watch := workflow.ExecuteActivity(w.watchOptions(watchCtx), hostActs.WatchProcess, activities.WatchInput{
 		WorkerID:        w.st.Spec.WorkerID,
@@ -479,8 +481,9 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 	age := now.Sub(w.heartbeatBase())
 	hb := &w.st.Spec.Heartbeat
 	switch {
-	case age >= w.zombieAfter() && w.st.HostRelays && !w.st.HostSilent && w.askHost(ctx):
-		// The host still hears from the agent: its relay was late.
+	case age >= w.zombieAfter() && w.hostMayHold(ctx) && w.askHost(ctx):
+		// The host still hears from the agent: its relay was late, or its
+		// watch has not relayed yet.
 		return nil
 	case age >= w.zombieAfter():
 		if ctx.Err() != nil {
@@ -512,6 +515,23 @@ func (w *lifecycle) checkDeadlines(ctx workflow.Context, oneTimer bool) *outcome
 	return nil
 }
 
+// hostMayHold says whether the backstop asks the host before it makes a
+// zombie: a host that relays and has not reported the agent silent, and
+// since VersionAskHostFirst any host of a run that takes host heartbeats,
+// which holds them from the process's start.
+func (w *lifecycle) hostMayHold(ctx workflow.Context) bool {
+	switch {
+	case w.st.HostSilent:
+		return false
+	case w.st.HostRelays:
+		return true
+	case !w.hostBeats || ctx.Err() != nil:
+		return false
+	}
+	w.askedFirst = versionOf(ctx, VersionAskHostFirst, 1) == 1
+	return w.askedFirst
+}
+
 // askHost asks the host, when the backstop passed without a relay, for the
 // latest heartbeat it holds of the process: a relay late behind an
 // overloaded server must delay the zombie, not make one. It applies what
@@ -527,7 +547,13 @@ func (w *lifecycle) askHost(ctx workflow.Context) bool {
 	err := workflow.ExecuteActivity(actx, hostActs.HeldHeartbeat, activities.HeldInput{
 		WorkerID: w.st.Spec.WorkerID, Process: activities.ProcessTag(w.st.Process.Token)}).Get(ctx, &res)
 	if err != nil || res.Heartbeat == nil || res.Age >= w.limits.ZombieAfter {
-		if ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case w.askedFirst && err == nil && res.Heartbeat == nil:
+			// The agent sent its host nothing: the silence is the
+			// lifecycle's to judge, as for a worker that signals.
+			w.hostHeldNone = true
+		default:
 			w.st.HostSilent, w.hostUnanswered = true, err != nil
 		}
 		return false
@@ -542,6 +568,10 @@ func (w *lifecycle) askHost(ctx workflow.Context) bool {
 // zombieReason says why a worker silent for age is a zombie.
 func (w *lifecycle) zombieReason(age time.Duration) string {
 	switch {
+	case w.askedFirst && w.hostUnanswered:
+		return fmt.Sprintf("no heartbeat for %s (zombie limit %s), and its host did not answer for it", age.Round(time.Second), w.limits.ZombieAfter)
+	case w.hostHeldNone:
+		return fmt.Sprintf("no heartbeat for %s (zombie limit %s), by signal or through its host", age.Round(time.Second), w.limits.ZombieAfter)
 	case w.hostUnanswered:
 		return fmt.Sprintf("no heartbeat for %s, and its host relayed none nor answered (zombie limit %s, and %s for the host's relay)", age.Round(time.Second), w.limits.ZombieAfter, hostGrace(w.limits.ZombieAfter))
 	case w.st.HostSilent:

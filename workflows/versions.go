@@ -130,6 +130,16 @@ const (
 	// move the timer, by lean runs too, so that every history recorded
 	// before it replays.
 	VersionRelayRearm = "relay-rearm"
+	// VersionAskHostFirst: the backstop of a run that takes host heartbeats
+	// asks the host (HeldHeartbeat) before it makes a zombie, also when the
+	// host has relayed nothing yet: the host holds its agent's heartbeats
+	// from the process's start (activities.HeartbeatBoard.Expect), before
+	// a watch late behind an overloaded server relays any. A host that
+	// holds none leaves the zombie the lifecycle's own judgement, not the
+	// host's. Before it, only a host that had relayed was asked. Asked only
+	// where the backstop finds such a worker silent, by lean runs too, so
+	// that every history recorded before it replays.
+	VersionAskHostFirst = "ask-host-first"
 )
 
 // releaseChanges are the lifecycle and ledger changes each release brought
@@ -142,7 +152,7 @@ var releaseChanges = []struct {
 }{
 	{"r8", []string{VersionIgnoreBound, VersionDrainAfterSupervision, VersionHeartbeatProcess,
 		VersionOneDeadlineTimer, VersionZombieContinueAsNew, VersionLeanLifecycle, VersionHostHeartbeat,
-		VersionReleaseBeforeReserve, VersionFleetEvents, VersionRelayRearm}},
+		VersionReleaseBeforeReserve, VersionFleetEvents, VersionRelayRearm, VersionAskHostFirst}},
 }
 
 // heldBack are the changes new runs do not take (SetCompat).
