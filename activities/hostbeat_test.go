@@ -432,7 +432,9 @@ func TestRestartedProgramHoldsItsRecordedProcesses(t *testing.T) {
 	env := newActivityEnv(a)
 	id := uniqueWorkerID("probe")
 	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
-	t.Cleanup(func() { _, _ = newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info}) })
+	t.Cleanup(func() {
+		_, _ = newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info})
+	})
 	brief := uniqueWorkerID("brief")
 	briefInfo := mustStart(t, env, a, StartInput{WorkerID: brief, WorkerType: "brief", TaskID: "task-2"})
 	require.Eventually(t, func() bool { running, _ := sameProcessRunning(briefInfo.PID, briefInfo.StartTicks); return !running }, 5*time.Second, 10*time.Millisecond)

@@ -363,7 +363,10 @@ func (s *lifecycleSuite) TestHostThatHoldsNothingLeavesTheZombieTheLifecycles() 
 	s.heartbeatAt(10*time.Second, Heartbeat{TokensUsed: 10})
 	asked := 0
 	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.HeldInput) (activities.HeldResult, error) { asked++; return activities.HeldResult{}, nil })
+		func(context.Context, activities.HeldInput) (activities.HeldResult, error) {
+			asked++
+			return activities.HeldResult{}, nil
+		})
 
 	start := s.env.Now()
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
@@ -396,7 +399,10 @@ func (s *lifecycleSuite) TestBeforeAskHostFirstNoRelayNoQuestion() {
 	s.expectZombieKill()
 	asked := 0
 	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.HeldInput) (activities.HeldResult, error) { asked++; return activities.HeldResult{}, nil }).Maybe()
+		func(context.Context, activities.HeldInput) (activities.HeldResult, error) {
+			asked++
+			return activities.HeldResult{}, nil
+		}).Maybe()
 
 	start := s.env.Now()
 	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
