@@ -81,7 +81,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// ... and a backstop armed again by each relay (relay-rearm): an
 		// agent heard only through its host, whose worker program was
 		// killed and started again, and a master's signal.
-		"lifecycle-host-restart-r8"} {
+		"lifecycle-host-restart-r8",
+		// ... and backstops that asked a host which had relayed nothing
+		// (ask-host-first): one held nothing (a sleeper, the zombie the
+		// lifecycle's own), one did not answer (its worker program gone).
+		"lifecycle-custom-limits-r8", "lifecycle-lean-zombie-asked-host-r8"} {
 		require.Contains(t, files, filepath.Join("..", "testdata", "histories", want+".json"))
 	}
 	for _, file := range files {
@@ -277,6 +281,12 @@ func TestRecordedHistoryEvidence(t *testing.T) {
 		// master's heartbeat signal; it ended by its shutdown.
 		{file: "lifecycle-host-restart-r8", last: completed, started: "first",
 			versions: map[string]int{VersionLeanLifecycle: 1, VersionRelayRearm: 1}},
+		// Backstops that asked a host which had relayed nothing
+		// (ask-host-first) before their zombies.
+		{file: "lifecycle-custom-limits-r8", last: completed, started: "first",
+			versions: map[string]int{VersionLeanLifecycle: 1, VersionFleetEvents: 1, VersionAskHostFirst: 1}},
+		{file: "lifecycle-lean-zombie-asked-host-r8", last: completed, started: "first",
+			versions: map[string]int{VersionLeanLifecycle: 1, VersionFleetEvents: 1, VersionAskHostFirst: 1}},
 		{file: "ledger-release-before-reserve-r8", started: "first", signal: SignalRelease, answers: 2,
 			updates: map[string]int{UpdateReserve: 2, UpdateAsk: 2}, versions: map[string]int{VersionReleaseBeforeReserve: 1}},
 	} {

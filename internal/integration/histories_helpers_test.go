@@ -174,6 +174,15 @@ func leanVersionsWithEvents() map[string]int {
 	return map[string]int{workflows.VersionLeanLifecycle: 1, workflows.VersionFleetEvents: 1}
 }
 
+// leanVersionsWithZombie are those of a lean run that made a zombie of a
+// worker whose host had relayed nothing: its backstop asked the host first
+// (ask-host-first, asked only there).
+func leanVersionsWithZombie() map[string]int {
+	v := leanVersionsWithEvents()
+	v[workflows.VersionAskHostFirst] = 1
+	return v
+}
+
 // recordRun saves the history of one run (saveRun) when RECORD_HISTORIES
 // is set, and checks the file holds the same events as the run.
 func recordRun(t *testing.T, name string, rh runHistory) {

@@ -246,9 +246,12 @@ func TestHistoryZombieRetriesCleanup(t *testing.T) {
 	require.GreaterOrEqual(t, rh.count(enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT), 4, "each stop before the host came back timed out unstarted")
 	rh.refundedBySignal(t) // the refund is not repeated
 	require.Equal(t, 3, rh.count(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED), "three cleanups")
-	require.Equal(t, leanVersionsWithEvents(), rh.versions(t))
+	// Its backstop asked the host, which did not answer (ask-host-first).
+	require.Equal(t, leanVersionsWithZombie(), rh.versions(t))
+	require.Contains(t, final.Cleanup.Reason, "its host did not answer for it")
+	require.Len(t, rh.activities("HeldHeartbeat"), 1)
 	require.Len(t, rh.localActivities(t, "RecordEvent"), 3, "zombie_detected, worker_failed, and cleanup_failed once for its four failed stops")
-	recordRun(t, "lifecycle-lean-zombie-retries", rh)
+	recordRun(t, "lifecycle-lean-zombie-asked-host", rh)
 }
 
 // TestHistoryZombieContinuesAsNew: a zombie whose host is away and whose
@@ -308,7 +311,7 @@ func TestHistoryZombieContinuesAsNew(t *testing.T) {
 	chain := runChain(t, wid)
 	require.Len(t, chain, 2)
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, chain[0].last())
-	require.Equal(t, leanVersionsWithEvents(), chain[0].versions(t), "zombie-continue-as-new, implied by lean-lifecycle")
+	require.Equal(t, leanVersionsWithZombie(), chain[0].versions(t), "zombie-continue-as-new, implied by lean-lifecycle")
 	next := decodeInput[workflows.LifecycleState](t, chain[0])
 	require.NotNil(t, next.Ending)
 	require.Equal(t, []string{"stop process"}, next.Ending.Owed)
@@ -496,8 +499,10 @@ func TestHistoryCustomLimits(t *testing.T) {
 		workflows.StatusRunning, workflows.StatusFailed, workflows.StatusZombie, workflows.StatusCleanedUp}, statuses(final))
 	require.Len(t, final.Restarts, 1)
 	require.Equal(t, 2*time.Second, final.Restarts[0].Delay)
-	require.Regexp(t, `^no heartbeat for \d+s \(zombie limit 7s\)$`, final.Restarts[0].Reason)
-	require.Regexp(t, `^gave up after 1 restarts: no heartbeat for \d+s \(zombie limit 7s\)$`, final.Cleanup.Reason)
+	// The host, asked first (ask-host-first), held nothing of the agent,
+	// which sent nothing: the zombie is the lifecycle's own.
+	require.Regexp(t, `^no heartbeat for \d+s \(zombie limit 7s\), by signal or through its host$`, final.Restarts[0].Reason)
+	require.Regexp(t, `^gave up after 1 restarts: no heartbeat for \d+s \(zombie limit 7s\), by signal or through its host$`, final.Cleanup.Reason)
 	require.Equal(t, int64(1000), final.Cleanup.Refunded)
 	requireGone(t, firstPID)
 	requireGone(t, final.PID)

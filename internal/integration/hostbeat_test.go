@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/commit-relay/worker-lifecycle/activities"
 	"github.com/commit-relay/worker-lifecycle/internal/procfs"
@@ -160,6 +161,7 @@ func TestWorkerProgramRestartMakesNoFalseZombie(t *testing.T) {
 
 	// A master's heartbeat is a signal, applied as before.
 	count := spec.Heartbeat.Count
+	masterAt := time.Now()
 	out := h.starterOK(t, "heartbeat", id, "--message", "from the master")
 	require.Contains(t, out, "heartbeat sent to "+id)
 	require.Eventually(t, func() bool { return h.status(t, id).Heartbeat.Count > count }, 10*time.Second, 100*time.Millisecond)
@@ -182,5 +184,23 @@ func TestWorkerProgramRestartMakesNoFalseZombie(t *testing.T) {
 		}
 	}
 	require.Positive(t, rearmed, "relays through the new program arm the backstop again")
+	// The new program holds the agent's heartbeats for the watch that
+	// comes back (ExpectRecorded): none of them is signalled meanwhile.
+	relays, signalled := 0, 0
+	for _, ev := range rh.events {
+		sig := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if at := ev.GetEventTime().AsTime(); sig == nil || sig.SignalName != workflows.SignalHeartbeat || at.Before(restarted) || at.After(masterAt) {
+			continue
+		}
+		var hb workflows.Heartbeat
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(sig.Input, &hb))
+		if hb.Path == workflows.PathHost {
+			relays++
+		} else {
+			signalled++
+		}
+	}
+	require.Positive(t, relays)
+	require.Zero(t, signalled, "heartbeats signalled by the new program's socket before the watch came back (%d relays)", relays)
 	h.recordHistory(t, "lifecycle-host-restart", workflows.WorkflowID(id))
 }
