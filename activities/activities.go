@@ -206,6 +206,12 @@ type StartInput struct {
 	// worker id: it is stopped, never taken over. Empty matches any lease,
 	// for activities scheduled before the field existed.
 	Lease string `json:"lease,omitempty"`
+	// HoldBeatsFor is set by a lifecycle that takes the heartbeats its
+	// host relays: the host holds its agent's heartbeats from the start,
+	// for at most this long without a watch (HeartbeatBoard.Expect). Zero
+	// (a lifecycle of an earlier release, or one that may not relay): they
+	// are signalled until its watch runs.
+	HoldBeatsFor time.Duration `json:"hold_beats_for,omitempty"`
 }
 
 // ProcessInfo identifies a started process beyond its PID, so that a PID
@@ -238,6 +244,9 @@ type ProcessInfo struct {
 	// LimitCgroups are the v1 cgroups holding its resource limits on a
 	// hybrid host (its cgroup v2 holds them elsewhere).
 	LimitCgroups []string `json:"limit_cgroups,omitempty"`
+	// HoldBeatsFor is StartInput.HoldBeatsFor of its start, for a worker
+	// program started again to hold its heartbeats too (ExpectRecorded).
+	HoldBeatsFor time.Duration `json:"hold_beats_for,omitempty"`
 	// Fence holds the lifecycle's clocks its watch was given, kept in the
 	// host's record for the fence (a re-adopted record hands it back to
 	// the lifecycle, which does not use it).

@@ -83,8 +83,19 @@ type beatSlot struct {
 	stopping bool
 	relayed  int64
 	// watched is set while a watch that relays holds the place; a place
-	// without one holds the heartbeats until a watch takes it over.
-	watched bool
+	// without one holds the heartbeats until a watch takes it over, or
+	// until holdUntil: a lifecycle that ended without stopping its process
+	// (terminated) runs no watch again, and its agent must hear so from
+	// the signal's answer. holdFor is how long the place is held so.
+	watched   bool
+	holdUntil time.Time
+	holdFor   time.Duration
+}
+
+// expired says whether a place without a watch is held no longer; b.mu is
+// held.
+func (s *beatSlot) expired(now time.Time) bool {
+	return !s.watched && now.After(s.holdUntil)
 }
 
 // NewHeartbeatBoard returns an empty board.
@@ -101,6 +112,10 @@ func (b *HeartbeatBoard) Offer(workerID string, hb HostHeartbeat) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.slots[workerID]
+	if s != nil && s.expired(time.Now()) {
+		delete(b.slots, workerID)
+		s = nil
+	}
 	if s == nil || s.stopping || (hb.Process != "" && hb.Process != s.process) {
 		// While its process is stopped, an agent's heartbeat (its last
 		// count, sent on SIGTERM) is signalled before its POST is
@@ -122,19 +137,32 @@ func (b *HeartbeatBoard) Offer(workerID string, hb HostHeartbeat) bool {
 }
 
 // Expect gives a process this host started, or found running again after
-// a restart of this program, its place before its watch runs; a place the
-// process has already is kept.
-func (b *HeartbeatBoard) Expect(workerID, process string) {
-	if b == nil || process == "" {
+// a restart of this program, its place before its watch runs, held for
+// holdFor (StartInput.HoldBeatsFor; none when zero). A place the process
+// has already is kept. The places of other processes held past their
+// time are given up.
+func (b *HeartbeatBoard) Expect(workerID, process string, holdFor time.Duration) {
+	if b == nil || process == "" || holdFor <= 0 {
 		return
 	}
+	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.slotOf(workerID, process) == nil {
-		// Any place of an earlier process of the worker is given up: that
-		// process was stopped before this one started.
-		b.slots[workerID] = &beatSlot{board: b, workerID: workerID, process: process, notify: make(chan struct{}, 1)}
+	for id, s := range b.slots {
+		if s.expired(now) {
+			delete(b.slots, id)
+		}
 	}
+	if s := b.slotOf(workerID, process); s != nil {
+		if until := now.Add(holdFor); !s.watched && until.After(s.holdUntil) {
+			s.holdUntil = until
+		}
+		return
+	}
+	// Any place of an earlier process of the worker is given up: that
+	// process was stopped before this one started.
+	b.slots[workerID] = &beatSlot{board: b, workerID: workerID, process: process, notify: make(chan struct{}, 1),
+		holdFor: holdFor, holdUntil: now.Add(holdFor)}
 }
 
 // ExpectRecorded gives each process the host's records name, and which
@@ -150,13 +178,15 @@ func ExpectRecorded(a *HostActivities) int {
 	n := 0
 	for _, r := range a.workerRecords() {
 		p := r.info
-		if p.Token == "" || p.PID <= 0 {
+		if p.Token == "" || p.PID <= 0 || p.HoldBeatsFor <= 0 {
+			// A record without a PID is taken back, and held, by the
+			// lifecycle's next StartProcess (readopt).
 			continue
 		}
 		if running, err := sameProcessRunning(p.PID, p.StartTicks); err != nil || !running {
 			continue
 		}
-		a.Beats.Expect(r.workerID, ProcessTag(p.Token))
+		a.Beats.Expect(r.workerID, ProcessTag(p.Token), p.HoldBeatsFor)
 		n++
 	}
 	return n
@@ -164,8 +194,11 @@ func ExpectRecorded(a *HostActivities) int {
 
 // attach gives the watch of a process its place; a later watch of the same
 // worker (a retried attempt) takes the place over.
-func (b *HeartbeatBoard) attach(workerID, process string, prior int64) *beatSlot {
-	s := &beatSlot{board: b, workerID: workerID, process: process, prior: prior, notify: make(chan struct{}, 1), watched: true}
+//
+// holdFor is how long the place goes on holding heartbeats once the watch
+// is cancelled (detach).
+func (b *HeartbeatBoard) attach(workerID, process string, prior int64, holdFor time.Duration) *beatSlot {
+	s := &beatSlot{board: b, workerID: workerID, process: process, prior: prior, notify: make(chan struct{}, 1), watched: true, holdFor: holdFor}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if old := b.slots[workerID]; old != nil && old.process == process {
@@ -265,20 +298,21 @@ func (s *beatSlot) state() (current, stopping bool) {
 }
 
 // detach gives the place up when the watch ends, unless a later watch took
-// it over: for good when the process ended; else (the watch was cancelled,
-// the lifecycle continues as new or is about to stop the process) the
-// place goes on holding heartbeats for the next watch or the stop.
+// it over: for good when the process ended; else (the watch was cancelled:
+// the lifecycle continues as new, or is about to stop the process) the
+// place goes on holding heartbeats for holdFor, for the next watch or the
+// stop.
 func (s *beatSlot) detach(ended bool) {
 	s.board.mu.Lock()
 	defer s.board.mu.Unlock()
 	if s.board.slots[s.workerID] != s {
 		return
 	}
-	if ended {
+	if ended || s.holdFor <= 0 {
 		delete(s.board.slots, s.workerID)
 		return
 	}
-	s.watched = false
+	s.watched, s.holdUntil = false, time.Now().Add(s.holdFor)
 }
 
 // last is the latest heartbeat, a copy; nil before one.
@@ -385,7 +419,7 @@ func (a *HostActivities) newRelay(ctx context.Context, in WatchInput) *relay {
 		}
 		return nil
 	}
-	r := &relay{a: a, in: in, slot: a.Beats.attach(in.WorkerID, ProcessTag(in.Process.Token), in.PriorTokens)}
+	r := &relay{a: a, in: in, slot: a.Beats.attach(in.WorkerID, ProcessTag(in.Process.Token), in.PriorTokens, in.Process.HoldBeatsFor)}
 	r.details.Heartbeat = r.slot.last()
 	r.showEvery = in.WatchHeartbeat * 4 / 5
 	return r
@@ -610,7 +644,7 @@ func (b *HeartbeatBoard) held(workerID, process string) *HostHeartbeat {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.slotOf(workerID, process)
-	if s == nil || s.latest == nil {
+	if s == nil || s.latest == nil || s.expired(time.Now()) {
 		return nil
 	}
 	hb := *s.latest
@@ -628,7 +662,9 @@ func (b *HeartbeatBoard) OldestHeld(now time.Time) (age time.Duration, ok bool) 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, s := range b.slots {
-		if s.latest == nil || s.stopping {
+		if s.latest == nil || s.stopping || !s.watched {
+			// A place without a watch may be a process that died before
+			// its watch ran.
 			continue
 		}
 		if a := s.latest.ageAt(now); !ok || a > age {

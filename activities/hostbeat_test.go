@@ -63,7 +63,7 @@ func TestRelayReason(t *testing.T) {
 func TestBoardGivesHeartbeatsOnlyToTheWatchOfTheirProcess(t *testing.T) {
 	b := NewHeartbeatBoard()
 	require.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 1}), "no watch holds the worker")
-	s := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 40)
+	s := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 40, 0)
 	require.False(t, b.Offer("worker-x-1", HostHeartbeat{Process: "bbbbbbbbbbbbbbbb"}), "an earlier process's heartbeat goes to the lifecycle, which rejects it")
 	require.Nil(t, s.last())
 	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 5, Process: "aaaaaaaaaaaaaaaa"}))
@@ -77,7 +77,7 @@ func TestBoardGivesHeartbeatsOnlyToTheWatchOfTheirProcess(t *testing.T) {
 
 	// A retried watch of the same process takes the place over, with what
 	// was sent; the first one's detach then leaves it alone.
-	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 40)
+	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 40, 0)
 	assert.Equal(t, int64(2), again.last().Count)
 	s.detach(true)
 	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 8}))
@@ -222,7 +222,7 @@ func TestStopRelaysWhatTheWatchHolds(t *testing.T) {
 
 func TestStoppingHandsOverWhatWasNotRelayed(t *testing.T) {
 	b := NewHeartbeatBoard()
-	s := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
+	s := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0, 0)
 	require.True(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 5}))
 	s.markRelayed(1)
 	require.Nil(t, b.Stopping("worker-x-1", "bbbbbbbbbbbbbbbb"), "another process's stop")
@@ -232,7 +232,7 @@ func TestStoppingHandsOverWhatWasNotRelayed(t *testing.T) {
 	assert.Equal(t, int64(6), held.TokensUsed)
 	assert.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 7}), "during the stop the socket signals")
 	assert.Nil(t, b.Stopping("worker-x-1", "aaaaaaaaaaaaaaaa"), "handed over once")
-	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
+	again := b.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0, 0)
 	assert.False(t, b.Offer("worker-x-1", HostHeartbeat{TokensUsed: 8}), "a watch retried during the stop takes none either")
 	again.detach(true)
 }
@@ -256,7 +256,7 @@ func TestHeldHeartbeatIsTheProcessesLatest(t *testing.T) {
 	got, err := a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: "worker-x-1", Process: "aaaaaaaaaaaaaaaa"})
 	require.NoError(t, err)
 	require.Nil(t, got.Heartbeat, "no watch: nothing held")
-	s := a.Beats.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0)
+	s := a.Beats.attach("worker-x-1", "aaaaaaaaaaaaaaaa", 0, 0)
 	defer s.detach(true)
 	require.True(t, a.Beats.Offer("worker-x-1", HostHeartbeat{TokensUsed: 9}))
 	got, err = a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: "worker-x-1", Process: "aaaaaaaaaaaaaaaa"})
@@ -331,42 +331,42 @@ func TestWatchShowsInsteadOfTheSDKsHeartbeat(t *testing.T) {
 func TestBoardHoldsWhatAProcessSendsBeforeItsWatch(t *testing.T) {
 	const id, proc = "worker-x-1", "aaaaaaaaaaaaaaaa"
 	b := NewHeartbeatBoard()
-	b.Expect(id, proc)
+	b.Expect(id, proc, time.Minute)
 	require.False(t, b.Offer(id, HostHeartbeat{Process: "bbbbbbbbbbbbbbbb"}), "another process's heartbeat is signalled")
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 5}), "held before its watch runs")
 	held := b.held(id, proc)
 	require.NotNil(t, held, "the backstop's question finds it")
 	assert.Equal(t, int64(5), held.TokensUsed)
-	b.Expect(id, proc)
+	b.Expect(id, proc, time.Minute)
 	require.NotNil(t, b.held(id, proc), "expected again: what it holds is kept")
 
-	s := b.attach(id, proc, 40)
+	s := b.attach(id, proc, 40, time.Minute)
 	require.NotNil(t, s.last(), "the watch takes over what was held")
 	assert.Equal(t, int64(1), s.last().Count)
 	assert.Equal(t, int64(40), s.last().PriorTokens, "with what the earlier processes used")
 	s.detach(false)
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 6}), "a cancelled watch (continue-as-new) leaves the place holding")
-	again := b.attach(id, proc, 40)
+	again := b.attach(id, proc, 40, time.Minute)
 	assert.Equal(t, int64(2), again.last().Count)
 	again.detach(true)
 	require.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 7}), "the process ended")
 
-	b.Expect(id, proc)
+	b.Expect(id, proc, time.Minute)
 	b.Forget(id, "bbbbbbbbbbbbbbbb")
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 8}), "another process's stop")
 	b.Forget(id, proc)
 	require.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 9}), "stopped")
 
-	b.Expect(id, proc)
+	b.Expect(id, proc, time.Minute)
 	require.Nil(t, b.release(id, proc), "nothing held, nothing to pass on")
-	b.Expect(id, proc)
+	b.Expect(id, proc, time.Minute)
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 10}))
 	passed := b.release(id, proc)
 	require.NotNil(t, passed, "a watch that relays nothing passes on what was held")
 	assert.Equal(t, int64(10), passed.TokensUsed)
 	require.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 11}), "and its agent signals from then on")
 
-	w := b.attach(id, proc, 0)
+	w := b.attach(id, proc, 0, time.Minute)
 	require.Nil(t, b.release(id, proc), "a relaying watch's place is not given up")
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 12}))
 	w.detach(true)
@@ -379,7 +379,7 @@ func TestStartedProcessIsHeldUntilItsStop(t *testing.T) {
 	a.Beats = NewHeartbeatBoard()
 	id := uniqueWorkerID("probe")
 	env := newActivityEnv(a)
-	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1", HoldBeatsFor: time.Minute})
 	require.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 3}), "held from the start")
 	got, err := a.HeldHeartbeat(context.Background(), HeldInput{WorkerID: id, Process: ProcessTag(info.Token)})
 	require.NoError(t, err)
@@ -398,7 +398,7 @@ func TestWatchWithoutRelayPassesOnWhatWasHeld(t *testing.T) {
 	rep := &fakeReporter{}
 	a.Reporter, a.Beats = rep, NewHeartbeatBoard()
 	id := uniqueWorkerID("probe")
-	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1", HoldBeatsFor: time.Minute})
 	require.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 21, Message: "before the watch"}))
 	done := make(chan error, 1)
 	go func() {
@@ -431,16 +431,79 @@ func TestRestartedProgramHoldsItsRecordedProcesses(t *testing.T) {
 	a.StateDir = t.TempDir()
 	env := newActivityEnv(a)
 	id := uniqueWorkerID("probe")
-	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1", HoldBeatsFor: time.Minute})
 	t.Cleanup(func() {
 		_, _ = newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info})
 	})
+	old := uniqueWorkerID("probe")
+	oldInfo := mustStart(t, env, a, StartInput{WorkerID: old, WorkerType: "probe", TaskID: "task-3"})
+	t.Cleanup(func() {
+		_, _ = newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: old, Process: oldInfo})
+	})
 	brief := uniqueWorkerID("brief")
-	briefInfo := mustStart(t, env, a, StartInput{WorkerID: brief, WorkerType: "brief", TaskID: "task-2"})
+	briefInfo := mustStart(t, env, a, StartInput{WorkerID: brief, WorkerType: "brief", TaskID: "task-2", HoldBeatsFor: time.Minute})
 	require.Eventually(t, func() bool { running, _ := sameProcessRunning(briefInfo.PID, briefInfo.StartTicks); return !running }, 5*time.Second, 10*time.Millisecond)
 
 	a.Beats = NewHeartbeatBoard() // the board of the program started again
 	assert.Equal(t, 1, ExpectRecorded(a))
 	assert.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 1}), "held for the watch that comes back")
 	assert.False(t, a.Beats.Offer(brief, HostHeartbeat{TokensUsed: 1}), "its process is gone")
+	assert.False(t, a.Beats.Offer(old, HostHeartbeat{TokensUsed: 1}), "its lifecycle holds none: signalled, as before")
+}
+
+// TestLifecycleThatHoldsNoneIsSignalledUntilItsWatch: a process started
+// for a lifecycle that may not take relays (an earlier release's, or a
+// fleet upgraded with --compat r7) gets no place: its agent's heartbeats
+// are signalled as they come, since it never asks its host for them.
+func TestLifecycleThatHoldsNoneIsSignalledUntilItsWatch(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"probe": {"sleep", "60"}})
+	a.Beats = NewHeartbeatBoard()
+	env := newActivityEnv(a)
+	id := uniqueWorkerID("probe")
+	info := mustStart(t, env, a, StartInput{WorkerID: id, WorkerType: "probe", TaskID: "task-1"})
+	t.Cleanup(func() {
+		_, _ = newActivityEnv(a).ExecuteActivity(a.StopProcess, StopInput{WorkerID: id, Process: info})
+	})
+	assert.False(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 1}))
+	assert.Zero(t, info.HoldBeatsFor)
+}
+
+// TestPlaceWithoutAWatchIsHeldForItsTimeOnly: a place nobody watches (a
+// lifecycle terminated with its process left running, a process that died
+// before its watch ran) is given up once held for its time, so that the
+// agent's next heartbeat is signalled and hears that its lifecycle ended;
+// the host's metric of silence counts only watched places.
+func TestPlaceWithoutAWatchIsHeldForItsTimeOnly(t *testing.T) {
+	const id, proc = "worker-x-1", "aaaaaaaaaaaaaaaa"
+	b := NewHeartbeatBoard()
+	b.Expect(id, proc, 50*time.Millisecond)
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 1}))
+	_, ok := b.OldestHeld(time.Now())
+	assert.False(t, ok, "no watch: not in the host's metric")
+	time.Sleep(80 * time.Millisecond)
+	assert.Nil(t, b.held(id, proc), "held past its time")
+	assert.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 2}))
+
+	s := b.attach(id, proc, 0, 50*time.Millisecond)
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 3}))
+	_, ok = b.OldestHeld(time.Now())
+	assert.True(t, ok)
+	s.detach(false)
+	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 4}), "a cancelled watch's place holds for the next")
+	time.Sleep(80 * time.Millisecond)
+	assert.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 5}), "no next watch came")
+
+	b.Expect(id, proc, 50*time.Millisecond)
+	time.Sleep(80 * time.Millisecond)
+	b.Expect("worker-y-1", "bbbbbbbbbbbbbbbb", time.Minute)
+	b.mu.Lock()
+	_, kept := b.slots[id]
+	b.mu.Unlock()
+	assert.False(t, kept, "a place past its time is removed even if nothing is offered to it")
+
+	b.Expect(id, proc, 0)
+	assert.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 6}), "held for no time: none")
+	w := b.attach(id, proc, 0, 0)
+	w.detach(false)
+	assert.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 7}), "a watch of a process held for no time leaves nothing behind")
 }

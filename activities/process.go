@@ -81,6 +81,7 @@ func (a *HostActivities) StartProcess(ctx context.Context, in StartInput) (Proce
 		case err != nil:
 			return ProcessInfo{}, err // retried: never start one beside it
 		case found && sameLease(p.Lease, in.Lease):
+			a.Beats.Expect(in.WorkerID, ProcessTag(p.Token), in.HoldBeatsFor)
 			return p, nil
 		case found:
 			if err := a.stopLeftover(ctx, in.WorkerID, p); err != nil {
@@ -146,7 +147,8 @@ func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []strin
 	// Recorded before it exists: should this program die between the start
 	// and the full record, its successor finds the process by its token
 	// instead of starting a second one.
-	info := ProcessInfo{Host: a.Host, LogPath: logPath, StartedAt: time.Now(), Token: token, Lease: in.Lease, WorkerType: typeName}
+	info := ProcessInfo{Host: a.Host, LogPath: logPath, StartedAt: time.Now(), Token: token, Lease: in.Lease, WorkerType: typeName,
+		HoldBeatsFor: in.HoldBeatsFor}
 	if err := a.saveState(in.WorkerID, info); err != nil {
 		return nil, ProcessInfo{}, fmt.Errorf("record the start of %s: %w", in.WorkerID, err)
 	}
@@ -201,7 +203,7 @@ func (a *HostActivities) spawn(in StartInput, typ workertypes.Type, argv []strin
 		return nil, ProcessInfo{}, fmt.Errorf("record process of %s: %w", in.WorkerID, err)
 	}
 	// Its agent may heartbeat before its watch runs.
-	a.Beats.Expect(in.WorkerID, ProcessTag(token))
+	a.Beats.Expect(in.WorkerID, ProcessTag(token), in.HoldBeatsFor)
 	return started.wait, info, nil
 }
 

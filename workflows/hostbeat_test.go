@@ -411,3 +411,67 @@ func (s *lifecycleSuite) TestBeforeAskHostFirstNoRelayNoQuestion() {
 	s.InDelta(30, spec.Transitions[2].At.Sub(start).Seconds(), 1)
 	s.Equal("no heartbeat for 30s (zombie limit 30s)", spec.Cleanup.Reason)
 }
+
+// TestLeanRunAsksItsHostToHoldBeats: a lean run, which takes host
+// heartbeats, asks the host to hold its agent's heartbeats from the start
+// for as long as it may wait for its watch and then its backstop; a run of
+// an earlier release's path asks for none, since it may not ask its host.
+func (s *lifecycleSuite) TestLeanRunAsksItsHostToHoldBeats() {
+	var in activities.StartInput
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, got activities.StartInput) (activities.ProcessInfo, error) {
+			in = got
+			return testProcess, nil
+		}).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 0}, nil).After(time.Second)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Maybe()
+	s.expectRelease(1)
+	req := hostRequest()
+	req.Limits.HostLossAfter = 45 * time.Second
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(req))
+	s.Equal(StatusCompleted, s.result().Status)
+	s.Equal(75*time.Second, in.HoldBeatsFor, "the host-loss limit and the zombie limit")
+}
+
+func (s *lifecycleSuite) TestRunBeforeLeanAsksItsHostToHoldNone() {
+	s.beforeLean()
+	var in activities.StartInput
+	s.env.OnActivity(sharedActs.ReserveBudget, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+	s.env.OnActivity(hostActs.StartProcess, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, got activities.StartInput) (activities.ProcessInfo, error) {
+			in = got
+			return testProcess, nil
+		}).Once()
+	s.env.OnActivity(hostActs.WatchProcess, mock.Anything, mock.Anything).Return(activities.ExitStatus{ExitCode: 0}, nil).After(time.Second)
+	s.env.OnActivity(hostActs.StopProcess, mock.Anything, mock.Anything).Return(activities.StopResult{AlreadyGone: true}, nil).Maybe()
+	s.expectRelease(1)
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	s.Equal(StatusCompleted, s.result().Status)
+	s.Equal(testRequest().WorkerID, in.WorkerID, "the start was asked")
+	s.Zero(in.HoldBeatsFor)
+}
+
+// TestHostAskedFirstThenRelayingIsJudgedAsRelaying: once the host's first
+// answer made it the agent's relay, a later backstop that finds nothing
+// held reads as a relaying host's silence (judged by its host), not as an
+// agent that never used its host.
+func (s *lifecycleSuite) TestHostAskedFirstThenRelayingIsJudgedAsRelaying() {
+	s.expectZombieKill()
+	asked := 0
+	s.env.OnActivity(hostActs.HeldHeartbeat, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.HeldInput) (activities.HeldResult, error) {
+			asked++
+			if asked == 1 {
+				return activities.HeldResult{Heartbeat: &activities.HostHeartbeat{TokensUsed: 40}, Age: 5 * time.Second}, nil
+			}
+			return activities.HeldResult{}, nil
+		})
+
+	start := s.env.Now()
+	s.env.ExecuteWorkflow(WorkerLifecycle, NewLifecycleState(hostRequest()))
+	spec := s.result()
+	s.Equal(2, asked)
+	s.InDelta(85, spec.Transitions[2].At.Sub(start).Seconds(), 1)
+	s.Contains(spec.Cleanup.Reason, "judged by its host")
+}

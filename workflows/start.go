@@ -381,7 +381,7 @@ func (w *lifecycle) launch(ctx workflow.Context, lease string) *outcome {
 	// and stopped, never leaked.
 	startCtx, _ := workflow.NewDisconnectedContext(ctx)
 	err := workflow.ExecuteActivity(w.startOptions(startCtx), hostActs.StartProcess, activities.StartInput{
-		WorkerID: r.WorkerID, WorkerType: r.WorkerType, TaskID: r.TaskID, Lease: lease,
+		WorkerID: r.WorkerID, WorkerType: r.WorkerType, TaskID: r.TaskID, Lease: lease, HoldBeatsFor: w.holdBeatsFor(),
 	}).Get(startCtx, &info)
 	if err == nil && ctx.Err() != nil {
 		w.st.Process = &info

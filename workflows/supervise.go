@@ -524,12 +524,29 @@ func (w *lifecycle) hostMayHold(ctx workflow.Context) bool {
 	case w.st.HostSilent:
 		return false
 	case w.st.HostRelays:
+		// Asked as a relaying host is: what it answers is judged so.
+		w.askedFirst = false
 		return true
 	case !w.hostBeats || ctx.Err() != nil:
 		return false
 	}
 	w.askedFirst = versionOf(ctx, VersionAskHostFirst, 1) == 1
 	return w.askedFirst
+}
+
+// holdBeatsFor is how long the host holds the agent's heartbeats before
+// the process's watch runs (StartInput.HoldBeatsFor): as long as the
+// lifecycle may wait for its watch to start (the host-loss limit) and then
+// for its backstop (the zombie limit), by when a watch runs or never will.
+// Only a lean run asks for it: it takes host heartbeats whatever its
+// supervision asks (VersionHostHeartbeat), and an activity's input is not
+// part of what a replay compares. Any other run's agent signals until its
+// watch runs, as before.
+func (w *lifecycle) holdBeatsFor() time.Duration {
+	if !w.lean {
+		return 0
+	}
+	return w.limits.HostLossAfter + w.limits.ZombieAfter
 }
 
 // askHost asks the host, when the backstop passed without a relay, for the
