@@ -154,6 +154,9 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	w.Close()
+	// Kept until the monitor is reaped, once per live process: what only
+	// the start needed (its environment, a copy of this program's) goes.
+	cmd.Env = nil
 	if err != nil {
 		removeCgroups(*info)
 		return startedProcess{}, fmt.Errorf("start the monitor %q of %s: %w", a.Monitor[0], workerID, err)
@@ -168,7 +171,10 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 
 	_ = r.SetReadDeadline(time.Now().Add(monitorReportWait))
 	var rep monitor.Started
-	lines := bufio.NewReader(r)
+	// Kept for the process's life, for the second line: sized for the
+	// monitor's two short lines, not bufio's 4 KiB (a longer line is read
+	// all the same).
+	lines := bufio.NewReaderSize(r, monitorLineBuffer)
 	line, readErr := lines.ReadBytes('\n')
 	if readErr == nil {
 		readErr = json.Unmarshal(line, &rep)
@@ -227,6 +233,10 @@ func (a *HostActivities) startMonitored(workerID string, info *ProcessInfo, argv
 	}
 	return startedProcess{pid: pid, ticks: rep.StartTicks, wait: wait, abort: abort}, nil
 }
+
+// monitorLineBuffer is the buffer of a monitor's pipe: its lines (Started,
+// Exit) are a few dozen bytes of JSON.
+const monitorLineBuffer = 256
 
 // exitFilePath is where the monitor of one start writes its end: named by
 // the start's token, so an exit file is never taken for a later start's.
