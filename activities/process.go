@@ -285,18 +285,41 @@ func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, 
 		case <-done:
 			return ended(e.status)
 		case <-ctx.Done():
-			r.flush()
+			aside(r.flush)
 			return ExitStatus{}, ctx.Err()
 		case <-tick.C:
-			r.beat(ctx)
-			r.tick(ctx)
+			aside(func() { r.beat(ctx); r.tick(ctx) })
 		case <-r.wake():
-			r.heard(ctx)
+			aside(func() { r.heard(ctx) })
 		case <-r.silence():
-			r.tick(ctx)
+			aside(func() { r.tick(ctx) })
 		case <-sampleC:
-			obs.observe(ctx)
+			aside(func() { obs.observe(ctx) })
 		}
+	}
+}
+
+// aside runs f on a goroutine of its own and waits for it. A watch lives as
+// long as its process, one per live process, parked nearly all the time;
+// what it does on a wake-up (a call to the server, through gRPC's deep
+// stack; a sample of the process tree) would grow its own stack, which the
+// runtime then keeps, or shrinks only by half per collection, between two
+// wake-ups. Done aside, the stack that grows is one that ends with the call.
+// A panic in f is raised again in the caller, where the SDK recovers it as
+// the activity's failure, instead of ending the worker program.
+func aside(f func()) {
+	done := make(chan struct{})
+	var raised any
+	go func() {
+		defer func() {
+			raised = recover()
+			close(done)
+		}()
+		f()
+	}()
+	<-done
+	if raised != nil {
+		panic(raised)
 	}
 }
 

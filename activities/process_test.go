@@ -586,3 +586,13 @@ func TestProcessTableLiveSorted(t *testing.T) {
 	watchProc(t, env, a, infos[1])
 	assert.Equal(t, normalizeInfos(infos[2], infos[0]), normalizeInfos(a.Procs.Live()...))
 }
+
+// TestAsideRaisesAPanicInItsCaller: what a watch does aside panics in the
+// watch's own goroutine, where the SDK recovers it as the activity's
+// failure, not in one the program would die of.
+func TestAsideRaisesAPanicInItsCaller(t *testing.T) {
+	ran := false
+	aside(func() { ran = true })
+	require.True(t, ran)
+	require.PanicsWithValue(t, "boom", func() { aside(func() { panic("boom") }) })
+}
