@@ -62,10 +62,12 @@ const notifyTries = 5
 // its heap is what each live worker keeps while it lives (its lifecycle in
 // the workflow cache, its watch, its relay), so the Go default of 100 lets
 // the heap grow to twice that between collections: a profile at 1,723 live
-// workers had 206 MB of heap in use for 116 MB allocated. 50 collects at
-// one and a half times, for a little more CPU (docs/BENCHMARKS.md, "2,000
-// live through the host").
-const gcPercent = 50
+// workers had 206 MB of heap in use for 116 MB allocated. 25 collects at
+// one and a quarter times, for more CPU, of which the program uses a
+// third of a core at 2,000 live workers: at 50 its peak was 313 MB there,
+// at 25 280 MB, CPU 25 % and 31 % (docs/BENCHMARKS.md, "Held before the
+// watch").
+const gcPercent = 25
 
 // collectEarlier sets gcPercent, unless GOGC is set.
 func collectEarlier() {
