@@ -201,7 +201,7 @@ func (b *HeartbeatBoard) attach(workerID, process string, prior int64, holdFor t
 	s := &beatSlot{board: b, workerID: workerID, process: process, prior: prior, notify: make(chan struct{}, 1), watched: true, holdFor: holdFor}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if old := b.slots[workerID]; old != nil && old.process == process {
+	if old := b.slotOf(workerID, process); old != nil {
 		// The same process watched again, or watched at last: what it sent
 		// is still its latest, and a stop begun goes on.
 		s.latest, s.count, s.stopping, s.relayed = old.latest, old.count, old.stopping, old.relayed
@@ -274,9 +274,10 @@ func (b *HeartbeatBoard) Stopping(workerID, process string) *HostHeartbeat {
 	return &hb
 }
 
-// slotOf is the place of the watch of that process; b.mu is held.
+// slotOf is the place of that process, nil when it has none or one held
+// past its time; b.mu is held.
 func (b *HeartbeatBoard) slotOf(workerID, process string) *beatSlot {
-	if s := b.slots[workerID]; s != nil && s.process == process {
+	if s := b.slots[workerID]; s != nil && s.process == process && !s.expired(time.Now()) {
 		return s
 	}
 	return nil
@@ -644,7 +645,7 @@ func (b *HeartbeatBoard) held(workerID, process string) *HostHeartbeat {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.slotOf(workerID, process)
-	if s == nil || s.latest == nil || s.expired(time.Now()) {
+	if s == nil || s.latest == nil {
 		return nil
 	}
 	hb := *s.latest

@@ -476,25 +476,34 @@ func TestLifecycleThatHoldsNoneIsSignalledUntilItsWatch(t *testing.T) {
 func TestPlaceWithoutAWatchIsHeldForItsTimeOnly(t *testing.T) {
 	const id, proc = "worker-x-1", "aaaaaaaaaaaaaaaa"
 	b := NewHeartbeatBoard()
-	b.Expect(id, proc, 50*time.Millisecond)
+	// timesUp makes the place of id held past its time.
+	timesUp := func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.slots[id].holdUntil = time.Now().Add(-time.Millisecond)
+	}
+	b.Expect(id, proc, time.Minute)
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 1}))
 	_, ok := b.OldestHeld(time.Now())
 	assert.False(t, ok, "no watch: not in the host's metric")
-	time.Sleep(80 * time.Millisecond)
+	timesUp()
 	assert.Nil(t, b.held(id, proc), "held past its time")
 	assert.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 2}))
 
-	s := b.attach(id, proc, 0, 50*time.Millisecond)
+	s := b.attach(id, proc, 0, time.Minute)
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 3}))
 	_, ok = b.OldestHeld(time.Now())
 	assert.True(t, ok)
 	s.detach(false)
 	require.True(t, b.Offer(id, HostHeartbeat{TokensUsed: 4}), "a cancelled watch's place holds for the next")
-	time.Sleep(80 * time.Millisecond)
-	assert.False(t, b.Offer(id, HostHeartbeat{TokensUsed: 5}), "no next watch came")
+	timesUp()
+	assert.Nil(t, b.Stopping(id, proc), "nothing held past its time is relayed at a stop")
+	again := b.attach(id, proc, 0, time.Minute)
+	assert.Nil(t, again.last(), "a watch takes over nothing held past its time")
+	again.detach(true)
 
-	b.Expect(id, proc, 50*time.Millisecond)
-	time.Sleep(80 * time.Millisecond)
+	b.Expect(id, proc, time.Minute)
+	timesUp()
 	b.Expect("worker-y-1", "bbbbbbbbbbbbbbbb", time.Minute)
 	b.mu.Lock()
 	_, kept := b.slots[id]

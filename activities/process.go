@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -81,7 +82,15 @@ func (a *HostActivities) StartProcess(ctx context.Context, in StartInput) (Proce
 		case err != nil:
 			return ProcessInfo{}, err // retried: never start one beside it
 		case found && sameLease(p.Lease, in.Lease):
-			a.Beats.Expect(in.WorkerID, ProcessTag(p.Token), in.HoldBeatsFor)
+			if in.HoldBeatsFor > p.HoldBeatsFor {
+				// Recorded by a release before held heartbeats: its next
+				// watch, and a restart of this program, hold them too.
+				p.HoldBeatsFor = in.HoldBeatsFor
+				if err := a.saveState(in.WorkerID, p); err != nil {
+					return ProcessInfo{}, fmt.Errorf("record the process of %s: %w", in.WorkerID, err)
+				}
+			}
+			a.Beats.Expect(in.WorkerID, ProcessTag(p.Token), p.HoldBeatsFor)
 			return p, nil
 		case found:
 			if err := a.stopLeftover(ctx, in.WorkerID, p); err != nil {
@@ -306,22 +315,41 @@ func (a *HostActivities) watch(ctx context.Context, in WatchInput) (ExitStatus, 
 // runtime then keeps, or shrinks only by half per collection, between two
 // wake-ups. Done aside, the stack that grows is one that ends with the call.
 // A panic in f is raised again in the caller, where the SDK recovers it as
-// the activity's failure, instead of ending the worker program.
+// the activity's failure, instead of ending the worker program, with the
+// stack where it happened (the SDK's own is the caller's).
 func aside(f func()) {
 	done := make(chan struct{})
-	var raised any
+	var (
+		raised   any
+		stack    []byte
+		finished bool
+	)
 	go func() {
 		defer func() {
-			raised = recover()
+			if !finished {
+				raised, stack = recover(), debug.Stack()
+				if raised == nil {
+					raised = "runtime.Goexit"
+				}
+			}
 			close(done)
 		}()
 		f()
+		finished = true
 	}()
 	<-done
-	if raised != nil {
-		panic(raised)
+	if !finished {
+		panic(asidePanic{value: raised, stack: stack})
 	}
 }
+
+// asidePanic is a panic of work done aside, raised again in its caller.
+type asidePanic struct {
+	value any
+	stack []byte
+}
+
+func (p asidePanic) Error() string { return fmt.Sprintf("%v\n%s", p.value, p.stack) }
 
 // judge adds what the exit rules of the process's type make of its end,
 // and whether this host's fence stopped it. A process recorded without its

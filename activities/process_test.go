@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -591,8 +593,27 @@ func TestProcessTableLiveSorted(t *testing.T) {
 // watch's own goroutine, where the SDK recovers it as the activity's
 // failure, not in one the program would die of.
 func TestAsideRaisesAPanicInItsCaller(t *testing.T) {
-	ran := false
-	aside(func() { ran = true })
-	require.True(t, ran)
-	require.PanicsWithValue(t, "boom", func() { aside(func() { panic("boom") }) })
+	var stack string
+	aside(func() { stack = string(debug.Stack()) })
+	require.NotEmpty(t, stack)
+	assert.NotContains(t, stack, "testing.tRunner", "run on a goroutine of its own, not the caller's")
+
+	var raised any
+	func() {
+		defer func() { raised = recover() }()
+		aside(func() { relayPanics() })
+	}()
+	require.IsType(t, asidePanic{}, raised)
+	msg := raised.(asidePanic).Error()
+	assert.True(t, strings.HasPrefix(msg, "boom\n"), msg)
+	assert.Contains(t, msg, "relayPanics", "with the stack where it happened")
+
+	raised = nil
+	func() {
+		defer func() { raised = recover() }()
+		aside(runtime.Goexit)
+	}()
+	require.NotNil(t, raised, "a goroutine that exits without finishing is a failure too")
 }
+
+func relayPanics() { panic("boom") }

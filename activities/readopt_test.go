@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -114,4 +115,21 @@ func TestLeaseMatching(t *testing.T) {
 	assert.True(t, sameLease("L1", ""))
 	assert.False(t, sameLease("L1", "L2"))
 	assert.False(t, sameLease("", "L2"))
+}
+
+// TestProcessTakenBackIsHeld: a process taken back after a restart of the
+// worker program, recorded by a release before held heartbeats, is held
+// for the lifecycle that asks so, and its record says so for the next
+// restart.
+func TestProcessTakenBackIsHeld(t *testing.T) {
+	a := newProcActivities(t, map[string][]string{"sleep": {"sleep", "30"}})
+	a.StateDir = t.TempDir()
+	a.Beats = NewHeartbeatBoard()
+	id := uniqueWorkerID("sleep")
+	startedUnrecorded(t, a, id, "lease-1", "feedbeef02", true)
+
+	info := mustStart(t, newActivityEnv(a), a, StartInput{WorkerID: id, WorkerType: "sleep", TaskID: "task-1", Lease: "lease-1", HoldBeatsFor: time.Minute})
+	assert.True(t, a.Beats.Offer(id, HostHeartbeat{TokensUsed: 1}), "held")
+	assert.Equal(t, time.Minute, info.HoldBeatsFor)
+	assert.Equal(t, time.Minute, recordOf(t, a, id).HoldBeatsFor)
 }
