@@ -217,8 +217,9 @@ func (b *HeartbeatBoard) attach(workerID, process string, prior int64, holdFor t
 }
 
 // release gives up the place of a process whose watch relays nothing (a
-// lifecycle of a release before the local heartbeat path): from now on its
-// agent's heartbeats are signalled. The latest heartbeat held and not
+// host without a reporter, a watch given no zombie limit; a lifecycle that
+// takes no relays asks for no place): from now on its agent's heartbeats
+// are signalled. The latest heartbeat held and not
 // relayed is returned, for the watch to pass on.
 func (b *HeartbeatBoard) release(workerID, process string) *HostHeartbeat {
 	if b == nil {
@@ -409,8 +410,8 @@ type relay struct {
 
 // newRelay attaches the watch to the board, or returns nil when the
 // lifecycle or this host takes no relayed heartbeats; then the place the
-// process had from its start is given up, and what it held passed on as a
-// signal.
+// process had from its start is given up, and the latest heartbeat it held
+// is relayed (those before it are superseded).
 func (a *HostActivities) newRelay(ctx context.Context, in WatchInput) *relay {
 	if !in.Relay || a.Beats == nil || a.Reporter == nil || in.ZombieAfter <= 0 {
 		if held := a.Beats.release(in.WorkerID, ProcessTag(in.Process.Token)); held != nil && a.Reporter != nil {
