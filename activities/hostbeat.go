@@ -219,8 +219,8 @@ func (b *HeartbeatBoard) attach(workerID, process string, prior int64, holdFor t
 // release gives up the place of a process whose watch relays nothing (a
 // host without a reporter, a watch given no zombie limit; a lifecycle that
 // takes no relays asks for no place): from now on its agent's heartbeats
-// are signalled. The latest heartbeat held and not
-// relayed is returned, for the watch to pass on.
+// are signalled. The latest heartbeat held and not relayed is returned,
+// for the watch to pass on.
 func (b *HeartbeatBoard) release(workerID, process string) *HostHeartbeat {
 	if b == nil {
 		return nil
@@ -232,11 +232,10 @@ func (b *HeartbeatBoard) release(workerID, process string) *HostHeartbeat {
 		return nil
 	}
 	delete(b.slots, workerID)
-	if s.latest == nil || s.latest.Count == s.relayed || s.stopping {
-		return nil
+	if s.stopping {
+		return nil // its stop relayed it
 	}
-	hb := *s.latest
-	return &hb
+	return s.unrelayed()
 }
 
 // Forget gives up the place of a process that was stopped.
@@ -267,11 +266,20 @@ func (b *HeartbeatBoard) Stopping(workerID, process string) *HostHeartbeat {
 		return nil
 	}
 	s.stopping = true
+	hb := s.unrelayed()
+	if hb != nil {
+		s.relayed = hb.Count
+	}
+	return hb
+}
+
+// unrelayed is a copy of the latest heartbeat when it was not relayed, nil
+// otherwise; b.mu is held.
+func (s *beatSlot) unrelayed() *HostHeartbeat {
 	if s.latest == nil || s.latest.Count == s.relayed {
 		return nil
 	}
 	hb := *s.latest
-	s.relayed = hb.Count
 	return &hb
 }
 
